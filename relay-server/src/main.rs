@@ -1,0 +1,85 @@
+//! `hooktunnel-relay`: the deployable relay server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Parser;
+use hooktunnel_relay::RelayConfig;
+
+/// Relay server for hooktunnel: gives agents stable public URLs and streams
+/// every request to them over one WebSocket.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0:8080", env = "HOOKTUNNEL_RELAY_LISTEN")]
+    listen: SocketAddr,
+    /// Public base URL to advertise, e.g. https://hooks.example.com (when behind a proxy or TLS terminator).
+    #[arg(long, env = "HOOKTUNNEL_RELAY_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Base domain for subdomain URLs: <name>.<domain> (needs wildcard DNS).
+    #[arg(long, env = "HOOKTUNNEL_RELAY_DOMAIN")]
+    domain: Option<String>,
+    /// Directory for durable state (queue, name registry).
+    #[arg(long, env = "HOOKTUNNEL_RELAY_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// A token agents must present (repeatable). Without any, every agent is accepted.
+    #[arg(long = "token", value_name = "TOKEN")]
+    tokens: Vec<String>,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, default_value_t = hooktunnel_relay::config::DEFAULT_MAX_BODY_BYTES)]
+    max_body: usize,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    if let Some(url) = &args.public_url
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        anyhow::bail!("--public-url must start with http:// or https:// (got {url})");
+    }
+    let config = RelayConfig {
+        public_url: args.public_url,
+        domain: args.domain.map(|d| d.trim_matches('.').to_ascii_lowercase()),
+        tokens: args.tokens,
+        data_dir: args.data_dir,
+        max_body_bytes: args.max_body,
+        ..RelayConfig::default()
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    tracing::info!(addr = %listener.local_addr()?, ?config, "hooktunnel relay listening");
+    hooktunnel_relay::serve(listener, config, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}
