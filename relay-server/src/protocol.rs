@@ -31,6 +31,18 @@ pub const PING_INTERVAL: Duration = Duration::from_secs(15);
 /// Header the relay and agent add to answers they produce themselves (not the local app).
 pub const ERROR_HEADER: &str = "x-hooktunnel-error";
 
+/// A new request id, strictly greater than every id this process made before,
+/// so ids sort in arrival order even within one millisecond.
+pub fn next_id() -> Ulid {
+    static GENERATOR: std::sync::Mutex<ulid::Generator> =
+        std::sync::Mutex::new(ulid::Generator::new());
+    let mut generator = GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
+    match generator.generate() {
+        Ok(id) => id,
+        Err(overflow) => overflow.commit_overflow_random(),
+    }
+}
+
 /// Why a frame could not be decoded.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ProtocolError {

@@ -1,1 +1,438 @@
-//! (in progress)
+//! History of exchanges in SQLite (WAL), so `listen`, `replay` and
+//! `requests` can run at once from different terminals.
+//!
+//! [`Store`] is one connection for reads and direct writes; [`writer`] runs
+//! the batching writer that the live path uses.
+
+mod schema;
+pub mod writer;
+
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rusqlite::{Connection, OptionalExtension as _, Row, params};
+use ulid::Ulid;
+
+use crate::exchange::{Exchange, ExchangeResponse, ExchangeSummary, Header, SignatureVerdict};
+
+/// How long a connection waits for another process's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite reported an error.
+    #[error("history database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The database was written by a newer hooktunnel.
+    #[error("history database has schema version {found}, newer than this hooktunnel understands ({supported}); upgrade hooktunnel")]
+    TooNew { found: i64, supported: i64 },
+    /// A stored row could not be decoded.
+    #[error("corrupt history row {id}: {why}")]
+    Corrupt { id: String, why: String },
+    /// No exchange matched.
+    #[error("no exchange {0} in history (see `hooktunnel requests`)")]
+    NotFound(String),
+    /// The history is empty.
+    #[error("history is empty: nothing captured yet")]
+    Empty,
+    /// The directory could not be created.
+    #[error("cannot create {path}: {source}")]
+    Dir {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// One open connection to the history database.
+pub struct Store {
+    conn: Connection,
+}
+
+const SUMMARY_COLUMNS: &str = "id, received_at_ms, method, path, status, duration_us, request_bytes, response_bytes, error, replay_of, queued, signature";
+const FULL_COLUMNS: &str = "id, tunnel, received_at_ms, method, path, target, request_headers, request_body, status, response_headers, response_body, duration_us, error, replay_of, queued, peer, public_url, signature";
+
+impl Store {
+    /// Opens (creating and migrating as needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let mut store = Self { conn };
+        schema::migrate(&mut store.conn)?;
+        Ok(store)
+    }
+
+    /// Inserts exchanges in one transaction; ids already stored are left as they are.
+    pub fn insert_many(&mut self, exchanges: &[Exchange]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT OR IGNORE INTO exchanges (id, tunnel, received_at_ms, method, path, target, request_headers, request_body, status, response_headers, response_body, duration_us, error, replay_of, queued, peer, public_url, signature, request_bytes, response_bytes)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+            )?;
+            for e in exchanges {
+                let response = e.response.as_ref();
+                stmt.execute(params![
+                    e.id.to_string(),
+                    e.tunnel,
+                    e.received_at_ms as i64,
+                    e.method,
+                    e.path,
+                    e.target,
+                    headers_to_json(&e.request_headers),
+                    &e.request_body[..],
+                    response.map(|r| r.status),
+                    response.map(|r| headers_to_json(&r.headers)),
+                    response.map(|r| &r.body[..]),
+                    e.duration_us as i64,
+                    e.error,
+                    e.replay_of.map(|id| id.to_string()),
+                    e.queued,
+                    e.peer,
+                    e.public_url,
+                    e.signature.as_ref().and_then(|s| serde_json::to_string(s).ok()),
+                    e.request_body.len() as i64,
+                    response.map_or(0, |r| r.body.len() as i64),
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Inserts one exchange.
+    pub fn insert(&mut self, exchange: &Exchange) -> Result<(), StoreError> {
+        self.insert_many(std::slice::from_ref(exchange))
+    }
+
+    /// True when an exchange with this id is stored.
+    pub fn contains(&self, id: &Ulid) -> Result<bool, StoreError> {
+        let found = self
+            .conn
+            .prepare_cached("SELECT 1 FROM exchanges WHERE id = ?1")?
+            .exists([id.to_string()])?;
+        Ok(found)
+    }
+
+    /// Number of stored exchanges.
+    pub fn count(&self) -> Result<u64, StoreError> {
+        let n: i64 = self
+            .conn
+            .query_row("SELECT COUNT(*) FROM exchanges", [], |r| r.get(0))?;
+        Ok(n.max(0) as u64)
+    }
+
+    /// Newest first: `limit` summaries after skipping `offset`.
+    pub fn list(&self, limit: usize, offset: usize) -> Result<Vec<ExchangeSummary>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {SUMMARY_COLUMNS} FROM exchanges ORDER BY id DESC LIMIT ?1 OFFSET ?2"
+        ))?;
+        let rows = stmt.query_map(params![limit as i64, offset as i64], summary_from_row)?;
+        collect(rows)
+    }
+
+    /// Newest first, only exchanges received at or after `since_ms`.
+    pub fn list_since(&self, since_ms: u64, limit: usize) -> Result<Vec<ExchangeSummary>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {SUMMARY_COLUMNS} FROM exchanges WHERE received_at_ms >= ?1 ORDER BY id DESC LIMIT ?2"
+        ))?;
+        let rows = stmt.query_map(params![since_ms as i64, limit as i64], summary_from_row)?;
+        collect(rows)
+    }
+
+    /// Full exchanges, newest first (for filters that look at headers and bodies).
+    pub fn list_full(&self, limit: usize, offset: usize) -> Result<Vec<Exchange>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {FULL_COLUMNS} FROM exchanges ORDER BY id DESC LIMIT ?1 OFFSET ?2"
+        ))?;
+        let rows = stmt.query_map(params![limit as i64, offset as i64], full_from_row)?;
+        collect(rows)
+    }
+
+    /// One exchange by id.
+    pub fn get(&self, id: &Ulid) -> Result<Option<Exchange>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!("SELECT {FULL_COLUMNS} FROM exchanges WHERE id = ?1"))?;
+        let row = stmt.query_row([id.to_string()], full_from_row).optional()?;
+        row.transpose()
+    }
+
+    /// The newest exchange.
+    pub fn last(&self) -> Result<Option<Exchange>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {FULL_COLUMNS} FROM exchanges ORDER BY id DESC LIMIT 1"
+        ))?;
+        let row = stmt.query_row([], full_from_row).optional()?;
+        row.transpose()
+    }
+
+    /// Resolves what a user typed: `last`, a full id, or a unique id prefix/suffix.
+    pub fn resolve(&self, what: &str) -> Result<Exchange, StoreError> {
+        if what.eq_ignore_ascii_case("last") {
+            return self.last()?.ok_or(StoreError::Empty);
+        }
+        if let Ok(id) = Ulid::from_string(what) {
+            return self.get(&id)?.ok_or_else(|| StoreError::NotFound(what.to_owned()));
+        }
+        let pattern = what.to_ascii_uppercase();
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id FROM exchanges WHERE id LIKE ?1 || '%' OR id LIKE '%' || ?1 LIMIT 2",
+        )?;
+        let ids: Vec<String> = stmt
+            .query_map([&pattern], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        match ids.as_slice() {
+            [one] => {
+                let id = Ulid::from_string(one).map_err(|e| StoreError::Corrupt {
+                    id: one.clone(),
+                    why: e.to_string(),
+                })?;
+                self.get(&id)?.ok_or_else(|| StoreError::NotFound(what.to_owned()))
+            }
+            _ => Err(StoreError::NotFound(what.to_owned())),
+        }
+    }
+
+    /// Deletes everything; returns how many exchanges were removed.
+    pub fn clear(&mut self) -> Result<u64, StoreError> {
+        let n = self.conn.execute("DELETE FROM exchanges", [])?;
+        Ok(n as u64)
+    }
+
+    /// Evicts the oldest exchanges beyond `max_count` rows or `max_bytes` of bodies.
+    pub fn enforce_retention(&mut self, max_count: u64, max_bytes: u64) -> Result<u64, StoreError> {
+        let tx = self.conn.transaction()?;
+        let mut removed = tx.execute(
+            "DELETE FROM exchanges WHERE id IN (SELECT id FROM exchanges ORDER BY id DESC LIMIT -1 OFFSET ?1)",
+            [max_count as i64],
+        )? as u64;
+        let total: i64 = tx.query_row(
+            "SELECT COALESCE(SUM(request_bytes + response_bytes), 0) FROM exchanges",
+            [],
+            |r| r.get(0),
+        )?;
+        if total as u64 > max_bytes {
+            // Walk newest to oldest and keep what fits.
+            removed += tx.execute(
+                "DELETE FROM exchanges WHERE id IN (
+                    SELECT id FROM (
+                        SELECT id, SUM(request_bytes + response_bytes) OVER (ORDER BY id DESC) AS running
+                        FROM exchanges
+                    ) WHERE running > ?1
+                )",
+                [max_bytes as i64],
+            )? as u64;
+        }
+        tx.commit()?;
+        Ok(removed)
+    }
+}
+
+fn collect<T>(
+    rows: impl Iterator<Item = rusqlite::Result<Result<T, StoreError>>>,
+) -> Result<Vec<T>, StoreError> {
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(row??);
+    }
+    Ok(out)
+}
+
+fn headers_to_json(headers: &[Header]) -> String {
+    serde_json::to_string(headers).unwrap_or_else(|_| "[]".to_owned())
+}
+
+fn headers_from_json(id: &str, json: &str) -> Result<Vec<Header>, StoreError> {
+    serde_json::from_str(json).map_err(|e| StoreError::Corrupt {
+        id: id.to_owned(),
+        why: format!("headers: {e}"),
+    })
+}
+
+fn parse_id(id: &str) -> Result<Ulid, StoreError> {
+    Ulid::from_string(id).map_err(|e| StoreError::Corrupt {
+        id: id.to_owned(),
+        why: e.to_string(),
+    })
+}
+
+fn parse_opt_id(id: &str, value: Option<String>) -> Result<Option<Ulid>, StoreError> {
+    value.map(|v| parse_id(&v)).transpose().map_err(|_| StoreError::Corrupt {
+        id: id.to_owned(),
+        why: "replay_of is not an id".into(),
+    })
+}
+
+fn parse_signature(json: Option<String>) -> Option<SignatureVerdict> {
+    json.and_then(|s| serde_json::from_str(&s).ok())
+}
+
+fn summary_from_row(row: &Row<'_>) -> rusqlite::Result<Result<ExchangeSummary, StoreError>> {
+    let id: String = row.get(0)?;
+    let duration_us: i64 = row.get(5)?;
+    let replay_of: Option<String> = row.get(9)?;
+    let signature: Option<String> = row.get(11)?;
+    let partial = ExchangeSummary {
+        id: Ulid::nil(),
+        received_at_ms: row.get::<_, i64>(1)?.max(0) as u64,
+        method: row.get(2)?,
+        path: row.get(3)?,
+        status: row.get(4)?,
+        duration_ms: (duration_us as f64 / 100.0).round() / 10.0,
+        request_bytes: row.get::<_, i64>(6)?.max(0) as u64,
+        response_bytes: row.get::<_, i64>(7)?.max(0) as u64,
+        error: row.get(8)?,
+        replay_of: None,
+        queued: row.get(10)?,
+        signature: parse_signature(signature),
+    };
+    Ok((|| {
+        Ok(ExchangeSummary {
+            id: parse_id(&id)?,
+            replay_of: parse_opt_id(&id, replay_of)?,
+            ..partial
+        })
+    })())
+}
+
+fn full_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Exchange, StoreError>> {
+    let id: String = row.get(0)?;
+    let request_headers: String = row.get(6)?;
+    let request_body: Vec<u8> = row.get(7)?;
+    let status: Option<u16> = row.get(8)?;
+    let response_headers: Option<String> = row.get(9)?;
+    let response_body: Option<Vec<u8>> = row.get(10)?;
+    let replay_of: Option<String> = row.get(13)?;
+    let signature: Option<String> = row.get(17)?;
+    let tunnel: String = row.get(1)?;
+    let received_at_ms = row.get::<_, i64>(2)?.max(0) as u64;
+    let method: String = row.get(3)?;
+    let path: String = row.get(4)?;
+    let target: String = row.get(5)?;
+    let duration_us = row.get::<_, i64>(11)?.max(0) as u64;
+    let error: Option<String> = row.get(12)?;
+    let queued: bool = row.get(14)?;
+    let peer: Option<String> = row.get(15)?;
+    let public_url: Option<String> = row.get(16)?;
+    Ok((|| {
+        let response = match (status, response_headers) {
+            (Some(status), Some(headers)) => Some(ExchangeResponse {
+                status,
+                headers: headers_from_json(&id, &headers)?,
+                body: Bytes::from(response_body.unwrap_or_default()),
+            }),
+            _ => None,
+        };
+        Ok(Exchange {
+            id: parse_id(&id)?,
+            tunnel,
+            received_at_ms,
+            method,
+            path,
+            target,
+            request_headers: headers_from_json(&id, &request_headers)?,
+            request_body: Bytes::from(request_body),
+            response,
+            duration_us,
+            error,
+            replay_of: parse_opt_id(&id, replay_of)?,
+            queued,
+            peer,
+            public_url,
+            signature: parse_signature(signature),
+        })
+    })())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// A plausible exchange for tests.
+    pub fn sample(n: u8) -> Exchange {
+        Exchange {
+            id: hooktunnel_relay::protocol::next_id(),
+            tunnel: "demo".into(),
+            received_at_ms: 1_700_000_000_000 + u64::from(n),
+            method: "POST".into(),
+            path: format!("/hooks/{n}?a=1"),
+            target: "http://localhost:3000".into(),
+            request_headers: vec![Header::new("x-dup", "1"), Header::new("x-dup", vec![0xff])],
+            request_body: Bytes::from(vec![n, 0, 13, 10]),
+            response: Some(ExchangeResponse {
+                status: 200,
+                headers: vec![Header::new("content-type", "text/plain")],
+                body: Bytes::from_static(b"ok"),
+            }),
+            duration_us: 1234,
+            error: None,
+            replay_of: None,
+            queued: false,
+            peer: Some("127.0.0.1:1".into()),
+            public_url: None,
+            signature: Some(SignatureVerdict {
+                provider: "github".into(),
+                valid: false,
+                reason: Some("mismatch".into()),
+            }),
+        }
+    }
+
+    fn open() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("h.sqlite3")).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn round_trip_keeps_every_byte() {
+        let (_dir, mut store) = open();
+        let e = sample(7);
+        store.insert(&e).unwrap();
+        assert_eq!(store.get(&e.id).unwrap(), Some(e.clone()));
+        assert_eq!(store.last().unwrap(), Some(e.clone()));
+        assert_eq!(store.resolve(&e.id.to_string()[20..]).unwrap(), e);
+        assert!(matches!(store.resolve("nope"), Err(StoreError::NotFound(_))));
+    }
+
+    #[test]
+    fn list_is_newest_first_and_duplicates_are_ignored() {
+        let (_dir, mut store) = open();
+        let batch: Vec<Exchange> = (0..5).map(sample).collect();
+        store.insert_many(&batch).unwrap();
+        store.insert(&batch[0]).unwrap();
+        let ids: Vec<Ulid> = store.list(10, 0).unwrap().iter().map(|s| s.id).collect();
+        let mut expected: Vec<Ulid> = batch.iter().map(|e| e.id).collect();
+        expected.reverse();
+        assert_eq!(ids, expected);
+        assert_eq!(store.count().unwrap(), 5);
+        assert_eq!(store.list(2, 1).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn retention_evicts_oldest_first() {
+        let (_dir, mut store) = open();
+        let batch: Vec<Exchange> = (0..10).map(sample).collect();
+        store.insert_many(&batch).unwrap();
+        assert_eq!(store.enforce_retention(6, u64::MAX).unwrap(), 4);
+        assert_eq!(store.last().unwrap().unwrap().id, batch[9].id);
+        // Each exchange holds 4 + 2 body bytes: 13 bytes keep two.
+        assert_eq!(store.enforce_retention(100, 13).unwrap(), 4);
+        let left: Vec<Ulid> = store.list(10, 0).unwrap().iter().map(|s| s.id).collect();
+        assert_eq!(left, vec![batch[9].id, batch[8].id]);
+        assert_eq!(store.clear().unwrap(), 2);
+        assert!(matches!(store.resolve("last"), Err(StoreError::Empty)));
+    }
+}

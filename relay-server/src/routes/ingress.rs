@@ -93,7 +93,7 @@ pub async fn ingress(
         Some(host) => format!("{}://{host}{path_and_query}", if state.base_url.starts_with("https://") { "https" } else { "http" }),
         None => format!("{}{path_and_query}", state.base_url),
     };
-    let id = Ulid::generate();
+    let id = protocol::next_id();
     let request = Request {
         id,
         method: parts.method.as_str().to_owned(),

@@ -1,0 +1,51 @@
+//! Schema versions and migrations, tracked in `PRAGMA user_version`.
+
+use rusqlite::Connection;
+
+use super::StoreError;
+
+/// Each entry moves the schema from version `index` to `index + 1`.
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE exchanges (
+        id TEXT PRIMARY KEY,
+        tunnel TEXT NOT NULL,
+        received_at_ms INTEGER NOT NULL,
+        method TEXT NOT NULL,
+        path TEXT NOT NULL,
+        target TEXT NOT NULL,
+        request_headers TEXT NOT NULL,
+        request_body BLOB NOT NULL,
+        status INTEGER,
+        response_headers TEXT,
+        response_body BLOB,
+        duration_us INTEGER NOT NULL,
+        error TEXT,
+        replay_of TEXT,
+        queued INTEGER NOT NULL DEFAULT 0,
+        peer TEXT,
+        public_url TEXT,
+        signature TEXT,
+        request_bytes INTEGER NOT NULL,
+        response_bytes INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX exchanges_received_at ON exchanges(received_at_ms);",
+];
+
+/// Brings the database up to the newest schema.
+pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let supported = MIGRATIONS.len() as i64;
+    if current > supported {
+        return Err(StoreError::TooNew {
+            found: current,
+            supported,
+        });
+    }
+    for (version, sql) in MIGRATIONS.iter().enumerate().skip(current.max(0) as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", version as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
