@@ -1,1 +1,156 @@
-//! (in progress)
+//! Where hooktunnel keeps things, and the settings file.
+//!
+//! Settings come from flags, then environment (`HOOKTUNNEL_RELAY`,
+//! `HOOKTUNNEL_TOKEN`, `HOOKTUNNEL_HOME`), then `config.toml`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+
+/// Config and data locations.
+#[derive(Clone, Debug)]
+pub struct Paths {
+    /// Directory holding `config.toml`.
+    pub config_dir: PathBuf,
+    /// Directory holding the history database.
+    pub data_dir: PathBuf,
+}
+
+impl Paths {
+    /// `$HOOKTUNNEL_HOME` for both when set, else the platform's config and data dirs.
+    pub fn discover() -> anyhow::Result<Self> {
+        if let Some(home) = std::env::var_os("HOOKTUNNEL_HOME").filter(|h| !h.is_empty()) {
+            let home = PathBuf::from(home);
+            return Ok(Self {
+                config_dir: home.clone(),
+                data_dir: home,
+            });
+        }
+        let dirs = directories::ProjectDirs::from("dev", "hooktunnel", "hooktunnel").context(
+            "cannot find a home directory for hooktunnel's files; set HOOKTUNNEL_HOME to a directory",
+        )?;
+        Ok(Self {
+            config_dir: dirs.config_dir().to_path_buf(),
+            data_dir: dirs.data_dir().to_path_buf(),
+        })
+    }
+
+    /// Paths rooted at one directory (tests, `HOOKTUNNEL_HOME`).
+    pub fn at(home: &Path) -> Self {
+        Self {
+            config_dir: home.to_path_buf(),
+            data_dir: home.to_path_buf(),
+        }
+    }
+
+    /// The settings file.
+    pub fn config_file(&self) -> PathBuf {
+        self.config_dir.join("config.toml")
+    }
+
+    /// The history database.
+    pub fn db(&self) -> PathBuf {
+        self.data_dir.join("history.sqlite3")
+    }
+}
+
+/// Contents of `config.toml`; every field optional.
+#[derive(Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Relay base URL, e.g. `https://hooks.example.com`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relay: Option<String>,
+    /// Relay token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// Tunnel name this agent uses (written on first run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Secret proving this agent owns its name (written on first run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent_key: Option<String>,
+    /// Signature secrets as `PROVIDER:SECRET`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub verify: Vec<String>,
+    /// History retention: most exchanges kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep: Option<u64>,
+    /// History retention: most body bytes kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_bytes: Option<u64>,
+}
+
+impl std::fmt::Debug for ConfigFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redact = |o: &Option<String>| o.as_ref().map(|_| "<redacted>");
+        f.debug_struct("ConfigFile")
+            .field("relay", &self.relay)
+            .field("token", &redact(&self.token))
+            .field("name", &self.name)
+            .field("agent_key", &redact(&self.agent_key))
+            .field("verify", &format_args!("[{} redacted]", self.verify.len()))
+            .field("keep", &self.keep)
+            .field("keep_bytes", &self.keep_bytes)
+            .finish()
+    }
+}
+
+impl ConfigFile {
+    /// Reads the file; a missing file is an empty config.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => toml::from_str(&text)
+                .with_context(|| format!("{} is not a valid hooktunnel config file", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+
+    /// Writes the file atomically, readable by the owner only (it holds secrets).
+    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let text = toml::to_string_pretty(self).context("cannot serialise config")?;
+        let tmp = path.with_extension("toml.tmp");
+        std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let _ = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600));
+        }
+        std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+    }
+}
+
+/// Default retention: most exchanges kept.
+pub const DEFAULT_KEEP: u64 = 10_000;
+/// Default retention: most body bytes kept (1 GiB).
+pub const DEFAULT_KEEP_BYTES: u64 = 1024 * 1024 * 1024;
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn config_round_trips_and_redacts() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths::at(dir.path());
+        assert_eq!(ConfigFile::load(&paths.config_file()).unwrap(), ConfigFile::default());
+        let cfg = ConfigFile {
+            relay: Some("https://r.example".into()),
+            token: Some("s3cret".into()),
+            ..ConfigFile::default()
+        };
+        cfg.save(&paths.config_file()).unwrap();
+        assert_eq!(ConfigFile::load(&paths.config_file()).unwrap(), cfg);
+        assert!(!format!("{cfg:?}").contains("s3cret"));
+        std::fs::write(paths.config_file(), "relya = 1").unwrap();
+        let err = ConfigFile::load(&paths.config_file()).unwrap_err();
+        assert!(format!("{err:#}").contains("not a valid hooktunnel config"));
+    }
+}

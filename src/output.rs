@@ -1,1 +1,185 @@
-//! (in progress)
+//! Plain output for non-terminal use: one aligned log line or one JSON
+//! object per event. Captured text is escaped before printing.
+
+use std::io::Write;
+
+use crate::event::{AgentEvent, ConnectionState, Ready};
+use crate::exchange::ExchangeSummary;
+use crate::sanitize;
+
+/// How events are printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Aligned human-readable lines.
+    Lines {
+        /// Use ANSI colour.
+        color: bool,
+    },
+    /// NDJSON on stdout.
+    Json,
+}
+
+/// True when colour should be used on stdout (a terminal, and `NO_COLOR` unset).
+pub fn color_enabled(is_terminal: bool) -> bool {
+    is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Human-readable byte size.
+pub fn size(bytes: u64) -> String {
+    match bytes {
+        b if b < 1024 => format!("{b} B"),
+        b if b < 1024 * 1024 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0)),
+    }
+}
+
+/// Local wall-clock `HH:MM:SS` for a Unix-ms time (UTC; no timezone database needed).
+pub fn clock(ms: u64) -> String {
+    let secs = ms / 1000;
+    format!("{:02}:{:02}:{:02}", (secs / 3600) % 24, (secs / 60) % 60, secs % 60)
+}
+
+fn paint(color: bool, code: &str, text: &str) -> String {
+    if color {
+        format!("\x1b[{code}m{text}\x1b[0m")
+    } else {
+        text.to_owned()
+    }
+}
+
+/// ANSI colour for a status class.
+pub fn status_color(status: Option<u16>) -> &'static str {
+    match status {
+        Some(200..=299) => "32",
+        Some(300..=399) => "36",
+        Some(400..=499) => "33",
+        Some(_) => "31",
+        None => "31",
+    }
+}
+
+/// One log line for an exchange.
+pub fn exchange_line(s: &ExchangeSummary, color: bool) -> String {
+    let status = s.status.map_or_else(|| "---".to_owned(), |c| c.to_string());
+    let mut line = format!(
+        "{}  {:<7} {:<40} {} {:>8.1}ms  {:>9} → {:<9}  {}",
+        clock(s.received_at_ms),
+        sanitize::escape(&s.method),
+        sanitize::escape(&s.path),
+        paint(color, status_color(s.status), &status),
+        s.duration_ms,
+        size(s.request_bytes),
+        size(s.response_bytes),
+        paint(color, "2", &s.id.to_string()),
+    );
+    if s.queued {
+        line.push_str(&paint(color, "35", "  [queued while offline]"));
+    }
+    if let Some(sig) = &s.signature {
+        let verdict = if sig.valid {
+            paint(color, "32", &format!("  ✓ {}", sig.provider))
+        } else {
+            let reason = sig.reason.as_deref().unwrap_or("invalid");
+            paint(color, "31", &format!("  ✗ {}: {}", sig.provider, sanitize::escape(reason)))
+        };
+        line.push_str(&verdict);
+    }
+    if let Some(err) = &s.error {
+        line.push_str(&paint(color, "31", &format!("  {}", sanitize::escape(err))));
+    }
+    line
+}
+
+/// The JSON object for an exchange event.
+pub fn exchange_json(s: &ExchangeSummary) -> serde_json::Value {
+    serde_json::json!({
+        "event": "exchange",
+        "id": s.id.to_string(),
+        "method": s.method,
+        "path": s.path,
+        "status": s.status,
+        "duration_ms": s.duration_ms,
+        "request_bytes": s.request_bytes,
+        "response_bytes": s.response_bytes,
+        "error": s.error,
+        "queued": s.queued,
+        "replay_of": s.replay_of.map(|id| id.to_string()),
+        "signature": s.signature,
+    })
+}
+
+fn ready_json(r: &Ready) -> serde_json::Value {
+    serde_json::json!({
+        "event": "ready",
+        "public_url": r.public_url,
+        "target": r.target,
+        "relay": r.relay,
+        "embedded": r.embedded,
+    })
+}
+
+/// Prints one event to `out` (and connection news to `err`).
+pub fn print_event(
+    format: Format,
+    event: &AgentEvent,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> std::io::Result<()> {
+    match (format, event) {
+        (Format::Json, AgentEvent::Ready(r)) => writeln!(out, "{}", ready_json(r))?,
+        (Format::Json, AgentEvent::Exchange(s)) => writeln!(out, "{}", exchange_json(s))?,
+        (Format::Json, AgentEvent::Connection(state)) => {
+            writeln!(out, "{}", connection_json(state))?;
+        }
+        (Format::Lines { color }, AgentEvent::Ready(r)) => {
+            writeln!(
+                out,
+                "{} {}  →  {}",
+                paint(color, "1;32", "Forwarding"),
+                paint(color, "1", &r.public_url),
+                r.target
+            )?;
+            writeln!(out, "Requests appear below; replay any with `hooktunnel replay <id>`. Ctrl-C stops.")?;
+        }
+        (Format::Lines { color }, AgentEvent::Exchange(s)) => {
+            writeln!(out, "{}", exchange_line(s, color))?;
+        }
+        (Format::Lines { color }, AgentEvent::Connection(state)) => {
+            writeln!(err, "{}", connection_line(state, color))?;
+        }
+    }
+    out.flush()
+}
+
+fn connection_json(state: &ConnectionState) -> serde_json::Value {
+    match state {
+        ConnectionState::Online => serde_json::json!({"event": "connection", "state": "online"}),
+        ConnectionState::Reconnecting { attempt, retry_at, reason } => {
+            let in_ms = retry_at
+                .duration_since(std::time::SystemTime::now())
+                .map_or(0, |d| d.as_millis() as u64);
+            serde_json::json!({"event": "connection", "state": "reconnecting", "attempt": attempt, "retry_in_ms": in_ms, "reason": reason})
+        }
+        ConnectionState::Offline(reason) => {
+            serde_json::json!({"event": "connection", "state": "offline", "reason": reason})
+        }
+    }
+}
+
+/// One line describing a connection change.
+pub fn connection_line(state: &ConnectionState, color: bool) -> String {
+    match state {
+        ConnectionState::Online => paint(color, "32", "● online: connected to the relay"),
+        ConnectionState::Reconnecting { attempt, retry_at, reason } => {
+            let secs = retry_at
+                .duration_since(std::time::SystemTime::now())
+                .map_or(0.0, |d| d.as_secs_f64());
+            paint(
+                color,
+                "33",
+                &format!("◌ reconnecting: {reason}; attempt {attempt} in {secs:.1}s"),
+            )
+        }
+        ConnectionState::Offline(reason) => paint(color, "31", &format!("○ offline: {reason}")),
+    }
+}

@@ -36,8 +36,7 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     let args = Args::parse();
@@ -48,7 +47,9 @@ async fn main() -> anyhow::Result<()> {
     }
     let config = RelayConfig {
         public_url: args.public_url,
-        domain: args.domain.map(|d| d.trim_matches('.').to_ascii_lowercase()),
+        domain: args
+            .domain
+            .map(|d| d.trim_matches('.').to_ascii_lowercase()),
         tokens: args.tokens,
         data_dir: args.data_dir,
         max_body_bytes: args.max_body,

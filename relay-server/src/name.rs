@@ -1,7 +1,16 @@
 //! Tunnel names: one DNS label, so path and Host routing agree.
 
 /// Names that would be confusing or collide with control routes.
-const RESERVED: [&str; 8] = ["www", "api", "admin", "relay", "hooktunnel", "_hooktunnel", "health", "connect"];
+const RESERVED: [&str; 8] = [
+    "www",
+    "api",
+    "admin",
+    "relay",
+    "hooktunnel",
+    "_hooktunnel",
+    "health",
+    "connect",
+];
 
 /// Why a requested tunnel name was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -57,7 +66,20 @@ mod tests {
         for ok in ["abc", "my-app-2", "a1b", &"x".repeat(63)] {
             assert_eq!(validate(ok), Ok(()), "{ok}");
         }
-        for bad in ["ab", "", "-ab", "ab-", "AbC", "a.b", "..", "%2e%2e", "a/b", "café", "a_b", &"x".repeat(64)] {
+        for bad in [
+            "ab",
+            "",
+            "-ab",
+            "ab-",
+            "AbC",
+            "a.b",
+            "..",
+            "%2e%2e",
+            "a/b",
+            "café",
+            "a_b",
+            &"x".repeat(64),
+        ] {
             assert!(validate(bad).is_err(), "{bad}");
         }
         assert_eq!(validate("www"), Err(NameError::Reserved("www".into())));

@@ -26,6 +26,8 @@ pub const PROTOCOL_VERSION: u32 = 1;
 pub const CONNECT_PATH: &str = "/_hooktunnel/connect";
 /// Largest JSON header accepted in one frame.
 pub const MAX_HEADER_BYTES: usize = 1024 * 1024;
+/// Largest response body an agent sends back (larger answers become a 502).
+pub const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
 /// How often the relay pings each agent; agents treat two missed intervals as a dead link.
 pub const PING_INTERVAL: Duration = Duration::from_secs(15);
 /// Header the relay and agent add to answers they produce themselves (not the local app).
@@ -442,7 +444,10 @@ mod tests {
             AgentMessage::Response(Response {
                 id,
                 status: 201,
-                headers: vec![Header::new("set-cookie", "a=1"), Header::new("set-cookie", "b=2")],
+                headers: vec![
+                    Header::new("set-cookie", "a=1"),
+                    Header::new("set-cookie", "b=2"),
+                ],
                 body: Bytes::from_static(b"created"),
             }),
             AgentMessage::Ack(Ack { id }),
@@ -485,10 +490,7 @@ mod tests {
             AgentMessage::decode(&unknown),
             Err(ProtocolError::Malformed(_))
         ));
-        let ack_with_body = encode_frame(
-            &AgentMessage::Ack(Ack { id: Ulid::nil() }),
-            b"surprise",
-        );
+        let ack_with_body = encode_frame(&AgentMessage::Ack(Ack { id: Ulid::nil() }), b"surprise");
         assert_eq!(
             AgentMessage::decode(&ack_with_body),
             Err(ProtocolError::UnexpectedBody(8))
@@ -520,7 +522,10 @@ mod tests {
     }
 
     fn arb_header() -> impl Strategy<Value = Header> {
-        ("[a-z][a-z0-9-]{0,20}", proptest::collection::vec(any::<u8>(), 0..40))
+        (
+            "[a-z][a-z0-9-]{0,20}",
+            proptest::collection::vec(any::<u8>(), 0..40),
+        )
             .prop_map(|(n, v)| Header::new(n, v))
     }
 

@@ -95,7 +95,11 @@ impl AppState {
     pub fn public_urls(&self, name: &str) -> Vec<String> {
         let mut urls = Vec::new();
         if let Some(domain) = &self.config.domain {
-            let scheme = if self.base_url.starts_with("https://") { "https" } else { "http" };
+            let scheme = if self.base_url.starts_with("https://") {
+                "https"
+            } else {
+                "http"
+            };
             urls.push(format!("{scheme}://{name}.{domain}"));
         }
         urls.push(format!("{}/t/{name}", self.base_url));

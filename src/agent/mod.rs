@@ -1,1 +1,292 @@
-//! (in progress)
+//! The agent's session with the relay: connect (the handshake is done when
+//! this returns), then run until the link drops; [`reconnect`] supplies the
+//! delays between attempts.
+
+pub mod handle;
+pub mod reconnect;
+
+use std::sync::Arc;
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use tokio::net::TcpStream;
+use tokio::sync::{Semaphore, mpsc};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+
+use hooktunnel_relay::protocol::{
+    self, AgentMessage, ErrorCode, Hello, MAX_HEADER_BYTES, Mode, PING_INTERVAL, PROTOCOL_VERSION,
+    RelayMessage, Welcome,
+};
+
+pub use handle::Pipeline;
+
+/// Requests forwarded at once per tunnel; more wait before being read.
+pub const MAX_IN_FLIGHT: usize = 512;
+
+/// How to reach and identify with the relay.
+#[derive(Clone)]
+pub struct AgentOptions {
+    /// Relay base URL (`http://`, `https://`, `ws://` or `wss://`).
+    pub relay: String,
+    /// Bearer token, when the relay needs one.
+    pub token: Option<String>,
+    /// Tunnel name to ask for.
+    pub name: Option<String>,
+    /// Secret proving ownership of the name.
+    pub key: Option<String>,
+    /// How the relay answers senders.
+    pub mode: Mode,
+}
+
+impl std::fmt::Debug for AgentOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentOptions")
+            .field("relay", &self.relay)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("name", &self.name)
+            .field("key", &self.key.as_ref().map(|_| "<redacted>"))
+            .field("mode", &self.mode)
+            .finish()
+    }
+}
+
+/// Why the agent could not connect or lost its connection.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The relay URL is unusable.
+    #[error("invalid relay URL '{0}': use http(s)://host[:port]")]
+    BadRelayUrl(String),
+    /// The relay refused our token.
+    #[error("the relay at {relay} refused the token (HTTP 401): set --token, HOOKTUNNEL_TOKEN or `token` in {config} to a token the relay accepts")]
+    Unauthorized {
+        /// The relay URL.
+        relay: String,
+        /// Config file path, for the hint.
+        config: String,
+    },
+    /// The relay refused the handshake.
+    #[error("the relay refused the tunnel: {message}")]
+    Refused {
+        /// Machine-readable reason.
+        code: ErrorCode,
+        /// The relay's explanation.
+        message: String,
+    },
+    /// TCP/TLS/WebSocket connection failure.
+    #[error("cannot connect to the relay at {relay}: {reason}")]
+    Connect {
+        /// The relay URL.
+        relay: String,
+        /// Root cause.
+        reason: String,
+    },
+    /// The link dropped.
+    #[error("connection to the relay lost: {0}")]
+    Lost(String),
+    /// The relay said something we did not understand.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+}
+
+impl AgentError {
+    /// Errors retrying cannot fix.
+    pub fn is_fatal(&self) -> bool {
+        match self {
+            AgentError::BadRelayUrl(_) | AgentError::Unauthorized { .. } => true,
+            AgentError::Refused { code, .. } => matches!(
+                code,
+                ErrorCode::NameTaken
+                    | ErrorCode::InvalidName
+                    | ErrorCode::UnsupportedVersion
+                    | ErrorCode::Unauthorized
+            ),
+            _ => false,
+        }
+    }
+}
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A handshaken connection to the relay.
+pub struct Session {
+    /// What the relay granted.
+    pub welcome: Welcome,
+    socket: Socket,
+}
+
+/// The WebSocket URL for a relay base URL.
+pub fn connect_url(relay: &str) -> Result<String, AgentError> {
+    let relay = relay.trim_end_matches('/');
+    let ws = if let Some(rest) = relay.strip_prefix("https://") {
+        format!("wss://{rest}")
+    } else if let Some(rest) = relay.strip_prefix("http://") {
+        format!("ws://{rest}")
+    } else if relay.starts_with("ws://") || relay.starts_with("wss://") {
+        relay.to_owned()
+    } else {
+        return Err(AgentError::BadRelayUrl(relay.to_owned()));
+    };
+    Ok(format!("{ws}{}", protocol::CONNECT_PATH))
+}
+
+/// Connects and completes the handshake.
+pub async fn connect(opts: &AgentOptions, config_hint: &str) -> Result<Session, AgentError> {
+    let url = connect_url(&opts.relay)?;
+    let mut request = url
+        .as_str()
+        .into_client_request()
+        .map_err(|_| AgentError::BadRelayUrl(opts.relay.clone()))?;
+    if let Some(token) = &opts.token {
+        let value = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| AgentError::Protocol("the token contains characters not allowed in a header".into()))?;
+        request.headers_mut().insert(http::header::AUTHORIZATION, value);
+    }
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(hooktunnel_relay::config::DEFAULT_MAX_BODY_BYTES * 4 + MAX_HEADER_BYTES))
+        .max_frame_size(Some(hooktunnel_relay::config::DEFAULT_MAX_BODY_BYTES * 4 + MAX_HEADER_BYTES));
+    let connecting = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
+    let (mut socket, _) = tokio::time::timeout(hooktunnel_relay::config::HANDSHAKE_TIMEOUT, connecting)
+        .await
+        .map_err(|_| AgentError::Connect {
+            relay: opts.relay.clone(),
+            reason: "timed out".into(),
+        })?
+        .map_err(|e| match e {
+            tungstenite::Error::Http(resp) if resp.status() == 401 => AgentError::Unauthorized {
+                relay: opts.relay.clone(),
+                config: config_hint.to_owned(),
+            },
+            tungstenite::Error::Http(resp) => AgentError::Connect {
+                relay: opts.relay.clone(),
+                reason: format!("HTTP {} (is this a hooktunnel relay?)", resp.status()),
+            },
+            other => AgentError::Connect {
+                relay: opts.relay.clone(),
+                reason: root_cause(&other),
+            },
+        })?;
+    let hello = AgentMessage::Hello(Hello {
+        version: PROTOCOL_VERSION,
+        name: opts.name.clone(),
+        key: opts.key.clone(),
+        mode: opts.mode,
+    });
+    socket
+        .send(Message::Binary(hello.encode()))
+        .await
+        .map_err(|e| AgentError::Lost(root_cause(&e)))?;
+    let welcome = loop {
+        let next = tokio::time::timeout(hooktunnel_relay::config::HANDSHAKE_TIMEOUT, socket.next())
+            .await
+            .map_err(|_| AgentError::Protocol("no welcome from the relay".into()))?;
+        match next {
+            Some(Ok(Message::Binary(frame))) => match RelayMessage::decode(&frame) {
+                Ok(RelayMessage::Welcome(w)) => break w,
+                Ok(RelayMessage::Error(e)) => {
+                    return Err(AgentError::Refused {
+                        code: e.code,
+                        message: e.message,
+                    });
+                }
+                Ok(_) => return Err(AgentError::Protocol("expected welcome".into())),
+                Err(e) => return Err(AgentError::Protocol(e.to_string())),
+            },
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            Some(Ok(_)) => return Err(AgentError::Protocol("expected a binary welcome".into())),
+            Some(Err(e)) => return Err(AgentError::Lost(root_cause(&e))),
+            None => return Err(AgentError::Lost("closed during handshake".into())),
+        }
+    };
+    Ok(Session { welcome, socket })
+}
+
+fn root_cause(err: &dyn std::error::Error) -> String {
+    let mut last = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        last = e.to_string();
+        source = e.source();
+    }
+    last
+}
+
+impl Session {
+    /// Serves requests until the link drops or `cancel` fires.
+    pub async fn run(self, pipeline: Arc<Pipeline>, cancel: CancellationToken) -> Result<(), AgentError> {
+        let (mut sink, mut stream) = self.socket.split();
+        let (out_tx, mut out_rx) = mpsc::channel::<Message>(1024);
+        let writer = async move {
+            let mut ping = tokio::time::interval(PING_INTERVAL);
+            ping.tick().await;
+            loop {
+                let msg = tokio::select! {
+                    msg = out_rx.recv() => match msg {
+                        Some(msg) => msg,
+                        None => break,
+                    },
+                    _ = ping.tick() => Message::Ping(bytes::Bytes::new()),
+                };
+                if let Err(e) = sink.send(msg).await {
+                    return AgentError::Lost(root_cause(&e));
+                }
+            }
+            let _ = sink.close().await;
+            AgentError::Lost("writer closed".into())
+        };
+        let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+        let reader = async {
+            loop {
+                let next = tokio::time::timeout(PING_INTERVAL * 2, stream.next()).await;
+                let msg = match next {
+                    Err(_) => {
+                        return AgentError::Lost(format!(
+                            "no traffic from the relay for {}s",
+                            (PING_INTERVAL * 2).as_secs()
+                        ));
+                    }
+                    Ok(None) => return AgentError::Lost("the relay closed the connection".into()),
+                    Ok(Some(Err(e))) => return AgentError::Lost(root_cause(&e)),
+                    Ok(Some(Ok(msg))) => msg,
+                };
+                match msg {
+                    Message::Binary(frame) => match RelayMessage::decode(&frame) {
+                        Ok(RelayMessage::Request(request)) => {
+                            let Ok(permit) = permits.clone().acquire_owned().await else {
+                                return AgentError::Lost("shutting down".into());
+                            };
+                            let pipeline = pipeline.clone();
+                            let out = out_tx.clone();
+                            tokio::spawn(async move {
+                                pipeline.handle(request, out).await;
+                                drop(permit);
+                            });
+                        }
+                        Ok(RelayMessage::Error(e)) => {
+                            tracing::warn!(code = ?e.code, message = %e.message, "relay reported an error");
+                        }
+                        Ok(RelayMessage::Welcome(_)) => {}
+                        Err(e) => tracing::warn!(error = %e, "malformed frame from the relay ignored"),
+                    },
+                    Message::Close(frame) => {
+                        let reason = frame.map(|f| f.reason.to_string()).unwrap_or_default();
+                        return AgentError::Lost(if reason.is_empty() {
+                            "the relay closed the connection".into()
+                        } else {
+                            reason
+                        });
+                    }
+                    _ => {}
+                }
+            }
+        };
+        tokio::select! {
+            e = writer => Err(e),
+            e = reader => Err(e),
+            () = cancel.cancelled() => Ok(()),
+        }
+    }
+}

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use futures_util::{SinkExt as _, StreamExt as _};
@@ -13,8 +13,8 @@ use super::relay_error;
 use crate::config::HANDSHAKE_TIMEOUT;
 use crate::name;
 use crate::protocol::{
-    AgentMessage, ErrorCode, ErrorMessage, Hello, PING_INTERVAL, PROTOCOL_VERSION, RelayMessage,
-    Welcome, MAX_HEADER_BYTES,
+    AgentMessage, ErrorCode, ErrorMessage, Hello, MAX_HEADER_BYTES, MAX_RESPONSE_BYTES,
+    PING_INTERVAL, PROTOCOL_VERSION, RelayMessage, Welcome,
 };
 use crate::state::{AppState, Tunnel};
 
@@ -30,7 +30,7 @@ pub async fn connect(
             "missing or wrong relay token: set --token or HOOKTUNNEL_TOKEN to a token this relay accepts",
         );
     }
-    let max_message = state.config.max_body_bytes + MAX_HEADER_BYTES + 4;
+    let max_message = MAX_RESPONSE_BYTES + MAX_HEADER_BYTES + 4;
     ws.max_message_size(max_message)
         .max_frame_size(max_message)
         .on_upgrade(move |socket| session(socket, state))
@@ -67,7 +67,11 @@ async fn send(socket: &mut WebSocket, msg: &RelayMessage) -> bool {
 
 async fn refuse(mut socket: WebSocket, code: ErrorCode, message: String) {
     tracing::info!(?code, %message, "agent handshake refused");
-    let _ = send(&mut socket, &RelayMessage::Error(ErrorMessage { code, message })).await;
+    let _ = send(
+        &mut socket,
+        &RelayMessage::Error(ErrorMessage { code, message }),
+    )
+    .await;
     let _ = socket.close().await;
 }
 
@@ -75,9 +79,24 @@ async fn refuse(mut socket: WebSocket, code: ErrorCode, message: String) {
 async fn read_hello(socket: &mut WebSocket) -> Result<Hello, (ErrorCode, String)> {
     let first = match timeout(HANDSHAKE_TIMEOUT, socket.recv()).await {
         Ok(Some(Ok(Message::Binary(frame)))) => frame,
-        Ok(Some(Ok(_))) => return Err((ErrorCode::BadHandshake, "expected a binary hello frame".into())),
-        Ok(_) => return Err((ErrorCode::BadHandshake, "connection closed before hello".into())),
-        Err(_) => return Err((ErrorCode::BadHandshake, "no hello within the handshake deadline".into())),
+        Ok(Some(Ok(_))) => {
+            return Err((
+                ErrorCode::BadHandshake,
+                "expected a binary hello frame".into(),
+            ));
+        }
+        Ok(_) => {
+            return Err((
+                ErrorCode::BadHandshake,
+                "connection closed before hello".into(),
+            ));
+        }
+        Err(_) => {
+            return Err((
+                ErrorCode::BadHandshake,
+                "no hello within the handshake deadline".into(),
+            ));
+        }
     };
     match AgentMessage::decode(&first) {
         Ok(AgentMessage::Hello(hello)) if hello.version == PROTOCOL_VERSION => Ok(hello),
@@ -88,7 +107,10 @@ async fn read_hello(socket: &mut WebSocket) -> Result<Hello, (ErrorCode, String)
                 hello.version
             ),
         )),
-        Ok(_) => Err((ErrorCode::BadHandshake, "the first message must be hello".into())),
+        Ok(_) => Err((
+            ErrorCode::BadHandshake,
+            "the first message must be hello".into(),
+        )),
         Err(e) => Err((ErrorCode::MalformedFrame, e.to_string())),
     }
 }
@@ -108,7 +130,8 @@ async fn session(mut socket: WebSocket, state: Arc<AppState>) {
         None => name::random(),
     };
     let Some((tunnel, outbound)) = state.register(&name, hello.mode) else {
-        let message = format!("tunnel '{name}' is already held by another agent; pick another --name");
+        let message =
+            format!("tunnel '{name}' is already held by another agent; pick another --name");
         return refuse(socket, ErrorCode::NameTaken, message).await;
     };
     let welcome = RelayMessage::Welcome(Welcome {
@@ -126,7 +149,11 @@ async fn session(mut socket: WebSocket, state: Arc<AppState>) {
 }
 
 /// Moves frames both ways until either side goes away.
-async fn pump(socket: WebSocket, tunnel: &Tunnel, mut outbound: tokio::sync::mpsc::Receiver<bytes::Bytes>) {
+async fn pump(
+    socket: WebSocket,
+    tunnel: &Tunnel,
+    mut outbound: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+) {
     let (mut sink, mut stream) = socket.split();
     let writer = async {
         let mut ping = tokio::time::interval(PING_INTERVAL);
@@ -165,9 +192,15 @@ async fn pump(socket: WebSocket, tunnel: &Tunnel, mut outbound: tokio::sync::mps
                         }
                     }
                     Ok(AgentMessage::Ack(_)) => {}
-                    Ok(AgentMessage::Error(e)) => tracing::warn!(tunnel = %tunnel.name, code = ?e.code, message = %e.message, "agent reported an error"),
-                    Ok(AgentMessage::Hello(_)) => tracing::debug!(tunnel = %tunnel.name, "repeated hello ignored"),
-                    Err(e) => tracing::warn!(tunnel = %tunnel.name, error = %e, "malformed frame from agent ignored"),
+                    Ok(AgentMessage::Error(e)) => {
+                        tracing::warn!(tunnel = %tunnel.name, code = ?e.code, message = %e.message, "agent reported an error")
+                    }
+                    Ok(AgentMessage::Hello(_)) => {
+                        tracing::debug!(tunnel = %tunnel.name, "repeated hello ignored")
+                    }
+                    Err(e) => {
+                        tracing::warn!(tunnel = %tunnel.name, error = %e, "malformed frame from agent ignored")
+                    }
                 },
                 Message::Close(_) => break,
                 _ => {}

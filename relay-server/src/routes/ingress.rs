@@ -9,7 +9,6 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
-use ulid::Ulid;
 
 use super::relay_error;
 use crate::protocol::{self, Header, RelayMessage, Request};
@@ -25,21 +24,36 @@ pub struct Route<'a> {
 }
 
 /// Finds the tunnel for a request from its Host (subdomain form) or path (`/t/<name>/…`).
-pub fn route<'a>(domain: Option<&str>, host: Option<&'a str>, path_and_query: &'a str) -> Option<Route<'a>> {
+pub fn route<'a>(
+    domain: Option<&str>,
+    host: Option<&'a str>,
+    path_and_query: &'a str,
+) -> Option<Route<'a>> {
     if let (Some(domain), Some(host)) = (domain, host) {
         let host = host.rsplit_once(':').map_or(host, |(h, port)| {
-            if port.bytes().all(|b| b.is_ascii_digit()) { h } else { host }
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                h
+            } else {
+                host
+            }
         });
         if let Some(label) = host.strip_suffix(domain).and_then(|h| h.strip_suffix('.'))
             && !label.contains('.')
         {
-            return Some(Route { name: label, target: path_and_query.to_owned() });
+            return Some(Route {
+                name: label,
+                target: path_and_query.to_owned(),
+            });
         }
     }
     let rest = path_and_query.strip_prefix("/t/")?;
     let end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (name, tail) = rest.split_at(end);
-    let target = if tail.starts_with('/') { tail.to_owned() } else { format!("/{tail}") };
+    let target = if tail.starts_with('/') {
+        tail.to_owned()
+    } else {
+        format!("/{tail}")
+    };
     Some(Route { name, target })
 }
 
@@ -56,10 +70,17 @@ pub async fn ingress(
 ) -> Response {
     let (parts, body) = req.into_parts();
     let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let host = parts.headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok());
+    let host = parts
+        .headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok());
     let Some(route) = route(state.config.domain.as_deref(), host, path_and_query) else {
         if path_and_query.starts_with("/_hooktunnel/") {
-            return relay_error(StatusCode::NOT_FOUND, "not_found", "no such hooktunnel control route");
+            return relay_error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such hooktunnel control route",
+            );
         }
         return relay_error(
             StatusCode::NOT_FOUND,
@@ -80,7 +101,10 @@ pub async fn ingress(
             return relay_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body_too_large",
-                format!("request body exceeds the relay's {}-byte limit", state.config.max_body_bytes),
+                format!(
+                    "request body exceeds the relay's {}-byte limit",
+                    state.config.max_body_bytes
+                ),
             );
         }
     };
@@ -90,7 +114,14 @@ pub async fn ingress(
         .map(|(name, value)| Header::new(name.as_str(), value.as_bytes()))
         .collect();
     let public_url = match host {
-        Some(host) => format!("{}://{host}{path_and_query}", if state.base_url.starts_with("https://") { "https" } else { "http" }),
+        Some(host) => format!(
+            "{}://{host}{path_and_query}",
+            if state.base_url.starts_with("https://") {
+                "https"
+            } else {
+                "http"
+            }
+        ),
         None => format!("{}{path_and_query}", state.base_url),
     };
     let id = protocol::next_id();
@@ -106,7 +137,12 @@ pub async fn ingress(
         body,
     };
     let answer = tunnel.expect(id);
-    if tunnel.outbound.send(RelayMessage::Request(request).encode()).await.is_err() {
+    if tunnel
+        .outbound
+        .send(RelayMessage::Request(request).encode())
+        .await
+        .is_err()
+    {
         tunnel.forget(&id);
         return agent_gone();
     }
@@ -141,7 +177,10 @@ fn to_http(answer: protocol::Response) -> Response {
         if h.name.eq_ignore_ascii_case("content-length") {
             continue;
         }
-        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(h.name.as_bytes()), HeaderValue::from_bytes(&h.value)) {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(h.name.as_bytes()),
+            HeaderValue::from_bytes(&h.value),
+        ) {
             headers.append(name, value);
         }
     }

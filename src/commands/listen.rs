@@ -1,0 +1,242 @@
+//! `hooktunnel listen`: open the tunnel and serve until Ctrl-C.
+
+use std::io::{IsTerminal as _, Write as _};
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context as _;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use hooktunnel_relay::protocol::Mode;
+
+use crate::agent::{self, AgentOptions, Pipeline};
+use crate::cli::{ListenArgs, ModeArg};
+use crate::config::{ConfigFile, Paths};
+use crate::event::{AgentEvent, ConnectionState, Ready};
+use crate::forward::{Forwarder, Target};
+use crate::output::{self, Format};
+use crate::store::writer::StoreWriter;
+
+/// Preferred port for the embedded relay, so its URL survives restarts.
+pub const EMBEDDED_PORT: u16 = 7070;
+
+/// Starts the relay library in this process; returns its base URL.
+async fn start_embedded_relay(
+    addr: SocketAddr,
+    cancel: CancellationToken,
+) -> anyhow::Result<String> {
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        // The preferred port is taken (another listen?): any free port will do.
+        Err(_) if addr.port() == EMBEDDED_PORT => {
+            tokio::net::TcpListener::bind(SocketAddr::new(addr.ip(), 0))
+                .await
+                .context("cannot start the embedded relay")?
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot start the embedded relay on {addr}")),
+    };
+    let local = listener.local_addr()?;
+    let config = hooktunnel_relay::RelayConfig::default();
+    tokio::spawn(async move {
+        if let Err(e) = hooktunnel_relay::serve(listener, config, cancel.cancelled_owned()).await {
+            tracing::error!(error = %e, "embedded relay stopped");
+        }
+    });
+    Ok(format!("http://{local}"))
+}
+
+/// A fresh secret agent key.
+fn new_agent_key() -> String {
+    let bytes: [u8; 32] = rand::random();
+    hex::encode(bytes)
+}
+
+/// Everything `listen` needs, resolved from flags, env and the config file.
+#[derive(Clone, Debug)]
+pub struct ListenSettings {
+    /// The local app.
+    pub target: Target,
+    /// Relay URL; `None` starts an embedded relay.
+    pub relay: Option<String>,
+    /// Relay token.
+    pub token: Option<String>,
+    /// Tunnel name to ask for (else the remembered one, else the relay picks).
+    pub name: Option<String>,
+    /// How senders are answered.
+    pub mode: Mode,
+    /// Local app timeout.
+    pub timeout: Duration,
+    /// Where the embedded relay listens.
+    pub embedded_listen: SocketAddr,
+    /// Config and data locations.
+    pub paths: Paths,
+}
+
+/// A tunnel that is up and serving in the background.
+pub struct Running {
+    /// Agent events, starting with [`AgentEvent::Ready`].
+    pub events: mpsc::UnboundedReceiver<AgentEvent>,
+    /// Completes when the tunnel stops (cancelled, or refused for good).
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    /// The public URL.
+    pub public_url: String,
+}
+
+/// Connects (starting an embedded relay when none is set) and serves in the
+/// background until `cancel` fires. Errors here are the first connection's.
+pub async fn start(settings: ListenSettings, cancel: CancellationToken) -> anyhow::Result<Running> {
+    let config_path = settings.paths.config_file();
+    let mut config = ConfigFile::load(&config_path)?;
+    if config.agent_key.is_none() {
+        config.agent_key = Some(new_agent_key());
+        config.save(&config_path)?;
+    }
+    let (relay, embedded) = match settings.relay.clone().or_else(|| config.relay.clone()) {
+        Some(relay) => (relay, false),
+        None => (start_embedded_relay(settings.embedded_listen, cancel.clone()).await?, true),
+    };
+    let opts = AgentOptions {
+        relay: relay.clone(),
+        token: settings.token.clone().or_else(|| config.token.clone()),
+        name: settings.name.clone().or_else(|| config.name.clone()),
+        key: config.agent_key.clone(),
+        mode: settings.mode,
+    };
+    let hint = config_path.display().to_string();
+    let session = agent::connect(&opts, &hint).await?;
+    if settings.name.is_none() && config.name.as_deref() != Some(session.welcome.name.as_str()) {
+        // Remember the name so the next run gets the same URL.
+        config.name = Some(session.welcome.name.clone());
+        config.save(&config_path)?;
+    }
+    let store = StoreWriter::spawn(settings.paths.db())?;
+    let (events, events_rx) = mpsc::unbounded_channel();
+    let forwarder = Forwarder::new(settings.target.clone(), settings.timeout);
+    let pipeline = Arc::new(Pipeline {
+        forwarder,
+        store,
+        events,
+        tunnel: RwLock::new(session.welcome.name.clone()),
+    });
+    let public_url = session.welcome.public_urls.first().cloned().unwrap_or_default();
+    let _ = pipeline.events.send(AgentEvent::Ready(Ready {
+        public_url: public_url.clone(),
+        target: settings.target.base_url(),
+        relay,
+        embedded,
+    }));
+    let task = tokio::spawn(async move { serve(session, &opts, &hint, pipeline, cancel).await });
+    Ok(Running {
+        events: events_rx,
+        task,
+        public_url,
+    })
+}
+
+/// Runs `listen`.
+pub async fn run(args: ListenArgs, paths: Paths) -> anyhow::Result<()> {
+    if !(args.timeout.is_finite() && args.timeout > 0.0) {
+        anyhow::bail!("--timeout must be a positive number of seconds");
+    }
+    let settings = ListenSettings {
+        target: Target::parse(&args.target)?,
+        relay: args.relay.clone(),
+        token: args.token.clone(),
+        name: args.name.clone(),
+        mode: match args.mode {
+            ModeArg::Proxy => Mode::Proxy,
+            ModeArg::Ack => Mode::Ack,
+        },
+        timeout: Duration::from_secs_f64(args.timeout),
+        embedded_listen: args.embedded_listen,
+        paths,
+    };
+    let format = if args.json {
+        Format::Json
+    } else {
+        Format::Lines {
+            color: output::color_enabled(std::io::stdout().is_terminal()),
+        }
+    };
+    let cancel = CancellationToken::new();
+    let running = start(settings, cancel.clone()).await?;
+    let stop = cancel.clone();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        stop.cancel();
+    });
+    let printer = tokio::spawn(print_events(format, running.events));
+    let result = match running.task.await {
+        Ok(result) => result,
+        Err(e) => Err(anyhow::anyhow!("the tunnel task failed: {e}")),
+    };
+    cancel.cancel();
+    let _ = printer.await;
+    result
+}
+
+/// Serves on `session`, reconnecting with backoff until cancelled or refused for good.
+async fn serve(
+    mut session: agent::Session,
+    opts: &AgentOptions,
+    hint: &str,
+    pipeline: Arc<Pipeline>,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    loop {
+        let lost = match session.run(pipeline.clone(), cancel.clone()).await {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        let mut reason = lost.to_string();
+        let mut attempt = 0;
+        let mut delays = agent::reconnect::delays();
+        session = loop {
+            attempt += 1;
+            let delay = delays.next().unwrap_or(agent::reconnect::MAX_DELAY);
+            let _ = pipeline.events.send(AgentEvent::Connection(ConnectionState::Reconnecting {
+                attempt,
+                retry_at: SystemTime::now() + delay,
+                reason: reason.clone(),
+            }));
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = cancel.cancelled() => return Ok(()),
+            }
+            match agent::connect(opts, hint).await {
+                Ok(s) => break s,
+                Err(e) if e.is_fatal() => {
+                    let _ = pipeline.events.send(AgentEvent::Connection(ConnectionState::Offline(e.to_string())));
+                    return Err(e.into());
+                }
+                Err(e) => reason = e.to_string(),
+            }
+        };
+        if let Ok(mut name) = pipeline.tunnel.write() {
+            name.clone_from(&session.welcome.name);
+        }
+        let _ = pipeline.events.send(AgentEvent::Connection(ConnectionState::Online));
+    }
+}
+
+async fn print_events(format: Format, mut rx: mpsc::UnboundedReceiver<AgentEvent>) {
+    let mut out = std::io::stdout();
+    let mut err = std::io::stderr();
+    while let Some(event) = rx.recv().await {
+        if let (AgentEvent::Ready(ready), Format::Lines { .. }) = (&event, format)
+            && ready.embedded
+        {
+            let _ = writeln!(
+                err,
+                "hooktunnel: no relay configured, so an embedded relay runs on {} (reachable from this machine only).\n  For a public URL, run `hooktunnel-relay` on a server and pass --relay https://your.server (README: Running a public relay).",
+                ready.relay
+            );
+        }
+        if output::print_event(format, &event, &mut out, &mut err).is_err() {
+            // stdout closed (e.g. piped into `head`): keep serving silently.
+            break;
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! `hooktunnel show`: one exchange in full.
+
+use std::io::Write as _;
+
+use anyhow::Context as _;
+
+use crate::cli::ShowArgs;
+use crate::config::Paths;
+use crate::exchange::{Exchange, Header};
+use crate::output;
+use crate::sanitize;
+use crate::store::Store;
+
+/// Bodies longer than this are cut in the human view.
+const SHOWN_BODY_BYTES: usize = 64 * 1024;
+
+/// Runs `show`.
+pub fn run(args: &ShowArgs, paths: &Paths) -> anyhow::Result<()> {
+    let store = Store::open(&paths.db()).context("cannot open the history")?;
+    let exchange = store.resolve(&args.id)?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&crate::export::json(&exchange))?)?;
+    } else {
+        out.write_all(render(&exchange).as_bytes())?;
+    }
+    Ok(())
+}
+
+fn push_headers(text: &mut String, headers: &[Header]) {
+    for h in headers {
+        text.push_str(&format!("  {}: {}\n", sanitize::escape(&h.name), sanitize::escape_bytes(&h.value)));
+    }
+}
+
+fn push_body(text: &mut String, body: &[u8]) {
+    if body.is_empty() {
+        text.push_str("  (empty body)\n");
+        return;
+    }
+    let shown = &body[..body.len().min(SHOWN_BODY_BYTES)];
+    match std::str::from_utf8(shown) {
+        Ok(s) if !s.contains('\0') => {
+            for line in sanitize::escape_multiline(s).lines() {
+                text.push_str(&format!("  {line}\n"));
+            }
+        }
+        _ => text.push_str(&format!(
+            "  (binary, {}; see `hooktunnel export <id> --format json` or `show --json`)\n",
+            output::size(body.len() as u64)
+        )),
+    }
+    if body.len() > shown.len() {
+        text.push_str(&format!("  … {} more not shown\n", output::size((body.len() - shown.len()) as u64)));
+    }
+}
+
+/// The human view of an exchange.
+pub fn render(e: &Exchange) -> String {
+    let mut text = format!(
+        "{} {}  →  {}  in {:.1} ms\nid {}  received {} UTC  from {}  via tunnel '{}'  to {}\n",
+        sanitize::escape(&e.method),
+        sanitize::escape(&e.path),
+        e.status().map_or_else(|| "no response".to_owned(), |s| s.to_string()),
+        e.duration_ms(),
+        e.id,
+        output::clock(e.received_at_ms),
+        e.peer.as_deref().unwrap_or("?"),
+        sanitize::escape(&e.tunnel),
+        sanitize::escape(&e.target),
+    );
+    if let Some(of) = e.replay_of {
+        text.push_str(&format!("replay of {of}\n"));
+    }
+    if let Some(err) = &e.error {
+        text.push_str(&format!("error: {}\n", sanitize::escape(err)));
+    }
+    text.push_str(&format!("\nRequest headers ({})\n", e.request_headers.len()));
+    push_headers(&mut text, &e.request_headers);
+    text.push_str(&format!("Request body ({})\n", output::size(e.request_body.len() as u64)));
+    push_body(&mut text, &e.request_body);
+    if let Some(r) = &e.response {
+        text.push_str(&format!("\nResponse {} headers ({})\n", r.status, r.headers.len()));
+        push_headers(&mut text, &r.headers);
+        text.push_str(&format!("Response body ({})\n", output::size(r.body.len() as u64)));
+        push_body(&mut text, &r.body);
+    }
+    text
+}

@@ -1,0 +1,277 @@
+//! Real parts for end-to-end tests: a relay, an agent and a local target,
+//! each on an ephemeral loopback port. Every wait is bounded.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::Request;
+use axum::response::Response;
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio_util::sync::CancellationToken;
+
+use hooktunnel::commands::listen::{self, ListenSettings, Running};
+use hooktunnel::config::Paths;
+use hooktunnel::event::AgentEvent;
+use hooktunnel::forward::Target;
+use hooktunnel_relay::RelayConfig;
+use hooktunnel_relay::protocol::Mode;
+
+/// Upper bound for any single wait in a test.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// Awaits `fut`, failing the test if it takes longer than [`WAIT`].
+pub async fn bounded<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(WAIT, fut)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+/// A request as the local app received it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Seen {
+    pub method: String,
+    pub path_and_query: String,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub body: Vec<u8>,
+}
+
+impl Seen {
+    /// Values of header `name`, in order.
+    pub fn header(&self, name: &str) -> Vec<Vec<u8>> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+}
+
+/// A local app that records what it receives.
+///
+/// `/slow` sleeps 3 s; `/status/NNN` answers NNN; anything else echoes the
+/// body with two `set-cookie` headers.
+pub struct LocalApp {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    cancel: CancellationToken,
+}
+
+impl LocalApp {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = seen.clone();
+        let app = axum::Router::new().fallback(move |req: Request| {
+            let record = record.clone();
+            async move { respond(req, record).await }
+        });
+        let cancel = CancellationToken::new();
+        let stop = cancel.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+                .unwrap();
+        });
+        Self { addr, seen, cancel }
+    }
+
+    /// Everything received so far.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+}
+
+impl Drop for LocalApp {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+async fn respond(req: Request, record: Arc<Mutex<Vec<Seen>>>) -> Response {
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
+    record.lock().unwrap().push(Seen {
+        method: parts.method.to_string(),
+        path_and_query: path_and_query.clone(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+            .collect(),
+        body: body.to_vec(),
+    });
+    if parts.uri.path() == "/slow" {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    let status = parts
+        .uri
+        .path()
+        .strip_prefix("/status/")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200);
+    Response::builder()
+        .status(status)
+        .header("set-cookie", "a=1")
+        .header("set-cookie", "b=2")
+        .header("x-seen-path", path_and_query)
+        .body(axum::body::Body::from(body))
+        .unwrap()
+}
+
+/// A relay on an ephemeral loopback port.
+pub struct Relay {
+    pub url: String,
+    cancel: CancellationToken,
+}
+
+impl Relay {
+    pub async fn start(config: RelayConfig) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let cancel = CancellationToken::new();
+        let stop = cancel.clone();
+        tokio::spawn(async move {
+            hooktunnel_relay::serve(listener, config, stop.cancelled_owned())
+                .await
+                .unwrap();
+        });
+        Self { url, cancel }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+/// An in-process agent (the same code `hooktunnel listen` runs).
+pub struct Agent {
+    pub public_url: String,
+    pub running: Running,
+    cancel: CancellationToken,
+}
+
+/// Settings for an agent against `relay` (None = embedded) and local `port`.
+pub fn settings(relay: Option<&str>, target: &str, home: &Path) -> ListenSettings {
+    ListenSettings {
+        target: Target::parse(target).unwrap(),
+        relay: relay.map(str::to_owned),
+        token: None,
+        name: None,
+        mode: Mode::Proxy,
+        timeout: Duration::from_secs(10),
+        embedded_listen: "127.0.0.1:0".parse().unwrap(),
+        paths: Paths::at(home),
+    }
+}
+
+impl Agent {
+    pub async fn start(settings: ListenSettings) -> Self {
+        let cancel = CancellationToken::new();
+        let running = bounded("agent start", listen::start(settings, cancel.clone()))
+            .await
+            .expect("agent starts");
+        Self {
+            public_url: running.public_url.clone(),
+            running,
+            cancel,
+        }
+    }
+
+    /// The next exchange event.
+    pub async fn next_exchange(&mut self) -> hooktunnel::exchange::ExchangeSummary {
+        loop {
+            match bounded("an exchange event", self.running.events.recv()).await {
+                Some(AgentEvent::Exchange(s)) => return s,
+                Some(_) => continue,
+                None => panic!("agent stopped"),
+            }
+        }
+    }
+
+    pub async fn stop(mut self) {
+        self.cancel.cancel();
+        let _ = bounded("agent stop", &mut self.running.task).await;
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+/// What came back to the sender.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub body: Bytes,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Vec<Vec<u8>> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+}
+
+/// A plain HTTP client (URIs sent exactly as given).
+pub fn client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build(HttpConnector::new())
+}
+
+/// Sends one request and reads the whole answer.
+pub async fn send(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &[u8])],
+    body: impl Into<Bytes>,
+) -> Answer {
+    let mut builder = http::Request::builder().method(method).uri(url);
+    for (n, v) in headers {
+        builder = builder.header(*n, *v);
+    }
+    let request = builder.body(Full::new(body.into())).unwrap();
+    let response = bounded("a response", client.request(request))
+        .await
+        .unwrap();
+    let (parts, body) = response.into_parts();
+    let body = bounded("a response body", body.collect())
+        .await
+        .unwrap()
+        .to_bytes();
+    Answer {
+        status: parts.status.as_u16(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+            .collect(),
+        body,
+    }
+}
