@@ -11,6 +11,7 @@
 //! | [`agent`] | the WebSocket session with the relay |
 //! | [`event`] | what the agent reports to its consumers |
 //! | [`output`] | plain and NDJSON printers of those events |
+//! | [`replay`] | re-sending stored requests through the forwarder |
 //! | [`sanitize`] | escaping of captured text before it reaches a terminal |
 //! | [`filter`] | the filter syntax shared by `requests`, bulk replay and the TUI |
 //! | [`export`] | curl, HAR and JSON renderings of an exchange |
@@ -28,6 +29,7 @@ pub mod export;
 pub mod filter;
 pub mod forward;
 pub mod output;
+pub mod replay;
 pub mod sanitize;
 pub mod store;
 pub mod tui;
