@@ -1,0 +1,296 @@
+//! Renderings of stored exchanges for other tools: JSON (also `show --json`),
+//! a curl command, HAR 1.2, and an editable HTTP message for edit-and-replay.
+//!
+//! Everything here is pure: callers do the file and terminal I/O.
+
+mod curl;
+mod har;
+pub mod http_message;
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use base64::prelude::*;
+use serde_json::{Value, json};
+
+use crate::exchange::{Exchange, ExchangeSummary, Header, SignatureVerdict};
+
+pub use curl::{CurlExport, curl};
+pub use har::har;
+
+/// Formats ms since the Unix epoch as RFC 3339 UTC with milliseconds,
+/// e.g. `2023-11-14T22:13:20.000Z`.
+pub fn rfc3339_ms(ms: u64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+/// Joins a base URL (`http://127.0.0.1:3000`, maybe with a path prefix) and a
+/// request path (`/hooks?x=1`) without doubling or dropping the `/`.
+pub fn join_url(base: &str, path: &str) -> String {
+    let base = base.trim_end_matches('/');
+    if path.is_empty() {
+        base.to_owned()
+    } else if path.starts_with('/') {
+        format!("{base}{path}")
+    } else {
+        format!("{base}/{path}")
+    }
+}
+
+/// Headers as `[[name, value], …]`; values that are not UTF-8 are converted
+/// lossily (invalid bytes become U+FFFD).
+fn headers_json(headers: &[Header]) -> Value {
+    Value::Array(
+        headers
+            .iter()
+            .map(|h| json!([h.name, String::from_utf8_lossy(&h.value)]))
+            .collect(),
+    )
+}
+
+fn signature_json(sig: Option<&SignatureVerdict>) -> Value {
+    sig.map_or(
+        Value::Null,
+        |s| json!({ "provider": s.provider, "valid": s.valid, "reason": s.reason }),
+    )
+}
+
+/// The full JSON view of one exchange, as printed by `hooktunnel show --json`
+/// and `export --format json`.
+///
+/// Shape: `id`, `tunnel`, `received_at` (RFC 3339 UTC), `received_at_ms`,
+/// `target`, `url` (target + path), `request {method, path, headers, body_base64}`,
+/// `response {status, headers, body_base64}` or `null`, `error`, `duration_ms`,
+/// `replay_of`, `queued`, `peer`, `public_url`, `signature {provider, valid,
+/// reason}` or `null`. Headers are `[name, value]` pairs in order with
+/// duplicates; a value that is not UTF-8 is shown lossily (U+FFFD), while
+/// bodies are always base64 of the exact bytes.
+pub fn json(ex: &Exchange) -> Value {
+    json!({
+        "id": ex.id.to_string(),
+        "tunnel": ex.tunnel,
+        "received_at": rfc3339_ms(ex.received_at_ms),
+        "received_at_ms": ex.received_at_ms,
+        "target": ex.target,
+        "url": join_url(&ex.target, &ex.path),
+        "request": {
+            "method": ex.method,
+            "path": ex.path,
+            "headers": headers_json(&ex.request_headers),
+            "body_base64": BASE64_STANDARD.encode(&ex.request_body),
+        },
+        "response": ex.response.as_ref().map_or(Value::Null, |r| json!({
+            "status": r.status,
+            "headers": headers_json(&r.headers),
+            "body_base64": BASE64_STANDARD.encode(&r.body),
+        })),
+        "error": ex.error,
+        "duration_ms": ex.duration_ms(),
+        "replay_of": ex.replay_of.map(|u| u.to_string()),
+        "queued": ex.queued,
+        "peer": ex.peer,
+        "public_url": ex.public_url,
+        "signature": signature_json(ex.signature.as_ref()),
+    })
+}
+
+/// The JSON view of a list row, as printed by `hooktunnel requests --json`:
+/// `id`, `received_at`, `received_at_ms`, `method`, `path`, `status`,
+/// `duration_ms`, `request_bytes`, `response_bytes`, `error`, `replay_of`,
+/// `queued`, `signature`.
+pub fn summary_json(s: &ExchangeSummary) -> Value {
+    json!({
+        "id": s.id.to_string(),
+        "received_at": rfc3339_ms(s.received_at_ms),
+        "received_at_ms": s.received_at_ms,
+        "method": s.method,
+        "path": s.path,
+        "status": s.status,
+        "duration_ms": s.duration_ms,
+        "request_bytes": s.request_bytes,
+        "response_bytes": s.response_bytes,
+        "error": s.error,
+        "replay_of": s.replay_of.map(|u| u.to_string()),
+        "queued": s.queued,
+        "signature": signature_json(s.signature.as_ref()),
+    })
+}
+
+/// Test fixtures shared by the export submodules.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use bytes::Bytes;
+    use ulid::Ulid;
+
+    use crate::exchange::{Exchange, ExchangeResponse, Header, SignatureVerdict};
+
+    /// A JSON webhook POST with a response.
+    pub fn text_exchange() -> Exchange {
+        Exchange {
+            id: Ulid::generate(),
+            tunnel: "demo".into(),
+            received_at_ms: 1_700_000_000_123,
+            method: "POST".into(),
+            path: "/hooks/github?x=1&y=[a]".into(),
+            target: "http://127.0.0.1:3000".into(),
+            request_headers: vec![
+                Header::new("host", "demo.example.com"),
+                Header::new("user-agent", "GitHub-Hookshot/abc"),
+                Header::new("content-type", "application/json"),
+                Header::new("content-length", "42"),
+                Header::new("x-github-event", "push"),
+                Header::new("x-dup", "one"),
+                Header::new("x-dup", "two 'quoted' $HOME `x`"),
+                Header::new("x-empty", ""),
+                Header::new("connection", "keep-alive"),
+                Header::new("cookie", "a=1; b=two"),
+            ],
+            request_body: Bytes::from_static(
+                "{\"ref\":\"refs/heads/main\",\n \"msg\":\"it's $HOME \\\\ `x` é ✓\"}\n".as_bytes(),
+            ),
+            response: Some(ExchangeResponse {
+                status: 201,
+                headers: vec![
+                    Header::new("content-type", "text/plain; charset=utf-8"),
+                    Header::new("x-bin", b"a\xffb".to_vec()),
+                    Header::new("set-cookie", "sid=xyz; Path=/; HttpOnly"),
+                ],
+                body: Bytes::from_static(b"created"),
+            }),
+            duration_us: 12_345,
+            error: None,
+            replay_of: None,
+            queued: true,
+            peer: Some("203.0.113.9:51234".into()),
+            public_url: Some("https://demo.example.com/hooks/github?x=1&y=[a]".into()),
+            signature: Some(SignatureVerdict {
+                provider: "github".into(),
+                valid: true,
+                reason: None,
+            }),
+        }
+    }
+
+    /// A binary PUT that got no response.
+    pub fn binary_exchange() -> Exchange {
+        let body: Vec<u8> = (0..=255u8).chain((0..=255u8).rev()).collect();
+        Exchange {
+            id: Ulid::generate(),
+            tunnel: "demo".into(),
+            received_at_ms: 1_700_000_001_000,
+            method: "PUT".into(),
+            path: "/upload/a/../b%20c".into(),
+            target: "http://127.0.0.1:3000/".into(),
+            request_headers: vec![
+                Header::new("content-type", "application/octet-stream"),
+                Header::new("accept", "*/*"),
+                Header::new("x-request-id", "r-1"),
+            ],
+            request_body: Bytes::from(body),
+            response: None,
+            duration_us: 30_000_000,
+            error: Some("connection refused".into()),
+            replay_of: Some(Ulid::generate()),
+            queued: false,
+            peer: None,
+            public_url: None,
+            signature: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::fixtures::*;
+    use super::*;
+
+    #[test]
+    fn time_and_url_helpers() {
+        assert_eq!(rfc3339_ms(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+        assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(join_url("http://h:1/", "/a?b"), "http://h:1/a?b");
+        assert_eq!(join_url("http://h:1/p", "a"), "http://h:1/p/a");
+        assert_eq!(join_url("http://h:1", ""), "http://h:1");
+    }
+
+    #[test]
+    fn json_shape() {
+        let ex = text_exchange();
+        let v = json(&ex);
+        assert_eq!(v["id"], ex.id.to_string());
+        assert_eq!(v["tunnel"], "demo");
+        assert_eq!(v["received_at"], "2023-11-14T22:13:20.123Z");
+        assert_eq!(v["received_at_ms"], 1_700_000_000_123u64);
+        assert_eq!(v["target"], "http://127.0.0.1:3000");
+        assert_eq!(v["url"], "http://127.0.0.1:3000/hooks/github?x=1&y=[a]");
+        assert_eq!(v["request"]["method"], "POST");
+        assert_eq!(v["request"]["path"], ex.path);
+        assert_eq!(
+            v["request"]["headers"][0],
+            json!(["host", "demo.example.com"])
+        );
+        assert_eq!(v["request"]["headers"].as_array().unwrap().len(), 10);
+        let body = BASE64_STANDARD
+            .decode(v["request"]["body_base64"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(body, ex.request_body);
+        assert_eq!(v["response"]["status"], 201);
+        assert_eq!(v["response"]["headers"][1], json!(["x-bin", "a\u{fffd}b"]));
+        assert_eq!(
+            v["response"]["body_base64"],
+            BASE64_STANDARD.encode("created")
+        );
+        assert_eq!(v["error"], Value::Null);
+        assert_eq!(v["duration_ms"], 12.3);
+        assert_eq!(v["replay_of"], Value::Null);
+        assert_eq!(v["queued"], true);
+        assert_eq!(v["peer"], "203.0.113.9:51234");
+        assert_eq!(
+            v["public_url"],
+            "https://demo.example.com/hooks/github?x=1&y=[a]"
+        );
+        assert_eq!(
+            v["signature"],
+            json!({"provider": "github", "valid": true, "reason": null})
+        );
+
+        let ex = binary_exchange();
+        let v = json(&ex);
+        assert_eq!(v["response"], Value::Null);
+        assert_eq!(v["error"], "connection refused");
+        assert_eq!(v["signature"], Value::Null);
+        assert_eq!(v["replay_of"], ex.replay_of.unwrap().to_string());
+        assert_eq!(v["url"], "http://127.0.0.1:3000/upload/a/../b%20c");
+    }
+
+    #[test]
+    fn summary_json_shape() {
+        let ex = text_exchange();
+        let v = summary_json(&ex.summary());
+        for key in [
+            "id",
+            "received_at",
+            "received_at_ms",
+            "method",
+            "path",
+            "status",
+            "duration_ms",
+            "request_bytes",
+            "response_bytes",
+            "error",
+            "replay_of",
+            "queued",
+            "signature",
+        ] {
+            assert!(v.get(key).is_some(), "{key}");
+        }
+        assert_eq!(v["status"], 201);
+        assert_eq!(v["request_bytes"], ex.request_body.len() as u64);
+        assert_eq!(v["response_bytes"], 7);
+        assert_eq!(v["received_at"], "2023-11-14T22:13:20.123Z");
+        let v = summary_json(&binary_exchange().summary());
+        assert_eq!(v["status"], Value::Null);
+        assert_eq!(v["error"], "connection refused");
+    }
+}
