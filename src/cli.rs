@@ -1,6 +1,5 @@
 //! The command-line contract. Doc comments here are the `--help` text.
 
-
 use clap::{Parser, Subcommand, ValueEnum};
 
 /// A stable public URL for your local app: every webhook captured, shown
@@ -9,7 +8,13 @@ use clap::{Parser, Subcommand, ValueEnum};
 /// Start with `hooktunnel listen 3000`, send a request to the URL it prints,
 /// then try `hooktunnel requests` and `hooktunnel replay last`.
 #[derive(Parser, Debug)]
-#[command(name = "hooktunnel", version, about, long_about, propagate_version = true)]
+#[command(
+    name = "hooktunnel",
+    version,
+    about,
+    long_about,
+    propagate_version = true
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -23,7 +28,9 @@ pub enum Command {
     ///
     /// With no relay configured, an embedded relay starts on this machine
     /// (loopback only); pass --relay or set HOOKTUNNEL_RELAY to go public.
-    #[command(after_help = "Examples:\n  hooktunnel listen 3000\n  hooktunnel listen http://127.0.0.1:8080/api --json\n  hooktunnel listen 3000 --relay https://hooks.example.com --name my-app")]
+    #[command(
+        after_help = "Examples:\n  hooktunnel listen 3000\n  hooktunnel listen http://127.0.0.1:8080/api --json\n  hooktunnel listen 3000 --relay https://hooks.example.com --name my-app"
+    )]
     Listen(ListenArgs),
     /// List captured exchanges, newest first.
     Requests(RequestsArgs),
@@ -93,4 +100,3 @@ pub struct ShowArgs {
     #[arg(long)]
     pub json: bool,
 }
-

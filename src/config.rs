@@ -101,8 +101,9 @@ impl ConfigFile {
     /// Reads the file; a missing file is an empty config.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         match std::fs::read_to_string(path) {
-            Ok(text) => toml::from_str(&text)
-                .with_context(|| format!("{} is not a valid hooktunnel config file", path.display())),
+            Ok(text) => toml::from_str(&text).with_context(|| {
+                format!("{} is not a valid hooktunnel config file", path.display())
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
             Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
         }
@@ -140,7 +141,10 @@ mod tests {
     fn config_round_trips_and_redacts() {
         let dir = tempfile::tempdir().unwrap();
         let paths = Paths::at(dir.path());
-        assert_eq!(ConfigFile::load(&paths.config_file()).unwrap(), ConfigFile::default());
+        assert_eq!(
+            ConfigFile::load(&paths.config_file()).unwrap(),
+            ConfigFile::default()
+        );
         let cfg = ConfigFile {
             relay: Some("https://r.example".into()),
             token: Some("s3cret".into()),

@@ -28,7 +28,9 @@ pub enum TargetError {
     #[error("'{0}' is not a port or an http:// URL (examples: 3000, http://localhost:8080/api)")]
     Invalid(String),
     /// An https:// URL.
-    #[error("https:// local targets are not supported yet; point hooktunnel at the app's plain http port")]
+    #[error(
+        "https:// local targets are not supported yet; point hooktunnel at the app's plain http port"
+    )]
     Https,
 }
 
@@ -60,7 +62,13 @@ impl Target {
         let rest = input.strip_prefix("http://").unwrap_or(input);
         let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
         let uri: http::uri::Authority = authority.parse().map_err(|_| invalid())?;
-        if authority.is_empty() || uri.host().is_empty() || path.contains(['?', '#']) {
+        let host = uri.host();
+        let host_ok = (host.starts_with('[') && host.ends_with(']'))
+            || (!host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-'));
+        if !host_ok || authority.contains('@') || path.contains(['?', '#']) {
             return Err(invalid());
         }
         let authority = if uri.port().is_some() {
@@ -254,7 +262,15 @@ mod tests {
         let t = Target::parse("example.test").unwrap();
         assert_eq!(t.authority, "example.test:80");
         assert_eq!(Target::parse("https://x"), Err(TargetError::Https));
-        for bad in ["0", "", "http://", "http://a b", "http://h/p?q"] {
+        for bad in [
+            "0",
+            "",
+            "http://",
+            "http://a b",
+            "http://h/p?q",
+            "not-a-port!",
+            "u@h:1",
+        ] {
             assert!(Target::parse(bad).is_err(), "{bad}");
         }
     }

@@ -36,7 +36,12 @@ pub fn size(bytes: u64) -> String {
 /// Local wall-clock `HH:MM:SS` for a Unix-ms time (UTC; no timezone database needed).
 pub fn clock(ms: u64) -> String {
     let secs = ms / 1000;
-    format!("{:02}:{:02}:{:02}", (secs / 3600) % 24, (secs / 60) % 60, secs % 60)
+    format!(
+        "{:02}:{:02}:{:02}",
+        (secs / 3600) % 24,
+        (secs / 60) % 60,
+        secs % 60
+    )
 }
 
 fn paint(color: bool, code: &str, text: &str) -> String {
@@ -80,7 +85,11 @@ pub fn exchange_line(s: &ExchangeSummary, color: bool) -> String {
             paint(color, "32", &format!("  ✓ {}", sig.provider))
         } else {
             let reason = sig.reason.as_deref().unwrap_or("invalid");
-            paint(color, "31", &format!("  ✗ {}: {}", sig.provider, sanitize::escape(reason)))
+            paint(
+                color,
+                "31",
+                &format!("  ✗ {}: {}", sig.provider, sanitize::escape(reason)),
+            )
         };
         line.push_str(&verdict);
     }
@@ -139,7 +148,10 @@ pub fn print_event(
                 paint(color, "1", &r.public_url),
                 r.target
             )?;
-            writeln!(out, "Requests appear below; replay any with `hooktunnel replay <id>`. Ctrl-C stops.")?;
+            writeln!(
+                out,
+                "Requests appear below; replay any with `hooktunnel replay <id>`. Ctrl-C stops."
+            )?;
         }
         (Format::Lines { color }, AgentEvent::Exchange(s)) => {
             writeln!(out, "{}", exchange_line(s, color))?;
@@ -154,7 +166,11 @@ pub fn print_event(
 fn connection_json(state: &ConnectionState) -> serde_json::Value {
     match state {
         ConnectionState::Online => serde_json::json!({"event": "connection", "state": "online"}),
-        ConnectionState::Reconnecting { attempt, retry_at, reason } => {
+        ConnectionState::Reconnecting {
+            attempt,
+            retry_at,
+            reason,
+        } => {
             let in_ms = retry_at
                 .duration_since(std::time::SystemTime::now())
                 .map_or(0, |d| d.as_millis() as u64);
@@ -170,7 +186,11 @@ fn connection_json(state: &ConnectionState) -> serde_json::Value {
 pub fn connection_line(state: &ConnectionState, color: bool) -> String {
     match state {
         ConnectionState::Online => paint(color, "32", "● online: connected to the relay"),
-        ConnectionState::Reconnecting { attempt, retry_at, reason } => {
+        ConnectionState::Reconnecting {
+            attempt,
+            retry_at,
+            reason,
+        } => {
             let secs = retry_at
                 .duration_since(std::time::SystemTime::now())
                 .map_or(0.0, |d| d.as_secs_f64());

@@ -46,7 +46,10 @@ pub fn destination(original: &Exchange, opts: &ReplayOptions) -> anyhow::Result<
     match &opts.to {
         Some(t) => Ok(t.clone()),
         None => Target::parse(&original.target).map_err(|e| {
-            anyhow::anyhow!("the stored target '{}' is unusable ({e}); pass --to URL", original.target)
+            anyhow::anyhow!(
+                "the stored target '{}' is unusable ({e}); pass --to URL",
+                original.target
+            )
         }),
     }
 }

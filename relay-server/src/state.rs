@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 use ulid::Ulid;
 
 use crate::config::RelayConfig;
-use crate::protocol::{Mode, Response};
+use crate::protocol::Response;
 
 /// Frames queued for one agent's socket before senders wait.
 pub const OUTBOUND_CAPACITY: usize = 1024;
@@ -28,7 +28,6 @@ pub struct AppState {
 pub struct Tunnel {
     pub name: String,
     pub conn_id: u64,
-    pub mode: Mode,
     /// Encoded frames for the agent's socket writer.
     pub outbound: mpsc::Sender<Bytes>,
     pending: Mutex<HashMap<Ulid, oneshot::Sender<Response>>>,
@@ -66,7 +65,7 @@ impl AppState {
     }
 
     /// Binds `name` to a new connection; `None` when another agent holds it.
-    pub fn register(&self, name: &str, mode: Mode) -> Option<(Arc<Tunnel>, mpsc::Receiver<Bytes>)> {
+    pub fn register(&self, name: &str) -> Option<(Arc<Tunnel>, mpsc::Receiver<Bytes>)> {
         let mut tunnels = lock(&self.tunnels);
         if tunnels.contains_key(name) {
             return None;
@@ -75,7 +74,6 @@ impl AppState {
         let tunnel = Arc::new(Tunnel {
             name: name.to_owned(),
             conn_id: self.next_conn.fetch_add(1, Ordering::Relaxed),
-            mode,
             outbound: tx,
             pending: Mutex::new(HashMap::new()),
         });

@@ -43,11 +43,7 @@ impl Pipeline {
         });
         // A closed channel means the link dropped; the exchange is still recorded.
         let _ = out.send(Message::Binary(answer.encode())).await;
-        let tunnel = self
-            .tunnel
-            .read()
-            .map(|t| t.clone())
-            .unwrap_or_default();
+        let tunnel = self.tunnel.read().map(|t| t.clone()).unwrap_or_default();
         let exchange = Exchange {
             id: request.id,
             tunnel,

@@ -60,7 +60,9 @@ pub enum AgentError {
     #[error("invalid relay URL '{0}': use http(s)://host[:port]")]
     BadRelayUrl(String),
     /// The relay refused our token.
-    #[error("the relay at {relay} refused the token (HTTP 401): set --token, HOOKTUNNEL_TOKEN or `token` in {config} to a token the relay accepts")]
+    #[error(
+        "the relay at {relay} refused the token (HTTP 401): set --token, HOOKTUNNEL_TOKEN or `token` in {config} to a token the relay accepts"
+    )]
     Unauthorized {
         /// The relay URL.
         relay: String,
@@ -140,35 +142,44 @@ pub async fn connect(opts: &AgentOptions, config_hint: &str) -> Result<Session, 
         .into_client_request()
         .map_err(|_| AgentError::BadRelayUrl(opts.relay.clone()))?;
     if let Some(token) = &opts.token {
-        let value = format!("Bearer {token}")
-            .parse()
-            .map_err(|_| AgentError::Protocol("the token contains characters not allowed in a header".into()))?;
-        request.headers_mut().insert(http::header::AUTHORIZATION, value);
+        let value = format!("Bearer {token}").parse().map_err(|_| {
+            AgentError::Protocol("the token contains characters not allowed in a header".into())
+        })?;
+        request
+            .headers_mut()
+            .insert(http::header::AUTHORIZATION, value);
     }
     let config = WebSocketConfig::default()
-        .max_message_size(Some(hooktunnel_relay::config::DEFAULT_MAX_BODY_BYTES * 4 + MAX_HEADER_BYTES))
-        .max_frame_size(Some(hooktunnel_relay::config::DEFAULT_MAX_BODY_BYTES * 4 + MAX_HEADER_BYTES));
+        .max_message_size(Some(
+            hooktunnel_relay::config::DEFAULT_MAX_BODY_BYTES * 4 + MAX_HEADER_BYTES,
+        ))
+        .max_frame_size(Some(
+            hooktunnel_relay::config::DEFAULT_MAX_BODY_BYTES * 4 + MAX_HEADER_BYTES,
+        ));
     let connecting = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
-    let (mut socket, _) = tokio::time::timeout(hooktunnel_relay::config::HANDSHAKE_TIMEOUT, connecting)
-        .await
-        .map_err(|_| AgentError::Connect {
-            relay: opts.relay.clone(),
-            reason: "timed out".into(),
-        })?
-        .map_err(|e| match e {
-            tungstenite::Error::Http(resp) if resp.status() == 401 => AgentError::Unauthorized {
+    let (mut socket, _) =
+        tokio::time::timeout(hooktunnel_relay::config::HANDSHAKE_TIMEOUT, connecting)
+            .await
+            .map_err(|_| AgentError::Connect {
                 relay: opts.relay.clone(),
-                config: config_hint.to_owned(),
-            },
-            tungstenite::Error::Http(resp) => AgentError::Connect {
-                relay: opts.relay.clone(),
-                reason: format!("HTTP {} (is this a hooktunnel relay?)", resp.status()),
-            },
-            other => AgentError::Connect {
-                relay: opts.relay.clone(),
-                reason: root_cause(&other),
-            },
-        })?;
+                reason: "timed out".into(),
+            })?
+            .map_err(|e| match e {
+                tungstenite::Error::Http(resp) if resp.status() == 401 => {
+                    AgentError::Unauthorized {
+                        relay: opts.relay.clone(),
+                        config: config_hint.to_owned(),
+                    }
+                }
+                tungstenite::Error::Http(resp) => AgentError::Connect {
+                    relay: opts.relay.clone(),
+                    reason: format!("HTTP {} (is this a hooktunnel relay?)", resp.status()),
+                },
+                other => AgentError::Connect {
+                    relay: opts.relay.clone(),
+                    reason: root_cause(&other),
+                },
+            })?;
     let hello = AgentMessage::Hello(Hello {
         version: PROTOCOL_VERSION,
         name: opts.name.clone(),
@@ -216,7 +227,11 @@ fn root_cause(err: &dyn std::error::Error) -> String {
 
 impl Session {
     /// Serves requests until the link drops or `cancel` fires.
-    pub async fn run(self, pipeline: Arc<Pipeline>, cancel: CancellationToken) -> Result<(), AgentError> {
+    pub async fn run(
+        self,
+        pipeline: Arc<Pipeline>,
+        cancel: CancellationToken,
+    ) -> Result<(), AgentError> {
         let (mut sink, mut stream) = self.socket.split();
         let (out_tx, mut out_rx) = mpsc::channel::<Message>(1024);
         let writer = async move {
@@ -269,7 +284,9 @@ impl Session {
                             tracing::warn!(code = ?e.code, message = %e.message, "relay reported an error");
                         }
                         Ok(RelayMessage::Welcome(_)) => {}
-                        Err(e) => tracing::warn!(error = %e, "malformed frame from the relay ignored"),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "malformed frame from the relay ignored")
+                        }
                     },
                     Message::Close(frame) => {
                         let reason = frame.map(|f| f.reason.to_string()).unwrap_or_default();

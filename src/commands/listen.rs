@@ -35,7 +35,9 @@ async fn start_embedded_relay(
                 .await
                 .context("cannot start the embedded relay")?
         }
-        Err(e) => return Err(e).with_context(|| format!("cannot start the embedded relay on {addr}")),
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot start the embedded relay on {addr}"));
+        }
     };
     let local = listener.local_addr()?;
     let config = hooktunnel_relay::RelayConfig::default();
@@ -95,7 +97,10 @@ pub async fn start(settings: ListenSettings, cancel: CancellationToken) -> anyho
     }
     let (relay, embedded) = match settings.relay.clone().or_else(|| config.relay.clone()) {
         Some(relay) => (relay, false),
-        None => (start_embedded_relay(settings.embedded_listen, cancel.clone()).await?, true),
+        None => (
+            start_embedded_relay(settings.embedded_listen, cancel.clone()).await?,
+            true,
+        ),
     };
     let opts = AgentOptions {
         relay: relay.clone(),
@@ -120,7 +125,12 @@ pub async fn start(settings: ListenSettings, cancel: CancellationToken) -> anyho
         events,
         tunnel: RwLock::new(session.welcome.name.clone()),
     });
-    let public_url = session.welcome.public_urls.first().cloned().unwrap_or_default();
+    let public_url = session
+        .welcome
+        .public_urls
+        .first()
+        .cloned()
+        .unwrap_or_default();
     let _ = pipeline.events.send(AgentEvent::Ready(Ready {
         public_url: public_url.clone(),
         target: settings.target.base_url(),
@@ -196,11 +206,13 @@ async fn serve(
         session = loop {
             attempt += 1;
             let delay = delays.next().unwrap_or(agent::reconnect::MAX_DELAY);
-            let _ = pipeline.events.send(AgentEvent::Connection(ConnectionState::Reconnecting {
-                attempt,
-                retry_at: SystemTime::now() + delay,
-                reason: reason.clone(),
-            }));
+            let _ = pipeline
+                .events
+                .send(AgentEvent::Connection(ConnectionState::Reconnecting {
+                    attempt,
+                    retry_at: SystemTime::now() + delay,
+                    reason: reason.clone(),
+                }));
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
                 () = cancel.cancelled() => return Ok(()),
@@ -208,7 +220,11 @@ async fn serve(
             match agent::connect(opts, hint).await {
                 Ok(s) => break s,
                 Err(e) if e.is_fatal() => {
-                    let _ = pipeline.events.send(AgentEvent::Connection(ConnectionState::Offline(e.to_string())));
+                    let _ = pipeline
+                        .events
+                        .send(AgentEvent::Connection(ConnectionState::Offline(
+                            e.to_string(),
+                        )));
                     return Err(e.into());
                 }
                 Err(e) => reason = e.to_string(),
@@ -217,7 +233,9 @@ async fn serve(
         if let Ok(mut name) = pipeline.tunnel.write() {
             name.clone_from(&session.welcome.name);
         }
-        let _ = pipeline.events.send(AgentEvent::Connection(ConnectionState::Online));
+        let _ = pipeline
+            .events
+            .send(AgentEvent::Connection(ConnectionState::Online));
     }
 }
 

@@ -20,7 +20,10 @@ pub fn run(args: &RequestsArgs, paths: &Paths) -> anyhow::Result<()> {
         return Ok(());
     }
     if rows.is_empty() {
-        writeln!(out, "No requests captured yet. Run `hooktunnel listen <PORT>` and send one.")?;
+        writeln!(
+            out,
+            "No requests captured yet. Run `hooktunnel listen <PORT>` and send one."
+        )?;
         return Ok(());
     }
     let color = output::color_enabled(std::io::stdout().is_terminal());

@@ -20,7 +20,11 @@ pub fn run(args: &ShowArgs, paths: &Paths) -> anyhow::Result<()> {
     let exchange = store.resolve(&args.id)?;
     let mut out = std::io::stdout().lock();
     if args.json {
-        writeln!(out, "{}", serde_json::to_string_pretty(&crate::export::json(&exchange))?)?;
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&crate::export::json(&exchange))?
+        )?;
     } else {
         out.write_all(render(&exchange).as_bytes())?;
     }
@@ -29,7 +33,11 @@ pub fn run(args: &ShowArgs, paths: &Paths) -> anyhow::Result<()> {
 
 fn push_headers(text: &mut String, headers: &[Header]) {
     for h in headers {
-        text.push_str(&format!("  {}: {}\n", sanitize::escape(&h.name), sanitize::escape_bytes(&h.value)));
+        text.push_str(&format!(
+            "  {}: {}\n",
+            sanitize::escape(&h.name),
+            sanitize::escape_bytes(&h.value)
+        ));
     }
 }
 
@@ -51,7 +59,10 @@ fn push_body(text: &mut String, body: &[u8]) {
         )),
     }
     if body.len() > shown.len() {
-        text.push_str(&format!("  … {} more not shown\n", output::size((body.len() - shown.len()) as u64)));
+        text.push_str(&format!(
+            "  … {} more not shown\n",
+            output::size((body.len() - shown.len()) as u64)
+        ));
     }
 }
 
@@ -61,7 +72,8 @@ pub fn render(e: &Exchange) -> String {
         "{} {}  →  {}  in {:.1} ms\nid {}  received {} UTC  from {}  via tunnel '{}'  to {}\n",
         sanitize::escape(&e.method),
         sanitize::escape(&e.path),
-        e.status().map_or_else(|| "no response".to_owned(), |s| s.to_string()),
+        e.status()
+            .map_or_else(|| "no response".to_owned(), |s| s.to_string()),
         e.duration_ms(),
         e.id,
         output::clock(e.received_at_ms),
@@ -75,14 +87,27 @@ pub fn render(e: &Exchange) -> String {
     if let Some(err) = &e.error {
         text.push_str(&format!("error: {}\n", sanitize::escape(err)));
     }
-    text.push_str(&format!("\nRequest headers ({})\n", e.request_headers.len()));
+    text.push_str(&format!(
+        "\nRequest headers ({})\n",
+        e.request_headers.len()
+    ));
     push_headers(&mut text, &e.request_headers);
-    text.push_str(&format!("Request body ({})\n", output::size(e.request_body.len() as u64)));
+    text.push_str(&format!(
+        "Request body ({})\n",
+        output::size(e.request_body.len() as u64)
+    ));
     push_body(&mut text, &e.request_body);
     if let Some(r) = &e.response {
-        text.push_str(&format!("\nResponse {} headers ({})\n", r.status, r.headers.len()));
+        text.push_str(&format!(
+            "\nResponse {} headers ({})\n",
+            r.status,
+            r.headers.len()
+        ));
         push_headers(&mut text, &r.headers);
-        text.push_str(&format!("Response body ({})\n", output::size(r.body.len() as u64)));
+        text.push_str(&format!(
+            "Response body ({})\n",
+            output::size(r.body.len() as u64)
+        ));
         push_body(&mut text, &r.body);
     }
     text

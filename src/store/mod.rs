@@ -26,7 +26,9 @@ pub enum StoreError {
     #[error("history database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
     /// The database was written by a newer hooktunnel.
-    #[error("history database has schema version {found}, newer than this hooktunnel understands ({supported}); upgrade hooktunnel")]
+    #[error(
+        "history database has schema version {found}, newer than this hooktunnel understands ({supported}); upgrade hooktunnel"
+    )]
     TooNew { found: i64, supported: i64 },
     /// A stored row could not be decoded.
     #[error("corrupt history row {id}: {why}")]
@@ -100,7 +102,9 @@ impl Store {
                     e.queued,
                     e.peer,
                     e.public_url,
-                    e.signature.as_ref().and_then(|s| serde_json::to_string(s).ok()),
+                    e.signature
+                        .as_ref()
+                        .and_then(|s| serde_json::to_string(s).ok()),
                     e.request_body.len() as i64,
                     response.map_or(0, |r| r.body.len() as i64),
                 ])?;
@@ -142,7 +146,11 @@ impl Store {
     }
 
     /// Newest first, only exchanges received at or after `since_ms`.
-    pub fn list_since(&self, since_ms: u64, limit: usize) -> Result<Vec<ExchangeSummary>, StoreError> {
+    pub fn list_since(
+        &self,
+        since_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<ExchangeSummary>, StoreError> {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {SUMMARY_COLUMNS} FROM exchanges WHERE received_at_ms >= ?1 ORDER BY id DESC LIMIT ?2"
         ))?;
@@ -161,9 +169,9 @@ impl Store {
 
     /// One exchange by id.
     pub fn get(&self, id: &Ulid) -> Result<Option<Exchange>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(&format!("SELECT {FULL_COLUMNS} FROM exchanges WHERE id = ?1"))?;
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {FULL_COLUMNS} FROM exchanges WHERE id = ?1"
+        ))?;
         let row = stmt.query_row([id.to_string()], full_from_row).optional()?;
         row.transpose()
     }
@@ -183,7 +191,9 @@ impl Store {
             return self.last()?.ok_or(StoreError::Empty);
         }
         if let Ok(id) = Ulid::from_string(what) {
-            return self.get(&id)?.ok_or_else(|| StoreError::NotFound(what.to_owned()));
+            return self
+                .get(&id)?
+                .ok_or_else(|| StoreError::NotFound(what.to_owned()));
         }
         let pattern = what.to_ascii_uppercase();
         let mut stmt = self.conn.prepare_cached(
@@ -198,7 +208,8 @@ impl Store {
                     id: one.clone(),
                     why: e.to_string(),
                 })?;
-                self.get(&id)?.ok_or_else(|| StoreError::NotFound(what.to_owned()))
+                self.get(&id)?
+                    .ok_or_else(|| StoreError::NotFound(what.to_owned()))
             }
             _ => Err(StoreError::NotFound(what.to_owned())),
         }
@@ -268,10 +279,13 @@ fn parse_id(id: &str) -> Result<Ulid, StoreError> {
 }
 
 fn parse_opt_id(id: &str, value: Option<String>) -> Result<Option<Ulid>, StoreError> {
-    value.map(|v| parse_id(&v)).transpose().map_err(|_| StoreError::Corrupt {
-        id: id.to_owned(),
-        why: "replay_of is not an id".into(),
-    })
+    value
+        .map(|v| parse_id(&v))
+        .transpose()
+        .map_err(|_| StoreError::Corrupt {
+            id: id.to_owned(),
+            why: "replay_of is not an id".into(),
+        })
 }
 
 fn parse_signature(json: Option<String>) -> Option<SignatureVerdict> {
@@ -404,7 +418,10 @@ pub(crate) mod tests {
         assert_eq!(store.get(&e.id).unwrap(), Some(e.clone()));
         assert_eq!(store.last().unwrap(), Some(e.clone()));
         assert_eq!(store.resolve(&e.id.to_string()[20..]).unwrap(), e);
-        assert!(matches!(store.resolve("nope"), Err(StoreError::NotFound(_))));
+        assert!(matches!(
+            store.resolve("nope"),
+            Err(StoreError::NotFound(_))
+        ));
     }
 
     #[test]

@@ -5,8 +5,7 @@ use rusqlite::Connection;
 use super::StoreError;
 
 /// Each entry moves the schema from version `index` to `index + 1`.
-const MIGRATIONS: &[&str] = &[
-    "CREATE TABLE exchanges (
+const MIGRATIONS: &[&str] = &["CREATE TABLE exchanges (
         id TEXT PRIMARY KEY,
         tunnel TEXT NOT NULL,
         received_at_ms INTEGER NOT NULL,
@@ -28,8 +27,7 @@ const MIGRATIONS: &[&str] = &[
         request_bytes INTEGER NOT NULL,
         response_bytes INTEGER NOT NULL
     ) WITHOUT ROWID;
-    CREATE INDEX exchanges_received_at ON exchanges(received_at_ms);",
-];
+    CREATE INDEX exchanges_received_at ON exchanges(received_at_ms);"];
 
 /// Brings the database up to the newest schema.
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

@@ -41,7 +41,13 @@ impl StoreWriter {
 
     /// Queues an exchange; returns once it is queued, not written.
     pub async fn record(&self, exchange: Exchange) -> bool {
-        self.tx.send(Job { exchange, done: None }).await.is_ok()
+        self.tx
+            .send(Job {
+                exchange,
+                done: None,
+            })
+            .await
+            .is_ok()
     }
 
     /// Queues an exchange and waits until it is committed.

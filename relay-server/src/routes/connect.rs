@@ -129,7 +129,7 @@ async fn session(mut socket: WebSocket, state: Arc<AppState>) {
         }
         None => name::random(),
     };
-    let Some((tunnel, outbound)) = state.register(&name, hello.mode) else {
+    let Some((tunnel, outbound)) = state.register(&name) else {
         let message =
             format!("tunnel '{name}' is already held by another agent; pick another --name");
         return refuse(socket, ErrorCode::NameTaken, message).await;
