@@ -74,6 +74,17 @@ pub struct ListenArgs {
     /// Print log lines even on a terminal (no full-screen inspector).
     #[arg(long)]
     pub no_tui: bool,
+    /// Check webhook signatures: PROVIDER:SECRET (repeatable; also `verify = [...]` in the
+    /// config file or HOOKTUNNEL_VERIFY, comma-separated, to keep secrets out of shell history).
+    /// Providers: github, stripe, slack, shopify, standard-webhooks (svix), twilio.
+    #[arg(
+        long,
+        value_name = "PROVIDER:SECRET",
+        env = "HOOKTUNNEL_VERIFY",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub verify: Vec<crate::verify::SecretSpec>,
     /// Address for the embedded relay when no relay is configured (falls back to a free port if 7070 is taken).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7070")]
     pub embedded_listen: std::net::SocketAddr,

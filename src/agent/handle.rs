@@ -10,6 +10,7 @@ use crate::event::AgentEvent;
 use crate::exchange::Exchange;
 use crate::forward::{Forwarder, Outgoing};
 use crate::store::writer::StoreWriter;
+use crate::verify::{self, SecretSpec};
 
 /// Everything a request passes through on the agent, shared by all tasks.
 pub struct Pipeline {
@@ -21,11 +22,21 @@ pub struct Pipeline {
     pub events: mpsc::UnboundedSender<AgentEvent>,
     /// Tunnel name, recorded with each exchange.
     pub tunnel: std::sync::RwLock<String>,
+    /// Signature secrets; each exchange gets a verdict when any are set.
+    pub verify: Vec<SecretSpec>,
 }
 
 impl Pipeline {
     /// Forwards one request, answers the relay and records the exchange.
     pub async fn handle(&self, request: protocol::Request, out: mpsc::Sender<Message>) {
+        // Verdicts look at the bytes as received; forwarding never changes them.
+        let signature = verify::verdict(
+            &self.verify,
+            &request.headers,
+            &request.body,
+            request.public_url.as_deref(),
+            crate::exchange::now_ms() / 1000,
+        );
         let forwarded = self
             .forwarder
             .forward(Outgoing {
@@ -60,7 +71,7 @@ impl Pipeline {
             queued: request.queued,
             peer: request.peer,
             public_url: request.public_url,
-            signature: None,
+            signature,
         };
         let summary = exchange.summary();
         self.store.record(exchange).await;

@@ -18,6 +18,7 @@ use crate::event::{AgentEvent, ConnectionState, Ready};
 use crate::forward::{Forwarder, Target};
 use crate::output::{self, Format};
 use crate::store::writer::StoreWriter;
+use crate::verify::SecretSpec;
 
 /// Preferred port for the embedded relay, so its URL survives restarts.
 pub const EMBEDDED_PORT: u16 = 7070;
@@ -74,6 +75,8 @@ pub struct ListenSettings {
     pub embedded_listen: SocketAddr,
     /// Config and data locations.
     pub paths: Paths,
+    /// Signature secrets for verdicts (in addition to the config file's).
+    pub verify: Vec<SecretSpec>,
 }
 
 /// A tunnel that is up and serving in the background.
@@ -116,6 +119,13 @@ pub async fn start(settings: ListenSettings, cancel: CancellationToken) -> anyho
         config.name = Some(session.welcome.name.clone());
         config.save(&config_path)?;
     }
+    let mut verify = settings.verify.clone();
+    for spec in &config.verify {
+        verify.push(
+            spec.parse()
+                .with_context(|| format!("bad `verify` entry in {}", config_path.display()))?,
+        );
+    }
     let store = StoreWriter::spawn(settings.paths.db())?;
     let (events, events_rx) = mpsc::unbounded_channel();
     let forwarder = Forwarder::new(settings.target.clone(), settings.timeout);
@@ -124,6 +134,7 @@ pub async fn start(settings: ListenSettings, cancel: CancellationToken) -> anyho
         store,
         events,
         tunnel: RwLock::new(session.welcome.name.clone()),
+        verify,
     });
     let public_url = session
         .welcome
@@ -162,6 +173,7 @@ pub async fn run(args: ListenArgs, paths: Paths) -> anyhow::Result<()> {
         timeout: Duration::from_secs_f64(args.timeout),
         embedded_listen: args.embedded_listen,
         paths,
+        verify: args.verify.clone(),
     };
     let format = if args.json {
         Format::Json

@@ -182,6 +182,7 @@ pub fn settings(relay: Option<&str>, target: &str, home: &Path) -> ListenSetting
         timeout: Duration::from_secs(10),
         embedded_listen: "127.0.0.1:0".parse().unwrap(),
         paths: Paths::at(home),
+        verify: Vec::new(),
     }
 }
 
