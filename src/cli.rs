@@ -62,12 +62,23 @@ pub struct ListenArgs {
     /// Tunnel name to ask for; it becomes part of the public URL.
     #[arg(long)]
     pub name: Option<String>,
-    /// How senders are answered.
+    /// How senders are answered: `proxy` returns the local app's response; `ack` answers 200 as
+    /// soon as the relay has stored the request, then delivers it (for senders with short timeouts).
     #[arg(long, value_enum, default_value_t = ModeArg::Proxy)]
     pub mode: ModeArg,
     /// Seconds the local app has to answer before the sender gets 504.
     #[arg(long, value_name = "SECS", default_value_t = 30.0)]
     pub timeout: f64,
+    /// Retries for a queued or ack-mode delivery when the local app fails (5xx or unreachable),
+    /// with exponential backoff and jitter.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub retries: u32,
+    /// Status senders get while this agent is offline (their request is queued). Default 202.
+    #[arg(long, value_name = "CODE", value_parser = clap::value_parser!(u16).range(200..300))]
+    pub queued_status: Option<u16>,
+    /// Body senders get while this agent is offline; `{id}` becomes the request id.
+    #[arg(long, value_name = "TEXT", requires = "queued_status")]
+    pub queued_body: Option<String>,
     /// Print one JSON object per line instead of log lines.
     #[arg(long)]
     pub json: bool,

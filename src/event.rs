@@ -44,4 +44,6 @@ pub enum AgentEvent {
     Connection(ConnectionState),
     /// An exchange finished and was recorded.
     Exchange(ExchangeSummary),
+    /// Something worth a line in the log or the status bar (retries, give-ups).
+    Notice(String),
 }

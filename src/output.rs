@@ -159,6 +159,16 @@ pub fn print_event(
         (Format::Lines { color }, AgentEvent::Connection(state)) => {
             writeln!(err, "{}", connection_line(state, color))?;
         }
+        (Format::Lines { color }, AgentEvent::Notice(text)) => {
+            writeln!(err, "{}", paint(color, "33", &sanitize::escape(text)))?;
+        }
+        (Format::Json, AgentEvent::Notice(text)) => {
+            writeln!(
+                out,
+                "{}",
+                serde_json::json!({"event": "notice", "message": text})
+            )?;
+        }
     }
     out.flush()
 }

@@ -146,6 +146,19 @@ pub struct Hello {
     /// How senders should be answered.
     #[serde(default)]
     pub mode: Mode,
+    /// What senders get while this agent is away (default: 202 with a JSON body).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued_response: Option<QueuedResponse>,
+}
+
+/// A tunnel's custom answer for requests queued while its agent is away.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedResponse {
+    /// HTTP status (2xx: the sender may rely on delivery).
+    pub status: u16,
+    /// Body; `{id}` is replaced by the request id. Default: JSON naming the id.
+    #[serde(default)]
+    pub body: Option<String>,
 }
 
 /// The relay's answer to a successful `hello`.
@@ -183,6 +196,10 @@ pub struct Request {
     /// True when this request waited in the relay's queue while the agent was away.
     #[serde(default)]
     pub queued: bool,
+    /// True when the relay holds this request durably and waits for an `ack`
+    /// (offline queue and ack mode); such requests are delivered in order.
+    #[serde(default)]
+    pub needs_ack: bool,
     /// Raw body bytes (carried after the JSON header).
     #[serde(skip)]
     pub body: Bytes,
@@ -409,6 +426,7 @@ mod tests {
             received_at_ms: 1_732_752_000_000,
             public_url: Some("http://127.0.0.1:8080/t/demo/hooks/github?x=1&x=2".into()),
             queued: false,
+            needs_ack: false,
             body: Bytes::from_static(b"{\"ok\":true}\0\r\n"),
         }
     }
@@ -440,6 +458,10 @@ mod tests {
                 name: Some("demo".into()),
                 key: Some("k".into()),
                 mode: Mode::Ack,
+                queued_response: Some(QueuedResponse {
+                    status: 200,
+                    body: None,
+                }),
             }),
             AgentMessage::Response(Response {
                 id,
@@ -536,12 +558,14 @@ mod tests {
             body in proptest::collection::vec(any::<u8>(), 0..2048),
             target in "/[ -~]{0,60}",
             queued in any::<bool>(),
+            needs_ack in any::<bool>(),
         ) {
             let mut req = sample_request();
             req.headers = headers;
             req.body = Bytes::from(body);
             req.target = target;
             req.queued = queued;
+            req.needs_ack = needs_ack;
             let msg = RelayMessage::Request(req);
             prop_assert_eq!(RelayMessage::decode(&msg.encode()).unwrap(), msg);
         }

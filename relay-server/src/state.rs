@@ -1,4 +1,5 @@
-//! The tunnel registry and the requests waiting for an agent's answer.
+//! Live state of one relay process: connected tunnels, requests waiting for
+//! answers, counters; plus handles to the durable registry and queue.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -6,20 +7,47 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 use ulid::Ulid;
 
 use crate::config::RelayConfig;
-use crate::protocol::Response;
+use crate::durable::{DeliveryQueue, DurableError, NameRegistry, SqliteDurable};
+use crate::protocol::{Mode, Response};
 
 /// Frames queued for one agent's socket before senders wait.
 pub const OUTBOUND_CAPACITY: usize = 1024;
+
+/// Counters exposed on `/_hooktunnel/metrics`.
+#[derive(Default)]
+pub struct Metrics {
+    /// Requests that reached a tunnel.
+    pub requests: AtomicU64,
+    /// Requests stored in the durable queue.
+    pub queued: AtomicU64,
+    /// Requests refused because a queue was full.
+    pub queue_full: AtomicU64,
+    /// Acks received.
+    pub acked: AtomicU64,
+    /// Agent handshakes refused.
+    pub refused: AtomicU64,
+}
 
 /// Shared state of one relay process.
 pub struct AppState {
     pub config: RelayConfig,
     /// Base for public URLs, without a trailing slash.
     pub base_url: String,
+    /// Which key owns which name.
+    pub registry: Arc<dyn NameRegistry>,
+    /// Accepted requests awaiting an agent's ack.
+    pub queue: Arc<dyn DeliveryQueue>,
+    /// Counters.
+    pub metrics: Metrics,
+    /// Fires when the relay shuts down; agent sessions end.
+    pub closing: CancellationToken,
+    /// Ingress requests currently waiting for an agent.
+    pub in_flight: AtomicU64,
     tunnels: Mutex<HashMap<String, Arc<Tunnel>>>,
     next_conn: AtomicU64,
 }
@@ -28,9 +56,23 @@ pub struct AppState {
 pub struct Tunnel {
     pub name: String,
     pub conn_id: u64,
+    pub mode: Mode,
+    /// Fingerprint of the agent key (None for keyless, ephemeral tunnels).
+    key_hash: Option<String>,
     /// Encoded frames for the agent's socket writer.
     pub outbound: mpsc::Sender<Bytes>,
+    /// Woken when something is queued for this tunnel.
+    pub queued: Notify,
+    /// Fires when a newer session with the same key takes over.
+    pub replaced: CancellationToken,
     pending: Mutex<HashMap<Ulid, oneshot::Sender<Response>>>,
+}
+
+/// Why a live registration was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RegisterError {
+    /// Another agent (another key) holds the name right now.
+    Busy,
 }
 
 /// Locks a mutex, recovering the data if a panicking thread poisoned it.
@@ -39,19 +81,25 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl AppState {
-    pub fn new(config: RelayConfig, local_addr: SocketAddr) -> Self {
+    pub fn new(config: RelayConfig, local_addr: SocketAddr) -> Result<Self, DurableError> {
         let base_url = config
             .public_url
             .clone()
             .unwrap_or_else(|| format!("http://{local_addr}"))
             .trim_end_matches('/')
             .to_owned();
-        Self {
+        let durable = Arc::new(SqliteDurable::open(config.data_dir.as_deref())?);
+        Ok(Self {
             config,
             base_url,
+            registry: durable.clone(),
+            queue: durable,
+            metrics: Metrics::default(),
+            closing: CancellationToken::new(),
+            in_flight: AtomicU64::new(0),
             tunnels: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
-        }
+        })
     }
 
     /// The live tunnel called `name`, if an agent holds it.
@@ -64,24 +112,37 @@ impl AppState {
         lock(&self.tunnels).len()
     }
 
-    /// Binds `name` to a new connection; `None` when another agent holds it.
-    pub fn register(&self, name: &str) -> Option<(Arc<Tunnel>, mpsc::Receiver<Bytes>)> {
+    /// Binds `name` to a new connection. A live session with the same key is
+    /// replaced (the agent reconnected before the relay noticed the old link died).
+    pub fn register(
+        &self,
+        name: &str,
+        mode: Mode,
+        key_hash: Option<String>,
+    ) -> Result<(Arc<Tunnel>, mpsc::Receiver<Bytes>), RegisterError> {
         let mut tunnels = lock(&self.tunnels);
-        if tunnels.contains_key(name) {
-            return None;
+        if let Some(old) = tunnels.get(name) {
+            if old.key_hash.is_none() || old.key_hash != key_hash {
+                return Err(RegisterError::Busy);
+            }
+            old.replaced.cancel();
         }
         let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
         let tunnel = Arc::new(Tunnel {
             name: name.to_owned(),
             conn_id: self.next_conn.fetch_add(1, Ordering::Relaxed),
+            mode,
+            key_hash,
             outbound: tx,
+            queued: Notify::new(),
+            replaced: CancellationToken::new(),
             pending: Mutex::new(HashMap::new()),
         });
         tunnels.insert(name.to_owned(), tunnel.clone());
-        Some((tunnel, rx))
+        Ok((tunnel, rx))
     }
 
-    /// Removes the tunnel if it still belongs to `conn_id`.
+    /// Removes the tunnel if it still belongs to this connection.
     pub fn unregister(&self, tunnel: &Tunnel) {
         let mut tunnels = lock(&self.tunnels);
         if tunnels.get(&tunnel.name).map(|t| t.conn_id) == Some(tunnel.conn_id) {

@@ -1,16 +1,30 @@
 //! What happens to one request: forward, answer the relay, record, report.
+//!
+//! Live proxy requests run concurrently ([`Pipeline::handle`]). Requests the
+//! relay holds durably (`needs_ack`: offline queue, ack mode) go through one
+//! ordered worker ([`Pipeline::run_ordered`]) so they reach the local app in
+//! arrival order and exactly once: an id already in the store is acked and
+//! skipped, and the ack is sent only after the exchange is committed.
+
+use std::path::PathBuf;
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
 
-use hooktunnel_relay::protocol::{self, AgentMessage};
+use hooktunnel_relay::protocol::{self, Ack, AgentMessage};
 
 use crate::event::AgentEvent;
 use crate::exchange::Exchange;
-use crate::forward::{Forwarder, Outgoing};
+use crate::forward::{Forwarded, Forwarder, Outgoing};
+use crate::store::Store;
 use crate::store::writer::StoreWriter;
 use crate::verify::{self, SecretSpec};
+
+/// A durable delivery waiting for the ordered worker, with the socket to ack on.
+pub type OrderedJob = (protocol::Request, mpsc::Sender<Message>);
 
 /// Everything a request passes through on the agent, shared by all tasks.
 pub struct Pipeline {
@@ -24,28 +38,16 @@ pub struct Pipeline {
     pub tunnel: std::sync::RwLock<String>,
     /// Signature secrets; each exchange gets a verdict when any are set.
     pub verify: Vec<SecretSpec>,
+    /// Durable deliveries, processed one at a time in order.
+    pub ordered: mpsc::UnboundedSender<OrderedJob>,
+    /// Attempts for a durable delivery whose local app fails (5xx or unreachable).
+    pub max_attempts: u32,
 }
 
 impl Pipeline {
-    /// Forwards one request, answers the relay and records the exchange.
+    /// Forwards one live request, answers the relay and records the exchange.
     pub async fn handle(&self, request: protocol::Request, out: mpsc::Sender<Message>) {
-        // Verdicts look at the bytes as received; forwarding never changes them.
-        let signature = verify::verdict(
-            &self.verify,
-            &request.headers,
-            &request.body,
-            request.public_url.as_deref(),
-            crate::exchange::now_ms() / 1000,
-        );
-        let forwarded = self
-            .forwarder
-            .forward(Outgoing {
-                method: &request.method,
-                path: &request.target,
-                headers: &request.headers,
-                body: request.body.clone(),
-            })
-            .await;
+        let forwarded = self.forward(&request).await;
         let answer = AgentMessage::Response(protocol::Response {
             id: request.id,
             status: forwarded.response.status,
@@ -54,8 +56,117 @@ impl Pipeline {
         });
         // A closed channel means the link dropped; the exchange is still recorded.
         let _ = out.send(Message::Binary(answer.encode())).await;
+        let exchange = self.exchange(request, forwarded);
+        let summary = exchange.summary();
+        self.store.record(exchange).await;
+        let _ = self.events.send(AgentEvent::Exchange(summary));
+    }
+
+    /// Runs durable deliveries one by one until the channel closes or `stop`
+    /// fires; a delivery in progress is finished first, so stopping never
+    /// leaves a request forwarded but unrecorded.
+    pub async fn run_ordered(
+        &self,
+        mut jobs: mpsc::UnboundedReceiver<OrderedJob>,
+        db: PathBuf,
+        stop: CancellationToken,
+    ) {
+        let seen = match Store::open(&db) {
+            Ok(store) => Some(store),
+            Err(e) => {
+                let _ = self.events.send(AgentEvent::Notice(format!(
+                    "cannot open the history to skip duplicates ({e}); redelivered requests may reach the app twice"
+                )));
+                None
+            }
+        };
+        loop {
+            let (request, out) = tokio::select! {
+                biased;
+                () = stop.cancelled() => break,
+                job = jobs.recv() => match job {
+                    Some(job) => job,
+                    None => break,
+                },
+            };
+            let id = request.id;
+            let already = seen
+                .as_ref()
+                .is_some_and(|s| s.contains(&id).unwrap_or(false));
+            if !already {
+                let forwarded = self.forward_with_retries(&request).await;
+                let exchange = self.exchange(request, forwarded);
+                let summary = exchange.summary();
+                if let Err(e) = self.store.record_durably(exchange).await {
+                    // Without a stored copy an ack could lose the request: leave it queued.
+                    let _ = self.events.send(AgentEvent::Notice(format!(
+                        "could not store {id} ({e}); the relay keeps it and will deliver it again"
+                    )));
+                    continue;
+                }
+                let _ = self.events.send(AgentEvent::Exchange(summary));
+            }
+            let ack = AgentMessage::Ack(Ack { id });
+            let _ = out.send(Message::Binary(ack.encode())).await;
+        }
+    }
+
+    async fn forward(&self, request: &protocol::Request) -> Forwarded {
+        self.forwarder
+            .forward(Outgoing {
+                method: &request.method,
+                path: &request.target,
+                headers: &request.headers,
+                body: request.body.clone(),
+            })
+            .await
+    }
+
+    /// Retries a failing local app with exponential backoff and jitter, visibly.
+    async fn forward_with_retries(&self, request: &protocol::Request) -> Forwarded {
+        let mut delays = crate::agent::reconnect::retry_delays();
+        let mut attempt = 1;
+        loop {
+            let forwarded = self.forward(request).await;
+            let failed = forwarded.error.is_some() || forwarded.response.status >= 500;
+            if !failed {
+                return forwarded;
+            }
+            let why = forwarded
+                .error
+                .clone()
+                .unwrap_or_else(|| format!("status {}", forwarded.response.status));
+            if attempt >= self.max_attempts {
+                let _ = self.events.send(AgentEvent::Notice(format!(
+                    "{} {} failed {attempt} times ({why}); recorded as failed — `hooktunnel replay {}` sends it again",
+                    request.method, request.target, request.id
+                )));
+                return forwarded;
+            }
+            let delay = delays.next().unwrap_or(Duration::from_secs(30));
+            let _ = self.events.send(AgentEvent::Notice(format!(
+                "{} {} failed ({why}); retry {attempt}/{} in {:.1}s",
+                request.method,
+                request.target,
+                self.max_attempts - 1,
+                delay.as_secs_f64()
+            )));
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+        }
+    }
+
+    fn exchange(&self, request: protocol::Request, forwarded: Forwarded) -> Exchange {
+        // Verdicts look at the bytes as received; forwarding never changes them.
+        let signature = verify::verdict(
+            &self.verify,
+            &request.headers,
+            &request.body,
+            request.public_url.as_deref(),
+            crate::exchange::now_ms() / 1000,
+        );
         let tunnel = self.tunnel.read().map(|t| t.clone()).unwrap_or_default();
-        let exchange = Exchange {
+        Exchange {
             id: request.id,
             tunnel,
             received_at_ms: request.received_at_ms,
@@ -72,9 +183,6 @@ impl Pipeline {
             peer: request.peer,
             public_url: request.public_url,
             signature,
-        };
-        let summary = exchange.summary();
-        self.store.record(exchange).await;
-        let _ = self.events.send(AgentEvent::Exchange(summary));
+        }
     }
 }

@@ -39,6 +39,8 @@ pub struct AgentOptions {
     pub key: Option<String>,
     /// How the relay answers senders.
     pub mode: Mode,
+    /// What senders get while this agent is away (relay default when `None`).
+    pub queued_response: Option<protocol::QueuedResponse>,
 }
 
 impl std::fmt::Debug for AgentOptions {
@@ -185,6 +187,7 @@ pub async fn connect(opts: &AgentOptions, config_hint: &str) -> Result<Session, 
         name: opts.name.clone(),
         key: opts.key.clone(),
         mode: opts.mode,
+        queued_response: opts.queued_response.clone(),
     });
     socket
         .send(Message::Binary(hello.encode()))
@@ -269,6 +272,10 @@ impl Session {
                 };
                 match msg {
                     Message::Binary(frame) => match RelayMessage::decode(&frame) {
+                        Ok(RelayMessage::Request(request)) if request.needs_ack => {
+                            // The worker outlives this session; its ack goes to this socket.
+                            let _ = pipeline.ordered.send((request, out_tx.clone()));
+                        }
                         Ok(RelayMessage::Request(request)) => {
                             let Ok(permit) = permits.clone().acquire_owned().await else {
                                 return AgentError::Lost("shutting down".into());

@@ -20,6 +20,17 @@ pub fn delays() -> impl Iterator<Item = Duration> {
         .build()
 }
 
+/// Delays between attempts to deliver a durable request to a failing local app.
+pub fn retry_delays() -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(500))
+        .with_max_delay(MAX_DELAY)
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use hooktunnel_relay::protocol::Mode;
+use hooktunnel_relay::protocol::{Mode, QueuedResponse};
 
 use crate::agent::{self, AgentOptions, Pipeline};
 use crate::cli::{ListenArgs, ModeArg};
@@ -77,6 +77,10 @@ pub struct ListenSettings {
     pub paths: Paths,
     /// Signature secrets for verdicts (in addition to the config file's).
     pub verify: Vec<SecretSpec>,
+    /// Attempts per durable delivery when the local app fails.
+    pub max_attempts: u32,
+    /// What senders get while this agent is away.
+    pub queued_response: Option<QueuedResponse>,
 }
 
 /// A tunnel that is up and serving in the background.
@@ -111,6 +115,7 @@ pub async fn start(settings: ListenSettings, cancel: CancellationToken) -> anyho
         name: settings.name.clone().or_else(|| config.name.clone()),
         key: config.agent_key.clone(),
         mode: settings.mode,
+        queued_response: settings.queued_response.clone(),
     };
     let hint = config_path.display().to_string();
     let session = agent::connect(&opts, &hint).await?;
@@ -129,13 +134,22 @@ pub async fn start(settings: ListenSettings, cancel: CancellationToken) -> anyho
     let store = StoreWriter::spawn(settings.paths.db())?;
     let (events, events_rx) = mpsc::unbounded_channel();
     let forwarder = Forwarder::new(settings.target.clone(), settings.timeout);
+    let (ordered, ordered_rx) = mpsc::unbounded_channel();
     let pipeline = Arc::new(Pipeline {
         forwarder,
         store,
         events,
         tunnel: RwLock::new(session.welcome.name.clone()),
         verify,
+        ordered,
+        max_attempts: settings.max_attempts.max(1),
     });
+    let worker = {
+        let pipeline = pipeline.clone();
+        let db = settings.paths.db();
+        let stop = cancel.clone();
+        tokio::spawn(async move { pipeline.run_ordered(ordered_rx, db, stop).await })
+    };
     let public_url = session
         .welcome
         .public_urls
@@ -148,7 +162,13 @@ pub async fn start(settings: ListenSettings, cancel: CancellationToken) -> anyho
         relay,
         embedded,
     }));
-    let task = tokio::spawn(async move { serve(session, &opts, &hint, pipeline, cancel).await });
+    let task = tokio::spawn(async move {
+        let served = serve(session, &opts, &hint, pipeline, cancel.clone()).await;
+        // Stopped or refused for good: let the ordered worker finish its delivery.
+        cancel.cancel();
+        let _ = worker.await;
+        served
+    });
     Ok(Running {
         events: events_rx,
         task,
@@ -174,6 +194,11 @@ pub async fn run(args: ListenArgs, paths: Paths) -> anyhow::Result<()> {
         embedded_listen: args.embedded_listen,
         paths,
         verify: args.verify.clone(),
+        max_attempts: args.retries.saturating_add(1),
+        queued_response: args.queued_status.map(|status| QueuedResponse {
+            status,
+            body: args.queued_body.clone(),
+        }),
     };
     let format = if args.json {
         Format::Json

@@ -137,30 +137,65 @@ async fn respond(req: Request, record: Arc<Mutex<Vec<Seen>>>) -> Response {
         .unwrap()
 }
 
-/// A relay on an ephemeral loopback port.
+/// A relay on a loopback port.
 pub struct Relay {
     pub url: String,
+    pub addr: SocketAddr,
     cancel: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl Relay {
     pub async fn start(config: RelayConfig) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        Self::start_at("127.0.0.1:0".parse().unwrap(), config).await
+    }
+
+    /// Starts on a given address (to restart a relay where agents expect it).
+    pub async fn start_at(addr: SocketAddr, config: RelayConfig) -> Self {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let addr = listener.local_addr().unwrap();
         let cancel = CancellationToken::new();
         let stop = cancel.clone();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             hooktunnel_relay::serve(listener, config, stop.cancelled_owned())
                 .await
                 .unwrap();
         });
-        Self { url, cancel }
+        Self {
+            url: format!("http://{addr}"),
+            addr,
+            cancel,
+            task,
+        }
+    }
+
+    /// Stops abruptly, like `kill -9`: no drain, nothing flushed beyond what was committed.
+    pub async fn kill(mut self) {
+        self.task.abort();
+        let _ = bounded("relay abort", &mut self.task).await;
+    }
+
+    /// One counter from `/_hooktunnel/metrics`.
+    pub async fn metric(&self, name: &str) -> u64 {
+        let answer = send(
+            &client(),
+            "GET",
+            &format!("{}/_hooktunnel/metrics", self.url),
+            &[],
+            "",
+        )
+        .await;
+        let text = String::from_utf8_lossy(&answer.body).to_string();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("metric {name} missing in {text}"))
     }
 }
 
 impl Drop for Relay {
     fn drop(&mut self) {
         self.cancel.cancel();
+        self.task.abort();
     }
 }
 
@@ -183,6 +218,8 @@ pub fn settings(relay: Option<&str>, target: &str, home: &Path) -> ListenSetting
         embedded_listen: "127.0.0.1:0".parse().unwrap(),
         paths: Paths::at(home),
         verify: Vec::new(),
+        max_attempts: 3,
+        queued_response: None,
     }
 }
 

@@ -11,12 +11,14 @@ use tokio::time::timeout;
 
 use super::relay_error;
 use crate::config::HANDSHAKE_TIMEOUT;
+use crate::durable::{self, Claim};
 use crate::name;
 use crate::protocol::{
     AgentMessage, ErrorCode, ErrorMessage, Hello, MAX_HEADER_BYTES, MAX_RESPONSE_BYTES,
     PING_INTERVAL, PROTOCOL_VERSION, RelayMessage, Welcome,
 };
 use crate::state::{AppState, Tunnel};
+use std::sync::atomic::Ordering;
 
 pub async fn connect(
     ws: WebSocketUpgrade,
@@ -118,20 +120,21 @@ async fn read_hello(socket: &mut WebSocket) -> Result<Hello, (ErrorCode, String)
 async fn session(mut socket: WebSocket, state: Arc<AppState>) {
     let hello = match read_hello(&mut socket).await {
         Ok(hello) => hello,
-        Err((code, message)) => return refuse(socket, code, message).await,
-    };
-    let name = match hello.name {
-        Some(name) => {
-            if let Err(e) = name::validate(&name) {
-                return refuse(socket, ErrorCode::InvalidName, e.to_string()).await;
-            }
-            name
+        Err((code, message)) => {
+            state.metrics.refused.fetch_add(1, Ordering::Relaxed);
+            return refuse(socket, code, message).await;
         }
-        None => name::random(),
     };
-    let Some((tunnel, outbound)) = state.register(&name) else {
+    let (name, key_hash) = match admit(&state, &hello) {
+        Ok(admitted) => admitted,
+        Err((code, message)) => {
+            state.metrics.refused.fetch_add(1, Ordering::Relaxed);
+            return refuse(socket, code, message).await;
+        }
+    };
+    let Ok((tunnel, outbound)) = state.register(&name, hello.mode, key_hash) else {
         let message =
-            format!("tunnel '{name}' is already held by another agent; pick another --name");
+            format!("tunnel '{name}' is held by another agent right now; pick another --name");
         return refuse(socket, ErrorCode::NameTaken, message).await;
     };
     let welcome = RelayMessage::Welcome(Welcome {
@@ -141,16 +144,91 @@ async fn session(mut socket: WebSocket, state: Arc<AppState>) {
         mode: hello.mode,
     });
     if send(&mut socket, &welcome).await {
-        tracing::info!(tunnel = %name, "agent connected");
-        pump(socket, &tunnel, outbound).await;
+        tracing::info!(tunnel = %name, mode = ?hello.mode, "agent connected");
+        tokio::select! {
+            () = pump(socket, &state, &tunnel, outbound) => {}
+            () = deliver_queue(&state, &tunnel) => {}
+            () = tunnel.replaced.cancelled() => tracing::info!(tunnel = %name, "session replaced by a newer one"),
+            () = state.closing.cancelled() => {}
+        }
         tracing::info!(tunnel = %name, "agent disconnected");
     }
     state.unregister(&tunnel);
 }
 
+/// Decides the tunnel name and claims it for the agent's key.
+fn admit(state: &AppState, hello: &Hello) -> Result<(String, Option<String>), (ErrorCode, String)> {
+    let Some(key) = hello.key.as_deref().filter(|k| !k.is_empty()) else {
+        // Keyless agents get a fresh, unbound name: nothing to take over, nothing queued.
+        if hello.name.is_some() {
+            return Err((
+                ErrorCode::BadHandshake,
+                "asking for a tunnel name needs an agent key".into(),
+            ));
+        }
+        return Ok((name::random(), None));
+    };
+    let name = match &hello.name {
+        Some(name) => {
+            name::validate(name).map_err(|e| (ErrorCode::InvalidName, e.to_string()))?;
+            name.clone()
+        }
+        None => name::random(),
+    };
+    let internal = |e: crate::durable::DurableError| {
+        tracing::error!(error = %e, "name registry failed");
+        (
+            ErrorCode::Unknown,
+            "the relay could not record the tunnel name; try again".to_owned(),
+        )
+    };
+    match state.registry.claim(&name, key).map_err(internal)? {
+        Claim::Granted => {}
+        Claim::Taken => {
+            return Err((
+                ErrorCode::NameTaken,
+                format!("tunnel name '{name}' belongs to another agent key; pick another --name"),
+            ));
+        }
+    }
+    state
+        .registry
+        .set_queued_answer(&name, hello.queued_response.as_ref())
+        .map_err(internal)?;
+    Ok((name, Some(durable::key_hash(key))))
+}
+
+/// Sends everything queued for the tunnel, oldest first, then waits for more.
+/// Entries stay queued until the agent acks them, so a dropped link loses nothing.
+async fn deliver_queue(state: &AppState, tunnel: &Tunnel) {
+    const PAGE: usize = 64;
+    let mut last = None;
+    loop {
+        let batch = match state.queue.pending(&tunnel.name, last, PAGE) {
+            Ok(batch) => batch,
+            Err(e) => {
+                tracing::error!(tunnel = %tunnel.name, error = %e, "cannot read the queue; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let full_page = batch.len() == PAGE;
+        for entry in batch {
+            if tunnel.outbound.send(entry.frame).await.is_err() {
+                return;
+            }
+            last = Some(entry.seq);
+        }
+        if !full_page {
+            tunnel.queued.notified().await;
+        }
+    }
+}
+
 /// Moves frames both ways until either side goes away.
 async fn pump(
     socket: WebSocket,
+    state: &AppState,
     tunnel: &Tunnel,
     mut outbound: tokio::sync::mpsc::Receiver<bytes::Bytes>,
 ) {
@@ -191,7 +269,17 @@ async fn pump(
                             tracing::debug!(tunnel = %tunnel.name, "answer for an unknown or expired request ignored");
                         }
                     }
-                    Ok(AgentMessage::Ack(_)) => {}
+                    Ok(AgentMessage::Ack(ack)) => match state.queue.ack(&tunnel.name, ack.id) {
+                        Ok(true) => {
+                            state.metrics.acked.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(false) => {
+                            tracing::debug!(tunnel = %tunnel.name, id = %ack.id, "ack for an id not queued here ignored")
+                        }
+                        Err(e) => {
+                            tracing::error!(tunnel = %tunnel.name, error = %e, "cannot delete an acked entry; it will be redelivered")
+                        }
+                    },
                     Ok(AgentMessage::Error(e)) => {
                         tracing::warn!(tunnel = %tunnel.name, code = ?e.code, message = %e.message, "agent reported an error")
                     }

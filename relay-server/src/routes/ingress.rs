@@ -11,8 +11,11 @@ use axum::response::Response;
 use bytes::Bytes;
 
 use super::relay_error;
-use crate::protocol::{self, Header, RelayMessage, Request};
-use crate::state::AppState;
+use std::sync::atomic::Ordering;
+
+use crate::durable::EnqueueError;
+use crate::protocol::{self, Header, Mode, RelayMessage, Request};
+use crate::state::{AppState, Tunnel};
 
 /// Where a public request is headed.
 #[derive(Debug, PartialEq, Eq)]
@@ -88,13 +91,28 @@ pub async fn ingress(
             "no tunnel here: tunnel URLs look like /t/<name>/...",
         );
     };
-    let Some(tunnel) = state.tunnel(route.name) else {
+    let live = state.tunnel(route.name);
+    let needs_queue = match &live {
+        Some(t) => t.mode == Mode::Ack,
+        None => match state.registry.is_known(route.name) {
+            Ok(known) => known,
+            Err(e) => {
+                tracing::error!(error = %e, "name registry failed");
+                return relay_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "relay_storage",
+                    "the relay cannot read its registry; try again",
+                );
+            }
+        },
+    };
+    if live.is_none() && !needs_queue {
         return relay_error(
             StatusCode::NOT_FOUND,
             "unknown_tunnel",
             format!("no agent is connected for tunnel '{}'", route.name),
         );
-    };
+    }
     let body = match axum::body::to_bytes(body, state.config.max_body_bytes).await {
         Ok(body) => body,
         Err(_) => {
@@ -108,6 +126,7 @@ pub async fn ingress(
             );
         }
     };
+    state.metrics.requests.fetch_add(1, Ordering::Relaxed);
     let headers: Vec<Header> = parts
         .headers
         .iter()
@@ -133,31 +152,119 @@ pub async fn ingress(
         peer: Some(peer.to_string()),
         received_at_ms: now_ms(),
         public_url: Some(public_url),
-        queued: false,
+        queued: live.is_none(),
+        needs_ack: needs_queue,
         body,
     };
-    let answer = tunnel.expect(id);
-    if tunnel
-        .outbound
-        .send(RelayMessage::Request(request).encode())
-        .await
-        .is_err()
-    {
-        tunnel.forget(&id);
-        return agent_gone();
+    match live {
+        Some(tunnel) if !needs_queue => forward_live(&state, &tunnel, request).await,
+        live => queue(&state, route.name, live.as_deref(), request).await,
     }
-    match tokio::time::timeout(state.config.response_timeout, answer).await {
-        Ok(Ok(response)) => to_http(response),
-        Ok(Err(_)) => agent_gone(),
-        Err(_) => {
-            tunnel.forget(&id);
-            relay_error(
+}
+
+/// Proxy mode: hand the request to the agent and wait for the local app's answer.
+async fn forward_live(state: &AppState, tunnel: &Tunnel, request: Request) -> Response {
+    let id = request.id;
+    let answer = tunnel.expect(id);
+    state.in_flight.fetch_add(1, Ordering::SeqCst);
+    let result = async {
+        if tunnel
+            .outbound
+            .send(RelayMessage::Request(request).encode())
+            .await
+            .is_err()
+        {
+            return agent_gone();
+        }
+        match tokio::time::timeout(state.config.response_timeout, answer).await {
+            Ok(Ok(response)) => to_http(response),
+            Ok(Err(_)) => agent_gone(),
+            Err(_) => relay_error(
                 StatusCode::GATEWAY_TIMEOUT,
                 "agent_timeout",
                 "the hooktunnel agent did not answer in time",
-            )
+            ),
         }
     }
+    .await;
+    tunnel.forget(&id);
+    state.in_flight.fetch_sub(1, Ordering::SeqCst);
+    result
+}
+
+/// Offline or ack mode: store durably (fsync'd), then answer 2xx naming the id.
+async fn queue(
+    state: &Arc<AppState>,
+    name: &str,
+    live: Option<&Tunnel>,
+    request: Request,
+) -> Response {
+    let id = request.id;
+    let frame = RelayMessage::Request(request).encode();
+    let stored = {
+        let state = state.clone();
+        let name = name.to_owned();
+        tokio::task::spawn_blocking(move || {
+            state
+                .queue
+                .enqueue(&name, id, &frame, &state.config.queue_limits, now_ms())
+        })
+        .await
+    };
+    match stored {
+        Ok(Ok(())) => {}
+        Ok(Err(EnqueueError::Full(reason))) => {
+            state.metrics.queue_full.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(tunnel = %name, %reason, "queue full: request refused");
+            return relay_error(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "queue_full",
+                format!("tunnel '{name}' cannot take more requests: {reason}"),
+            );
+        }
+        Ok(Err(EnqueueError::Durable(e))) => {
+            tracing::error!(tunnel = %name, error = %e, "cannot queue a request");
+            return relay_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "relay_storage",
+                "the relay could not store the request; try again",
+            );
+        }
+        Err(e) => {
+            tracing::error!(tunnel = %name, error = %e, "queue task failed");
+            return relay_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "relay_storage",
+                "the relay could not store the request; try again",
+            );
+        }
+    }
+    state.metrics.queued.fetch_add(1, Ordering::Relaxed);
+    let (status, custom) = match live {
+        Some(tunnel) => {
+            tunnel.queued.notify_one();
+            (state.config.ack_status, None)
+        }
+        None => match state.registry.queued_answer(name) {
+            Ok(Some(answer)) => (answer.status, answer.body),
+            _ => (state.config.queued_status, None),
+        },
+    };
+    let body = match custom {
+        Some(template) => template.replace("{id}", &id.to_string()),
+        None if live.is_some() => format!("{{\"accepted\":true,\"id\":\"{id}\"}}"),
+        None => format!("{{\"queued\":true,\"id\":\"{id}\"}}"),
+    };
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::ACCEPTED);
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(value) = HeaderValue::from_str(&id.to_string()) {
+        response.headers_mut().insert("x-hooktunnel-id", value);
+    }
+    response
 }
 
 fn agent_gone() -> Response {

@@ -18,6 +18,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route(CONNECT_PATH, get(connect::connect))
         .route("/_hooktunnel/health", get(health))
+        .route("/_hooktunnel/metrics", get(metrics))
         .fallback(ingress::ingress)
         .with_state(state)
 }
@@ -29,6 +30,26 @@ async fn health(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
         "protocol": crate::protocol::PROTOCOL_VERSION,
         "tunnels": state.tunnel_count(),
     }))
+}
+
+/// Prometheus text format counters.
+async fn metrics(State(state): State<Arc<AppState>>) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    let m = &state.metrics;
+    format!(
+        "# TYPE hooktunnel_tunnels_connected gauge\nhooktunnel_tunnels_connected {}\n\
+         # TYPE hooktunnel_requests_total counter\nhooktunnel_requests_total {}\n\
+         # TYPE hooktunnel_queued_total counter\nhooktunnel_queued_total {}\n\
+         # TYPE hooktunnel_queue_full_total counter\nhooktunnel_queue_full_total {}\n\
+         # TYPE hooktunnel_acked_total counter\nhooktunnel_acked_total {}\n\
+         # TYPE hooktunnel_handshakes_refused_total counter\nhooktunnel_handshakes_refused_total {}\n",
+        state.tunnel_count(),
+        m.requests.load(Relaxed),
+        m.queued.load(Relaxed),
+        m.queue_full.load(Relaxed),
+        m.acked.load(Relaxed),
+        m.refused.load(Relaxed),
+    )
 }
 
 /// An answer produced by the relay itself, marked so nobody mistakes it for the app's.
