@@ -30,6 +30,21 @@ struct Args {
     /// Largest request body accepted, in bytes.
     #[arg(long, default_value_t = hooktunnel_relay::config::DEFAULT_MAX_BODY_BYTES)]
     max_body: usize,
+    /// Most requests queued per tunnel while its agent is away (then 507).
+    #[arg(long, default_value_t = hooktunnel_relay::config::DEFAULT_QUEUE_MAX_COUNT)]
+    queue_max_count: u64,
+    /// Most bytes queued per tunnel (then 507).
+    #[arg(long, default_value_t = hooktunnel_relay::config::DEFAULT_QUEUE_MAX_BYTES)]
+    queue_max_bytes: u64,
+    /// Queued requests older than this many seconds are dropped (logged).
+    #[arg(long, value_name = "SECS", default_value_t = hooktunnel_relay::config::DEFAULT_QUEUE_MAX_AGE.as_secs())]
+    queue_max_age: u64,
+    /// Status for requests queued while the agent is away (tunnels may choose their own).
+    #[arg(long, default_value_t = 202, value_parser = clap::value_parser!(u16).range(200..300))]
+    queued_status: u16,
+    /// Status for requests accepted by tunnels in ack mode.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u16).range(200..300))]
+    ack_status: u16,
 }
 
 #[tokio::main]
@@ -53,6 +68,13 @@ async fn main() -> anyhow::Result<()> {
         tokens: args.tokens,
         data_dir: args.data_dir,
         max_body_bytes: args.max_body,
+        queue_limits: hooktunnel_relay::durable::QueueLimits {
+            max_count: args.queue_max_count,
+            max_bytes: args.queue_max_bytes,
+            max_age: std::time::Duration::from_secs(args.queue_max_age),
+        },
+        queued_status: args.queued_status,
+        ack_status: args.ack_status,
         ..RelayConfig::default()
     };
     let listener = tokio::net::TcpListener::bind(args.listen)

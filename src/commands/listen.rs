@@ -26,6 +26,7 @@ pub const EMBEDDED_PORT: u16 = 7070;
 /// Starts the relay library in this process; returns its base URL.
 async fn start_embedded_relay(
     addr: SocketAddr,
+    data_dir: std::path::PathBuf,
     cancel: CancellationToken,
 ) -> anyhow::Result<String> {
     let listener = match tokio::net::TcpListener::bind(addr).await {
@@ -41,7 +42,10 @@ async fn start_embedded_relay(
         }
     };
     let local = listener.local_addr()?;
-    let config = hooktunnel_relay::RelayConfig::default();
+    let config = hooktunnel_relay::RelayConfig {
+        data_dir: Some(data_dir),
+        ..hooktunnel_relay::RelayConfig::default()
+    };
     tokio::spawn(async move {
         if let Err(e) = hooktunnel_relay::serve(listener, config, cancel.cancelled_owned()).await {
             tracing::error!(error = %e, "embedded relay stopped");
@@ -105,7 +109,12 @@ pub async fn start(settings: ListenSettings, cancel: CancellationToken) -> anyho
     let (relay, embedded) = match settings.relay.clone().or_else(|| config.relay.clone()) {
         Some(relay) => (relay, false),
         None => (
-            start_embedded_relay(settings.embedded_listen, cancel.clone()).await?,
+            start_embedded_relay(
+                settings.embedded_listen,
+                settings.paths.data_dir.join("relay"),
+                cancel.clone(),
+            )
+            .await?,
             true,
         ),
     };
