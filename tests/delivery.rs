@@ -403,3 +403,30 @@ async fn a_thousand_requests_survive_agent_restarts() {
     assert_eq!(duplicates, 0);
     agent.stop().await;
 }
+
+#[tokio::test]
+async fn shutdown_lets_in_flight_requests_finish() {
+    let relay = Relay::start(RelayConfig::default()).await;
+    let app = LocalApp::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let agent = Agent::start(settings(
+        Some(&relay.url),
+        &app.port().to_string(),
+        home.path(),
+    ))
+    .await;
+    let url = format!("{}/slow", agent.public_url);
+    let in_flight =
+        tokio::spawn(async move { send(&client(), "POST", &url, &[], "draining").await });
+    eventually("the slow request reaches the app", || {
+        !app.seen().is_empty()
+    })
+    .await;
+    relay.shutdown().await;
+    let answer = bounded("the drained answer", in_flight).await.unwrap();
+    assert_eq!(
+        answer.status, 200,
+        "an in-flight request completes during shutdown"
+    );
+    assert_eq!(&answer.body[..], b"draining");
+}

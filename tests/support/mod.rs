@@ -175,6 +175,12 @@ impl Relay {
         let _ = bounded("relay abort", &mut self.task).await;
     }
 
+    /// Graceful shutdown (what SIGTERM does): returns once the relay has stopped.
+    pub async fn shutdown(mut self) {
+        self.cancel.cancel();
+        let _ = bounded("relay shutdown", &mut self.task).await;
+    }
+
     /// One counter from `/_hooktunnel/metrics`.
     pub async fn metric(&self, name: &str) -> u64 {
         let answer = send(
