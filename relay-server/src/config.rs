@@ -1,5 +1,6 @@
 //! Relay settings, validated once and shared read-only.
 
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -17,16 +18,158 @@ pub const DEFAULT_QUEUE_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time an agent has to send `hello` after the upgrade.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a client has to finish the TLS handshake.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most bytes an agent may send before its tunnel is registered (the `hello`).
+pub const MAX_HELLO_BYTES: usize = 64 * 1024;
+/// Longest request target (path and query) accepted; longer answers 414.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+/// Largest request head (request line and headers); larger answers 431.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Most header fields in one request; more answers 431.
+pub const MAX_HEADERS: usize = 100;
+/// Default time a client has to send a complete request head.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(20);
+/// Default time a client has to send a complete request body.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default cap on requests waiting for one tunnel's agent at once.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1000;
+
+/// A token-bucket rate: `count` requests per `period`, bursts up to `burst`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Requests replenished per period.
+    pub count: NonZeroU32,
+    /// The period.
+    pub period: Duration,
+    /// Requests allowed at once after a quiet spell.
+    pub burst: NonZeroU32,
+}
+
+impl RateLimit {
+    /// `count` per second with a burst of twice that.
+    pub fn per_second(count: NonZeroU32) -> Self {
+        Self {
+            count,
+            period: Duration::from_secs(1),
+            burst: double(count),
+        }
+    }
+}
+
+fn double(count: NonZeroU32) -> NonZeroU32 {
+    NonZeroU32::new(count.get().saturating_mul(2)).unwrap_or(count)
+}
+
+impl std::fmt::Display for RateLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let unit = if self.period == Duration::from_secs(60) {
+            "m"
+        } else {
+            "s"
+        };
+        write!(f, "{}/{unit}:{}", self.count, self.burst)
+    }
+}
+
+/// Parses a rate flag: `N/s` or `N/m`, optionally `:BURST` (default 2×N),
+/// or `off` (no limit).
+///
+/// ```
+/// use hooktunnel_relay::config::parse_rate;
+/// let r = parse_rate("100/s").unwrap().unwrap();
+/// assert_eq!((r.count.get(), r.burst.get()), (100, 200));
+/// assert_eq!(parse_rate("off"), Ok(None));
+/// assert!(parse_rate("fast").is_err());
+/// ```
+pub fn parse_rate(text: &str) -> Result<Option<RateLimit>, String> {
+    const USAGE: &str = "use N/s or N/m, optionally :BURST (e.g. 100/s or 100/s:300), or off";
+    let text = text.trim();
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let (rate, burst) = match text.split_once(':') {
+        Some((rate, burst)) => (rate, Some(burst)),
+        None => (text, None),
+    };
+    let (count, unit) = rate
+        .split_once('/')
+        .ok_or_else(|| format!("bad rate '{text}': {USAGE}"))?;
+    let count: NonZeroU32 = count
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad rate '{text}': the count must be a positive integer; {USAGE}"))?;
+    let period = match unit.trim() {
+        "s" => Duration::from_secs(1),
+        "m" => Duration::from_secs(60),
+        _ => return Err(format!("bad rate '{text}': {USAGE}")),
+    };
+    let burst = match burst {
+        Some(b) => b.trim().parse().map_err(|_| {
+            format!("bad rate '{text}': the burst must be a positive integer; {USAGE}")
+        })?,
+        None => double(count),
+    };
+    Ok(Some(RateLimit {
+        count,
+        period,
+        burst,
+    }))
+}
+
+/// A line of a tokens file that is not a SHA-256 hex digest.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error(
+    "line {line} of the tokens file is not a SHA-256 hex digest (64 hex digits); store `printf %s TOKEN | sha256sum` output, one per line"
+)]
+pub struct TokenFileError {
+    /// 1-based line number.
+    pub line: usize,
+}
+
+/// Parses a tokens file: one SHA-256 hex digest per line; blank lines and
+/// text after `#` are ignored. Never echoes the file's contents in errors.
+///
+/// ```
+/// use hooktunnel_relay::config::parse_token_hashes;
+/// let text = "# ops team\n2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae  # foo\n";
+/// assert_eq!(parse_token_hashes(text).unwrap().len(), 1);
+/// assert!(parse_token_hashes("foo\n").is_err());
+/// ```
+pub fn parse_token_hashes(text: &str) -> Result<Vec<[u8; 32]>, TokenFileError> {
+    let mut hashes = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let content = line.split('#').next().unwrap_or("").trim();
+        if content.is_empty() {
+            continue;
+        }
+        let mut digest = [0u8; 32];
+        hex::decode_to_slice(content, &mut digest).map_err(|_| TokenFileError { line: i + 1 })?;
+        hashes.push(digest);
+    }
+    Ok(hashes)
+}
+
+/// PEM files for serving https and wss.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// Certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// Private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
 
 /// Everything the relay needs to run.
 #[derive(Clone)]
 pub struct RelayConfig {
-    /// URL to advertise (behind a proxy or TLS terminator); defaults to `http://<listen addr>`.
+    /// URL to advertise (behind a proxy or TLS terminator); defaults to `http(s)://<listen addr>`.
     pub public_url: Option<String>,
-    /// Base domain for `<name>.<domain>` routing.
+    /// Base domain for `<name>.<domain>` routing (lowercase, no dots at the ends).
     pub domain: Option<String>,
-    /// Accepted agent tokens; empty means no authentication.
+    /// Accepted agent tokens; with no tokens and no `token_hashes`, every agent is accepted.
     pub tokens: Vec<String>,
+    /// SHA-256 digests of further accepted tokens (`--tokens-file`).
+    pub token_hashes: Vec<[u8; 32]>,
     /// Directory for durable state.
     pub data_dir: Option<PathBuf>,
     /// Largest request body accepted from senders.
@@ -39,14 +182,31 @@ pub struct RelayConfig {
     pub queued_status: u16,
     /// Status for requests accepted in ack mode.
     pub ack_status: u16,
+    /// Trust `X-Forwarded-*` and `Forwarded` from the peer (a reverse proxy) and append to them.
+    pub trust_proxy: bool,
+    /// Requests per client IP (IPv6: per /64); `None` is unlimited.
+    pub rate_per_ip: Option<RateLimit>,
+    /// Requests per tunnel; `None` is unlimited.
+    pub rate_per_tunnel: Option<RateLimit>,
+    /// Requests waiting for one tunnel's agent at once; more answer 503.
+    pub max_in_flight_per_tunnel: usize,
+    /// Time to receive a complete request head (slowloris guard); the connection is closed after.
+    pub header_read_timeout: Duration,
+    /// Time to receive a complete request body; 408 after.
+    pub body_read_timeout: Duration,
+    /// Serve https/wss with these PEM files.
+    pub tls: Option<TlsFiles>,
 }
 
 impl Default for RelayConfig {
+    /// Defaults for a relay on loopback (the embedded relay, tests): no rate
+    /// limits. The `hooktunnel-relay` binary sets rate limits by default.
     fn default() -> Self {
         Self {
             public_url: None,
             domain: None,
             tokens: Vec::new(),
+            token_hashes: Vec::new(),
             data_dir: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
@@ -57,6 +217,13 @@ impl Default for RelayConfig {
             },
             queued_status: 202,
             ack_status: 200,
+            trust_proxy: false,
+            rate_per_ip: None,
+            rate_per_tunnel: None,
+            max_in_flight_per_tunnel: DEFAULT_MAX_IN_FLIGHT,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            tls: None,
         }
     }
 }
@@ -68,12 +235,70 @@ impl std::fmt::Debug for RelayConfig {
             .field("public_url", &self.public_url)
             .field("domain", &self.domain)
             .field("tokens", &format_args!("[{} redacted]", self.tokens.len()))
+            .field(
+                "token_hashes",
+                &format_args!("[{} redacted]", self.token_hashes.len()),
+            )
             .field("data_dir", &self.data_dir)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("response_timeout", &self.response_timeout)
             .field("queue_limits", &self.queue_limits)
             .field("queued_status", &self.queued_status)
             .field("ack_status", &self.ack_status)
+            .field("trust_proxy", &self.trust_proxy)
+            .field("rate_per_ip", &self.rate_per_ip)
+            .field("rate_per_tunnel", &self.rate_per_tunnel)
+            .field("max_in_flight_per_tunnel", &self.max_in_flight_per_tunnel)
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("body_read_timeout", &self.body_read_timeout)
+            .field("tls", &self.tls)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn debug_never_shows_tokens() {
+        let config = RelayConfig {
+            tokens: vec!["s3cret-token".into()],
+            token_hashes: vec![[7; 32]],
+            ..RelayConfig::default()
+        };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(!shown.contains("0707"), "{shown}");
+        assert!(shown.contains("[1 redacted]"));
+    }
+
+    #[test]
+    fn rates_parse() {
+        let r = parse_rate("5/m:9").unwrap().unwrap();
+        assert_eq!(
+            (r.count.get(), r.period, r.burst.get()),
+            (5, Duration::from_secs(60), 9)
+        );
+        for bad in ["", "0/s", "5", "5/h", "5/s:0", "-1/s", "5/s:x"] {
+            assert!(parse_rate(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn token_file_errors_name_the_line_not_the_content() {
+        let err = parse_token_hashes("# ok\n\nhunter2\n").unwrap_err();
+        assert_eq!(err.line, 3);
+        assert!(!err.to_string().contains("hunter2"));
+    }
+
+    proptest! {
+        #[test]
+        fn rate_and_token_parsers_never_panic(text in ".{0,200}") {
+            let _ = parse_rate(&text);
+            let _ = parse_token_hashes(&text);
+        }
     }
 }

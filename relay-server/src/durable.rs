@@ -370,7 +370,10 @@ mod tests {
         let pending = d.pending("demo", None, 10).unwrap();
         let pending_ids: Vec<Ulid> = pending.iter().map(|p| p.id).collect();
         assert_eq!(pending_ids, ids[..3]);
-        assert_eq!(d.pending("demo", Some(pending[0].seq), 10).unwrap().len(), 2);
+        assert_eq!(
+            d.pending("demo", Some(pending[0].seq), 10).unwrap().len(),
+            2
+        );
         assert!(
             !d.ack("other", ids[0]).unwrap(),
             "another tunnel cannot ack"

@@ -12,22 +12,45 @@
 //! The binary, the CLI's embedded relay and the tests all run [`serve`] on a
 //! listener they bound themselves, so tests never race for a port.
 
+mod auth;
 pub mod config;
 pub mod durable;
+mod forwarded;
+mod limit;
 pub mod name;
 pub mod protocol;
 mod routes;
 mod state;
+mod tls;
 
+use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::serve::ListenerExt as _;
+use axum::http::StatusCode;
+use axum::response::Response;
 pub use config::RelayConfig;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt as _;
+
+use crate::routes::{ConnInfo, closing, relay_error};
+use crate::state::AppState;
+
+/// How often idle rate-limit state is dropped.
+const LIMITER_SWEEP: Duration = Duration::from_secs(60);
 
 /// Serves the relay on `listener` until `shutdown` resolves.
+///
+/// HTTP/1.1 (and WebSocket upgrades) over plain TCP, or TLS when
+/// `config.tls` is set. Heads larger than [`config::MAX_HEAD_BYTES`] or with
+/// more than [`config::MAX_HEADERS`] fields get 431 from hyper; a head not
+/// complete within `header_read_timeout` closes the connection.
 ///
 /// On shutdown the relay stops accepting connections, lets in-flight
 /// requests finish (at most [`config::DRAIN_TIMEOUT`]), then closes agent
@@ -43,14 +66,21 @@ pub async fn serve(
             "no --data-dir: the offline queue and name registry live in memory and are lost on restart"
         );
     }
-    let state = Arc::new(state::AppState::new(config, local_addr).map_err(std::io::Error::other)?);
+    let tls = match &config.tls {
+        Some(files) => Some(tls::acceptor(files).map_err(std::io::Error::other)?),
+        None => None,
+    };
+    let state =
+        Arc::new(AppState::new(config, local_addr, tls.is_some()).map_err(std::io::Error::other)?);
     let app = routes::router(state.clone());
-    let listener = listener.tap_io(|tcp| {
-        // Small webhook requests must not wait for Nagle's algorithm.
-        let _ = tcp.set_nodelay(true);
-    });
-    let stop = tokio_util::sync::CancellationToken::new();
-    let drain = {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(state.config.header_read_timeout)
+        .max_headers(config::MAX_HEADERS)
+        .max_header_size(config::MAX_HEAD_BYTES)
+        .keep_alive(true);
+    let stop = CancellationToken::new();
+    let drainer = tokio::spawn({
         let stop = stop.clone();
         let state = state.clone();
         async move {
@@ -60,19 +90,169 @@ pub async fn serve(
             while state.in_flight.load(std::sync::atomic::Ordering::SeqCst) > 0
                 && tokio::time::Instant::now() < deadline
             {
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
             state.closing.cancel();
         }
-    };
-    let drainer = tokio::spawn(drain);
-    let served = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(stop.cancelled_owned())
-    .await;
+    });
+    let sweeper = tokio::spawn({
+        let state = state.clone();
+        async move {
+            let mut tick = tokio::time::interval(LIMITER_SWEEP);
+            loop {
+                tick.tick().await;
+                if let Some(l) = &state.ip_limiter {
+                    l.forget_idle();
+                }
+                if let Some(l) = &state.tunnel_limiter {
+                    l.forget_idle();
+                }
+            }
+        }
+    });
+    let connections = TaskTracker::new();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            () = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        // Small webhook requests must not wait for Nagle's algorithm.
+        let _ = tcp.set_nodelay(true);
+        let conn = Connection {
+            state: state.clone(),
+            app: app.clone(),
+            http: http.clone(),
+            stop: stop.clone(),
+        };
+        match &tls {
+            None => {
+                connections.spawn(conn.serve(tcp, ConnInfo { peer, tls: false }));
+            }
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                connections.spawn(async move {
+                    let handshake = acceptor.accept(tcp);
+                    match tokio::time::timeout(config::TLS_HANDSHAKE_TIMEOUT, handshake).await {
+                        Ok(Ok(stream)) => conn.serve(stream, ConnInfo { peer, tls: true }).await,
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                });
+            }
+        }
+    }
+    drop(listener);
+    connections.close();
+    // Connections finish their current request; the drainer closes agent
+    // sockets after DRAIN_TIMEOUT, which answers whatever still waits.
+    let grace = config::DRAIN_TIMEOUT + Duration::from_secs(5);
+    if tokio::time::timeout(grace, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections were still open at shutdown; closing them");
+    }
     drainer.abort();
+    sweeper.abort();
     state.closing.cancel();
-    served
+    Ok(())
+}
+
+/// One accepted connection's share of the relay.
+struct Connection {
+    state: Arc<AppState>,
+    app: axum::Router,
+    http: hyper::server::conn::http1::Builder,
+    stop: CancellationToken,
+}
+
+impl Connection {
+    async fn serve<I>(self, io: I, info: ConnInfo)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Connection {
+            state,
+            app,
+            http,
+            stop,
+        } = self;
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            let app = app.clone();
+            let state = state.clone();
+            async move {
+                if let Some(refused) = guard(&state, info, &req) {
+                    return Ok::<_, Infallible>(refused);
+                }
+                req.extensions_mut().insert(info);
+                app.oneshot(req).await
+            }
+        });
+        let conn = http
+            .serve_connection(TokioIo::new(io), service)
+            .with_upgrades();
+        tokio::pin!(conn);
+        let served = tokio::select! {
+            served = conn.as_mut() => served,
+            () = stop.cancelled() => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        };
+        if let Err(e) = served {
+            tracing::debug!(peer = %info.peer, error = %e, "connection ended with an error");
+        }
+    }
+}
+
+/// Checks made before routing: URL length (414), one `Host` (400),
+/// unambiguous framing (400) and the per-IP rate (429).
+fn guard<B>(state: &AppState, info: ConnInfo, req: &hyper::Request<B>) -> Option<Response> {
+    let target_len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if target_len > config::MAX_URI_BYTES {
+        return Some(closing(relay_error(
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            format!(
+                "the request target is {target_len} bytes; this relay accepts at most {}",
+                config::MAX_URI_BYTES
+            ),
+        )));
+    }
+    let headers = req.headers();
+    if headers.get_all(axum::http::header::HOST).iter().count() > 1 {
+        return Some(closing(relay_error(
+            StatusCode::BAD_REQUEST,
+            "ambiguous_host",
+            "more than one Host header",
+        )));
+    }
+    if headers.contains_key(axum::http::header::TRANSFER_ENCODING)
+        && headers.contains_key(axum::http::header::CONTENT_LENGTH)
+    {
+        return Some(closing(relay_error(
+            StatusCode::BAD_REQUEST,
+            "ambiguous_length",
+            "both Content-Length and Transfer-Encoding",
+        )));
+    }
+    if let Some(limiter) = &state.ip_limiter {
+        let ip = forwarded::client_ip(headers, info.peer.ip(), state.config.trust_proxy);
+        if let Err(wait) = limiter.check(&limit::ip_key(ip)) {
+            state
+                .metrics
+                .rate_limited
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Some(limit::too_many_requests("from this address", wait));
+        }
+    }
+    None
 }

@@ -24,9 +24,54 @@ struct Args {
     /// Directory for durable state (queue, name registry).
     #[arg(long, env = "HOOKTUNNEL_RELAY_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// A token agents must present (repeatable). Without any, every agent is accepted.
-    #[arg(long = "token", value_name = "TOKEN")]
+    /// A token agents must present (repeatable). Without any token (here or in
+    /// --tokens-file), every agent is accepted.
+    #[arg(
+        long = "token",
+        value_name = "TOKEN",
+        env = "HOOKTUNNEL_RELAY_TOKEN",
+        hide_env_values = true
+    )]
     tokens: Vec<String>,
+    /// File of accepted tokens as SHA-256 hex digests, one per line (`#` starts a comment);
+    /// make a line with `printf %s "$TOKEN" | sha256sum`.
+    #[arg(long, value_name = "FILE", env = "HOOKTUNNEL_RELAY_TOKENS_FILE")]
+    tokens_file: Option<PathBuf>,
+    /// Serve https and wss with this PEM certificate chain (needs --tls-key).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_key",
+        env = "HOOKTUNNEL_RELAY_TLS_CERT"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key for --tls-cert.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_cert",
+        env = "HOOKTUNNEL_RELAY_TLS_KEY"
+    )]
+    tls_key: Option<PathBuf>,
+    /// Trust X-Forwarded-For/-Proto/-Host and Forwarded from the peer (set only behind your own
+    /// reverse proxy); the relay then appends to them and rate-limits by the forwarded address.
+    #[arg(long)]
+    trust_proxy: bool,
+    /// Requests per client IP (IPv6: per /64): N/s or N/m, optional :BURST, or `off` (then 429).
+    #[arg(long, value_name = "RATE", default_value = "100/s:200")]
+    rate_per_ip: Rate,
+    /// Requests per tunnel: N/s or N/m, optional :BURST, or `off` (then 429).
+    #[arg(long, value_name = "RATE", default_value = "200/s:400")]
+    rate_per_tunnel: Rate,
+    /// Requests waiting for one tunnel's agent at once (then 503).
+    #[arg(long, value_name = "N", default_value_t = hooktunnel_relay::config::DEFAULT_MAX_IN_FLIGHT)]
+    max_in_flight: usize,
+    /// Seconds a client has to send a complete request head (slowloris guard).
+    #[arg(long, value_name = "SECS", default_value_t = hooktunnel_relay::config::DEFAULT_HEADER_READ_TIMEOUT.as_secs())]
+    header_timeout: u64,
+    /// Seconds a client has to send a complete request body (then 408).
+    #[arg(long, value_name = "SECS", default_value_t = hooktunnel_relay::config::DEFAULT_BODY_READ_TIMEOUT.as_secs())]
+    body_timeout: u64,
     /// Largest request body accepted, in bytes.
     #[arg(long, default_value_t = hooktunnel_relay::config::DEFAULT_MAX_BODY_BYTES)]
     max_body: usize,
@@ -47,6 +92,33 @@ struct Args {
     ack_status: u16,
 }
 
+/// A rate flag value (`off` is `None`).
+#[derive(Clone, Debug)]
+struct Rate(Option<hooktunnel_relay::config::RateLimit>);
+
+impl std::str::FromStr for Rate {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        hooktunnel_relay::config::parse_rate(s).map(Rate)
+    }
+}
+
+/// Reads `--tokens-file`; errors name the file and line, never a token.
+fn read_tokens_file(path: &std::path::Path) -> anyhow::Result<Vec<[u8; 32]>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read --tokens-file {}", path.display()))?;
+    let hashes = hooktunnel_relay::config::parse_token_hashes(&text)
+        .with_context(|| format!("bad --tokens-file {}", path.display()))?;
+    if hashes.is_empty() {
+        anyhow::bail!(
+            "--tokens-file {} holds no token digests; add `printf %s TOKEN | sha256sum` lines or drop the flag",
+            path.display()
+        );
+    }
+    Ok(hashes)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -60,12 +132,34 @@ async fn main() -> anyhow::Result<()> {
     {
         anyhow::bail!("--public-url must start with http:// or https:// (got {url})");
     }
+    if args.header_timeout == 0 || args.body_timeout == 0 {
+        anyhow::bail!("--header-timeout and --body-timeout must be at least 1 second");
+    }
+    let token_hashes = match &args.tokens_file {
+        Some(path) => read_tokens_file(path)?,
+        None => Vec::new(),
+    };
+    if args.tokens.is_empty() && token_hashes.is_empty() {
+        tracing::warn!("no --token or --tokens-file: any agent may open tunnels on this relay");
+    }
+    let tls = match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => Some(hooktunnel_relay::config::TlsFiles { cert, key }),
+        _ => None,
+    };
     let config = RelayConfig {
         public_url: args.public_url,
         domain: args
             .domain
             .map(|d| d.trim_matches('.').to_ascii_lowercase()),
         tokens: args.tokens,
+        token_hashes,
+        trust_proxy: args.trust_proxy,
+        rate_per_ip: args.rate_per_ip.0,
+        rate_per_tunnel: args.rate_per_tunnel.0,
+        max_in_flight_per_tunnel: args.max_in_flight.max(1),
+        header_read_timeout: std::time::Duration::from_secs(args.header_timeout),
+        body_read_timeout: std::time::Duration::from_secs(args.body_timeout),
+        tls,
         data_dir: args.data_dir,
         max_body_bytes: args.max_body,
         queue_limits: hooktunnel_relay::durable::QueueLimits {

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -11,8 +11,10 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use ulid::Ulid;
 
+use crate::auth::Tokens;
 use crate::config::RelayConfig;
 use crate::durable::{DeliveryQueue, DurableError, NameRegistry, SqliteDurable};
+use crate::limit::Limiter;
 use crate::protocol::{Mode, Response};
 
 /// Frames queued for one agent's socket before senders wait.
@@ -31,6 +33,10 @@ pub struct Metrics {
     pub acked: AtomicU64,
     /// Agent handshakes refused.
     pub refused: AtomicU64,
+    /// Requests refused by a rate limit (429).
+    pub rate_limited: AtomicU64,
+    /// Requests refused because a tunnel had too many in flight (503).
+    pub overloaded: AtomicU64,
 }
 
 /// Shared state of one relay process.
@@ -48,6 +54,12 @@ pub struct AppState {
     pub closing: CancellationToken,
     /// Ingress requests currently waiting for an agent.
     pub in_flight: AtomicU64,
+    /// Accepted agent tokens.
+    pub tokens: Tokens,
+    /// Per-client-IP rate limit.
+    pub ip_limiter: Option<Limiter<std::net::IpAddr>>,
+    /// Per-tunnel rate limit.
+    pub tunnel_limiter: Option<Limiter<String>>,
     tunnels: Mutex<HashMap<String, Arc<Tunnel>>>,
     next_conn: AtomicU64,
 }
@@ -65,6 +77,8 @@ pub struct Tunnel {
     pub queued: Notify,
     /// Fires when a newer session with the same key takes over.
     pub replaced: CancellationToken,
+    /// Requests waiting for this agent's answer right now.
+    pub in_flight: AtomicUsize,
     pending: Mutex<HashMap<Ulid, oneshot::Sender<Response>>>,
 }
 
@@ -81,15 +95,24 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl AppState {
-    pub fn new(config: RelayConfig, local_addr: SocketAddr) -> Result<Self, DurableError> {
+    /// State for a relay on `local_addr`; `tls` when it terminates TLS itself.
+    pub fn new(
+        config: RelayConfig,
+        local_addr: SocketAddr,
+        tls: bool,
+    ) -> Result<Self, DurableError> {
+        let scheme = if tls { "https" } else { "http" };
         let base_url = config
             .public_url
             .clone()
-            .unwrap_or_else(|| format!("http://{local_addr}"))
+            .unwrap_or_else(|| format!("{scheme}://{local_addr}"))
             .trim_end_matches('/')
             .to_owned();
         let durable = Arc::new(SqliteDurable::open(config.data_dir.as_deref())?);
         Ok(Self {
+            tokens: Tokens::new(&config.tokens, &config.token_hashes),
+            ip_limiter: config.rate_per_ip.as_ref().map(Limiter::new),
+            tunnel_limiter: config.rate_per_tunnel.as_ref().map(Limiter::new),
             config,
             base_url,
             registry: durable.clone(),
@@ -136,6 +159,7 @@ impl AppState {
             outbound: tx,
             queued: Notify::new(),
             replaced: CancellationToken::new(),
+            in_flight: AtomicUsize::new(0),
             pending: Mutex::new(HashMap::new()),
         });
         tunnels.insert(name.to_owned(), tunnel.clone());
@@ -166,7 +190,25 @@ impl AppState {
     }
 }
 
+/// One slot of a tunnel's in-flight budget; released on drop.
+pub struct InFlight(Arc<Tunnel>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 impl Tunnel {
+    /// Takes an in-flight slot, or `None` when `max` requests already wait.
+    pub fn try_begin(self: &Arc<Self>, max: usize) -> Option<InFlight> {
+        if self.in_flight.fetch_add(1, Ordering::SeqCst) >= max {
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(InFlight(self.clone()))
+    }
+
     /// Registers interest in the answer to `id`.
     pub fn expect(&self, id: Ulid) -> oneshot::Receiver<Response> {
         let (tx, rx) = oneshot::channel();

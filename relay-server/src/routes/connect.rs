@@ -1,16 +1,29 @@
-//! The agent's WebSocket: authenticate, handshake, then pump frames.
+//! The agent's WebSocket: authenticate, upgrade, handshake, then pump frames.
+//!
+//! The upgrade is done here rather than by axum's extractor so the socket can
+//! be read through a byte budget: until the tunnel is registered an agent may
+//! send at most [`MAX_HELLO_BYTES`], whatever it declares in frame headers.
 
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll, ready};
 
 use axum::extract::State;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse as _, Response};
 use futures_util::{SinkExt as _, StreamExt as _};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::timeout;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use super::relay_error;
-use crate::config::HANDSHAKE_TIMEOUT;
+use crate::config::{HANDSHAKE_TIMEOUT, MAX_HELLO_BYTES};
 use crate::durable::{self, Claim};
 use crate::name;
 use crate::protocol::{
@@ -18,49 +31,155 @@ use crate::protocol::{
     PING_INTERVAL, PROTOCOL_VERSION, RelayMessage, Welcome,
 };
 use crate::state::{AppState, Tunnel};
-use std::sync::atomic::Ordering;
 
+type WebSocket = WebSocketStream<Budgeted<TokioIo<hyper::upgrade::Upgraded>>>;
+
+/// `GET /_hooktunnel/connect`: token check (401), upgrade check (400), then 101.
 pub async fn connect(
-    ws: WebSocketUpgrade,
-    headers: HeaderMap,
     State(state): State<Arc<AppState>>,
+    mut req: axum::extract::Request,
 ) -> Response {
-    if !authorized(&state.config.tokens, &headers) {
+    // Only the Authorization header counts: a `?token=` in the URL is ignored.
+    if !state.tokens.authorizes(req.headers()) {
+        state.metrics.refused.fetch_add(1, Ordering::Relaxed);
         return relay_error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
-            "missing or wrong relay token: set --token or HOOKTUNNEL_TOKEN to a token this relay accepts",
+            "missing or wrong relay token: the agent must send `Authorization: Bearer <token>` with a token this relay accepts (agent: --token or HOOKTUNNEL_TOKEN; relay: --token or --tokens-file)",
         );
     }
-    let max_message = MAX_RESPONSE_BYTES + MAX_HEADER_BYTES + 4;
-    ws.max_message_size(max_message)
-        .max_frame_size(max_message)
-        .on_upgrade(move |socket| session(socket, state))
-}
-
-/// True when no tokens are configured or the bearer token matches one of them.
-fn authorized(tokens: &[String], headers: &HeaderMap) -> bool {
-    if tokens.is_empty() {
-        return true;
-    }
-    let Some(presented) = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    else {
-        return false;
+    let Some(accept) = websocket_accept(req.headers()) else {
+        return relay_error(
+            StatusCode::BAD_REQUEST,
+            "not_websocket",
+            "this is the hooktunnel agent endpoint: it takes a WebSocket upgrade (version 13) from `hooktunnel listen --relay URL`",
+        );
     };
-    // Check every token without early exit so timing reveals nothing.
-    tokens.iter().fold(false, |found, t| {
-        found | constant_time_eq(t.as_bytes(), presented.as_bytes())
-    })
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(e) => {
+                tracing::debug!(error = %e, "agent upgrade failed");
+                return;
+            }
+        };
+        let budget = Budget::new(MAX_HELLO_BYTES);
+        let io = Budgeted {
+            inner: TokioIo::new(upgraded),
+            budget: budget.clone(),
+        };
+        let max_message = MAX_RESPONSE_BYTES + MAX_HEADER_BYTES + 4;
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(max_message))
+            .max_frame_size(Some(max_message));
+        let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+        session(socket, state, budget).await;
+    });
+    let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    response
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
+/// The `Sec-WebSocket-Accept` value when the request is a WebSocket upgrade.
+fn websocket_accept(headers: &HeaderMap) -> Option<HeaderValue> {
+    let has_token = |name: header::HeaderName, token: &str| {
+        headers.get_all(name).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    if !has_token(header::UPGRADE, "websocket") || !has_token(header::CONNECTION, "upgrade") {
+        return None;
     }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    if headers.get(header::SEC_WEBSOCKET_VERSION)?.as_bytes() != b"13" {
+        return None;
+    }
+    let key = headers.get(header::SEC_WEBSOCKET_KEY)?;
+    HeaderValue::from_str(&derive_accept_key(key.as_bytes())).ok()
+}
+
+/// Bytes an agent may still send; `usize::MAX` once its tunnel is registered.
+#[derive(Clone)]
+struct Budget(Arc<AtomicUsize>);
+
+impl Budget {
+    fn new(bytes: usize) -> Self {
+        Self(Arc::new(AtomicUsize::new(bytes)))
+    }
+
+    /// Lifts the limit.
+    fn lift(&self) {
+        self.0.store(usize::MAX, Ordering::Relaxed);
+    }
+
+    /// Takes `n` bytes; false when the budget is exceeded.
+    fn spend(&self, n: usize) -> bool {
+        self.0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| match left {
+                usize::MAX => Some(left),
+                left => Some(left.saturating_sub(n)),
+            })
+            .is_ok_and(|left| left == usize::MAX || n <= left)
+    }
+}
+
+/// An I/O stream whose reads are charged to a [`Budget`].
+struct Budgeted<S> {
+    inner: S,
+    budget: Budget,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Budgeted<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+        if !this.budget.spend(buf.filled().len() - before) {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "agent sent more than the pre-handshake limit",
+            )));
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Budgeted<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
 }
 
 async fn send(socket: &mut WebSocket, msg: &RelayMessage) -> bool {
@@ -68,36 +187,46 @@ async fn send(socket: &mut WebSocket, msg: &RelayMessage) -> bool {
 }
 
 async fn refuse(mut socket: WebSocket, code: ErrorCode, message: String) {
-    tracing::info!(?code, %message, "agent handshake refused");
+    // Debug formatting escapes anything the agent put in the message.
+    tracing::info!(?code, ?message, "agent handshake refused");
     let _ = send(
         &mut socket,
         &RelayMessage::Error(ErrorMessage { code, message }),
     )
     .await;
-    let _ = socket.close().await;
+    let _ = socket.close(None).await;
 }
 
 /// Reads the agent's `hello` within the handshake deadline.
 async fn read_hello(socket: &mut WebSocket) -> Result<Hello, (ErrorCode, String)> {
-    let first = match timeout(HANDSHAKE_TIMEOUT, socket.recv()).await {
-        Ok(Some(Ok(Message::Binary(frame)))) => frame,
-        Ok(Some(Ok(_))) => {
-            return Err((
-                ErrorCode::BadHandshake,
-                "expected a binary hello frame".into(),
-            ));
-        }
-        Ok(_) => {
-            return Err((
-                ErrorCode::BadHandshake,
-                "connection closed before hello".into(),
-            ));
-        }
-        Err(_) => {
-            return Err((
-                ErrorCode::BadHandshake,
-                "no hello within the handshake deadline".into(),
-            ));
+    let first = loop {
+        match timeout(HANDSHAKE_TIMEOUT, socket.next()).await {
+            Ok(Some(Ok(Message::Binary(frame)))) => break frame,
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+            Ok(Some(Ok(_))) => {
+                return Err((
+                    ErrorCode::BadHandshake,
+                    "expected a binary hello frame".into(),
+                ));
+            }
+            Ok(Some(Err(e))) => {
+                return Err((
+                    ErrorCode::BadHandshake,
+                    format!("unreadable hello ({e}); it must fit in {MAX_HELLO_BYTES} bytes"),
+                ));
+            }
+            Ok(None) => {
+                return Err((
+                    ErrorCode::BadHandshake,
+                    "connection closed before hello".into(),
+                ));
+            }
+            Err(_) => {
+                return Err((
+                    ErrorCode::BadHandshake,
+                    "no hello within the handshake deadline".into(),
+                ));
+            }
         }
     };
     match AgentMessage::decode(&first) {
@@ -117,7 +246,7 @@ async fn read_hello(socket: &mut WebSocket) -> Result<Hello, (ErrorCode, String)
     }
 }
 
-async fn session(mut socket: WebSocket, state: Arc<AppState>) {
+async fn session(mut socket: WebSocket, state: Arc<AppState>, budget: Budget) {
     let hello = match read_hello(&mut socket).await {
         Ok(hello) => hello,
         Err((code, message)) => {
@@ -137,6 +266,7 @@ async fn session(mut socket: WebSocket, state: Arc<AppState>) {
             format!("tunnel '{name}' is held by another agent right now; pick another --name");
         return refuse(socket, ErrorCode::NameTaken, message).await;
     };
+    budget.lift();
     let welcome = RelayMessage::Welcome(Welcome {
         version: PROTOCOL_VERSION,
         name: name.clone(),
@@ -281,13 +411,13 @@ async fn pump(
                         }
                     },
                     Ok(AgentMessage::Error(e)) => {
-                        tracing::warn!(tunnel = %tunnel.name, code = ?e.code, message = %e.message, "agent reported an error")
+                        tracing::warn!(tunnel = %tunnel.name, code = ?e.code, message = ?e.message, "agent reported an error")
                     }
                     Ok(AgentMessage::Hello(_)) => {
                         tracing::debug!(tunnel = %tunnel.name, "repeated hello ignored")
                     }
                     Err(e) => {
-                        tracing::warn!(tunnel = %tunnel.name, error = %e, "malformed frame from agent ignored")
+                        tracing::warn!(tunnel = %tunnel.name, error = ?e, "malformed frame from agent ignored")
                     }
                 },
                 Message::Close(_) => break,

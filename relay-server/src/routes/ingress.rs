@@ -1,63 +1,102 @@
 //! Public ingress: find the tunnel, capture the request, wait for the answer.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::extract::{Extension, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
+use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 
-use super::relay_error;
+use super::{ConnInfo, closing, relay_error};
 use std::sync::atomic::Ordering;
 
 use crate::durable::EnqueueError;
-use crate::protocol::{self, Header, Mode, RelayMessage, Request};
+use crate::forwarded::{self, Seen};
+use crate::name::{self, NameError};
+use crate::protocol::{self, Mode, RelayMessage, Request};
 use crate::state::{AppState, Tunnel};
 
 /// Where a public request is headed.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Route<'a> {
-    /// The tunnel name.
-    pub name: &'a str,
-    /// Path and query for the local app.
+pub struct Route {
+    /// The tunnel name (validated, lowercase).
+    pub name: String,
+    /// Path and query for the local app, exactly as received after the tunnel prefix.
     pub target: String,
 }
 
-/// Finds the tunnel for a request from its Host (subdomain form) or path (`/t/<name>/…`).
-pub fn route<'a>(
+/// Why a request reaches no tunnel.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RouteError {
+    /// Neither a tunnel Host nor a `/t/<name>` path.
+    NoTunnel,
+    /// A tunnel name that breaks the naming rules (never decoded or rewritten).
+    BadName(NameError),
+}
+
+/// Finds the tunnel for a request from its host (`<name>.<domain>`, only
+/// with a domain) or its path (`/t/<name>/…`).
+///
+/// Both forms apply the same rule: the name must pass [`name::validate`] as
+/// given. The host is lowercased first (DNS names are case-insensitive); the
+/// path is not (`/t/Demo` is refused, not folded), and nothing is
+/// percent-decoded, so `%2e%2e` or `..` can never name a tunnel.
+pub fn route(
     domain: Option<&str>,
-    host: Option<&'a str>,
-    path_and_query: &'a str,
-) -> Option<Route<'a>> {
+    host: Option<&str>,
+    path_and_query: &str,
+) -> Result<Route, RouteError> {
     if let (Some(domain), Some(host)) = (domain, host) {
-        let host = host.rsplit_once(':').map_or(host, |(h, port)| {
-            if port.bytes().all(|b| b.is_ascii_digit()) {
-                h
-            } else {
-                host
-            }
-        });
+        let host = host.to_ascii_lowercase();
+        let host = strip_port(&host);
+        let host = host.strip_suffix('.').unwrap_or(host);
         if let Some(label) = host.strip_suffix(domain).and_then(|h| h.strip_suffix('.'))
             && !label.contains('.')
         {
-            return Some(Route {
-                name: label,
+            name::validate(label).map_err(RouteError::BadName)?;
+            return Ok(Route {
+                name: label.to_owned(),
                 target: path_and_query.to_owned(),
             });
         }
     }
-    let rest = path_and_query.strip_prefix("/t/")?;
+    let rest = path_and_query
+        .strip_prefix("/t/")
+        .ok_or(RouteError::NoTunnel)?;
     let end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (name, tail) = rest.split_at(end);
+    name::validate(name).map_err(RouteError::BadName)?;
     let target = if tail.starts_with('/') {
         tail.to_owned()
     } else {
         format!("/{tail}")
     };
-    Some(Route { name, target })
+    Ok(Route {
+        name: name.to_owned(),
+        target,
+    })
+}
+
+/// `host` without a trailing `:port`.
+fn strip_port(host: &str) -> &str {
+    match host.rsplit_once(':') {
+        Some((h, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
+}
+
+/// The host a request names: the absolute-form authority when present
+/// (RFC 9112 §3.2.2), else the `Host` header. Routing, the public URL and
+/// `X-Forwarded-Host` all read this one value.
+pub fn request_host<'a>(uri: &'a axum::http::Uri, headers: &'a HeaderMap) -> Option<&'a str> {
+    uri.authority().map(|a| a.as_str()).or_else(|| {
+        headers
+            .get(axum::http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+    })
 }
 
 fn now_ms() -> u64 {
@@ -66,35 +105,89 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// The declared `Content-Length`, when there is exactly one valid value.
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(axum::http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn too_large(limit: usize) -> Response {
+    closing(relay_error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        format!("request body exceeds the relay's {limit}-byte limit"),
+    ))
+}
+
+/// Reads the body: 413 past the limit (declared or streamed; nothing past
+/// the limit is buffered), 408 when it does not arrive in time.
+async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Bytes, Response> {
+    let limit = state.config.max_body_bytes;
+    if declared_length(headers).is_some_and(|n| n > limit as u64) {
+        // Refused before reading, so `Expect: 100-continue` senders never send it.
+        return Err(too_large(limit));
+    }
+    let reading = Limited::new(body, limit).collect();
+    match tokio::time::timeout(state.config.body_read_timeout, reading).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large(limit)),
+        Ok(Err(_)) => Err(closing(relay_error(
+            StatusCode::BAD_REQUEST,
+            "bad_body",
+            "the request body could not be read (connection cut or malformed chunked encoding)",
+        ))),
+        Err(_) => Err(closing(relay_error(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!(
+                "the request body did not arrive within {} s",
+                state.config.body_read_timeout.as_secs()
+            ),
+        ))),
+    }
+}
+
 pub async fn ingress(
     State(state): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(conn): Extension<ConnInfo>,
     req: axum::extract::Request,
 ) -> Response {
     let (parts, body) = req.into_parts();
     let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let host = parts
-        .headers
-        .get(axum::http::header::HOST)
-        .and_then(|h| h.to_str().ok());
-    let Some(route) = route(state.config.domain.as_deref(), host, path_and_query) else {
-        if path_and_query.starts_with("/_hooktunnel/") {
+    let host = request_host(&parts.uri, &parts.headers);
+    let route = match route(state.config.domain.as_deref(), host, path_and_query) {
+        Ok(route) => route,
+        Err(RouteError::BadName(e)) => {
+            return relay_error(
+                StatusCode::NOT_FOUND,
+                "invalid_tunnel_name",
+                format!("no such tunnel: {e}"),
+            );
+        }
+        Err(RouteError::NoTunnel) if path_and_query.starts_with("/_hooktunnel/") => {
             return relay_error(
                 StatusCode::NOT_FOUND,
                 "not_found",
                 "no such hooktunnel control route",
             );
         }
-        return relay_error(
-            StatusCode::NOT_FOUND,
-            "no_tunnel",
-            "no tunnel here: tunnel URLs look like /t/<name>/...",
-        );
+        Err(RouteError::NoTunnel) => {
+            return relay_error(
+                StatusCode::NOT_FOUND,
+                "no_tunnel",
+                "no tunnel here: tunnel URLs look like /t/<name>/...",
+            );
+        }
     };
-    let live = state.tunnel(route.name);
+    let live = state.tunnel(&route.name);
     let needs_queue = match &live {
         Some(t) => t.mode == Mode::Ack,
-        None => match state.registry.is_known(route.name) {
+        None => match state.registry.is_known(&route.name) {
             Ok(known) => known,
             Err(e) => {
                 tracing::error!(error = %e, "name registry failed");
@@ -113,34 +206,56 @@ pub async fn ingress(
             format!("no agent is connected for tunnel '{}'", route.name),
         );
     }
-    let body = match axum::body::to_bytes(body, state.config.max_body_bytes).await {
-        Ok(body) => body,
-        Err(_) => {
-            return relay_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                format!(
-                    "request body exceeds the relay's {}-byte limit",
-                    state.config.max_body_bytes
-                ),
-            );
+    if let Some(limiter) = &state.tunnel_limiter
+        && let Err(wait) = limiter.check(&route.name)
+    {
+        state.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
+        return crate::limit::too_many_requests("for this tunnel", wait);
+    }
+    let slot = match &live {
+        Some(tunnel) if !needs_queue => {
+            match tunnel.try_begin(state.config.max_in_flight_per_tunnel) {
+                Some(slot) => Some(slot),
+                None => {
+                    state.metrics.overloaded.fetch_add(1, Ordering::Relaxed);
+                    let mut response = relay_error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "tunnel_busy",
+                        format!(
+                            "tunnel '{}' already has {} requests waiting for its agent; retry shortly",
+                            route.name, state.config.max_in_flight_per_tunnel
+                        ),
+                    );
+                    response
+                        .headers_mut()
+                        .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(1));
+                    return response;
+                }
+            }
         }
+        _ => None,
+    };
+    let body = match read_body(&state, &parts.headers, body).await {
+        Ok(body) => body,
+        Err(response) => return response,
     };
     state.metrics.requests.fetch_add(1, Ordering::Relaxed);
-    let headers: Vec<Header> = parts
-        .headers
-        .iter()
-        .map(|(name, value)| Header::new(name.as_str(), value.as_bytes()))
-        .collect();
+    let scheme = if conn.tls || state.base_url.starts_with("https://") {
+        "https"
+    } else {
+        "http"
+    };
+    let headers = forwarded::request_headers(
+        &parts.headers,
+        Seen {
+            peer: conn.peer.ip(),
+            scheme: if conn.tls { "https" } else { "http" },
+            host,
+        },
+        state.config.trust_proxy,
+    );
     let public_url = match host {
-        Some(host) => format!(
-            "{}://{host}{path_and_query}",
-            if state.base_url.starts_with("https://") {
-                "https"
-            } else {
-                "http"
-            }
-        ),
+        Some(host) => format!("{scheme}://{host}{path_and_query}"),
         None => format!("{}{path_and_query}", state.base_url),
     };
     let id = protocol::next_id();
@@ -149,17 +264,19 @@ pub async fn ingress(
         method: parts.method.as_str().to_owned(),
         target: route.target,
         headers,
-        peer: Some(peer.to_string()),
+        peer: Some(conn.peer.to_string()),
         received_at_ms: now_ms(),
         public_url: Some(public_url),
         queued: live.is_none(),
         needs_ack: needs_queue,
         body,
     };
-    match live {
+    let response = match live {
         Some(tunnel) if !needs_queue => forward_live(&state, &tunnel, request).await,
-        live => queue(&state, route.name, live.as_deref(), request).await,
-    }
+        live => queue(&state, &route.name, live.as_deref(), request).await,
+    };
+    drop(slot);
+    response
 }
 
 /// Proxy mode: hand the request to the agent and wait for the local app's answer.
@@ -296,27 +413,106 @@ fn to_http(answer: protocol::Response) -> Response {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+    use proptest::prelude::*;
 
-    #[test]
-    fn path_routing_strips_the_prefix() {
-        let r = route(None, Some("relay"), "/t/demo/hooks/x?a=1&a=2").map(|r| (r.name, r.target));
-        assert_eq!(r, Some(("demo", "/hooks/x?a=1&a=2".into())));
-        let r = route(None, None, "/t/demo?x=1").map(|r| (r.name, r.target));
-        assert_eq!(r, Some(("demo", "/?x=1".into())));
-        let r = route(None, None, "/t/demo").map(|r| (r.name, r.target));
-        assert_eq!(r, Some(("demo", "/".into())));
-        let r = route(None, None, "/t/demo//evil.example/x").map(|r| (r.name, r.target));
-        assert_eq!(r, Some(("demo", "//evil.example/x".into())));
-        assert_eq!(route(None, None, "/elsewhere"), None);
+    fn path(r: Result<Route, RouteError>) -> Option<(String, String)> {
+        r.ok().map(|r| (r.name, r.target))
     }
 
     #[test]
-    fn host_routing_uses_one_label() {
+    fn path_routing_strips_the_prefix() {
+        let r = path(route(None, Some("relay"), "/t/demo/hooks/x?a=1&a=2"));
+        assert_eq!(r, Some(("demo".into(), "/hooks/x?a=1&a=2".into())));
+        let r = path(route(None, None, "/t/demo?x=1"));
+        assert_eq!(r, Some(("demo".into(), "/?x=1".into())));
+        let r = path(route(None, None, "/t/demo"));
+        assert_eq!(r, Some(("demo".into(), "/".into())));
+        let r = path(route(None, None, "/t/demo//evil.example/x"));
+        assert_eq!(r, Some(("demo".into(), "//evil.example/x".into())));
+        let r = path(route(None, None, "/t/demo/..%2f..%2fetc"));
+        assert_eq!(r, Some(("demo".into(), "/..%2f..%2fetc".into())));
+        assert_eq!(route(None, None, "/elsewhere"), Err(RouteError::NoTunnel));
+        assert_eq!(route(None, None, "/T/demo/"), Err(RouteError::NoTunnel));
+    }
+
+    #[test]
+    fn path_names_are_validated_not_decoded() {
+        for bad in [
+            "/t/Demo/",
+            "/t/DEMO/",
+            "/t/%64emo/",
+            "/t/%2e%2e/",
+            "/t/../",
+            "/t/./x",
+            "/t/d%C3%A9mo/",
+            "/t/démo/",
+            "/t//x",
+            "/t/",
+            "/t/www/",
+            "/t/de.mo/",
+        ] {
+            assert!(
+                matches!(route(None, None, bad), Err(RouteError::BadName(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn host_routing_uses_one_lowercased_label() {
         let d = Some("hooks.example.com");
-        let r = route(d, Some("demo.hooks.example.com:443"), "/x?y").map(|r| (r.name, r.target));
-        assert_eq!(r, Some(("demo", "/x?y".into())));
-        assert_eq!(route(d, Some("a.b.hooks.example.com"), "/x"), None);
-        assert_eq!(route(d, Some("hooks.example.com"), "/x"), None);
+        let r = path(route(d, Some("demo.hooks.example.com:443"), "/x?y"));
+        assert_eq!(r, Some(("demo".into(), "/x?y".into())));
+        let r = path(route(d, Some("DEMO.Hooks.Example.COM"), "/x"));
+        assert_eq!(r, Some(("demo".into(), "/x".into())));
+        let r = path(route(d, Some("demo.hooks.example.com."), "/x"));
+        assert_eq!(r, Some(("demo".into(), "/x".into())));
+        assert_eq!(
+            route(d, Some("a.b.hooks.example.com"), "/x"),
+            Err(RouteError::NoTunnel)
+        );
+        assert_eq!(
+            route(d, Some("hooks.example.com"), "/x"),
+            Err(RouteError::NoTunnel)
+        );
+        assert!(matches!(
+            route(d, Some("démo.hooks.example.com"), "/x"),
+            Err(RouteError::BadName(_))
+        ));
+        for bad in [
+            "www.hooks.example.com",
+            "a_b.hooks.example.com",
+            "-ab.hooks.example.com",
+        ] {
+            assert!(
+                matches!(route(d, Some(bad), "/x"), Err(RouteError::BadName(_))),
+                "{bad}"
+            );
+        }
+        // Host and path agree: the same name either way.
+        let by_host = path(route(d, Some("My-App.hooks.example.com"), "/"));
+        let by_path = path(route(None, None, "/t/my-app/"));
+        assert_eq!(by_host, by_path);
+    }
+
+    proptest! {
+        #[test]
+        fn routing_never_panics_and_only_yields_valid_names(
+            host in proptest::option::of(".{0,80}"),
+            target in ".{0,120}",
+            raw in proptest::collection::vec(any::<u8>(), 0..120),
+        ) {
+            let raw = String::from_utf8_lossy(&raw).into_owned();
+            for t in [&target, &raw, &format!("/t/{target}")] {
+                for d in [None, Some("hooks.example.com")] {
+                    if let Ok(r) = route(d, host.as_deref(), t) {
+                        prop_assert!(name::validate(&r.name).is_ok());
+                    }
+                }
+            }
+            let _ = strip_port(&raw);
+        }
     }
 }

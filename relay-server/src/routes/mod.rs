@@ -1,7 +1,9 @@
 //! HTTP routes: control routes under `/_hooktunnel/`, everything else is ingress.
 
 mod connect;
-mod ingress;
+pub mod ingress;
+
+use std::net::SocketAddr;
 
 use std::sync::Arc;
 
@@ -14,6 +16,16 @@ use axum::{Json, Router};
 use crate::protocol::{CONNECT_PATH, ERROR_HEADER};
 use crate::state::AppState;
 
+/// What the relay knows about the connection a request came on.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnInfo {
+    /// The TCP peer.
+    pub peer: SocketAddr,
+    /// True when the relay terminated TLS for it.
+    pub tls: bool,
+}
+
+/// The router behind every connection; expects a [`ConnInfo`] extension.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route(CONNECT_PATH, get(connect::connect))
@@ -42,13 +54,17 @@ async fn metrics(State(state): State<Arc<AppState>>) -> String {
          # TYPE hooktunnel_queued_total counter\nhooktunnel_queued_total {}\n\
          # TYPE hooktunnel_queue_full_total counter\nhooktunnel_queue_full_total {}\n\
          # TYPE hooktunnel_acked_total counter\nhooktunnel_acked_total {}\n\
-         # TYPE hooktunnel_handshakes_refused_total counter\nhooktunnel_handshakes_refused_total {}\n",
+         # TYPE hooktunnel_handshakes_refused_total counter\nhooktunnel_handshakes_refused_total {}\n\
+         # TYPE hooktunnel_rate_limited_total counter\nhooktunnel_rate_limited_total {}\n\
+         # TYPE hooktunnel_tunnel_busy_total counter\nhooktunnel_tunnel_busy_total {}\n",
         state.tunnel_count(),
         m.requests.load(Relaxed),
         m.queued.load(Relaxed),
         m.queue_full.load(Relaxed),
         m.acked.load(Relaxed),
         m.refused.load(Relaxed),
+        m.rate_limited.load(Relaxed),
+        m.overloaded.load(Relaxed),
     )
 }
 
@@ -62,6 +78,16 @@ pub fn relay_error(status: StatusCode, code: &'static str, message: impl Into<St
     headers.insert(
         axum::http::header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// Marks an answer as the last on its connection (the request body may be
+/// unread or the framing untrustworthy).
+pub fn closing(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        HeaderValue::from_static("close"),
     );
     response
 }
