@@ -1,0 +1,616 @@
+//! The detail pane's content: one exchange as styled lines, per tab.
+//!
+//! Bodies are shown pretty-printed when they are JSON (key order, numbers and
+//! duplicates kept: the printer re-indents tokens rather than re-serialising)
+//! or form-urlencoded (decoded pairs), as a hex dump when binary, and as
+//! escaped text otherwise; `v` cycles to the raw and hex views. Huge bodies
+//! are cut with a note. Every captured byte goes through [`crate::sanitize`].
+
+use ratatui::text::{Line, Span};
+
+use crate::exchange::{Exchange, Header};
+use crate::export::http_message::is_text_body;
+use crate::output::size;
+use crate::sanitize;
+
+use super::text::{self, expand_tabs, line};
+use super::theme::Theme;
+
+/// Bodies above this many bytes are shown cut (text and raw views).
+pub const TEXT_LIMIT: usize = 256 * 1024;
+/// Bodies above this many bytes are shown cut in the hex view.
+pub const HEX_LIMIT: usize = 64 * 1024;
+/// At most this many body lines are built.
+pub const LINE_LIMIT: usize = 20_000;
+
+/// Which half of the exchange the detail pane shows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Tab {
+    /// The captured request.
+    #[default]
+    Request,
+    /// The local app's answer.
+    Response,
+}
+
+impl Tab {
+    /// The other tab.
+    pub fn toggle(self) -> Self {
+        match self {
+            Self::Request => Self::Response,
+            Self::Response => Self::Request,
+        }
+    }
+}
+
+/// How bodies are shown.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BodyView {
+    /// Pretty JSON or decoded form when it parses, hex when binary, else text.
+    #[default]
+    Auto,
+    /// Escaped text, as received.
+    Raw,
+    /// Offsets, hex bytes and ASCII.
+    Hex,
+}
+
+impl BodyView {
+    /// The next view for the `v` key.
+    pub fn next(self) -> Self {
+        match self {
+            Self::Auto => Self::Raw,
+            Self::Raw => Self::Hex,
+            Self::Hex => Self::Auto,
+        }
+    }
+}
+
+/// All lines of one tab of the detail pane, unwrapped.
+pub fn detail_lines(ex: &Exchange, tab: Tab, view: BodyView, theme: Theme) -> Vec<Line<'static>> {
+    match tab {
+        Tab::Request => request_lines(ex, view, theme),
+        Tab::Response => response_lines(ex, view, theme),
+    }
+}
+
+fn field(name: &str, value: impl Into<String>, theme: Theme) -> Line<'static> {
+    Line::from(vec![
+        Span::styled(format!("{name:<10}"), theme.dim()),
+        Span::raw(value.into()),
+    ])
+}
+
+fn request_lines(ex: &Exchange, view: BodyView, theme: Theme) -> Vec<Line<'static>> {
+    let mut out = vec![Line::from(vec![
+        Span::styled(sanitize::escape(&ex.method).into_owned(), theme.bold()),
+        Span::raw(" "),
+        Span::raw(sanitize::escape(&ex.path).into_owned()),
+    ])];
+    out.push(field("id", ex.id.to_string(), theme));
+    out.push(field(
+        "received",
+        crate::export::rfc3339_ms(ex.received_at_ms),
+        theme,
+    ));
+    if let Some(url) = &ex.public_url {
+        out.push(field("url", sanitize::escape(url).into_owned(), theme));
+    }
+    if let Some(peer) = &ex.peer {
+        out.push(field("from", sanitize::escape(peer).into_owned(), theme));
+    }
+    out.push(field(
+        "target",
+        sanitize::escape(&ex.target).into_owned(),
+        theme,
+    ));
+    if let Some(orig) = ex.replay_of {
+        out.push(Line::from(vec![
+            Span::styled(format!("{:<10}", "replay of"), theme.dim()),
+            Span::styled(format!("↻ {orig}"), theme.key()),
+        ]));
+    }
+    if ex.queued {
+        out.push(field(
+            "queued",
+            "delivered from the relay's queue (the agent was offline)",
+            theme,
+        ));
+    }
+    if let Some(sig) = &ex.signature {
+        let provider = sanitize::escape(&sig.provider).into_owned();
+        let verdict = if sig.valid {
+            Span::styled(format!("✓ {provider}"), theme.ok())
+        } else {
+            let reason = sanitize::escape(sig.reason.as_deref().unwrap_or("invalid")).into_owned();
+            Span::styled(format!("✗ {provider}: {reason}"), theme.error())
+        };
+        out.push(Line::from(vec![
+            Span::styled(format!("{:<10}", "signature"), theme.dim()),
+            verdict,
+        ]));
+    }
+    push_headers(&mut out, &ex.request_headers, theme);
+    push_body(
+        &mut out,
+        &ex.request_headers,
+        &ex.request_body,
+        view,
+        &ex.id,
+        theme,
+    );
+    out
+}
+
+fn response_lines(ex: &Exchange, view: BodyView, theme: Theme) -> Vec<Line<'static>> {
+    let mut out = Vec::new();
+    match &ex.response {
+        Some(resp) => {
+            let reason = http::StatusCode::from_u16(resp.status)
+                .ok()
+                .and_then(|s| s.canonical_reason())
+                .unwrap_or("");
+            out.push(Line::from(vec![
+                Span::styled(
+                    format!("{} {reason}", resp.status),
+                    theme.status(Some(resp.status)),
+                ),
+                Span::styled(
+                    format!(
+                        " · {} · {}",
+                        text::duration(ex.duration_ms()),
+                        size(resp.body.len() as u64)
+                    ),
+                    theme.dim(),
+                ),
+            ]));
+        }
+        None => out.push(line("No response", theme.status(None))),
+    }
+    if let Some(err) = &ex.error {
+        out.push(Line::from(vec![
+            Span::styled(format!("{:<10}", "error"), theme.dim()),
+            Span::styled(sanitize::escape(err).into_owned(), theme.error()),
+        ]));
+    }
+    if let Some(resp) = &ex.response {
+        push_headers(&mut out, &resp.headers, theme);
+        push_body(&mut out, &resp.headers, &resp.body, view, &ex.id, theme);
+    }
+    out
+}
+
+fn push_headers(out: &mut Vec<Line<'static>>, headers: &[Header], theme: Theme) {
+    out.push(Line::default());
+    out.push(line(format!("Headers ({})", headers.len()), theme.bold()));
+    for h in headers {
+        out.push(Line::from(vec![
+            Span::styled(sanitize::escape(&h.name).into_owned(), theme.key()),
+            Span::styled(": ", theme.dim()),
+            Span::raw(sanitize::escape_bytes(&h.value)),
+        ]));
+    }
+}
+
+fn content_type(headers: &[Header]) -> String {
+    headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("content-type"))
+        .map(|h| String::from_utf8_lossy(&h.value).to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+/// How a body will actually be shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Shown {
+    Json,
+    Form,
+    Text,
+    Hex,
+}
+
+fn choose(body: &[u8], ctype: &str, view: BodyView) -> Shown {
+    match view {
+        BodyView::Raw => Shown::Text,
+        BodyView::Hex => Shown::Hex,
+        BodyView::Auto if !is_text_body(body) => Shown::Hex,
+        BodyView::Auto if body.len() > TEXT_LIMIT => Shown::Text,
+        BodyView::Auto => {
+            let trimmed = body.trim_ascii_start();
+            let jsonish =
+                ctype.contains("json") || trimmed.starts_with(b"{") || trimmed.starts_with(b"[");
+            if jsonish && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() {
+                Shown::Json
+            } else if ctype.contains("application/x-www-form-urlencoded") {
+                Shown::Form
+            } else {
+                Shown::Text
+            }
+        }
+    }
+}
+
+fn push_body(
+    out: &mut Vec<Line<'static>>,
+    headers: &[Header],
+    body: &[u8],
+    view: BodyView,
+    id: &ulid::Ulid,
+    theme: Theme,
+) {
+    out.push(Line::default());
+    if body.is_empty() {
+        out.push(Line::from(vec![
+            Span::styled("Body", theme.bold()),
+            Span::styled(" · empty", theme.dim()),
+        ]));
+        return;
+    }
+    let ctype = content_type(headers);
+    let shown = choose(body, &ctype, view);
+    let label = match (shown, view) {
+        (Shown::Json, _) => "JSON, pretty-printed",
+        (Shown::Form, _) => "form, decoded",
+        (Shown::Hex, BodyView::Auto) => "binary, hex",
+        (Shown::Hex, _) => "hex",
+        (Shown::Text, BodyView::Raw) => "raw",
+        (Shown::Text, _) => "text",
+    };
+    out.push(Line::from(vec![
+        Span::styled("Body", theme.bold()),
+        Span::styled(
+            format!(" · {} · {label} · v: change view", size(body.len() as u64)),
+            theme.dim(),
+        ),
+    ]));
+    let limit = if shown == Shown::Hex {
+        HEX_LIMIT
+    } else {
+        TEXT_LIMIT
+    };
+    let cut = &body[..body.len().min(limit)];
+    let mut lines = match shown {
+        Shown::Json => std::str::from_utf8(cut)
+            .map_or_else(|_| text_lines(cut, theme), |s| json_lines(s, theme)),
+        Shown::Form => form_lines(cut, theme),
+        Shown::Text => text_lines(cut, theme),
+        Shown::Hex => hex_lines(cut, theme),
+    };
+    let mut note = None;
+    if lines.len() > LINE_LIMIT {
+        lines.truncate(LINE_LIMIT);
+        note = Some(format!(
+            "… cut at {} lines",
+            text::thousands(LINE_LIMIT as u64)
+        ));
+    } else if cut.len() < body.len() {
+        note = Some(format!(
+            "… cut: showing the first {} of {}",
+            size(cut.len() as u64),
+            size(body.len() as u64)
+        ));
+    }
+    out.extend(lines);
+    if let Some(note) = note {
+        out.push(line(
+            format!("{note}; the whole body: `hooktunnel show {id} --json`"),
+            theme.warn(),
+        ));
+    }
+}
+
+fn text_lines(body: &[u8], _theme: Theme) -> Vec<Line<'static>> {
+    let escaped = sanitize::escape_bytes_multiline(body);
+    escaped
+        .split('\n')
+        .take(LINE_LIMIT + 1)
+        .map(|l| Line::raw(expand_tabs(l).into_owned()))
+        .collect()
+}
+
+fn hex_lines(body: &[u8], theme: Theme) -> Vec<Line<'static>> {
+    body.chunks(16)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let mut hex = String::with_capacity(50);
+            for (j, b) in chunk.iter().enumerate() {
+                if j == 8 {
+                    hex.push(' ');
+                }
+                hex.push_str(&format!("{b:02x} "));
+            }
+            let ascii: String = chunk
+                .iter()
+                .map(|&b| {
+                    if b.is_ascii_graphic() || b == b' ' {
+                        char::from(b)
+                    } else {
+                        '.'
+                    }
+                })
+                .collect();
+            Line::from(vec![
+                Span::styled(format!("{:08x}  ", i * 16), theme.dim()),
+                Span::raw(format!("{hex:<50}")),
+                Span::styled(format!("│{ascii}│"), theme.dim()),
+            ])
+        })
+        .collect()
+}
+
+fn percent_decode(s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        match s[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < s.len() => {
+                let hex = std::str::from_utf8(&s[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 3;
+                        continue;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    out
+}
+
+fn form_lines(body: &[u8], theme: Theme) -> Vec<Line<'static>> {
+    body.split(|&b| b == b'&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (k, v) = match pair.iter().position(|&b| b == b'=') {
+                Some(i) => (&pair[..i], Some(&pair[i + 1..])),
+                None => (pair, None),
+            };
+            let mut spans = vec![Span::styled(
+                sanitize::escape_bytes(&percent_decode(k)),
+                theme.key(),
+            )];
+            if let Some(v) = v {
+                spans.push(Span::styled(" = ", theme.dim()));
+                spans.push(Span::raw(sanitize::escape_bytes(&percent_decode(v))));
+            }
+            Line::from(spans)
+        })
+        .collect()
+}
+
+/// Index just past the JSON string starting at `start` (a `"`).
+fn string_end(b: &[u8], start: usize) -> usize {
+    let mut i = start + 1;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 2,
+            b'"' => return i + 1,
+            _ => i += 1,
+        }
+    }
+    b.len()
+}
+
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\n' | b'\r') {
+        i += 1;
+    }
+    i
+}
+
+/// Re-indents valid JSON token by token (two spaces), keeping every token's text.
+fn json_lines(src: &str, theme: Theme) -> Vec<Line<'static>> {
+    fn newline(lines: &mut Vec<Line<'static>>, cur: &mut Vec<Span<'static>>, indent: usize) {
+        lines.push(Line::from(std::mem::take(cur)));
+        if indent > 0 {
+            cur.push(Span::raw("  ".repeat(indent)));
+        }
+    }
+    let b = src.as_bytes();
+    let mut lines = Vec::new();
+    let mut cur: Vec<Span<'static>> = Vec::new();
+    let mut stack: Vec<u8> = Vec::new();
+    let mut expect_key = false;
+    let mut i = 0;
+    while i < b.len() && lines.len() <= LINE_LIMIT {
+        match b[i] {
+            b' ' | b'\t' | b'\n' | b'\r' => i += 1,
+            open @ (b'{' | b'[') => {
+                let close = if open == b'{' { b'}' } else { b']' };
+                let j = skip_ws(b, i + 1);
+                if j < b.len() && b[j] == close {
+                    cur.push(Span::raw(format!(
+                        "{}{}",
+                        char::from(open),
+                        char::from(close)
+                    )));
+                    i = j + 1;
+                    continue;
+                }
+                cur.push(Span::raw(char::from(open).to_string()));
+                stack.push(open);
+                expect_key = open == b'{';
+                newline(&mut lines, &mut cur, stack.len());
+                i += 1;
+            }
+            close @ (b'}' | b']') => {
+                stack.pop();
+                newline(&mut lines, &mut cur, stack.len());
+                cur.push(Span::raw(char::from(close).to_string()));
+                i += 1;
+            }
+            b',' => {
+                cur.push(Span::raw(","));
+                expect_key = stack.last() == Some(&b'{');
+                newline(&mut lines, &mut cur, stack.len());
+                i += 1;
+            }
+            b':' => {
+                cur.push(Span::styled(": ", theme.dim()));
+                expect_key = false;
+                i += 1;
+            }
+            b'"' => {
+                let end = string_end(b, i);
+                let style = if expect_key {
+                    theme.key()
+                } else {
+                    theme.string()
+                };
+                let token = src.get(i..end).unwrap_or_default();
+                cur.push(Span::styled(sanitize::escape(token).into_owned(), style));
+                i = end;
+            }
+            _ => {
+                let start = i;
+                while i < b.len()
+                    && !matches!(b[i], b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
+                {
+                    i += 1;
+                }
+                let token = src.get(start..i).unwrap_or_default();
+                cur.push(Span::styled(
+                    sanitize::escape(token).into_owned(),
+                    theme.literal(),
+                ));
+            }
+        }
+    }
+    if !cur.is_empty() {
+        lines.push(Line::from(cur));
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn texts(lines: &[Line<'_>]) -> Vec<String> {
+        lines.iter().map(ToString::to_string).collect()
+    }
+
+    const PLAIN: Theme = Theme { color: false };
+
+    #[test]
+    fn json_is_reindented_keeping_order_and_tokens() {
+        let src = r#"{"z":1,"a":[true,null,{}],"n":1.50e3,"s":"x\"y","e":[]}"#;
+        assert_eq!(
+            texts(&json_lines(src, PLAIN)),
+            [
+                "{",
+                "  \"z\": 1,",
+                "  \"a\": [",
+                "    true,",
+                "    null,",
+                "    {}",
+                "  ],",
+                "  \"n\": 1.50e3,",
+                "  \"s\": \"x\\\"y\",",
+                "  \"e\": []",
+                "}",
+            ]
+        );
+        assert_eq!(texts(&json_lines("42", PLAIN)), ["42"]);
+    }
+
+    #[test]
+    fn json_keys_and_values_are_styled_apart() {
+        let theme = Theme { color: true };
+        let lines = json_lines(r#"{"k":"v"}"#, theme);
+        let spans = &lines[1].spans;
+        assert_eq!(spans[1].style, theme.key());
+        assert_eq!(spans[3].style, theme.string());
+    }
+
+    #[test]
+    fn form_bodies_are_decoded() {
+        assert_eq!(
+            texts(&form_lines(
+                b"a=1&b=two+words&c=%E2%9C%93&d&e=%1b%5B31m&bad=%zz",
+                PLAIN
+            )),
+            [
+                "a = 1",
+                "b = two words",
+                "c = ✓",
+                "d",
+                "e = \\e[31m",
+                "bad = %zz"
+            ]
+        );
+    }
+
+    #[test]
+    fn hex_dump_layout() {
+        let lines = hex_lines(b"0123456789abcdef\x00\x1b", PLAIN);
+        assert_eq!(
+            texts(&lines),
+            [
+                "00000000  30 31 32 33 34 35 36 37  38 39 61 62 63 64 65 66  │0123456789abcdef│",
+                "00000010  00 1b                                             │..│",
+            ]
+        );
+    }
+
+    #[test]
+    fn choice_of_view() {
+        assert_eq!(choose(b"{\"a\":1}", "", BodyView::Auto), Shown::Json);
+        assert_eq!(
+            choose(b"{\"a\":", "application/json", BodyView::Auto),
+            Shown::Text
+        );
+        assert_eq!(
+            choose(
+                b"a=1",
+                "application/x-www-form-urlencoded; charset=utf-8",
+                BodyView::Auto
+            ),
+            Shown::Form
+        );
+        assert_eq!(choose(b"\x00\x01", "", BodyView::Auto), Shown::Hex);
+        assert_eq!(choose(b"{}", "", BodyView::Raw), Shown::Text);
+        assert_eq!(choose(b"{}", "", BodyView::Hex), Shown::Hex);
+    }
+
+    #[test]
+    fn huge_bodies_are_cut_with_a_note() {
+        let mut out = Vec::new();
+        let body = vec![b'a'; TEXT_LIMIT * 2];
+        push_body(
+            &mut out,
+            &[],
+            &body,
+            BodyView::Auto,
+            &ulid::Ulid::nil(),
+            PLAIN,
+        );
+        let last = out.last().unwrap().to_string();
+        assert!(
+            last.contains("cut: showing the first 256.0 KiB of 512.0 KiB"),
+            "{last}"
+        );
+        let many = "x\n".repeat(LINE_LIMIT + 5);
+        let mut out = Vec::new();
+        push_body(
+            &mut out,
+            &[],
+            many.as_bytes(),
+            BodyView::Raw,
+            &ulid::Ulid::nil(),
+            PLAIN,
+        );
+        assert!(
+            out.last()
+                .unwrap()
+                .to_string()
+                .contains("cut at 20,000 lines")
+        );
+    }
+}

@@ -1,0 +1,219 @@
+//! Drives the real `hooktunnel listen` inspector inside tmux: the URL shows,
+//! a request appears as a row, Enter opens it, r replays it, q quits back to
+//! the shell. Skipped (with a notice) when tmux is not installed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read as _, Write as _};
+use std::net::{TcpListener, TcpStream};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const PROMPT: &str = "tuitest$";
+
+/// A tmux server of our own (its own socket), killed on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn cmd(&self, args: &[&str]) -> std::process::Output {
+        Command::new("tmux")
+            .args(["-u", "-f", "/dev/null", "-L", &self.socket])
+            .args(args)
+            .output()
+            .expect("run tmux")
+    }
+
+    fn capture(&self) -> String {
+        let out = self.cmd(&["capture-pane", "-p", "-t", "t"]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "t"];
+        args.extend_from_slice(keys);
+        let out = self.cmd(&args);
+        assert!(
+            out.status.success(),
+            "send-keys: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Polls the pane until `ok` holds (at most 30 s), returning the screen.
+    fn wait_for(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let screen = self.capture();
+            if ok(&screen) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; the pane shows:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["kill-server"]);
+    }
+}
+
+/// A local app that answers every request with 200 `ok`.
+fn local_app() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || serve(stream));
+        }
+    });
+    port
+}
+
+fn serve(mut stream: TcpStream) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        // Head, then as many body bytes as Content-Length says.
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len {
+                break;
+            }
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+}
+
+/// Sends one POST to `url` with a plain TcpStream; returns the status line.
+fn post(url: &str, body: &str) -> String {
+    let rest = url.strip_prefix("http://").expect("an http URL");
+    let (authority, base) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+    let mut stream = TcpStream::connect(authority).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let request = format!(
+        "POST /{base}/hooks/tmux-test?x=1 HTTP/1.1\r\nhost: {authority}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response.lines().next().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn inspector_in_tmux_shows_opens_replays_and_quits() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        eprintln!("NOTICE: tmux is not installed; skipping the inspector's terminal test");
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let app_port = local_app();
+    let tmux = Tmux {
+        socket: format!("hooktunnel-test-{}", std::process::id()),
+    };
+    let shell = format!(
+        "env -i PATH=/usr/bin:/bin HOME={} TERM=xterm-256color LANG=C.UTF-8 PS1='{PROMPT} ' sh",
+        home.path().display()
+    );
+    let out = tmux.cmd(&[
+        "new-session",
+        "-d",
+        "-s",
+        "t",
+        "-x",
+        "120",
+        "-y",
+        "30",
+        &shell,
+    ]);
+    assert!(
+        out.status.success(),
+        "tmux new-session: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tmux.wait_for("the shell prompt", |s| s.contains(PROMPT));
+
+    let command = format!(
+        "HOOKTUNNEL_HOME='{}' '{}' listen {app_port} --embedded-listen 127.0.0.1:0",
+        home.path().display(),
+        env!("CARGO_BIN_EXE_hooktunnel"),
+    );
+    tmux.keys(&[&command, "Enter"]);
+
+    // The header shows the public URL.
+    let screen = tmux.wait_for("the public URL", |s| {
+        s.lines()
+            .any(|l| l.contains("hooktunnel") && l.contains("/t/"))
+    });
+    let url = screen
+        .lines()
+        .find(|l| l.contains("/t/"))
+        .and_then(|l| {
+            l.split_whitespace()
+                .find(|w| w.starts_with("http://") && w.contains("/t/"))
+        })
+        .expect("a URL in the header")
+        .to_owned();
+
+    // A request shows as a row.
+    let status = post(&url, r#"{"hello":"tmux"}"#);
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    tmux.wait_for("the request's row", |s| {
+        s.contains("/hooks/tmux-test?x=1") && s.contains("200")
+    });
+
+    // Enter opens it.
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the detail", |s| {
+        s.contains("[Request]") && s.contains("Body · 16 B · JSON")
+    });
+    // G scrolls the detail to the end: the pretty-printed body.
+    tmux.keys(&["G"]);
+    tmux.wait_for("the body", |s| s.contains(r#""hello": "tmux""#));
+
+    // r replays it: a second row, marked as a replay.
+    tmux.keys(&["r"]);
+    let screen = tmux.wait_for("the replay row", |s| {
+        s.matches("/hooks/tmux-test?x=1").count() >= 3 && s.contains('↻') && s.contains("replayed")
+    });
+    assert!(screen.contains("2 requests"), "{screen}");
+
+    // q quits back to the shell, with the screen restored.
+    tmux.keys(&["q"]);
+    let screen = tmux.wait_for("the shell again", |s| {
+        let last = s
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or_default();
+        last.trim_end() == PROMPT && !s.contains("[Request]")
+    });
+    assert!(!screen.contains("Enter close"), "{screen}");
+    let current = tmux.cmd(&[
+        "display-message",
+        "-p",
+        "-t",
+        "t",
+        "#{pane_current_command}",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&current.stdout).trim(), "sh");
+}
