@@ -99,6 +99,9 @@ pub struct ListenArgs {
     /// Address for the embedded relay when no relay is configured (falls back to a free port if 7070 is taken).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7070")]
     pub embedded_listen: std::net::SocketAddr,
+    /// Also trust this PEM CA certificate for a wss:// relay (a private CA or self-signed relay).
+    #[arg(long, value_name = "FILE", env = "HOOKTUNNEL_CA_CERT")]
+    pub ca_cert: Option<std::path::PathBuf>,
 }
 
 /// `hooktunnel requests`.

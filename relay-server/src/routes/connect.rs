@@ -16,13 +16,13 @@ use axum::response::{IntoResponse as _, Response};
 use futures_util::{SinkExt as _, StreamExt as _};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::timeout;
+use tokio::time::{timeout, timeout_at};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
-use super::relay_error;
+use super::{closing, relay_error};
 use crate::config::{HANDSHAKE_TIMEOUT, MAX_HELLO_BYTES};
 use crate::durable::{self, Claim};
 use crate::name;
@@ -42,18 +42,18 @@ pub async fn connect(
     // Only the Authorization header counts: a `?token=` in the URL is ignored.
     if !state.tokens.authorizes(req.headers()) {
         state.metrics.refused.fetch_add(1, Ordering::Relaxed);
-        return relay_error(
+        return closing(relay_error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "missing or wrong relay token: the agent must send `Authorization: Bearer <token>` with a token this relay accepts (agent: --token or HOOKTUNNEL_TOKEN; relay: --token or --tokens-file)",
-        );
+        ));
     }
     let Some(accept) = websocket_accept(req.headers()) else {
-        return relay_error(
+        return closing(relay_error(
             StatusCode::BAD_REQUEST,
             "not_websocket",
             "this is the hooktunnel agent endpoint: it takes a WebSocket upgrade (version 13) from `hooktunnel listen --relay URL`",
-        );
+        ));
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
@@ -197,10 +197,12 @@ async fn refuse(mut socket: WebSocket, code: ErrorCode, message: String) {
     let _ = socket.close(None).await;
 }
 
-/// Reads the agent's `hello` within the handshake deadline.
+/// Reads the agent's `hello` within the handshake deadline (one deadline for
+/// the whole wait: pings do not extend it).
 async fn read_hello(socket: &mut WebSocket) -> Result<Hello, (ErrorCode, String)> {
+    let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
     let first = loop {
-        match timeout(HANDSHAKE_TIMEOUT, socket.next()).await {
+        match timeout_at(deadline, socket.next()).await {
             Ok(Some(Ok(Message::Binary(frame)))) => break frame,
             Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
             Ok(Some(Ok(_))) => {
