@@ -8,6 +8,8 @@
 //! | [`durable`] | name ownership and the offline queue (SQLite, behind traits) |
 //! | `state` | live tunnels, requests awaiting answers, counters |
 //! | `routes` | ingress, agent socket, health |
+//! | [`tls`] | the rustls acceptor for `--tls-cert`/`--tls-key` |
+//! | `auth`, `forwarded`, `limit` | token checks, forwarding headers, rate limits |
 //!
 //! The binary, the CLI's embedded relay and the tests all run [`serve`] on a
 //! listener they bound themselves, so tests never race for a port.
@@ -21,7 +23,7 @@ pub mod name;
 pub mod protocol;
 mod routes;
 mod state;
-mod tls;
+pub mod tls;
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -171,6 +171,10 @@ async fn main() -> anyhow::Result<()> {
         ack_status: args.ack_status,
         ..RelayConfig::default()
     };
+    if let Some(files) = &config.tls {
+        // Fail before binding, with the file named, rather than after "listening".
+        hooktunnel_relay::tls::acceptor(files)?;
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
