@@ -33,9 +33,41 @@ pub enum Command {
     )]
     Listen(ListenArgs),
     /// List captured exchanges, newest first.
+    #[command(
+        after_help = "Examples:\n  hooktunnel requests -n 50\n  hooktunnel requests --method POST --path '/webhooks/**' --status 5xx\n  hooktunnel requests --since 1h --grep invoice.paid --json"
+    )]
     Requests(RequestsArgs),
     /// Show one exchange: request and response.
     Show(ShowArgs),
+    /// Browse the stored history in the full-screen inspector (no tunnel).
+    ///
+    /// Keys: ↑/↓ or j/k move, Enter opens, Tab switches request/response,
+    /// r replays, e edits and replays, c copies as curl, / filters, ? helps, q quits.
+    Inspect,
+    /// Send stored requests again: one by id, or every match of filters.
+    ///
+    /// The request goes out byte-for-byte as captured (method, path and
+    /// query, headers in order with duplicates, body) to the local app it was
+    /// captured for, or to --to. The replay is stored as a new exchange
+    /// pointing at the original. Works while `listen` runs in another terminal.
+    #[command(after_help = REPLAY_EXAMPLES)]
+    Replay(ReplayArgs),
+    /// Write one exchange as a curl command, HAR 1.2 or JSON.
+    #[command(after_help = EXPORT_EXAMPLES)]
+    Export(ExportArgs),
+    /// Delete every stored exchange.
+    #[command(
+        after_help = "Examples:\n  hooktunnel clear          # asks first\n  hooktunnel clear --yes    # scripts: no question"
+    )]
+    Clear(ClearArgs),
+    /// Send a realistic, freshly signed sample webhook (GitHub, Stripe, Slack, …).
+    ///
+    /// The event has the provider's real headers and a signature made with
+    /// the current time, so the app's own verification passes. Without
+    /// --sign, a secret for that provider from `verify` in config.toml or
+    /// HOOKTUNNEL_VERIFY is used; with none, the event goes out unsigned.
+    #[command(after_help = TRIGGER_EXAMPLES)]
+    Trigger(TriggerArgs),
 }
 
 /// How senders are answered.
@@ -113,6 +145,9 @@ pub struct RequestsArgs {
     /// Print a JSON array.
     #[arg(long)]
     pub json: bool,
+    /// Only exchanges matching these filters (all must match).
+    #[command(flatten)]
+    pub filter: FilterArgs,
 }
 
 /// `hooktunnel show`.
@@ -124,4 +159,191 @@ pub struct ShowArgs {
     /// Print JSON (bodies base64-encoded).
     #[arg(long)]
     pub json: bool,
+}
+
+/// Filters shared by `requests` and bulk `replay`; all given parts must match.
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct FilterArgs {
+    /// Only this HTTP method (any case), e.g. POST.
+    #[arg(long, value_name = "METHOD")]
+    pub method: Option<String>,
+    /// Only paths matching this glob (query ignored): `*` stays within one
+    /// segment, `**` crosses segments, e.g. '/webhooks/**'.
+    #[arg(long, value_name = "GLOB")]
+    pub path: Option<String>,
+    /// Only this status: a code (404), a class (4xx) or `error` (no answer,
+    /// or hooktunnel's own 502/504).
+    #[arg(long, value_name = "CODE|4xx|error")]
+    pub status: Option<String>,
+    /// Only exchanges received in the last DURATION (10m, 2h, 1d, 1h30m) or
+    /// since an RFC 3339 time.
+    #[arg(long, value_name = "DURATION")]
+    pub since: Option<String>,
+    /// Only exchanges containing TEXT (case-insensitive) in the path, a
+    /// header, a body or the error.
+    #[arg(long, value_name = "TEXT")]
+    pub grep: Option<String>,
+}
+
+impl FilterArgs {
+    /// True when no filter flag was given.
+    pub fn is_empty(&self) -> bool {
+        self.method.is_none()
+            && self.path.is_none()
+            && self.status.is_none()
+            && self.since.is_none()
+            && self.grep.is_none()
+    }
+
+    /// The filter these flags describe, with `since` relative to `now_ms`.
+    pub fn to_filter(
+        &self,
+        now_ms: u64,
+    ) -> Result<crate::filter::Filter, crate::filter::FilterError> {
+        crate::filter::Filter::from_parts(
+            self.method.as_deref(),
+            self.path.as_deref(),
+            self.status.as_deref(),
+            self.since.as_deref(),
+            self.grep.as_deref(),
+            now_ms,
+        )
+    }
+}
+
+const REPLAY_EXAMPLES: &str = "Examples:
+  hooktunnel replay last                         # the newest request, to the app it was captured for
+  hooktunnel replay 7Q2M9X --to 4000             # any unique part of an id; another port or URL
+  hooktunnel replay last --edit                  # change it in $EDITOR first
+  hooktunnel replay --since 10m --path '/webhooks/**' --dry-run
+  hooktunnel replay --since 1h --status 5xx      # everything that failed in the last hour, oldest first
+  hooktunnel replay last --resign                # fresh signature, secret from config.toml / HOOKTUNNEL_VERIFY
+  hooktunnel replay last --resign stripe:whsec_…
+
+Exit status: 0 when a response came back (any status, even the app's own 5xx);
+1 when the target was unreachable or did not answer in time, or the id is unknown.";
+
+/// `hooktunnel replay`.
+#[derive(clap::Args, Debug)]
+pub struct ReplayArgs {
+    /// Exchange id (or a unique part of it), or `last`. Leave out to replay
+    /// every exchange matching the filter flags instead.
+    #[arg(value_name = "ID|last", conflicts_with = "FilterArgs")]
+    pub id: Option<String>,
+    /// Send here instead of the captured target: a port (4000) or a base URL
+    /// (http://127.0.0.1:8080/prefix); the request path is appended verbatim.
+    #[arg(long, value_name = "PORT|URL")]
+    pub to: Option<String>,
+    /// Print one JSON object per replay: {"id","replay_of","status","duration_ms","error"}.
+    #[arg(long)]
+    pub json: bool,
+    /// Show what would be sent; send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Edit the request in $EDITOR (then $VISUAL, then vi) before sending, as
+    /// an HTTP/1.1 message; Content-Length is fixed for you. A binary body is
+    /// kept in a separate file named in the message. To cancel, make the
+    /// editor fail (`:cq` in vim).
+    #[arg(long, conflicts_with = "FilterArgs")]
+    pub edit: bool,
+    /// Sign the body afresh with the current time so the app's own check
+    /// passes: PROVIDER:SECRET, a PROVIDER alone, or nothing (the provider is
+    /// detected from the headers; the secret comes from `verify` in
+    /// config.toml or HOOKTUNNEL_VERIFY).
+    #[arg(long, value_name = "PROVIDER:SECRET", num_args = 0..=1, default_missing_value = "")]
+    pub resign: Option<String>,
+    /// With --resign: give Standard Webhooks (Svix) messages a new id, for
+    /// apps that drop ids they have already seen.
+    #[arg(long, requires = "resign")]
+    pub new_id: bool,
+    /// Bulk replay: also replay exchanges that are themselves replays.
+    #[arg(long, conflicts_with = "id")]
+    pub include_replays: bool,
+    /// Seconds the target has to answer.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    pub timeout: f64,
+    /// Which exchanges to replay when no ID is given (oldest first).
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+/// Export formats.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// A bash command that re-sends the request with curl, byte for byte.
+    Curl,
+    /// HAR 1.2 (browser dev tools, Postman, Insomnia).
+    Har,
+    /// The same JSON as `show --json` (bodies base64).
+    Json,
+}
+
+const EXPORT_EXAMPLES: &str = "Examples:
+  hooktunnel export last --format curl > replay.sh && bash replay.sh
+  hooktunnel export 7Q2M9X --format curl --to http://staging.internal:8080
+  hooktunnel export last --format har --output hook.har
+
+A body that cannot be written inline in the curl command (binary, NUL bytes)
+is written to a file next to --output (or to ./hooktunnel-<id>.body), which
+the command reads; stderr says where.";
+
+/// `hooktunnel export`.
+#[derive(clap::Args, Debug)]
+pub struct ExportArgs {
+    /// Exchange id (or a unique part of it), or `last`.
+    #[arg(value_name = "ID|last")]
+    pub id: String,
+    /// Output format.
+    #[arg(long, short = 'f', value_enum)]
+    pub format: ExportFormat,
+    /// Write to FILE instead of stdout.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
+    /// curl only: send to this base URL or port instead of the captured target.
+    #[arg(long, value_name = "PORT|URL")]
+    pub to: Option<String>,
+}
+
+/// `hooktunnel clear`.
+#[derive(clap::Args, Debug)]
+pub struct ClearArgs {
+    /// Do not ask; required when stdin is not a terminal.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+const TRIGGER_EXAMPLES: &str = "Examples:
+  hooktunnel trigger --list
+  hooktunnel trigger stripe.payment_intent.succeeded --to 3000 --sign stripe:whsec_…
+  hooktunnel trigger github.push --tunnel            # through this machine's tunnel (listen must run)
+  hooktunnel trigger push --to http://127.0.0.1:8080/api";
+
+/// `hooktunnel trigger`.
+#[derive(clap::Args, Debug)]
+pub struct TriggerArgs {
+    /// Sample event name (see --list); the part after the provider is enough
+    /// when unambiguous (`push`, `orders.create`).
+    #[arg(value_name = "EVENT", required_unless_present = "list")]
+    pub event: Option<String>,
+    /// List the sample events and exit.
+    #[arg(long, conflicts_with_all = ["event", "to", "tunnel", "sign"])]
+    pub list: bool,
+    /// Send to this local app: a port (3000) or a base URL; the sample's path
+    /// (e.g. /webhooks/stripe) is appended.
+    #[arg(long, value_name = "PORT|URL", conflicts_with = "tunnel")]
+    pub to: Option<String>,
+    /// Send through this machine's tunnel: <relay>/t/<name><path>, with the
+    /// name from config.toml and the relay from HOOKTUNNEL_RELAY, config.toml,
+    /// or the embedded default http://127.0.0.1:7070.
+    #[arg(long)]
+    pub tunnel: bool,
+    /// Sign with this secret: PROVIDER:SECRET (the provider must be the event's).
+    #[arg(long, value_name = "PROVIDER:SECRET")]
+    pub sign: Option<crate::verify::SecretSpec>,
+    /// Print the result as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Seconds to wait for the answer.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    pub timeout: f64,
 }

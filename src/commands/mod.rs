@@ -1,8 +1,12 @@
 //! One module per subcommand, each with a `run`.
 
+pub mod clear;
+pub mod export;
 pub mod listen;
+pub mod replay;
 pub mod requests;
 pub mod show;
+pub mod trigger;
 
 use crate::cli::{Cli, Command};
 use crate::config::Paths;
@@ -14,5 +18,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Listen(args) => listen::run(args, paths).await,
         Command::Requests(args) => requests::run(&args, &paths),
         Command::Show(args) => show::run(&args, &paths),
+        Command::Inspect => crate::tui::run_inspect(paths).await,
+        Command::Replay(args) => replay::run(&args, &paths).await,
+        Command::Export(args) => export::run(&args, &paths),
+        Command::Clear(args) => clear::run(&args, &paths),
+        Command::Trigger(args) => trigger::run(&args, &paths).await,
     }
 }

@@ -1,18 +1,27 @@
-//! `hooktunnel requests`: the history, newest first.
+//! `hooktunnel requests`: the history, newest first, optionally filtered.
+//!
+//! [`scan`] is the filtered walk over the history shared with bulk `replay`.
 
 use std::io::{IsTerminal as _, Write as _};
 
 use anyhow::Context as _;
+use ulid::Ulid;
 
 use crate::cli::RequestsArgs;
 use crate::config::Paths;
+use crate::exchange::{ExchangeSummary, now_ms};
+use crate::filter::Filter;
 use crate::output;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
+
+/// Rows read per page while scanning: bounds memory whatever the history size.
+const PAGE: usize = 500;
 
 /// Runs `requests`.
 pub fn run(args: &RequestsArgs, paths: &Paths) -> anyhow::Result<()> {
+    let filter = args.filter.to_filter(now_ms())?;
     let store = Store::open(&paths.db()).context("cannot open the history")?;
-    let rows = store.list(args.limit, 0)?;
+    let rows = scan(&store, &filter, args.limit, |_| true)?;
     let mut out = std::io::stdout().lock();
     if args.json {
         let list: Vec<serde_json::Value> = rows.iter().map(crate::export::summary_json).collect();
@@ -20,10 +29,14 @@ pub fn run(args: &RequestsArgs, paths: &Paths) -> anyhow::Result<()> {
         return Ok(());
     }
     if rows.is_empty() {
-        writeln!(
-            out,
-            "No requests captured yet. Run `hooktunnel listen <PORT>` and send one."
-        )?;
+        if filter.is_empty() {
+            writeln!(
+                out,
+                "No requests captured yet. Run `hooktunnel listen <PORT>` and send one."
+            )?;
+        } else {
+            writeln!(out, "No stored request matches {filter}.")?;
+        }
         return Ok(());
     }
     let color = output::color_enabled(std::io::stdout().is_terminal());
@@ -31,4 +44,55 @@ pub fn run(args: &RequestsArgs, paths: &Paths) -> anyhow::Result<()> {
         writeln!(out, "{}", output::exchange_line(row, color))?;
     }
     Ok(())
+}
+
+/// Up to `limit` summaries matching `filter` and `keep`, newest first.
+///
+/// Walks the history a page of summaries at a time; only rows that pass the
+/// cheap parts of the filter and need a grep are loaded in full, one at a
+/// time, so memory stays bounded whatever the history holds. Rows inserted
+/// while scanning (a running `listen`) are skipped, not seen twice.
+pub fn scan(
+    store: &Store,
+    filter: &Filter,
+    limit: usize,
+    mut keep: impl FnMut(&ExchangeSummary) -> bool,
+) -> Result<Vec<ExchangeSummary>, StoreError> {
+    let mut found = Vec::new();
+    let mut offset = 0;
+    // Ids only grow, and new rows land at the top of a newest-first list, so
+    // anything at or above the last id seen is a row that arrived meanwhile.
+    let mut below: Option<Ulid> = None;
+    while found.len() < limit {
+        let page = store.list(PAGE, offset)?;
+        offset += page.len();
+        let mut all_older = true;
+        for row in &page {
+            if below.is_some_and(|b| row.id >= b) {
+                continue;
+            }
+            below = Some(row.id);
+            if filter.since_ms.is_none_or(|t| row.received_at_ms >= t) {
+                all_older = false;
+            }
+            if !keep(row) {
+                continue;
+            }
+            let matched = match filter.matches_summary(row) {
+                Some(m) => m,
+                None => store.get(&row.id)?.is_some_and(|e| filter.matches(&e)),
+            };
+            if matched {
+                found.push(row.clone());
+                if found.len() >= limit {
+                    break;
+                }
+            }
+        }
+        // Ids follow arrival time, so a page entirely before `since` ends the walk.
+        if page.len() < PAGE || (filter.since_ms.is_some() && all_older) {
+            break;
+        }
+    }
+    Ok(found)
 }

@@ -6,7 +6,7 @@ use anyhow::Context as _;
 
 use crate::cli::ShowArgs;
 use crate::config::Paths;
-use crate::exchange::{Exchange, Header};
+use crate::exchange::{Exchange, Header, SignatureVerdict};
 use crate::output;
 use crate::sanitize;
 use crate::store::Store;
@@ -66,6 +66,21 @@ fn push_body(text: &mut String, body: &[u8]) {
     }
 }
 
+/// `signature: ✓ stripe (valid)` or `signature: ✗ stripe: <reason>`; `None`
+/// when the exchange was not checked (`listen` without `--verify`).
+pub fn signature_line(sig: Option<&SignatureVerdict>) -> Option<String> {
+    let sig = sig?;
+    Some(if sig.valid {
+        format!("signature: ✓ {} (valid)", sanitize::escape(&sig.provider))
+    } else {
+        format!(
+            "signature: ✗ {}: {}",
+            sanitize::escape(&sig.provider),
+            sanitize::escape(sig.reason.as_deref().unwrap_or("invalid"))
+        )
+    })
+}
+
 /// The human view of an exchange.
 pub fn render(e: &Exchange) -> String {
     let mut text = format!(
@@ -86,6 +101,10 @@ pub fn render(e: &Exchange) -> String {
     }
     if let Some(err) = &e.error {
         text.push_str(&format!("error: {}\n", sanitize::escape(err)));
+    }
+    if let Some(line) = signature_line(e.signature.as_ref()) {
+        text.push_str(&line);
+        text.push('\n');
     }
     text.push_str(&format!(
         "\nRequest headers ({})\n",

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Store, StoreError};
+use crate::config::{ConfigFile, DEFAULT_KEEP, DEFAULT_KEEP_BYTES};
 use crate::exchange::Exchange;
 
 /// Most exchanges written in one transaction.
@@ -18,6 +19,48 @@ struct Job {
     done: Option<oneshot::Sender<Result<(), String>>>,
 }
 
+/// How much history to keep: the oldest exchanges beyond either bound are
+/// evicted after each batch that crosses it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    /// Most exchanges kept.
+    pub keep: u64,
+    /// Most body bytes (request + response) kept.
+    pub keep_bytes: u64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            keep: DEFAULT_KEEP,
+            keep_bytes: DEFAULT_KEEP_BYTES,
+        }
+    }
+}
+
+impl Retention {
+    /// Flags first (`None` when not given), then `keep` / `keep_bytes` from
+    /// the config file, then the defaults. Zero is raised to one, so the
+    /// newest exchange always survives a count bound.
+    pub fn resolve(keep: Option<u64>, keep_bytes: Option<u64>, config: &ConfigFile) -> Self {
+        Self {
+            keep: keep.or(config.keep).unwrap_or(DEFAULT_KEEP).max(1),
+            keep_bytes: keep_bytes
+                .or(config.keep_bytes)
+                .unwrap_or(DEFAULT_KEEP_BYTES),
+        }
+    }
+
+    /// Bounds to evict down to once a bound is crossed: about 1% under each,
+    /// so a full history is not scanned again on every following batch.
+    fn low_water(self) -> (u64, u64) {
+        (
+            self.keep - self.keep / 100,
+            self.keep_bytes - self.keep_bytes / 100,
+        )
+    }
+}
+
 /// Cheap handle to the writer thread.
 #[derive(Clone)]
 pub struct StoreWriter {
@@ -25,13 +68,21 @@ pub struct StoreWriter {
 }
 
 impl StoreWriter {
-    /// Opens the database and starts the writer thread.
+    /// Opens the database and starts the writer thread with the default
+    /// [`Retention`].
     pub fn spawn(path: PathBuf) -> Result<Self, StoreError> {
-        let store = Store::open(&path)?;
+        Self::spawn_with_retention(path, Retention::default())
+    }
+
+    /// Opens the database, evicts what is over `retention`, and starts the
+    /// writer thread, which keeps the history within `retention`.
+    pub fn spawn_with_retention(path: PathBuf, retention: Retention) -> Result<Self, StoreError> {
+        let mut store = Store::open(&path)?;
+        let kept = Kept::enforce(&mut store, retention)?;
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         std::thread::Builder::new()
             .name("hooktunnel-store".into())
-            .spawn(move || run(store, rx))
+            .spawn(move || run(store, rx, retention, kept))
             .map_err(|source| StoreError::Dir {
                 path: "store writer thread".into(),
                 source,
@@ -64,7 +115,47 @@ impl StoreWriter {
     }
 }
 
-fn run(mut store: Store, mut rx: mpsc::Receiver<Job>) {
+/// What the writer believes the history holds. Other processes (`replay`,
+/// `clear`) also write, so this is re-read from the database after every
+/// eviction; between evictions it only grows with this writer's inserts.
+#[derive(Clone, Copy, Debug)]
+struct Kept {
+    rows: u64,
+    bytes: u64,
+}
+
+impl Kept {
+    /// Exact totals from the database.
+    fn read(store: &Store) -> Result<Self, StoreError> {
+        let (rows, bytes): (i64, i64) = store.conn.query_row(
+            "SELECT COUNT(*), COALESCE(SUM(request_bytes + response_bytes), 0) FROM exchanges",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok(Self {
+            rows: rows.max(0) as u64,
+            bytes: bytes.max(0) as u64,
+        })
+    }
+
+    fn over(self, retention: Retention) -> bool {
+        self.rows > retention.keep || self.bytes > retention.keep_bytes
+    }
+
+    /// Evicts down to the low-water marks when over a bound; returns the new totals.
+    fn enforce(store: &mut Store, retention: Retention) -> Result<Self, StoreError> {
+        let kept = Self::read(store)?;
+        if !kept.over(retention) {
+            return Ok(kept);
+        }
+        let (rows, bytes) = retention.low_water();
+        let removed = store.enforce_retention(rows, bytes)?;
+        tracing::debug!(removed, "history retention evicted the oldest exchanges");
+        Self::read(store)
+    }
+}
+
+fn run(mut store: Store, mut rx: mpsc::Receiver<Job>, retention: Retention, mut kept: Kept) {
     let mut exchanges = Vec::with_capacity(MAX_BATCH);
     let mut waiters = Vec::new();
     while let Some(first) = rx.blocking_recv() {
@@ -79,6 +170,21 @@ fn run(mut store: Store, mut rx: mpsc::Receiver<Job>) {
         let result = store.insert_many(&exchanges).map_err(|e| e.to_string());
         if let Err(e) = &result {
             tracing::error!(error = %e, count = exchanges.len(), "could not store exchanges");
+        } else {
+            kept.rows += exchanges.len() as u64;
+            kept.bytes += exchanges
+                .iter()
+                .map(|e| {
+                    e.request_body.len() as u64
+                        + e.response.as_ref().map_or(0, |r| r.body.len() as u64)
+                })
+                .sum::<u64>();
+            if kept.over(retention) {
+                match Kept::enforce(&mut store, retention) {
+                    Ok(now) => kept = now,
+                    Err(e) => tracing::error!(error = %e, "could not enforce history retention"),
+                }
+            }
         }
         exchanges.clear();
         for done in waiters.drain(..) {

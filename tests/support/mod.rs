@@ -319,3 +319,77 @@ pub async fn send(
         body,
     }
 }
+
+// ---------- the real binary, for history / replay / signature tests ----------
+
+/// The `hooktunnel` binary with an empty environment apart from PATH, a temp
+/// home and NO_COLOR; killed if the test drops it (e.g. on a timeout).
+pub fn hooktunnel_cmd(home: &Path) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_hooktunnel"));
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOOKTUNNEL_HOME", home)
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// What a run of the binary printed, and how it ended.
+#[derive(Debug)]
+pub struct Run {
+    pub ok: bool,
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `cmd` to completion (bounded by [`WAIT`]).
+pub async fn run_cmd(cmd: &mut tokio::process::Command) -> Run {
+    let out = bounded("the hooktunnel binary", cmd.output())
+        .await
+        .expect("the binary runs");
+    Run {
+        ok: out.status.success(),
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Runs `hooktunnel ARGS` against `home`.
+pub async fn hooktunnel_run(home: &Path, args: &[&str]) -> Run {
+    run_cmd(hooktunnel_cmd(home).args(args)).await
+}
+
+/// Polls the history (bounded) until exchange `id` is stored, and returns it.
+pub async fn wait_stored(home: &Path, id: &ulid::Ulid) -> hooktunnel::exchange::Exchange {
+    let db = Paths::at(home).db();
+    bounded("the exchange to be stored", async {
+        loop {
+            if let Ok(store) = hooktunnel::store::Store::open(&db)
+                && let Ok(Some(e)) = store.get(id)
+            {
+                return e;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
+
+/// Sends one request through the agent's tunnel and waits until the
+/// exchange is stored; returns it.
+pub async fn capture(
+    agent: &mut Agent,
+    home: &Path,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &[u8])],
+    body: impl Into<Bytes>,
+) -> hooktunnel::exchange::Exchange {
+    let url = format!("{}{path}", agent.public_url);
+    send(&client(), method, &url, headers, body).await;
+    let summary = agent.next_exchange().await;
+    wait_stored(home, &summary.id).await
+}

@@ -1,0 +1,295 @@
+//! `hooktunnel trigger`: send a realistic sample event with a fresh signature.
+//!
+//! Also home of the signature-secret lookup shared with `replay --resign`.
+
+use std::fmt;
+use std::io::Write as _;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde_json::json;
+
+use hooktunnel_relay::protocol::ERROR_HEADER;
+
+use crate::cli::TriggerArgs;
+use crate::config::{ConfigFile, Paths};
+use crate::exchange::{ExchangeResponse, now_ms};
+use crate::forward::{Forwarder, Outgoing, Target, TargetError};
+use crate::sanitize;
+use crate::verify::{self, Provider, SecretSpec, samples};
+
+/// The relay `listen` embeds when none is configured.
+pub const DEFAULT_RELAY: &str = "http://127.0.0.1:7070";
+
+/// Where a signing secret came from; shown to the user instead of the secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SecretSource {
+    /// The command line (`--sign`, `--resign`).
+    Flag(&'static str),
+    /// `HOOKTUNNEL_VERIFY`.
+    Env,
+    /// `verify = [...]` in the config file at this path.
+    Config(String),
+}
+
+impl fmt::Display for SecretSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Flag(flag) => write!(f, "{flag}"),
+            Self::Env => f.write_str("HOOKTUNNEL_VERIFY"),
+            Self::Config(path) => write!(f, "`verify` in {path}"),
+        }
+    }
+}
+
+/// The configured secrets, `HOOKTUNNEL_VERIFY` first, then the config file's
+/// `verify` list (the same places `listen --verify` reads).
+pub fn configured_secrets(paths: &Paths) -> anyhow::Result<Vec<(SecretSpec, SecretSource)>> {
+    let mut out = Vec::new();
+    if let Ok(env) = std::env::var("HOOKTUNNEL_VERIFY") {
+        for part in env.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let spec: SecretSpec = part.parse().context(
+                "bad entry in HOOKTUNNEL_VERIFY (expected PROVIDER:SECRET, comma-separated)",
+            )?;
+            out.push((spec, SecretSource::Env));
+        }
+    }
+    let path = paths.config_file();
+    let config = ConfigFile::load(&path)?;
+    for entry in &config.verify {
+        let spec: SecretSpec = entry
+            .parse()
+            .with_context(|| format!("bad `verify` entry in {}", path.display()))?;
+        out.push((spec, SecretSource::Config(path.display().to_string())));
+    }
+    Ok(out)
+}
+
+/// The first configured secret for `provider`.
+pub fn configured_secret(
+    paths: &Paths,
+    provider: Provider,
+) -> anyhow::Result<Option<(SecretSpec, SecretSource)>> {
+    Ok(configured_secrets(paths)?
+        .into_iter()
+        .find(|(s, _)| s.provider == provider))
+}
+
+/// The value of `x-hooktunnel-error`, when hooktunnel (not the app) answered.
+pub fn hooktunnel_error(response: &ExchangeResponse) -> Option<String> {
+    response
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case(ERROR_HEADER))
+        .map(|h| String::from_utf8_lossy(&h.value).into_owned())
+}
+
+/// Runs `trigger`.
+pub async fn run(args: &TriggerArgs, paths: &Paths) -> anyhow::Result<()> {
+    if args.list {
+        return list();
+    }
+    if !(args.timeout.is_finite() && args.timeout > 0.0) {
+        anyhow::bail!("--timeout must be a positive number of seconds");
+    }
+    let Some(event) = args.event.as_deref() else {
+        anyhow::bail!("name an event to send; `hooktunnel trigger --list` shows them");
+    };
+    let sample = samples::find(event).with_context(|| {
+        format!(
+            "no sample event '{}'; `hooktunnel trigger --list` shows them",
+            sanitize::escape(event)
+        )
+    })?;
+    let now = now_ms() / 1000;
+    let seed = hooktunnel_relay::protocol::next_id().to_string();
+    let (method, path, headers, body) = samples::build(sample.name, now, &seed)
+        .with_context(|| format!("sample {} could not be built", sample.name))?;
+
+    let (target, send_path, via) = destination(args, paths, &path)?;
+    let url = target.url_for(&send_path);
+
+    let signer = match &args.sign {
+        Some(spec) if spec.provider != sample.provider => anyhow::bail!(
+            "--sign is for {} but {} is a {} event; pass --sign {}:SECRET",
+            spec.provider,
+            sample.name,
+            sample.provider,
+            sample.provider
+        ),
+        Some(spec) => Some((spec.clone(), SecretSource::Flag("--sign"))),
+        None => configured_secret(paths, sample.provider)?,
+    };
+    let headers = match &signer {
+        Some((spec, _)) => verify::resign(
+            spec.provider,
+            &spec.secret,
+            &headers,
+            &body,
+            now,
+            false,
+            Some(&url),
+        )
+        .with_context(|| format!("cannot sign with the {} secret", spec.provider))?,
+        None => headers,
+    };
+    let signed_note = match &signer {
+        Some((spec, source)) => {
+            format!("signed for {} with the secret from {source}", spec.provider)
+        }
+        None => format!(
+            "unsigned: no {p} secret configured (pass --sign {p}:SECRET, or set `verify` in config.toml / HOOKTUNNEL_VERIFY)",
+            p = sample.provider
+        ),
+    };
+
+    let forwarder = Forwarder::new(target.clone(), Duration::from_secs_f64(args.timeout));
+    let forwarded = forwarder
+        .forward(Outgoing {
+            method,
+            path: &send_path,
+            headers: &headers,
+            body: body.clone().into(),
+        })
+        .await;
+    let response = &forwarded.response;
+    let duration_ms = forwarded.duration_us as f64 / 1000.0;
+
+    // Our own failure to connect, or the relay saying the event went nowhere.
+    let failure = if let Some(err) = &forwarded.error {
+        Some(match via {
+            Via::Tunnel => format!(
+                "could not reach the relay at {}: {}; is `hooktunnel listen` running?",
+                target.base_url(),
+                err.rsplit(": ").next().unwrap_or(err)
+            ),
+            Via::Direct => err.clone(),
+        })
+    } else {
+        hooktunnel_error(response).map(|code| {
+            let said = String::from_utf8_lossy(&response.body).trim().to_owned();
+            let hint = match code.as_str() {
+                "unknown_tunnel" => " (is `hooktunnel listen` running for this tunnel?)",
+                "local_unreachable" | "local_timeout" => {
+                    " (the event was captured: start the app, then `hooktunnel replay last`)"
+                }
+                _ => "",
+            };
+            format!(
+                "{} answered {} ({code}): {}{hint}",
+                match via {
+                    Via::Tunnel => "the tunnel",
+                    Via::Direct => "the target",
+                },
+                response.status,
+                sanitize::escape(&said)
+            )
+        })
+    };
+
+    if args.json {
+        let value = json!({
+            "event": sample.name,
+            "provider": sample.provider.name(),
+            "url": url,
+            "signed": signer.is_some(),
+            "status": response.status,
+            "duration_ms": (duration_ms * 10.0).round() / 10.0,
+            "error": failure,
+        });
+        writeln!(std::io::stdout(), "{value}")?;
+    } else if forwarded.error.is_none() {
+        eprintln!("hooktunnel: {signed_note}");
+        writeln!(
+            std::io::stdout(),
+            "Sent {} → {method} {}\n{}  in {duration_ms:.1} ms  ·  response {}",
+            sample.name,
+            sanitize::escape(&url),
+            response.status,
+            crate::output::size(response.body.len() as u64),
+        )?;
+        if let Some(id) = response
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("x-hooktunnel-id"))
+        {
+            writeln!(
+                std::io::stdout(),
+                "The relay queued it as {} (no agent online); it is delivered when `listen` reconnects.",
+                sanitize::escape_bytes(&id.value)
+            )?;
+        }
+    }
+    match failure {
+        Some(message) => Err(anyhow::anyhow!(message)),
+        None => Ok(()),
+    }
+}
+
+/// How the event travels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Via {
+    Direct,
+    Tunnel,
+}
+
+/// The target and request path for `--to` or `--tunnel`.
+fn destination(
+    args: &TriggerArgs,
+    paths: &Paths,
+    sample_path: &str,
+) -> anyhow::Result<(Target, String, Via)> {
+    if let Some(to) = &args.to {
+        return Ok((Target::parse(to)?, sample_path.to_owned(), Via::Direct));
+    }
+    if !args.tunnel {
+        anyhow::bail!(
+            "say where to send it: --to PORT|URL (your app directly) or --tunnel (through this machine's tunnel)"
+        );
+    }
+    let config_path = paths.config_file();
+    let config = ConfigFile::load(&config_path)?;
+    let Some(name) = config.name.filter(|n| !n.is_empty()) else {
+        anyhow::bail!(
+            "this machine has no tunnel yet ({} names none): run `hooktunnel listen <PORT>` once, or use --to",
+            config_path.display()
+        );
+    };
+    let relay = std::env::var("HOOKTUNNEL_RELAY")
+        .ok()
+        .filter(|r| !r.is_empty())
+        .or(config.relay)
+        .unwrap_or_else(|| DEFAULT_RELAY.to_owned());
+    let target = match Target::parse(&relay) {
+        Ok(t) => t,
+        Err(TargetError::Https) => anyhow::bail!(
+            "the relay {relay} uses https, which `trigger --tunnel` cannot send to yet; \
+             send to your app directly with --to PORT"
+        ),
+        Err(e) => return Err(e).context("the configured relay URL is unusable"),
+    };
+    Ok((target, format!("/t/{name}{sample_path}"), Via::Tunnel))
+}
+
+fn list() -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    let width = samples::SAMPLES
+        .iter()
+        .map(|s| s.name.len())
+        .max()
+        .unwrap_or(0);
+    for s in samples::SAMPLES {
+        writeln!(
+            out,
+            "{:<width$}  {:<17}  {}",
+            s.name,
+            s.provider.name(),
+            s.description
+        )?;
+    }
+    writeln!(
+        out,
+        "\nSend one: hooktunnel trigger <EVENT> --to 3000 [--sign PROVIDER:SECRET]"
+    )?;
+    Ok(())
+}
