@@ -202,10 +202,14 @@ pub async fn run(args: &TriggerArgs, paths: &Paths) -> anyhow::Result<()> {
         eprintln!("hooktunnel: {signed_note}");
         writeln!(
             std::io::stdout(),
-            "Sent {} → {method} {}\n{}  in {duration_ms:.1} ms  ·  response {}",
+            "Sent {} → {method} {}\n{} {}  in {duration_ms:.1} ms  ·  response {}",
             sample.name,
             sanitize::escape(&url),
             response.status,
+            http::StatusCode::from_u16(response.status)
+                .ok()
+                .and_then(|s| s.canonical_reason())
+                .unwrap_or(""),
             crate::output::size(response.body.len() as u64),
         )?;
         if let Some(id) = response
