@@ -163,6 +163,7 @@ pub struct ShowArgs {
 
 /// Filters shared by `requests` and bulk `replay`; all given parts must match.
 #[derive(clap::Args, Debug, Default, Clone)]
+#[command(next_help_heading = "Filters (all given must match)")]
 pub struct FilterArgs {
     /// Only this HTTP method (any case), e.g. POST.
     #[arg(long, value_name = "METHOD")]
@@ -237,7 +238,8 @@ pub struct ReplayArgs {
     /// Print one JSON object per replay: {"id","replay_of","status","duration_ms","error"}.
     #[arg(long)]
     pub json: bool,
-    /// Show what would be sent; send nothing.
+    /// Show what would be sent; send nothing (with --json: one
+    /// {"id","method","path","url"} object per request).
     #[arg(long)]
     pub dry_run: bool,
     /// Edit the request in $EDITOR (then $VISUAL, then vi) before sending, as

@@ -251,6 +251,24 @@ async fn bulk_replay_keeps_order_and_honours_filters() {
     );
     assert_eq!(app.seen().len(), captured);
 
+    let run = hooktunnel_run(
+        home.path(),
+        &["replay", "--method", "POST", "--dry-run", "--json"],
+    )
+    .await;
+    let planned: Vec<Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(planned.len(), 3, "{}", run.stdout);
+    assert_eq!(planned[0]["id"], a.id.to_string());
+    assert_eq!(
+        planned[1]["url"],
+        format!("http://localhost:{}/hooks/b?q=1", app.port())
+    );
+    assert_eq!(app.seen().len(), captured);
+
     // Path glob: both hooks, oldest first.
     let run = hooktunnel_run(home.path(), &["replay", "--path", "/hooks/*"]).await;
     assert!(run.ok, "{run:?}");

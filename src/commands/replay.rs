@@ -227,6 +227,16 @@ async fn single(
         note(&message);
     }
     let target = replay::destination(&original, &plan.opts)?;
+    if args.dry_run && args.json {
+        let line = json!({
+            "id": original.id.to_string(),
+            "method": request.method,
+            "path": request.path,
+            "url": target.url_for(&request.path),
+        });
+        writeln!(std::io::stdout(), "{line}")?;
+        return Ok(());
+    }
     if args.dry_run {
         writeln!(
             std::io::stdout(),
@@ -320,12 +330,25 @@ async fn bulk(args: &ReplayArgs, plan: &Plan<'_>, store: &mut Store) -> anyhow::
                 continue;
             };
             let target = replay::destination(&original, &plan.opts)?;
+            if args.json {
+                let line = json!({
+                    "id": original.id.to_string(),
+                    "method": original.method,
+                    "path": original.path,
+                    "url": target.url_for(&original.path),
+                });
+                writeln!(out, "{line}")?;
+                continue;
+            }
             writeln!(
                 out,
                 "{}  →  {}",
                 output::exchange_line(row, color),
                 sanitize::escape(&target.base_url())
             )?;
+        }
+        if args.json {
+            return Ok(());
         }
         writeln!(
             out,
