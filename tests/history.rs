@@ -422,15 +422,20 @@ async fn edit_and_replay() {
     // Garbage: clear error, nothing sent.
     let before = app.seen().len();
     let editor = editor_script(scripts.path(), "printf 'not a request\\n' > \"$1\"\n");
-    let run = run_cmd(hooktunnel_cmd(home.path()).env("EDITOR", &editor).args([
-        "replay",
-        &original.id.to_string(),
-        "--edit",
-    ]))
+    let tmp = tempfile::tempdir().unwrap();
+    let run = run_cmd(
+        hooktunnel_cmd(home.path())
+            .env("EDITOR", &editor)
+            .env("TMPDIR", tmp.path())
+            .args(["replay", &original.id.to_string(), "--edit"]),
+    )
     .await;
     assert!(!run.ok);
     assert!(run.stderr.contains("bad request line"), "{}", run.stderr);
     assert!(run.stderr.contains("nothing sent"), "{}", run.stderr);
+    // The edit is kept (in TMPDIR) for the user to fix.
+    let kept = std::fs::read_dir(tmp.path()).unwrap().count();
+    assert_eq!(kept, 1, "{}", run.stderr);
     // A failing editor cancels.
     let run = run_cmd(
         hooktunnel_cmd(home.path())
