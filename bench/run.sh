@@ -159,8 +159,8 @@ ensure_tools() {
 machine_info() {
   {
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    echo "commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- src relay-server 2>/dev/null || echo ' (+ uncommitted changes in src/relay-server)')"
-    echo "binaries: $BIN"
+    echo "checkout: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- src relay-server 2>/dev/null || echo ' (+ uncommitted changes in src/relay-server)')"
+    echo "binaries: $BIN$([[ -f $BIN/../../COMMIT ]] && echo " (built from commit $(cat "$BIN/../../COMMIT"))")"
     echo "nproc: $(nproc)"
     echo "cpu: $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
     echo "kernel: $(uname -sr)"
@@ -329,13 +329,40 @@ cell_title() {
   esac
 }
 
+# settle CONTEXT: flush dirty pages, then wait (up to 120 s) until every
+# process under test (nginx, bore, relay, agent) is idle (< 5% of a core over
+# 0.5 s), so work left over from one run (the agent still writing captured
+# 1 MiB bodies to its history, say) is charged neither to the next run nor to
+# another path. Waits longer than a second are logged to settle.txt.
+settle() {
+  local context=$1 t0 a b waited p
+  local -a pids=()
+  for p in direct bore hooktunnel; do
+    # shellcheck disable=SC2207
+    pids+=($(path_pids "$p"))
+  done
+  t0=$(date +%s.%N)
+  sync
+  for _ in $(seq 240); do
+    a=$(sum_ticks "${pids[@]}")
+    sleep 0.5
+    b=$(sum_ticks "${pids[@]}")
+    (((b - a) * 100 < CLK_TCK * 5 / 10)) && break
+  done
+  waited=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a - 0.5 }')
+  if awk -v w="$waited" 'BEGIN { exit !(w > 1) }'; then
+    echo "the processes under test were busy for $waited s after $context" | tee -a "$OUT/settle.txt" >&2
+  fi
+}
+
 # run_cell ROUND CELL PATH: one warm-up and one measured wrk run; appends to results.tsv
 run_cell() {
-  local round=$1 cell=$2 path=$3 conns threads suffix url line ticks0 ticks1
+  local round=$1 cell=$2 path=$3 conns threads suffix url line ticks0 ticks1 rest
   local -a envs
   read -r conns threads suffix rest <<<"$(cell_spec "$cell")"
   read -r -a envs <<<"${rest:-}"
   url=$(base_url "$path")$suffix
+  settle "the run before round $round $cell $path"
   env "${envs[@]}" wrk -t"$threads" -c"$conns" -d"${WARMUP}s" -s "$ROOT/bench/wrk.lua" "$url" >/dev/null 2>&1 || true
   local pids
   read -r -a pids <<<"$(path_pids "$path")"
@@ -510,20 +537,23 @@ idle_agents() {
 }
 
 big_body() {
-  local big=$SCRATCH/nginx/www/big25.bin size=$((25 * 1024 * 1024)) i code got want
+  local big=$SCRATCH/nginx/www/big25.bin i code got want reps=${BENCH_BIG_REPS:-5}
   start_hooktunnel big --max-body 30000000
-  local r0 a0
+  local r0 a0 r1 a1
   r0=$(rss_kib "$RELAY_PID" VmRSS)
   a0=$(rss_kib "$AGENT_PID" VmRSS)
   want=$(sha256sum "$big" | cut -d' ' -f1)
-  for i in 1 2 3; do
+  for i in $(seq "$reps"); do
     code=$(curl -s -o /dev/null -w '%{http_code}' -H 'content-type: application/octet-stream' \
       --data-binary "@$big" "$HT_URL/post")
     [[ $code == 200 ]] || die "25 MiB POST #$i through hooktunnel gave $code"
-  done
-  for i in 1 2 3; do
     got=$(curl -s "$HT_URL/big25.bin" | sha256sum | cut -d' ' -f1)
     [[ $got == "$want" ]] || die "25 MiB GET #$i through hooktunnel came back different"
+    if ((i == 1)); then
+      sleep 1
+      r1=$(rss_kib "$RELAY_PID" VmHWM)
+      a1=$(rss_kib "$AGENT_PID" VmHWM)
+    fi
   done
   sleep 1 # let the store writer finish
   local rh ah rn an
@@ -535,12 +565,12 @@ big_body() {
   {
     echo "### 25 MiB bodies through hooktunnel (relay --max-body 30000000)"
     echo
-    echo "3 sequential POSTs of 25 MiB (answered 200), then 3 sequential GETs of a 25 MiB file (sha256 checked)."
+    echo "$reps rounds, one after another, of: POST 25 MiB (answered 200), GET a 25 MiB file (sha256 checked). Capture on."
     echo
-    echo "| process | VmRSS before, MiB | VmHWM (peak), MiB | VmRSS after, MiB | peak over before ÷ 25 MiB |"
-    echo "| --- | ---: | ---: | ---: | ---: |"
-    awk -v b="$r0" -v h="$rh" -v a="$rn" 'BEGIN { printf "| relay | %.1f | %.1f | %.1f | %.1f |\n", b / 1024, h / 1024, a / 1024, (h - b) / 1024 / 25 }'
-    awk -v b="$a0" -v h="$ah" -v a="$an" 'BEGIN { printf "| agent | %.1f | %.1f | %.1f | %.1f |\n", b / 1024, h / 1024, a / 1024, (h - b) / 1024 / 25 }'
+    echo "| process | VmRSS idle, MiB | VmHWM after round 1, MiB | VmHWM after round $reps, MiB | VmRSS at the end, MiB | peak over idle ÷ 25 MiB |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+    awk -v b="$r0" -v o="$r1" -v h="$rh" -v a="$rn" 'BEGIN { printf "| relay | %.1f | %.1f | %.1f | %.1f | %.1f |\n", b / 1024, o / 1024, h / 1024, a / 1024, (h - b) / 1024 / 25 }'
+    awk -v b="$a0" -v o="$a1" -v h="$ah" -v a="$an" 'BEGIN { printf "| agent | %.1f | %.1f | %.1f | %.1f | %.1f |\n", b / 1024, o / 1024, h / 1024, a / 1024, (h - b) / 1024 / 25 }'
     echo
   } | tee -a "$OUT/memory.md"
 }
@@ -567,7 +597,7 @@ profile() {
     command -v perf >/dev/null || die "perf is missing (apt-get install linux-perf)"
     start_hooktunnel prof
     wrk -t2 -c50 -d1s "$HT_URL/small.json" >/dev/null
-    perf record -e cpu-clock -F 1999 -g --call-graph dwarf,32768 -p "$RELAY_PID,$AGENT_PID" \
+    perf record -e cpu-clock -F 999 --call-graph dwarf,16384 -p "$RELAY_PID,$AGENT_PID" \
       -o "$OUT/perf.data" -- sleep "$((secs + 1))" >"$OUT/perf-record.log" 2>&1 &
     local perf_pid=$!
     PIDS+=("$perf_pid")
@@ -575,11 +605,11 @@ profile() {
     wrk -t2 -c50 -d"${secs}s" --latency -s "$ROOT/bench/wrk.lua" "$HT_URL/small.json" | tee "$OUT/profile-wrk.txt" >&2
     wait "$perf_pid" || true
     stop "$AGENT_PID" "$RELAY_PID"
-    perf report -i "$OUT/perf.data" --no-children --sort comm,dso --stdio 2>/dev/null | grep -v '^$' | head -40 >"$OUT/perf-dso.txt"
-    perf report -i "$OUT/perf.data" --no-children --sort comm,sym --stdio -g none --percent-limit 0.4 2>/dev/null |
-      grep -v '^$' | head -120 >"$OUT/perf-self.txt"
-    perf report -i "$OUT/perf.data" --children --sort comm,sym --stdio -g none --percent-limit 2 2>/dev/null |
-      grep -v '^$' | head -160 >"$OUT/perf-children.txt"
+    perf report -i "$OUT/perf.data" --no-children --sort pid,dso --stdio -g none 2>/dev/null | grep -v '^$' | head -40 >"$OUT/perf-dso.txt" || true
+    perf report -i "$OUT/perf.data" --no-children --sort pid,sym --stdio -g none --percent-limit 0.4 2>/dev/null |
+      grep -v '^$' | head -120 >"$OUT/perf-self.txt" || true
+    perf report -i "$OUT/perf.data" --children --sort pid,sym --stdio -g none --percent-limit 0.5 2>/dev/null | grep -v "(inlined)" |
+      grep -v '^$' | head -160 >"$OUT/perf-children.txt" || true
     log "perf reports: $OUT/perf-{dso,self,children}.txt"
     ;;
   callgrind)
@@ -592,10 +622,11 @@ profile() {
       local relay_cmd=("$BIN/hooktunnel-relay" --listen "127.0.0.1:$port")
       read -r -a extra <<<"$(relay_bench_flags)"
       relay_cmd+=("${extra[@]}")
-      local agent_cmd=(env HOOKTUNNEL_HOME="$home" "$BIN/hooktunnel" listen "$NGINX_PORT"
+      local agent_cmd=("$BIN/hooktunnel" listen "$NGINX_PORT"
         --relay "http://127.0.0.1:$port" --json --no-tui)
       local cg=(valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.$which.out")
       if [[ $which == relay ]]; then relay_cmd=("${cg[@]}" "${relay_cmd[@]}"); else agent_cmd=("${cg[@]}" "${agent_cmd[@]}"); fi
+      agent_cmd=(env HOOKTUNNEL_HOME="$home" "${agent_cmd[@]}")
       spawn relay "$SCRATCH/cg-$which-relay.log" "${relay_cmd[@]}"
       wait_port "$port" "$relay" || die "relay did not start"
       spawn agent "$SCRATCH/cg-$which-agent.out" "${agent_cmd[@]}"
@@ -608,8 +639,8 @@ profile() {
       [[ -n $url ]] || die "agent under callgrind did not come up"
       wrk -t1 -c8 -d"${secs}s" "$url/small.json" | tee "$OUT/callgrind-$which-wrk.txt" >&2
       stop "$agent" "$relay"
-      callgrind_annotate --inclusive=yes "$OUT/callgrind.$which.out" 2>/dev/null | head -80 >"$OUT/callgrind-$which-inclusive.txt"
-      callgrind_annotate "$OUT/callgrind.$which.out" 2>/dev/null | head -60 >"$OUT/callgrind-$which-self.txt"
+      callgrind_annotate --inclusive=yes "$OUT/callgrind.$which.out" 2>/dev/null | head -80 >"$OUT/callgrind-$which-inclusive.txt" || true
+      callgrind_annotate "$OUT/callgrind.$which.out" 2>/dev/null | head -60 >"$OUT/callgrind-$which-self.txt" || true
     done
     log "callgrind reports: $OUT/callgrind-{agent,relay}-{inclusive,self}.txt"
     ;;
