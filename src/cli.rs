@@ -131,6 +131,12 @@ pub struct ListenArgs {
     /// Address for the embedded relay when no relay is configured (falls back to a free port if 7070 is taken).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7070")]
     pub embedded_listen: std::net::SocketAddr,
+    /// Most exchanges kept in history; the oldest are evicted first (config: `keep`; default 10000).
+    #[arg(long, value_name = "N")]
+    pub keep: Option<u64>,
+    /// Most body bytes kept in history (config: `keep_bytes`; default 1 GiB).
+    #[arg(long, value_name = "BYTES")]
+    pub keep_bytes: Option<u64>,
     /// Also trust this PEM CA certificate for a wss:// relay (a private CA or self-signed relay).
     #[arg(long, value_name = "FILE", env = "HOOKTUNNEL_CA_CERT")]
     pub ca_cert: Option<std::path::PathBuf>,

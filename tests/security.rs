@@ -1162,3 +1162,63 @@ async fn tls_round_trip_with_a_private_ca() {
     .await;
     assert!(!plain.starts_with("HTTP/1.1 200"), "{plain}");
 }
+
+#[tokio::test]
+async fn real_agent_reaches_a_tls_relay_with_ca_cert_and_refuses_without_it() {
+    let pki = Pki::new();
+    let relay = Relay::start(RelayConfig {
+        tls: Some(pki.files()),
+        ..RelayConfig::default()
+    })
+    .await;
+    let https = format!("https://{}", relay.addr);
+    let app = LocalApp::start().await;
+
+    // Without the private CA the public roots do not trust the relay.
+    let home = tempfile::tempdir().unwrap();
+    let untrusted = hooktunnel::commands::listen::start(
+        settings(Some(&https), &app.port().to_string(), home.path()),
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await;
+    let message = format!(
+        "{:#}",
+        untrusted.err().expect("an untrusted relay is refused")
+    );
+    assert!(message.contains("cannot connect to the relay"), "{message}");
+    assert!(message.to_lowercase().contains("certificate"), "{message}");
+
+    // A file that is not a certificate is named in a fatal error.
+    let bogus = home.path().join("not-a-ca.pem");
+    std::fs::write(&bogus, "hello").unwrap();
+    let mut s = settings(Some(&https), &app.port().to_string(), home.path());
+    s.ca_cert = Some(bogus);
+    let refused =
+        hooktunnel::commands::listen::start(s, tokio_util::sync::CancellationToken::new()).await;
+    let message = format!("{:#}", refused.err().expect("a bogus CA file is refused"));
+    assert!(message.contains("not-a-ca.pem"), "{message}");
+    assert!(message.contains("--ca-cert"), "{message}");
+
+    // With --ca-cert the whole loop runs over wss.
+    let mut s = settings(Some(&https), &app.port().to_string(), home.path());
+    s.ca_cert = Some(pki.dir.path().join("ca.pem"));
+    let mut agent = Agent::start(s).await;
+    assert!(
+        agent.public_url.starts_with("https://"),
+        "{}",
+        agent.public_url
+    );
+    let path = agent.public_url.strip_prefix(&https).unwrap().to_owned();
+    let (status, body) = https_post(
+        pki.client_config(),
+        relay.addr,
+        &format!("{path}/over-wss"),
+        "tls all the way",
+    )
+    .await;
+    assert_eq!(status, 200, "{body:?}");
+    let summary = agent.next_exchange().await;
+    assert_eq!(summary.path, "/over-wss");
+    assert_eq!(app.seen().len(), 1);
+    agent.stop().await;
+}

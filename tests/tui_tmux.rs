@@ -1,6 +1,7 @@
 //! Drives the real `hooktunnel listen` inspector inside tmux: the URL shows,
 //! a request appears as a row, Enter opens it, r replays it, q quits back to
-//! the shell. Skipped (with a notice) when tmux is not installed.
+//! the shell. Skipped (with a notice) when tmux is not installed, except under
+//! `.ci/run`, which installs it and sets `HOOKTUNNEL_REQUIRE_TMUX`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -122,6 +123,11 @@ fn post(url: &str, body: &str) -> String {
 #[test]
 fn inspector_in_tmux_shows_opens_replays_and_quits() {
     if Command::new("tmux").arg("-V").output().is_err() {
+        // CI installs tmux and sets this, so there a missing tmux fails loudly.
+        assert!(
+            std::env::var_os("HOOKTUNNEL_REQUIRE_TMUX").is_none(),
+            "tmux is required (HOOKTUNNEL_REQUIRE_TMUX is set) but not installed"
+        );
         eprintln!("NOTICE: tmux is not installed; skipping the inspector's terminal test");
         return;
     }

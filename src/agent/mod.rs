@@ -6,6 +6,7 @@ pub mod handle;
 pub mod reconnect;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use tokio::net::TcpStream;
@@ -25,6 +26,8 @@ pub use handle::Pipeline;
 
 /// Requests forwarded at once per tunnel; more wait before being read.
 pub const MAX_IN_FLIGHT: usize = 512;
+/// Longest a stopping agent waits for live requests in progress.
+const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 
 /// How to reach and identify with the relay.
 #[derive(Clone)]
@@ -41,6 +44,8 @@ pub struct AgentOptions {
     pub mode: Mode,
     /// What senders get while this agent is away (relay default when `None`).
     pub queued_response: Option<protocol::QueuedResponse>,
+    /// A PEM CA certificate trusted for `wss://` in addition to the public roots.
+    pub ca_cert: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for AgentOptions {
@@ -51,6 +56,7 @@ impl std::fmt::Debug for AgentOptions {
             .field("name", &self.name)
             .field("key", &self.key.as_ref().map(|_| "<redacted>"))
             .field("mode", &self.mode)
+            .field("ca_cert", &self.ca_cert)
             .finish()
     }
 }
@@ -87,6 +93,16 @@ pub enum AgentError {
         /// Root cause.
         reason: String,
     },
+    /// The `--ca-cert` file cannot be used.
+    #[error(
+        "cannot use the CA certificate {path}: {reason} (check --ca-cert / HOOKTUNNEL_CA_CERT)"
+    )]
+    CaCert {
+        /// The file given.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The link dropped.
     #[error("connection to the relay lost: {0}")]
     Lost(String),
@@ -99,7 +115,9 @@ impl AgentError {
     /// Errors retrying cannot fix.
     pub fn is_fatal(&self) -> bool {
         match self {
-            AgentError::BadRelayUrl(_) | AgentError::Unauthorized { .. } => true,
+            AgentError::BadRelayUrl(_)
+            | AgentError::Unauthorized { .. }
+            | AgentError::CaCert { .. } => true,
             AgentError::Refused { code, .. } => matches!(
                 code,
                 ErrorCode::NameTaken
@@ -158,7 +176,12 @@ pub async fn connect(opts: &AgentOptions, config_hint: &str) -> Result<Session, 
         .max_frame_size(Some(
             hooktunnel_relay::config::DEFAULT_MAX_BODY_BYTES * 4 + MAX_HEADER_BYTES,
         ));
-    let connecting = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
+    let connector = match &opts.ca_cert {
+        Some(path) => Some(tls_connector(path)?),
+        None => None,
+    };
+    let connecting =
+        tokio_tungstenite::connect_async_tls_with_config(request, Some(config), true, connector);
     let (mut socket, _) =
         tokio::time::timeout(hooktunnel_relay::config::HANDSHAKE_TIMEOUT, connecting)
             .await
@@ -216,6 +239,37 @@ pub async fn connect(opts: &AgentOptions, config_hint: &str) -> Result<Session, 
         }
     };
     Ok(Session { welcome, socket })
+}
+
+/// A TLS connector trusting the public web roots plus the CA in `path`.
+fn tls_connector(path: &std::path::Path) -> Result<tokio_tungstenite::Connector, AgentError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let fail = |reason: String| AgentError::CaCert {
+        path: path.display().to_string(),
+        reason,
+    };
+    let pem = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let mut added = 0;
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| fail(format!("not a PEM certificate ({e})")))?;
+        roots
+            .add(cert)
+            .map_err(|e| fail(format!("not a usable CA certificate ({e})")))?;
+        added += 1;
+    }
+    if added == 0 {
+        return Err(fail("no `BEGIN CERTIFICATE` block found".into()));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| fail(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_tungstenite::Connector::Rustls(Arc::new(config)))
 }
 
 fn root_cause(err: &dyn std::error::Error) -> String {
@@ -307,10 +361,17 @@ impl Session {
                 }
             }
         };
-        tokio::select! {
+        let result = tokio::select! {
             e = writer => Err(e),
             e = reader => Err(e),
             () = cancel.cancelled() => Ok(()),
+        };
+        if result.is_ok() {
+            // Stopping: live requests in progress finish and are recorded
+            // first, but a stuck local app cannot hold the exit for long.
+            let _ =
+                tokio::time::timeout(DRAIN_LIMIT, permits.acquire_many(MAX_IN_FLIGHT as u32)).await;
         }
+        result
     }
 }

@@ -17,7 +17,7 @@ use crate::config::{ConfigFile, Paths};
 use crate::event::{AgentEvent, ConnectionState, Ready};
 use crate::forward::{Forwarder, Target};
 use crate::output::{self, Format};
-use crate::store::writer::StoreWriter;
+use crate::store::writer::{Retention, StoreWriter};
 use crate::verify::SecretSpec;
 
 /// Preferred port for the embedded relay, so its URL survives restarts.
@@ -85,6 +85,12 @@ pub struct ListenSettings {
     pub max_attempts: u32,
     /// What senders get while this agent is away.
     pub queued_response: Option<QueuedResponse>,
+    /// Extra CA certificate trusted for a `wss://` relay.
+    pub ca_cert: Option<std::path::PathBuf>,
+    /// History bounds from the command line (`None`: config file, then default).
+    pub keep: Option<u64>,
+    /// History byte bound from the command line.
+    pub keep_bytes: Option<u64>,
 }
 
 /// A tunnel that is up and serving in the background.
@@ -125,6 +131,7 @@ pub async fn start(settings: ListenSettings, cancel: CancellationToken) -> anyho
         key: config.agent_key.clone(),
         mode: settings.mode,
         queued_response: settings.queued_response.clone(),
+        ca_cert: settings.ca_cert.clone(),
     };
     let hint = config_path.display().to_string();
     let session = agent::connect(&opts, &hint).await?;
@@ -140,7 +147,8 @@ pub async fn start(settings: ListenSettings, cancel: CancellationToken) -> anyho
                 .with_context(|| format!("bad `verify` entry in {}", config_path.display()))?,
         );
     }
-    let store = StoreWriter::spawn(settings.paths.db())?;
+    let retention = Retention::resolve(settings.keep, settings.keep_bytes, &config);
+    let store = StoreWriter::spawn_with_retention(settings.paths.db(), retention)?;
     let (events, events_rx) = mpsc::unbounded_channel();
     let forwarder = Forwarder::new(settings.target.clone(), settings.timeout);
     let (ordered, ordered_rx) = mpsc::unbounded_channel();
@@ -171,11 +179,15 @@ pub async fn start(settings: ListenSettings, cancel: CancellationToken) -> anyho
         relay,
         embedded,
     }));
+    let pipeline_for_stop = pipeline.clone();
     let task = tokio::spawn(async move {
         let served = serve(session, &opts, &hint, pipeline, cancel.clone()).await;
         // Stopped or refused for good: let the ordered worker finish its delivery.
         cancel.cancel();
         let _ = worker.await;
+        if let Err(e) = pipeline_for_stop.store.flush().await {
+            tracing::error!(error = %e, "could not finish writing the history");
+        }
         served
     });
     Ok(Running {
@@ -208,7 +220,11 @@ pub async fn run(args: ListenArgs, paths: Paths) -> anyhow::Result<()> {
             status,
             body: args.queued_body.clone(),
         }),
+        ca_cert: args.ca_cert.clone(),
+        keep: args.keep,
+        keep_bytes: args.keep_bytes,
     };
+    let tui = !args.json && !args.no_tui && std::io::stdout().is_terminal();
     let format = if args.json {
         Format::Json
     } else {
@@ -217,14 +233,32 @@ pub async fn run(args: ListenArgs, paths: Paths) -> anyhow::Result<()> {
         }
     };
     let cancel = CancellationToken::new();
+    let paths_for_ui = settings.paths.clone();
     let running = start(settings, cancel.clone()).await?;
     let stop = cancel.clone();
     tokio::spawn(async move {
         let _ = tokio::signal::ctrl_c().await;
         stop.cancel();
     });
+    let mut task = running.task;
+    if tui {
+        // The inspector owns the terminal; quitting it stops the tunnel.
+        let ui_paths = paths_for_ui;
+        let ui = crate::tui::run_live(ui_paths, running.events);
+        tokio::select! {
+            shown = ui => {
+                cancel.cancel();
+                let stopped = (&mut task).await;
+                shown?;
+                return stopped.unwrap_or_else(|e| Err(anyhow::anyhow!("the tunnel task failed: {e}")));
+            }
+            stopped = &mut task => {
+                return stopped.unwrap_or_else(|e| Err(anyhow::anyhow!("the tunnel task failed: {e}")));
+            }
+        }
+    }
     let printer = tokio::spawn(print_events(format, running.events));
-    let result = match running.task.await {
+    let result = match task.await {
         Ok(result) => result,
         Err(e) => Err(anyhow::anyhow!("the tunnel task failed: {e}")),
     };

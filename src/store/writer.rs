@@ -14,8 +14,10 @@ const MAX_BATCH: usize = 256;
 /// Writes queued before senders wait.
 const QUEUE_CAPACITY: usize = 4096;
 
+/// A write, or (`exchange: None`) a barrier that completes once everything
+/// queued before it is committed.
 struct Job {
-    exchange: Exchange,
+    exchange: Option<Exchange>,
     done: Option<oneshot::Sender<Result<(), String>>>,
 }
 
@@ -94,7 +96,7 @@ impl StoreWriter {
     pub async fn record(&self, exchange: Exchange) -> bool {
         self.tx
             .send(Job {
-                exchange,
+                exchange: Some(exchange),
                 done: None,
             })
             .await
@@ -106,7 +108,21 @@ impl StoreWriter {
         let (done, wait) = oneshot::channel();
         self.tx
             .send(Job {
-                exchange,
+                exchange: Some(exchange),
+                done: Some(done),
+            })
+            .await
+            .map_err(|_| "store writer stopped".to_owned())?;
+        wait.await.map_err(|_| "store writer stopped".to_owned())?
+    }
+
+    /// Waits until everything queued so far is committed, so a stopping
+    /// agent never leaves a forwarded exchange unrecorded.
+    pub async fn flush(&self) -> Result<(), String> {
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(Job {
+                exchange: None,
                 done: Some(done),
             })
             .await
@@ -161,13 +177,17 @@ fn run(mut store: Store, mut rx: mpsc::Receiver<Job>, retention: Retention, mut 
     while let Some(first) = rx.blocking_recv() {
         let mut next = Some(first);
         while let Some(job) = next.take() {
-            exchanges.push(job.exchange);
+            exchanges.extend(job.exchange);
             waiters.extend(job.done);
             if exchanges.len() < MAX_BATCH {
                 next = rx.try_recv().ok();
             }
         }
-        let result = store.insert_many(&exchanges).map_err(|e| e.to_string());
+        let result = if exchanges.is_empty() {
+            Ok(())
+        } else {
+            store.insert_many(&exchanges).map_err(|e| e.to_string())
+        };
         if let Err(e) = &result {
             tracing::error!(error = %e, count = exchanges.len(), "could not store exchanges");
         } else {

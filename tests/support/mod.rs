@@ -226,6 +226,9 @@ pub fn settings(relay: Option<&str>, target: &str, home: &Path) -> ListenSetting
         verify: Vec::new(),
         max_attempts: 3,
         queued_response: None,
+        ca_cert: None,
+        keep: None,
+        keep_bytes: None,
     }
 }
 
