@@ -53,6 +53,11 @@ impl Paths {
     pub fn db(&self) -> PathBuf {
         self.data_dir.join("history.sqlite3")
     }
+
+    /// Where diagnostics go while the inspector owns the terminal.
+    pub fn log_file(&self) -> PathBuf {
+        self.data_dir.join("hooktunnel.log")
+    }
 }
 
 /// Contents of `config.toml`; every field optional.

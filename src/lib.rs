@@ -17,6 +17,7 @@
 //! | [`export`] | curl, HAR and JSON renderings of an exchange |
 //! | [`verify`] | webhook signature schemes, pure functions |
 //! | [`tui`] | the terminal inspector |
+//! | [`logging`] | diagnostics to stderr, or to a file while the inspector runs |
 //! | [`commands`] | one `run` per subcommand |
 
 pub mod agent;
@@ -28,6 +29,7 @@ pub mod exchange;
 pub mod export;
 pub mod filter;
 pub mod forward;
+pub mod logging;
 pub mod output;
 pub mod replay;
 pub mod sanitize;

@@ -242,20 +242,16 @@ pub async fn run(args: ListenArgs, paths: Paths) -> anyhow::Result<()> {
     });
     let mut task = running.task;
     if tui {
-        // The inspector owns the terminal; quitting it stops the tunnel.
-        let ui_paths = paths_for_ui;
-        let ui = crate::tui::run_live(ui_paths, running.events);
-        tokio::select! {
-            shown = ui => {
-                cancel.cancel();
-                let stopped = (&mut task).await;
-                shown?;
-                return stopped.unwrap_or_else(|e| Err(anyhow::anyhow!("the tunnel task failed: {e}")));
-            }
-            stopped = &mut task => {
-                return stopped.unwrap_or_else(|e| Err(anyhow::anyhow!("the tunnel task failed: {e}")));
-            }
-        }
+        // The inspector owns the terminal until the user quits; a tunnel that
+        // stops on its own shows as offline there, and its error is printed
+        // once the terminal is restored.
+        let shown = crate::tui::run_live(paths_for_ui, running.events).await;
+        cancel.cancel();
+        let stopped = (&mut task)
+            .await
+            .unwrap_or_else(|e| Err(anyhow::anyhow!("the tunnel task failed: {e}")));
+        shown?;
+        return stopped;
     }
     let printer = tokio::spawn(print_events(format, running.events));
     let result = match task.await {

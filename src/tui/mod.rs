@@ -38,10 +38,12 @@ pub use view::render;
 /// when the user quits (the caller then stops the tunnel); the tunnel
 /// stopping on its own shows as offline and leaves the inspector open.
 pub async fn run_live(paths: Paths, events: UnboundedReceiver<AgentEvent>) -> anyhow::Result<()> {
+    let _logs = crate::logging::divert_to(&paths.log_file()).ok();
     runtime::run(paths, Mode::Live, Some(events)).await
 }
 
 /// The inspector over stored history, with no tunnel (`hooktunnel inspect`).
 pub async fn run_inspect(paths: Paths) -> anyhow::Result<()> {
+    let _logs = crate::logging::divert_to(&paths.log_file()).ok();
     runtime::run(paths, Mode::Inspect, None).await
 }
