@@ -6,6 +6,7 @@ use bytes::Bytes;
 
 use crate::exchange::{Exchange, Header, now_ms};
 use crate::forward::{Forwarder, Outgoing, Target};
+use crate::verify::{self, SecretSpec};
 
 /// How to replay.
 #[derive(Clone, Debug, Default)]
@@ -39,6 +40,36 @@ impl ReplayRequest {
             body: e.request_body.clone(),
         }
     }
+}
+
+/// Re-signs `request` for the provider its headers name, when `secrets`
+/// (each with where it came from) holds one for that provider, so the local
+/// app's own check passes on a replay. `None`: nothing to re-sign with (the
+/// request goes as captured); `Some(Err)`: re-signing failed.
+pub fn resign_if_configured(
+    secrets: &[(SecretSpec, String)],
+    original: &Exchange,
+    request: &mut ReplayRequest,
+    now: u64,
+) -> Option<Result<String, String>> {
+    let provider = verify::detect(&request.headers)?;
+    let (spec, source) = secrets.iter().find(|(s, _)| s.provider == provider)?;
+    Some(
+        verify::resign(
+            provider,
+            &spec.secret,
+            &request.headers,
+            &request.body,
+            now,
+            false,
+            original.public_url.as_deref(),
+        )
+        .map(|headers| {
+            request.headers = headers;
+            format!("re-signed for {provider} with the secret from {source}")
+        })
+        .map_err(|e| format!("could not re-sign for {provider}: {e}")),
+    )
 }
 
 /// Where a replay of `original` goes.
@@ -92,4 +123,94 @@ pub async fn send(
         public_url: original.public_url.clone(),
         signature: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::verify::Provider;
+
+    const SECRET: &str = "whsec_test_secret";
+
+    fn stripe_exchange(signed_at: u64) -> Exchange {
+        let body = Bytes::from_static(br#"{"id":"evt_1","type":"payment_intent.succeeded"}"#);
+        let mut headers = vec![Header::new("content-type", "application/json")];
+        headers
+            .extend(verify::sign(Provider::Stripe, SECRET, &body, signed_at, None, None).unwrap());
+        Exchange {
+            id: ulid::Ulid::from_parts(1, 1),
+            tunnel: "demo".into(),
+            received_at_ms: signed_at * 1000,
+            method: "POST".into(),
+            path: "/stripe".into(),
+            target: "http://localhost:3000".into(),
+            request_headers: headers,
+            request_body: body,
+            response: None,
+            duration_us: 0,
+            error: None,
+            replay_of: None,
+            queued: false,
+            peer: None,
+            public_url: None,
+            signature: None,
+        }
+    }
+
+    #[test]
+    fn a_configured_secret_re_signs_an_old_event_so_it_verifies_now() {
+        let original = stripe_exchange(1_000);
+        let now = 1_000_000;
+        let mut request = ReplayRequest::original(&original);
+        let stale = verify::verify(
+            Provider::Stripe,
+            SECRET,
+            &request.headers,
+            &request.body,
+            None,
+            now,
+        );
+        assert!(stale.is_err(), "the captured signature is too old by now");
+        let secrets = vec![(
+            SecretSpec::new(Provider::Stripe, SECRET),
+            "--verify".to_owned(),
+        )];
+        let note = resign_if_configured(&secrets, &original, &mut request, now);
+        assert_eq!(
+            note,
+            Some(Ok(
+                "re-signed for stripe with the secret from --verify".into()
+            ))
+        );
+        verify::verify(
+            Provider::Stripe,
+            SECRET,
+            &request.headers,
+            &request.body,
+            None,
+            now,
+        )
+        .unwrap();
+        assert_eq!(
+            request.headers[0], original.request_headers[0],
+            "other headers kept"
+        );
+    }
+
+    #[test]
+    fn without_a_secret_for_the_provider_the_request_goes_as_captured() {
+        let original = stripe_exchange(1_000);
+        let mut request = ReplayRequest::original(&original);
+        let github = vec![(
+            SecretSpec::new(Provider::GitHub, "s"),
+            "--verify".to_owned(),
+        )];
+        assert_eq!(
+            resign_if_configured(&github, &original, &mut request, 2_000),
+            None
+        );
+        assert_eq!(request.headers, original.request_headers);
+    }
 }

@@ -245,7 +245,8 @@ pub async fn run(args: ListenArgs, paths: Paths) -> anyhow::Result<()> {
         // The inspector owns the terminal until the user quits; a tunnel that
         // stops on its own shows as offline there, and its error is printed
         // once the terminal is restored.
-        let shown = crate::tui::run_live(paths_for_ui, running.events).await;
+        let secrets = super::trigger::secrets_with_sources(&args.verify, "--verify", &paths_for_ui);
+        let shown = crate::tui::run_live(paths_for_ui, running.events, secrets).await;
         cancel.cancel();
         let stopped = (&mut task)
             .await

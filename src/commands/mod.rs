@@ -18,7 +18,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Listen(args) => listen::run(args, paths).await,
         Command::Requests(args) => requests::run(&args, &paths),
         Command::Show(args) => show::run(&args, &paths),
-        Command::Inspect => crate::tui::run_inspect(paths).await,
+        Command::Inspect => {
+            let secrets = trigger::secrets_with_sources(&[], "", &paths);
+            crate::tui::run_inspect(paths, secrets).await
+        }
         Command::Replay(args) => replay::run(&args, &paths).await,
         Command::Export(args) => export::run(&args, &paths),
         Command::Clear(args) => clear::run(&args, &paths),

@@ -65,6 +65,21 @@ pub fn configured_secrets(paths: &Paths) -> anyhow::Result<Vec<(SecretSpec, Secr
     Ok(out)
 }
 
+/// `flags` (labelled `flag`) followed by the configured secrets, each with
+/// where it came from; an unreadable config adds nothing.
+pub fn secrets_with_sources(
+    flags: &[SecretSpec],
+    flag: &'static str,
+    paths: &Paths,
+) -> Vec<(SecretSpec, String)> {
+    let configured = configured_secrets(paths).unwrap_or_default();
+    flags
+        .iter()
+        .map(|s| (s.clone(), flag.to_owned()))
+        .chain(configured.into_iter().map(|(s, src)| (s, src.to_string())))
+        .collect()
+}
+
 /// The first configured secret for `provider`.
 pub fn configured_secret(
     paths: &Paths,

@@ -174,6 +174,8 @@ pub enum Event {
         original: Ulid,
         /// The new row, or why it failed.
         result: Result<ExchangeSummary, String>,
+        /// What was done to the request first (e.g. re-signed), if anything.
+        note: Option<String>,
     },
     /// A page or detail load failed; loads pause for a second.
     LoadFailed(String),
@@ -699,12 +701,17 @@ impl App {
                 }
                 None
             }
-            Event::Replayed { original, result } => match result {
+            Event::Replayed {
+                original,
+                result,
+                note,
+            } => match result {
                 Ok(row) => {
                     self.notify(
                         format!(
-                            "replayed {}: {} in {} → new row {} (↻)",
+                            "replayed {}{}: {} in {} → new row {} (↻)",
                             short_id(&original),
+                            note.map(|n| format!(" ({n})")).unwrap_or_default(),
                             row.status
                                 .map_or_else(|| "no response".to_owned(), |s| s.to_string()),
                             text::duration(row.duration_ms),
@@ -1643,13 +1650,17 @@ pub(super) mod tests {
         app.handle(Event::Replayed {
             original,
             result: Ok(replay.clone()),
+            note: Some("re-signed for stripe with the secret from --verify".into()),
         });
         assert_eq!(app.row(0).unwrap().replay_of, Some(original));
         assert_eq!(app.selected_id(), Some(original));
-        assert!(app.notice().unwrap().text.contains("replayed"));
+        let text = &app.notice().unwrap().text;
+        assert!(text.contains("replayed"), "{text}");
+        assert!(text.contains("(re-signed for stripe"), "{text}");
         app.handle(Event::Replayed {
             original,
             result: Err("connection refused".into()),
+            note: None,
         });
         assert!(app.notice().unwrap().error);
     }

@@ -26,6 +26,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::config::Paths;
 use crate::event::AgentEvent;
+use crate::verify::SecretSpec;
 
 pub use app::{App, Effect, Event, Header, Link, Mode};
 pub use runtime::restore_terminal;
@@ -37,13 +38,18 @@ pub use view::render;
 /// [`AgentEvent::Ready`] with the public URL and target. Returns `Ok(())`
 /// when the user quits (the caller then stops the tunnel); the tunnel
 /// stopping on its own shows as offline and leaves the inspector open.
-pub async fn run_live(paths: Paths, events: UnboundedReceiver<AgentEvent>) -> anyhow::Result<()> {
+/// `secrets` (each with where it came from) re-sign replays of signed requests.
+pub async fn run_live(
+    paths: Paths,
+    events: UnboundedReceiver<AgentEvent>,
+    secrets: Vec<(SecretSpec, String)>,
+) -> anyhow::Result<()> {
     let _logs = crate::logging::divert_to(&paths.log_file()).ok();
-    runtime::run(paths, Mode::Live, Some(events)).await
+    runtime::run(paths, Mode::Live, Some(events), secrets).await
 }
 
 /// The inspector over stored history, with no tunnel (`hooktunnel inspect`).
-pub async fn run_inspect(paths: Paths) -> anyhow::Result<()> {
+pub async fn run_inspect(paths: Paths, secrets: Vec<(SecretSpec, String)>) -> anyhow::Result<()> {
     let _logs = crate::logging::divert_to(&paths.log_file()).ok();
-    runtime::run(paths, Mode::Inspect, None).await
+    runtime::run(paths, Mode::Inspect, None, secrets).await
 }

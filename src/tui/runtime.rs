@@ -35,6 +35,7 @@ use crate::export::{self, http_message};
 use crate::filter::Filter;
 use crate::replay::{self, ReplayOptions, ReplayRequest};
 use crate::store::Store;
+use crate::verify::SecretSpec;
 
 use super::app::{App, Effect, Event, Mode, PAGE, Page};
 use super::text::short_id;
@@ -190,6 +191,7 @@ enum Job {
     InsertReplay {
         original: Ulid,
         exchange: Box<Exchange>,
+        note: Option<String>,
     },
     Poll,
     CheckLive {
@@ -268,12 +270,17 @@ fn serve(store: &mut Store, job: Job, again: &std::sync::mpsc::Sender<Job>) -> O
             let _ = reply.send(store.get(&id).map_err(|e| e.to_string()));
             None
         }
-        Job::InsertReplay { original, exchange } => Some(Event::Replayed {
+        Job::InsertReplay {
+            original,
+            exchange,
+            note,
+        } => Some(Event::Replayed {
             original,
             result: store
                 .insert(&exchange)
                 .map(|()| exchange.summary())
                 .map_err(|e| format!("the replay ran but could not be stored: {e}")),
+            note,
         }),
         Job::Poll => Some(Event::Polled(store.list(50, 0).unwrap_or_default())),
         Job::CheckLive {
@@ -474,6 +481,8 @@ struct TerminalHost {
     input: Input,
     paths: Paths,
     scan_generation: Arc<AtomicU64>,
+    /// Secrets `r` and `e` re-sign with, each with where it came from.
+    secrets: Arc<Vec<(SecretSpec, String)>>,
 }
 
 impl TerminalHost {
@@ -489,6 +498,7 @@ impl TerminalHost {
         tokio::spawn(send_replay(
             self.worker.clone(),
             self.events.clone(),
+            self.secrets.clone(),
             original,
             request,
         ));
@@ -498,16 +508,18 @@ impl TerminalHost {
     fn replay(&self, id: Ulid) {
         let worker = self.worker.clone();
         let events = self.events.clone();
+        let secrets = self.secrets.clone();
         tokio::spawn(async move {
             match worker.get(id).await {
                 Ok(original) => {
                     let request = ReplayRequest::original(&original);
-                    send_replay(worker, events, original, request).await;
+                    send_replay(worker, events, secrets, original, request).await;
                 }
                 Err(e) => {
                     let _ = events.send(Event::Replayed {
                         original: id,
                         result: Err(format!("{e:#}")),
+                        note: None,
                     });
                 }
             }
@@ -625,21 +637,30 @@ impl TerminalHost {
 
 /// Sends a replay and has the worker store the result (which answers with
 /// [`Event::Replayed`]).
+///
+/// A request signed by a provider with a known secret is re-signed first, so
+/// the local app's own verification passes (as `replay --resign` does); when
+/// that fails it goes as it is and the note says why.
 async fn send_replay(
     worker: Worker,
     events: mpsc::UnboundedSender<Event>,
+    secrets: Arc<Vec<(SecretSpec, String)>>,
     original: Exchange,
-    request: ReplayRequest,
+    mut request: ReplayRequest,
 ) {
+    let note = replay::resign_if_configured(&secrets, &original, &mut request, now_ms() / 1000)
+        .map(|r| r.unwrap_or_else(|why| format!("{why}; sent as captured")));
     match replay::send(&original, request, &ReplayOptions::default()).await {
         Ok(new) => worker.send(Job::InsertReplay {
             original: original.id,
             exchange: Box::new(new),
+            note,
         }),
         Err(e) => {
             let _ = events.send(Event::Replayed {
                 original: original.id,
                 result: Err(format!("{e:#}")),
+                note,
             });
         }
     }
@@ -752,6 +773,7 @@ pub(crate) async fn run(
     paths: Paths,
     mode: Mode,
     agent: Option<mpsc::UnboundedReceiver<AgentEvent>>,
+    secrets: Vec<(SecretSpec, String)>,
 ) -> anyhow::Result<()> {
     let db = paths.db();
     // Open the history before touching the terminal, so errors print plainly.
@@ -810,6 +832,7 @@ pub(crate) async fn run(
         events: tx,
         paths,
         scan_generation: Arc::new(AtomicU64::new(0)),
+        secrets: Arc::new(secrets),
     };
     let result = run_loop(&mut terminal, &mut app, &mut rx, &mut host).await;
     host.scan_generation.store(u64::MAX, Ordering::SeqCst);

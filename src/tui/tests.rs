@@ -441,6 +441,7 @@ impl Host<TestBackend> for FakeHost {
                 let _ = self.events.send(Event::Replayed {
                     original: id,
                     result: Ok(copy.summary()),
+                    note: None,
                 });
             }
             _ => {}

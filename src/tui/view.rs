@@ -27,7 +27,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("Tab", "request / response"),
     ("v", "body view: pretty, raw, hex"),
     ("n p", "next / previous request (in the detail)"),
-    ("r", "replay the request (new row ↻ linked to it)"),
+    ("r", "replay (re-signed if a secret fits; new row ↻)"),
     ("e", "edit in $EDITOR, then replay"),
     ("c", "copy as curl (clipboard via OSC 52, and a file)"),
     ("/", "filter; Enter applies, empty clears"),
