@@ -134,29 +134,23 @@ mod tests {
 
     const SECRET: &str = "whsec_test_secret";
 
+    /// A captured Stripe event, signed at `signed_at`.
     fn stripe_exchange(signed_at: u64) -> Exchange {
-        let body = Bytes::from_static(br#"{"id":"evt_1","type":"payment_intent.succeeded"}"#);
-        let mut headers = vec![Header::new("content-type", "application/json")];
-        headers
-            .extend(verify::sign(Provider::Stripe, SECRET, &body, signed_at, None, None).unwrap());
-        Exchange {
-            id: ulid::Ulid::from_parts(1, 1),
-            tunnel: "demo".into(),
-            received_at_ms: signed_at * 1000,
-            method: "POST".into(),
-            path: "/stripe".into(),
-            target: "http://localhost:3000".into(),
-            request_headers: headers,
-            request_body: body,
-            response: None,
-            duration_us: 0,
-            error: None,
-            replay_of: None,
-            queued: false,
-            peer: None,
-            public_url: None,
-            signature: None,
-        }
+        let mut e = crate::export::fixtures::text_exchange();
+        e.request_body = Bytes::from_static(br#"{"id":"evt_1","type":"payment_intent.succeeded"}"#);
+        e.request_headers = vec![Header::new("content-type", "application/json")];
+        e.request_headers.extend(
+            verify::sign(
+                Provider::Stripe,
+                SECRET,
+                &e.request_body,
+                signed_at,
+                None,
+                None,
+            )
+            .unwrap(),
+        );
+        e
     }
 
     #[test]
