@@ -430,3 +430,118 @@ async fn shutdown_lets_in_flight_requests_finish() {
     );
     assert_eq!(&answer.body[..], b"draining");
 }
+
+/// A TCP relay-in-the-middle that can go silent without closing anything:
+/// what a laptop lid, a NAT dropping state or a SIGSTOPped relay look like.
+struct Freezer {
+    addr: std::net::SocketAddr,
+    frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Freezer {
+    async fn start(upstream: std::net::SocketAddr) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let frozen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = frozen.clone();
+        tokio::spawn(async move {
+            while let Ok((down, _)) = listener.accept().await {
+                let Ok(up) = tokio::net::TcpStream::connect(upstream).await else {
+                    continue;
+                };
+                let (dr, dw) = down.into_split();
+                let (ur, uw) = up.into_split();
+                for (mut from, mut to) in [
+                    (
+                        Box::new(dr) as Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+                        Box::new(uw) as Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
+                    ),
+                    (Box::new(ur), Box::new(dw)),
+                ] {
+                    let flag = flag.clone();
+                    tokio::spawn(async move {
+                        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+                        let mut buf = vec![0u8; 16 * 1024];
+                        loop {
+                            let n = match from.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => n,
+                            };
+                            // Frozen: hold the bytes, forever as far as this link knows.
+                            while flag.load(Ordering::SeqCst) {
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                            }
+                            if to.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        Self { addr, frozen }
+    }
+
+    fn freeze(&self, on: bool) {
+        self.frozen.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn a_silent_half_open_link_is_noticed_within_two_pings_and_the_agent_reconnects() {
+    use hooktunnel::event::{AgentEvent, ConnectionState};
+    let relay = Relay::start(RelayConfig::default()).await;
+    let app = LocalApp::start().await;
+    let freezer = Freezer::start(relay.addr).await;
+    let home = tempfile::tempdir().unwrap();
+    let mut s = settings(
+        Some(&format!("http://{}", freezer.addr)),
+        &app.port().to_string(),
+        home.path(),
+    );
+    let ping = Duration::from_millis(200);
+    s.ping_interval = ping;
+    let mut agent = Agent::start(s).await;
+
+    // The link goes silent but stays open: only the watchdog can tell.
+    freezer.freeze(true);
+    let frozen_at = std::time::Instant::now();
+    let reason = loop {
+        match bounded("the watchdog", agent.running.events.recv()).await {
+            Some(AgentEvent::Connection(ConnectionState::Reconnecting { reason, .. })) => {
+                break reason;
+            }
+            Some(_) => continue,
+            None => panic!("agent stopped"),
+        }
+    };
+    let noticed = frozen_at.elapsed();
+    assert!(reason.contains("no traffic from the relay"), "{reason}");
+    // Two ping intervals of silence, plus scheduling slack on a busy machine.
+    assert!(
+        noticed < ping * 2 + Duration::from_secs(2),
+        "noticed after {noticed:?}"
+    );
+
+    // The network comes back: the agent reconnects by itself, same URL.
+    freezer.freeze(false);
+    loop {
+        match bounded("reconnecting", agent.running.events.recv()).await {
+            Some(AgentEvent::Connection(ConnectionState::Online)) => break,
+            Some(_) => continue,
+            None => panic!("agent stopped"),
+        }
+    }
+    let answer = send(
+        &client(),
+        "POST",
+        &format!("{}/after-sleep", agent.public_url),
+        &[],
+        "awake",
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(app.seen().last().unwrap().path_and_query, "/after-sleep");
+    agent.stop().await;
+}

@@ -18,14 +18,18 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
 use hooktunnel_relay::protocol::{
-    self, AgentMessage, ErrorCode, Hello, MAX_HEADER_BYTES, Mode, PING_INTERVAL, PROTOCOL_VERSION,
-    RelayMessage, Welcome,
+    self, AgentMessage, ErrorCode, Hello, MAX_HEADER_BYTES, Mode, PROTOCOL_VERSION, RelayMessage,
+    Welcome,
 };
 
 pub use handle::Pipeline;
 
 /// Requests forwarded at once per tunnel; more wait before being read.
 pub const MAX_IN_FLIGHT: usize = 512;
+/// WebSocket read buffer. tungstenite's default (128 KiB) is zero-filled on
+/// every read, which costs more than it saves at webhook sizes; larger frames
+/// still grow the buffer as they arrive.
+const READ_BUFFER_BYTES: usize = 8 * 1024;
 /// Longest a stopping agent waits for live requests in progress.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 
@@ -46,6 +50,8 @@ pub struct AgentOptions {
     pub queued_response: Option<protocol::QueuedResponse>,
     /// A PEM CA certificate trusted for `wss://` in addition to the public roots.
     pub ca_cert: Option<std::path::PathBuf>,
+    /// How often to ping the relay; silence for two intervals means the link is dead.
+    pub ping_interval: Duration,
 }
 
 impl std::fmt::Debug for AgentOptions {
@@ -137,6 +143,7 @@ pub struct Session {
     /// What the relay granted.
     pub welcome: Welcome,
     socket: Socket,
+    ping_interval: Duration,
 }
 
 /// The WebSocket URL for a relay base URL.
@@ -170,6 +177,7 @@ pub async fn connect(opts: &AgentOptions, config_hint: &str) -> Result<Session, 
             .insert(http::header::AUTHORIZATION, value);
     }
     let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER_BYTES)
         .max_message_size(Some(
             hooktunnel_relay::config::DEFAULT_MAX_BODY_BYTES * 4 + MAX_HEADER_BYTES,
         ))
@@ -238,7 +246,11 @@ pub async fn connect(opts: &AgentOptions, config_hint: &str) -> Result<Session, 
             None => return Err(AgentError::Lost("closed during handshake".into())),
         }
     };
-    Ok(Session { welcome, socket })
+    Ok(Session {
+        welcome,
+        socket,
+        ping_interval: opts.ping_interval,
+    })
 }
 
 /// A TLS connector trusting the public web roots plus the CA in `path`.
@@ -289,10 +301,11 @@ impl Session {
         pipeline: Arc<Pipeline>,
         cancel: CancellationToken,
     ) -> Result<(), AgentError> {
+        let ping_interval = self.ping_interval;
         let (mut sink, mut stream) = self.socket.split();
         let (out_tx, mut out_rx) = mpsc::channel::<Message>(1024);
         let writer = async move {
-            let mut ping = tokio::time::interval(PING_INTERVAL);
+            let mut ping = tokio::time::interval(ping_interval);
             ping.tick().await;
             loop {
                 let msg = tokio::select! {
@@ -312,12 +325,12 @@ impl Session {
         let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
         let reader = async {
             loop {
-                let next = tokio::time::timeout(PING_INTERVAL * 2, stream.next()).await;
+                let next = tokio::time::timeout(ping_interval * 2, stream.next()).await;
                 let msg = match next {
                     Err(_) => {
                         return AgentError::Lost(format!(
                             "no traffic from the relay for {}s",
-                            (PING_INTERVAL * 2).as_secs()
+                            (ping_interval * 2).as_secs_f64()
                         ));
                     }
                     Ok(None) => return AgentError::Lost("the relay closed the connection".into()),

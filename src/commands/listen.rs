@@ -91,6 +91,8 @@ pub struct ListenSettings {
     pub keep: Option<u64>,
     /// History byte bound from the command line.
     pub keep_bytes: Option<u64>,
+    /// Keepalive ping interval (the protocol's default outside tests).
+    pub ping_interval: Duration,
 }
 
 /// A tunnel that is up and serving in the background.
@@ -124,7 +126,7 @@ pub async fn start(settings: ListenSettings, cancel: CancellationToken) -> anyho
             true,
         ),
     };
-    let opts = AgentOptions {
+    let mut opts = AgentOptions {
         relay: relay.clone(),
         token: settings.token.clone().or_else(|| config.token.clone()),
         name: settings.name.clone().or_else(|| config.name.clone()),
@@ -132,9 +134,12 @@ pub async fn start(settings: ListenSettings, cancel: CancellationToken) -> anyho
         mode: settings.mode,
         queued_response: settings.queued_response.clone(),
         ca_cert: settings.ca_cert.clone(),
+        ping_interval: settings.ping_interval,
     };
     let hint = config_path.display().to_string();
     let session = agent::connect(&opts, &hint).await?;
+    // Reconnects ask for the granted name, so the URL survives a dropped link.
+    opts.name = Some(session.welcome.name.clone());
     if settings.name.is_none() && config.name.as_deref() != Some(session.welcome.name.as_str()) {
         // Remember the name so the next run gets the same URL.
         config.name = Some(session.welcome.name.clone());
@@ -223,6 +228,7 @@ pub async fn run(args: ListenArgs, paths: Paths) -> anyhow::Result<()> {
         ca_cert: args.ca_cert.clone(),
         keep: args.keep,
         keep_bytes: args.keep_bytes,
+        ping_interval: hooktunnel_relay::protocol::PING_INTERVAL,
     };
     let tui = !args.json && !args.no_tui && std::io::stdout().is_terminal();
     let format = if args.json {

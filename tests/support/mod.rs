@@ -229,6 +229,7 @@ pub fn settings(relay: Option<&str>, target: &str, home: &Path) -> ListenSetting
         ca_cert: None,
         keep: None,
         keep_bytes: None,
+        ping_interval: hooktunnel_relay::protocol::PING_INTERVAL,
     }
 }
 
