@@ -34,6 +34,11 @@ use crate::state::{AppState, Tunnel};
 
 type WebSocket = WebSocketStream<Budgeted<TokioIo<hyper::upgrade::Upgraded>>>;
 
+/// Read buffer per agent WebSocket. tungstenite's default (128 KiB) is
+/// allocated eagerly and zero-filled, so it stays resident for every idle
+/// agent; larger messages still grow the buffer as they arrive.
+const READ_BUFFER_BYTES: usize = 8 * 1024;
+
 /// `GET /_hooktunnel/connect`: token check (401), upgrade check (400), then 101.
 pub async fn connect(
     State(state): State<Arc<AppState>>,
@@ -71,6 +76,7 @@ pub async fn connect(
         };
         let max_message = MAX_RESPONSE_BYTES + MAX_HEADER_BYTES + 4;
         let config = WebSocketConfig::default()
+            .read_buffer_size(READ_BUFFER_BYTES)
             .max_message_size(Some(max_message))
             .max_frame_size(Some(max_message));
         let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
