@@ -92,7 +92,11 @@ pub fn render(e: &Exchange) -> String {
         e.duration_ms(),
         e.id,
         output::clock(e.received_at_ms),
-        e.peer.as_deref().unwrap_or("?"),
+        e.peer.as_deref().unwrap_or(if e.replay_of.is_some() {
+            "this machine (replay)"
+        } else {
+            "unknown"
+        }),
         sanitize::escape(&e.tunnel),
         sanitize::escape(&e.target),
     );
