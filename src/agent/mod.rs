@@ -30,6 +30,8 @@ pub const MAX_IN_FLIGHT: usize = 512;
 /// every read, which costs more than it saves at webhook sizes; larger frames
 /// still grow the buffer as they arrive.
 const READ_BUFFER_BYTES: usize = 8 * 1024;
+/// Most frames written to the relay with one flush.
+const MAX_BURST: usize = 64;
 /// Longest a stopping agent waits for live requests in progress.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 
@@ -315,7 +317,20 @@ impl Session {
                     },
                     _ = ping.tick() => Message::Ping(bytes::Bytes::new()),
                 };
-                if let Err(e) = sink.send(msg).await {
+                if let Err(e) = sink.feed(msg).await {
+                    return AgentError::Lost(root_cause(&e));
+                }
+                // Answers already queued go out with the same flush: one
+                // write per burst instead of one per frame.
+                for _ in 1..MAX_BURST {
+                    let Ok(msg) = out_rx.try_recv() else {
+                        break;
+                    };
+                    if let Err(e) = sink.feed(msg).await {
+                        return AgentError::Lost(root_cause(&e));
+                    }
+                }
+                if let Err(e) = sink.flush().await {
                     return AgentError::Lost(root_cause(&e));
                 }
             }

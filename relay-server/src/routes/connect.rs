@@ -39,6 +39,10 @@ type WebSocket = WebSocketStream<Budgeted<TokioIo<hyper::upgrade::Upgraded>>>;
 /// agent; larger messages still grow the buffer as they arrive.
 const READ_BUFFER_BYTES: usize = 8 * 1024;
 
+/// Most frames written with one flush; tungstenite also writes out on its own
+/// once its write buffer passes 128 KiB.
+const MAX_BURST: usize = 64;
+
 /// `GET /_hooktunnel/connect`: token check (401), upgrade check (400), then 101.
 pub async fn connect(
     State(state): State<Arc<AppState>>,
@@ -374,7 +378,7 @@ async fn pump(
     let writer = async {
         let mut ping = tokio::time::interval(PING_INTERVAL);
         ping.tick().await;
-        loop {
+        'frames: loop {
             let msg = tokio::select! {
                 frame = outbound.recv() => match frame {
                     Some(frame) => Message::Binary(frame),
@@ -382,7 +386,20 @@ async fn pump(
                 },
                 _ = ping.tick() => Message::Ping(bytes::Bytes::new()),
             };
-            if sink.send(msg).await.is_err() {
+            if sink.feed(msg).await.is_err() {
+                break;
+            }
+            // Whatever else is already queued goes out with the same flush:
+            // one write for a burst instead of one per frame.
+            for _ in 1..MAX_BURST {
+                let Ok(frame) = outbound.try_recv() else {
+                    break;
+                };
+                if sink.feed(Message::Binary(frame)).await.is_err() {
+                    break 'frames;
+                }
+            }
+            if sink.flush().await.is_err() {
                 break;
             }
         }
