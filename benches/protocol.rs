@@ -87,7 +87,7 @@ fn frames(c: &mut Criterion) {
         group.bench_with_input(
             BenchmarkId::new("request_decode", label),
             &req_frame,
-            |b, f| b.iter(|| RelayMessage::decode(black_box(f)).expect("decode")),
+            |b, f| b.iter(|| RelayMessage::decode_bytes(black_box(f)).expect("decode")),
         );
         let resp = response(size);
         let resp_frame = resp.encode();
@@ -97,7 +97,7 @@ fn frames(c: &mut Criterion) {
         group.bench_with_input(
             BenchmarkId::new("response_decode", label),
             &resp_frame,
-            |b, f| b.iter(|| AgentMessage::decode(black_box(f)).expect("decode")),
+            |b, f| b.iter(|| AgentMessage::decode_bytes(black_box(f)).expect("decode")),
         );
     }
     group.finish();

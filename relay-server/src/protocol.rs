@@ -292,11 +292,26 @@ impl AgentMessage {
         encode_frame(self, body)
     }
 
-    /// Decodes one frame.
+    /// Decodes one frame, copying the body out of it.
     pub fn decode(frame: &[u8]) -> Result<Self, ProtocolError> {
-        let (mut msg, body): (Self, Bytes) = decode_frame(frame)?;
+        let (msg, body_at) = decode_frame(frame)?;
+        Self::with_body(msg, &frame[body_at..], Bytes::copy_from_slice)
+    }
+
+    /// Decodes one frame without copying: the body is a slice of `frame`
+    /// (a WebSocket message's payload, say), sharing its allocation.
+    pub fn decode_bytes(frame: &Bytes) -> Result<Self, ProtocolError> {
+        let (msg, body_at) = decode_frame(frame)?;
+        Self::with_body(msg, &frame[body_at..], |_| frame.slice(body_at..))
+    }
+
+    fn with_body(
+        mut msg: Self,
+        body: &[u8],
+        keep: impl FnOnce(&[u8]) -> Bytes,
+    ) -> Result<Self, ProtocolError> {
         match &mut msg {
-            AgentMessage::Response(r) => r.body = body,
+            AgentMessage::Response(r) => r.body = keep(body),
             _ if !body.is_empty() => return Err(ProtocolError::UnexpectedBody(body.len())),
             _ => {}
         }
@@ -314,11 +329,26 @@ impl RelayMessage {
         encode_frame(self, body)
     }
 
-    /// Decodes one frame.
+    /// Decodes one frame, copying the body out of it.
     pub fn decode(frame: &[u8]) -> Result<Self, ProtocolError> {
-        let (mut msg, body): (Self, Bytes) = decode_frame(frame)?;
+        let (msg, body_at) = decode_frame(frame)?;
+        Self::with_body(msg, &frame[body_at..], Bytes::copy_from_slice)
+    }
+
+    /// Decodes one frame without copying: the body is a slice of `frame`
+    /// (a WebSocket message's payload, say), sharing its allocation.
+    pub fn decode_bytes(frame: &Bytes) -> Result<Self, ProtocolError> {
+        let (msg, body_at) = decode_frame(frame)?;
+        Self::with_body(msg, &frame[body_at..], |_| frame.slice(body_at..))
+    }
+
+    fn with_body(
+        mut msg: Self,
+        body: &[u8],
+        keep: impl FnOnce(&[u8]) -> Bytes,
+    ) -> Result<Self, ProtocolError> {
         match &mut msg {
-            RelayMessage::Request(r) => r.body = body,
+            RelayMessage::Request(r) => r.body = keep(body),
             _ if !body.is_empty() => return Err(ProtocolError::UnexpectedBody(body.len())),
             _ => {}
         }
@@ -337,7 +367,8 @@ fn encode_frame<T: Serialize>(header: &T, body: &[u8]) -> Bytes {
     out.freeze()
 }
 
-fn decode_frame<T: for<'de> Deserialize<'de>>(frame: &[u8]) -> Result<(T, Bytes), ProtocolError> {
+/// The header, and where the body starts in `frame`.
+fn decode_frame<T: for<'de> Deserialize<'de>>(frame: &[u8]) -> Result<(T, usize), ProtocolError> {
     let Some((len_bytes, rest)) = frame.split_first_chunk::<4>() else {
         return Err(ProtocolError::Truncated {
             needed: 4,
@@ -354,10 +385,9 @@ fn decode_frame<T: for<'de> Deserialize<'de>>(frame: &[u8]) -> Result<(T, Bytes)
             have: frame.len(),
         });
     }
-    let (json, body) = rest.split_at(len);
-    let header =
-        serde_json::from_slice(json).map_err(|e| ProtocolError::Malformed(e.to_string()))?;
-    Ok((header, Bytes::copy_from_slice(body)))
+    let header = serde_json::from_slice(&rest[..len])
+        .map_err(|e| ProtocolError::Malformed(e.to_string()))?;
+    Ok((header, 4 + len))
 }
 
 /// Headers that describe one connection hop and must not be forwarded
@@ -483,6 +513,24 @@ mod tests {
     }
 
     #[test]
+    fn decode_bytes_shares_the_frame() {
+        let req = sample_request();
+        let frame = RelayMessage::Request(req.clone()).encode();
+        let RelayMessage::Request(decoded) = RelayMessage::decode_bytes(&frame).unwrap() else {
+            panic!("expected a request");
+        };
+        assert_eq!(decoded.body, req.body);
+        // The body points into the frame: no copy was made.
+        let at = frame.len() - req.body.len();
+        assert_eq!(decoded.body.as_ptr(), frame[at..].as_ptr());
+        let ack_with_body = encode_frame(&AgentMessage::Ack(Ack { id: Ulid::nil() }), b"surprise");
+        assert_eq!(
+            AgentMessage::decode_bytes(&ack_with_body),
+            Err(ProtocolError::UnexpectedBody(8))
+        );
+    }
+
+    #[test]
     fn request_body_travels_raw() {
         let req = sample_request();
         let frame = RelayMessage::Request(req.clone()).encode();
@@ -567,7 +615,9 @@ mod tests {
             req.queued = queued;
             req.needs_ack = needs_ack;
             let msg = RelayMessage::Request(req);
-            prop_assert_eq!(RelayMessage::decode(&msg.encode()).unwrap(), msg);
+            let frame = msg.encode();
+            prop_assert_eq!(RelayMessage::decode(&frame).unwrap(), msg.clone());
+            prop_assert_eq!(RelayMessage::decode_bytes(&frame).unwrap(), msg);
         }
 
         #[test]
@@ -577,13 +627,18 @@ mod tests {
             status in 100u16..600,
         ) {
             let msg = AgentMessage::Response(Response { id: Ulid::generate(), status, headers, body: Bytes::from(body) });
-            prop_assert_eq!(AgentMessage::decode(&msg.encode()).unwrap(), msg);
+            let frame = msg.encode();
+            prop_assert_eq!(AgentMessage::decode(&frame).unwrap(), msg.clone());
+            prop_assert_eq!(AgentMessage::decode_bytes(&frame).unwrap(), msg);
         }
 
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = AgentMessage::decode(&bytes);
             let _ = RelayMessage::decode(&bytes);
+            let shared = Bytes::from(bytes);
+            let _ = AgentMessage::decode_bytes(&shared);
+            let _ = RelayMessage::decode_bytes(&shared);
         }
     }
 }

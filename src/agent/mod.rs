@@ -353,7 +353,7 @@ impl Session {
                     Ok(Some(Ok(msg))) => msg,
                 };
                 match msg {
-                    Message::Binary(frame) => match RelayMessage::decode(&frame) {
+                    Message::Binary(frame) => match RelayMessage::decode_bytes(&frame) {
                         Ok(RelayMessage::Request(request)) if request.needs_ack => {
                             // The worker outlives this session; its ack goes to this socket.
                             let _ = pipeline.ordered.send((request, out_tx.clone()));

@@ -418,7 +418,7 @@ async fn pump(
             };
             last_seen = tokio::time::Instant::now();
             match msg {
-                Message::Binary(frame) => match AgentMessage::decode(&frame) {
+                Message::Binary(frame) => match AgentMessage::decode_bytes(&frame) {
                     Ok(AgentMessage::Response(response)) => {
                         if !tunnel.complete(response) {
                             tracing::debug!(tunnel = %tunnel.name, "answer for an unknown or expired request ignored");
