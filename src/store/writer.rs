@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use super::{Store, StoreError};
 use crate::config::{ConfigFile, DEFAULT_KEEP, DEFAULT_KEEP_BYTES};
@@ -13,12 +15,23 @@ use crate::exchange::Exchange;
 const MAX_BATCH: usize = 256;
 /// Writes queued before senders wait.
 const QUEUE_CAPACITY: usize = 4096;
+/// Body bytes (request + response) queued before senders wait: with bodies
+/// of up to 32 MiB a bound by count alone could hold gigabytes. One exchange
+/// larger than this is let through on its own.
+const QUEUE_BYTES: usize = 64 * 1024 * 1024;
 
 /// A write, or (`exchange: None`) a barrier that completes once everything
 /// queued before it is committed.
 struct Job {
     exchange: Option<Exchange>,
     done: Option<oneshot::Sender<Result<(), String>>>,
+    /// The exchange's share of [`QUEUE_BYTES`], given back once it is committed.
+    bytes: Option<OwnedSemaphorePermit>,
+}
+
+/// Body bytes an exchange holds while queued.
+fn body_bytes(exchange: &Exchange) -> usize {
+    exchange.request_body.len() + exchange.response.as_ref().map_or(0, |r| r.body.len())
 }
 
 /// How much history to keep: the oldest exchanges beyond either bound are
@@ -67,6 +80,9 @@ impl Retention {
 #[derive(Clone)]
 pub struct StoreWriter {
     tx: mpsc::Sender<Job>,
+    /// Permits are body bytes; see [`QUEUE_BYTES`].
+    budget: Arc<Semaphore>,
+    queue_bytes: usize,
 }
 
 impl StoreWriter {
@@ -79,6 +95,14 @@ impl StoreWriter {
     /// Opens the database, evicts what is over `retention`, and starts the
     /// writer thread, which keeps the history within `retention`.
     pub fn spawn_with_retention(path: PathBuf, retention: Retention) -> Result<Self, StoreError> {
+        Self::spawn_bounded(path, retention, QUEUE_BYTES)
+    }
+
+    fn spawn_bounded(
+        path: PathBuf,
+        retention: Retention,
+        queue_bytes: usize,
+    ) -> Result<Self, StoreError> {
         let mut store = Store::open(&path)?;
         let kept = Kept::enforce(&mut store, retention)?;
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
@@ -89,15 +113,32 @@ impl StoreWriter {
                 path: "store writer thread".into(),
                 source,
             })?;
-        Ok(Self { tx })
+        Ok(Self {
+            tx,
+            budget: Arc::new(Semaphore::new(queue_bytes)),
+            queue_bytes,
+        })
     }
 
-    /// Queues an exchange; returns once it is queued, not written.
+    /// Waits until the exchange's bodies fit in the queue's byte budget
+    /// (`None`: the writer is gone).
+    async fn reserve(&self, exchange: &Exchange) -> Option<OwnedSemaphorePermit> {
+        let bytes = body_bytes(exchange).min(self.queue_bytes);
+        let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
+        self.budget.clone().acquire_many_owned(bytes).await.ok()
+    }
+
+    /// Queues an exchange; returns once it is queued, not written. Waits
+    /// while the queue is full, by count or by body bytes.
     pub async fn record(&self, exchange: Exchange) -> bool {
+        let Some(bytes) = self.reserve(&exchange).await else {
+            return false;
+        };
         self.tx
             .send(Job {
                 exchange: Some(exchange),
                 done: None,
+                bytes: Some(bytes),
             })
             .await
             .is_ok()
@@ -105,15 +146,18 @@ impl StoreWriter {
 
     /// Queues an exchange and waits until it is committed.
     pub async fn record_durably(&self, exchange: Exchange) -> Result<(), String> {
+        let stopped = || "store writer stopped".to_owned();
+        let bytes = self.reserve(&exchange).await.ok_or_else(stopped)?;
         let (done, wait) = oneshot::channel();
         self.tx
             .send(Job {
                 exchange: Some(exchange),
                 done: Some(done),
+                bytes: Some(bytes),
             })
             .await
-            .map_err(|_| "store writer stopped".to_owned())?;
-        wait.await.map_err(|_| "store writer stopped".to_owned())?
+            .map_err(|_| stopped())?;
+        wait.await.map_err(|_| stopped())?
     }
 
     /// Waits until everything queued so far is committed, so a stopping
@@ -124,6 +168,7 @@ impl StoreWriter {
             .send(Job {
                 exchange: None,
                 done: Some(done),
+                bytes: None,
             })
             .await
             .map_err(|_| "store writer stopped".to_owned())?;
@@ -174,11 +219,13 @@ impl Kept {
 fn run(mut store: Store, mut rx: mpsc::Receiver<Job>, retention: Retention, mut kept: Kept) {
     let mut exchanges = Vec::with_capacity(MAX_BATCH);
     let mut waiters = Vec::new();
+    let mut budget = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
         let mut next = Some(first);
         while let Some(job) = next.take() {
             exchanges.extend(job.exchange);
             waiters.extend(job.done);
+            budget.extend(job.bytes);
             if exchanges.len() < MAX_BATCH {
                 next = rx.try_recv().ok();
             }
@@ -192,13 +239,7 @@ fn run(mut store: Store, mut rx: mpsc::Receiver<Job>, retention: Retention, mut 
             tracing::error!(error = %e, count = exchanges.len(), "could not store exchanges");
         } else {
             kept.rows += exchanges.len() as u64;
-            kept.bytes += exchanges
-                .iter()
-                .map(|e| {
-                    e.request_body.len() as u64
-                        + e.response.as_ref().map_or(0, |r| r.body.len() as u64)
-                })
-                .sum::<u64>();
+            kept.bytes += exchanges.iter().map(|e| body_bytes(e) as u64).sum::<u64>();
             if kept.over(retention) {
                 match Kept::enforce(&mut store, retention) {
                     Ok(now) => kept = now,
@@ -207,8 +248,67 @@ fn run(mut store: Store, mut rx: mpsc::Receiver<Job>, retention: Retention, mut 
             }
         }
         exchanges.clear();
+        // The bodies are written (or given up on) and dropped: room for more.
+        budget.clear();
         for done in waiters.drain(..) {
             let _ = done.send(result.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::time::Duration;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::exchange::ExchangeResponse;
+
+    fn exchange(body_len: usize) -> Exchange {
+        Exchange {
+            id: hooktunnel_relay::protocol::next_id(),
+            tunnel: "t".into(),
+            received_at_ms: 1,
+            method: "POST".into(),
+            path: "/".into(),
+            target: "http://127.0.0.1:1".into(),
+            request_headers: Vec::new(),
+            request_body: Bytes::from(vec![b'x'; body_len]),
+            response: Some(ExchangeResponse {
+                status: 200,
+                headers: Vec::new(),
+                body: Bytes::from_static(b"ok"),
+            }),
+            duration_us: 1,
+            error: None,
+            replay_of: None,
+            queued: false,
+            peer: None,
+            public_url: None,
+            signature: None,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_queue_is_bounded_by_body_bytes() {
+        let home = tempfile::tempdir().unwrap();
+        let db = home.path().join("history.db");
+        let writer = StoreWriter::spawn_bounded(db.clone(), Retention::default(), 1000).unwrap();
+        let run = async {
+            // Each 600-byte exchange waits for the one before to be committed.
+            for _ in 0..20 {
+                assert!(writer.record(exchange(600)).await);
+            }
+            // Larger than the whole budget: let through on its own.
+            writer.record_durably(exchange(5000)).await.unwrap();
+            writer.flush().await.unwrap();
+        };
+        tokio::time::timeout(Duration::from_secs(30), run)
+            .await
+            .unwrap();
+        assert_eq!(writer.budget.available_permits(), 1000);
+        assert_eq!(Store::open(&db).unwrap().count().unwrap(), 21);
     }
 }
