@@ -13,6 +13,9 @@ use crate::exchange::Exchange;
 
 /// Most exchanges written in one transaction.
 const MAX_BATCH: usize = 256;
+/// How long a batch nobody waits for may wait for company before it is
+/// committed.
+const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(2);
 /// Writes queued before senders wait.
 const QUEUE_CAPACITY: usize = 4096;
 /// Body bytes (request + response) queued before senders wait: with bodies
@@ -222,13 +225,25 @@ fn run(mut store: Store, mut rx: mpsc::Receiver<Job>, retention: Retention, mut 
     let mut budget = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
         let mut next = Some(first);
-        while let Some(job) = next.take() {
-            exchanges.extend(job.exchange);
-            waiters.extend(job.done);
-            budget.extend(job.bytes);
-            if exchanges.len() < MAX_BATCH {
-                next = rx.try_recv().ok();
+        let mut lingered = false;
+        loop {
+            while let Some(job) = next.take() {
+                exchanges.extend(job.exchange);
+                waiters.extend(job.done);
+                budget.extend(job.bytes);
+                if exchanges.len() < MAX_BATCH {
+                    next = rx.try_recv().ok();
+                }
             }
+            // Nobody waits for this batch (live captures are answered
+            // before they are recorded): give it a moment to fill, so a
+            // trickle of requests does not pay one commit each.
+            if lingered || !waiters.is_empty() || exchanges.len() >= MAX_BATCH {
+                break;
+            }
+            lingered = true;
+            std::thread::sleep(BATCH_WINDOW);
+            next = rx.try_recv().ok();
         }
         let result = if exchanges.is_empty() {
             Ok(())
