@@ -756,6 +756,8 @@ async fn retention_evicts_the_oldest() {
             .await
             .unwrap();
     }
+    // Eviction follows a commit: a barrier waits for it too.
+    bounded("the writer", writer.flush()).await.unwrap();
     let left: Vec<Ulid> = store(home.path())
         .list(10, 0)
         .unwrap()
@@ -781,6 +783,8 @@ async fn retention_evicts_the_oldest() {
             .await
             .unwrap();
     }
+    // Eviction follows a commit: a barrier waits for it too.
+    bounded("the writer", writer.flush()).await.unwrap();
     let left: Vec<Ulid> = store(home.path())
         .list(10, 0)
         .unwrap()

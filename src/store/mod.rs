@@ -223,30 +223,46 @@ impl Store {
 
     /// Evicts the oldest exchanges beyond `max_count` rows or `max_bytes` of bodies.
     pub fn enforce_retention(&mut self, max_count: u64, max_bytes: u64) -> Result<u64, StoreError> {
-        let tx = self.conn.transaction()?;
-        let mut removed = tx.execute(
-            "DELETE FROM exchanges WHERE id IN (SELECT id FROM exchanges ORDER BY id DESC LIMIT -1 OFFSET ?1)",
-            [max_count as i64],
-        )? as u64;
-        let total: i64 = tx.query_row(
-            "SELECT COALESCE(SUM(request_bytes + response_bytes), 0) FROM exchanges",
-            [],
-            |r| r.get(0),
+        self.evict_slice(max_count, max_bytes, u64::MAX, u64::MAX)
+    }
+
+    /// Like [`Store::enforce_retention`], but removes at most `slice_rows`
+    /// exchanges and (beyond the first) `slice_bytes` of bodies, oldest
+    /// first, so one call never holds the database for long; call again to
+    /// go on. Returns how many were removed.
+    pub fn evict_slice(
+        &mut self,
+        max_count: u64,
+        max_bytes: u64,
+        slice_rows: u64,
+        slice_bytes: u64,
+    ) -> Result<u64, StoreError> {
+        let clamp = |v: u64| v.min(i64::MAX as u64) as i64;
+        let removed = self.conn.execute(
+            "WITH ranked AS (
+                 SELECT id, request_bytes + response_bytes AS size,
+                        ROW_NUMBER() OVER (ORDER BY id DESC) AS newer_rows,
+                        SUM(request_bytes + response_bytes) OVER (ORDER BY id DESC) AS newer_bytes
+                 FROM exchanges
+             ), doomed AS (
+                 SELECT id, size FROM ranked WHERE newer_rows > ?1 OR newer_bytes > ?2
+             ), sliced AS (
+                 SELECT id,
+                        ROW_NUMBER() OVER (ORDER BY id) AS n,
+                        SUM(size) OVER (ORDER BY id) AS freed
+                 FROM doomed
+             )
+             DELETE FROM exchanges WHERE id IN (
+                 SELECT id FROM sliced WHERE n = 1 OR (n <= ?3 AND freed <= ?4)
+             )",
+            rusqlite::params![
+                clamp(max_count),
+                clamp(max_bytes),
+                clamp(slice_rows),
+                clamp(slice_bytes)
+            ],
         )?;
-        if total as u64 > max_bytes {
-            // Walk newest to oldest and keep what fits.
-            removed += tx.execute(
-                "DELETE FROM exchanges WHERE id IN (
-                    SELECT id FROM (
-                        SELECT id, SUM(request_bytes + response_bytes) OVER (ORDER BY id DESC) AS running
-                        FROM exchanges
-                    ) WHERE running > ?1
-                )",
-                [max_bytes as i64],
-            )? as u64;
-        }
-        tx.commit()?;
-        Ok(removed)
+        Ok(removed as u64)
     }
 }
 
@@ -451,5 +467,30 @@ pub(crate) mod tests {
         assert_eq!(left, vec![batch[9].id, batch[8].id]);
         assert_eq!(store.clear().unwrap(), 2);
         assert!(matches!(store.resolve("last"), Err(StoreError::Empty)));
+    }
+
+    #[test]
+    fn eviction_slices_are_bounded_and_oldest_first() {
+        let (_dir, mut store) = open();
+        let batch: Vec<Exchange> = (0..10).map(sample).collect();
+        store.insert_many(&batch).unwrap();
+        let oldest =
+            |store: &Store| store.list(1, store.count().unwrap() as usize - 1).unwrap()[0].id;
+        // Eight are over a bound of two rows; a slice takes three of them.
+        assert_eq!(store.evict_slice(2, u64::MAX, 3, u64::MAX).unwrap(), 3);
+        assert_eq!(oldest(&store), batch[3].id);
+        // By bytes (6 per exchange): 13 bytes of slice take two more.
+        assert_eq!(store.evict_slice(2, u64::MAX, 100, 13).unwrap(), 2);
+        assert_eq!(oldest(&store), batch[5].id);
+        // A slice smaller than one exchange still makes progress.
+        assert_eq!(store.evict_slice(2, u64::MAX, 100, 1).unwrap(), 1);
+        // Unbounded: the rest of what is over goes at once.
+        assert_eq!(
+            store.evict_slice(2, u64::MAX, u64::MAX, u64::MAX).unwrap(),
+            2
+        );
+        assert_eq!(store.count().unwrap(), 2);
+        assert_eq!(oldest(&store), batch[8].id);
+        assert_eq!(store.evict_slice(2, u64::MAX, 100, 100).unwrap(), 0);
     }
 }

@@ -18,6 +18,10 @@ const MAX_BATCH: usize = 256;
 const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(2);
 /// Writes queued before senders wait.
 const QUEUE_CAPACITY: usize = 4096;
+/// Fewest exchanges one eviction pass may remove.
+const EVICT_ROWS: u64 = 256;
+/// Body bytes one eviction pass may free (beyond its first exchange), at least.
+const EVICT_BYTES: u64 = 16 * 1024 * 1024;
 /// Body bytes (request + response) queued before senders wait: with bodies
 /// of up to 32 MiB a bound by count alone could hold gigabytes. One exchange
 /// larger than this is let through on its own.
@@ -107,7 +111,8 @@ impl StoreWriter {
         queue_bytes: usize,
     ) -> Result<Self, StoreError> {
         let mut store = Store::open(&path)?;
-        let kept = Kept::enforce(&mut store, retention)?;
+        // At start-up nobody waits yet: catch up on the whole backlog.
+        let kept = Kept::enforce(&mut store, retention, (u64::MAX / 2, u64::MAX / 2))?;
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         std::thread::Builder::new()
             .name("hooktunnel-store".into())
@@ -206,14 +211,27 @@ impl Kept {
         self.rows > retention.keep || self.bytes > retention.keep_bytes
     }
 
-    /// Evicts down to the low-water marks when over a bound; returns the new totals.
-    fn enforce(store: &mut Store, retention: Retention) -> Result<Self, StoreError> {
+    /// Evicts towards the low-water marks when over a bound; returns the new
+    /// totals. One call removes at most a slice (twice what the last batch
+    /// added, and at least [`EVICT_ROWS`] / [`EVICT_BYTES`]), so the writer
+    /// is never stuck for long deleting a backlog of big bodies, yet eviction
+    /// always outpaces inserts.
+    fn enforce(
+        store: &mut Store,
+        retention: Retention,
+        added: (u64, u64),
+    ) -> Result<Self, StoreError> {
         let kept = Self::read(store)?;
         if !kept.over(retention) {
             return Ok(kept);
         }
         let (rows, bytes) = retention.low_water();
-        let removed = store.enforce_retention(rows, bytes)?;
+        let removed = store.evict_slice(
+            rows,
+            bytes,
+            EVICT_ROWS.max(added.0.saturating_mul(2)),
+            EVICT_BYTES.max(added.1.saturating_mul(2)),
+        )?;
         tracing::debug!(removed, "history retention evicted the oldest exchanges");
         Self::read(store)
     }
@@ -223,6 +241,7 @@ fn run(mut store: Store, mut rx: mpsc::Receiver<Job>, retention: Retention, mut 
     let mut exchanges = Vec::with_capacity(MAX_BATCH);
     let mut waiters = Vec::new();
     let mut budget = Vec::with_capacity(MAX_BATCH);
+    let mut added = (0u64, 0u64);
     while let Some(first) = rx.blocking_recv() {
         let mut next = Some(first);
         let mut lingered = false;
@@ -253,20 +272,25 @@ fn run(mut store: Store, mut rx: mpsc::Receiver<Job>, retention: Retention, mut 
         if let Err(e) = &result {
             tracing::error!(error = %e, count = exchanges.len(), "could not store exchanges");
         } else {
-            kept.rows += exchanges.len() as u64;
-            kept.bytes += exchanges.iter().map(|e| body_bytes(e) as u64).sum::<u64>();
-            if kept.over(retention) {
-                match Kept::enforce(&mut store, retention) {
-                    Ok(now) => kept = now,
-                    Err(e) => tracing::error!(error = %e, "could not enforce history retention"),
-                }
-            }
+            added = (
+                exchanges.len() as u64,
+                exchanges.iter().map(|e| body_bytes(e) as u64).sum::<u64>(),
+            );
+            kept.rows += added.0;
+            kept.bytes += added.1;
         }
         exchanges.clear();
         // The bodies are written (or given up on) and dropped: room for more.
         budget.clear();
+        // Answer before evicting: a durable delivery never waits on retention.
         for done in waiters.drain(..) {
             let _ = done.send(result.clone());
+        }
+        if result.is_ok() && kept.over(retention) {
+            match Kept::enforce(&mut store, retention, added) {
+                Ok(now) => kept = now,
+                Err(e) => tracing::error!(error = %e, "could not enforce history retention"),
+            }
         }
     }
 }
