@@ -323,7 +323,10 @@ async fn serve(
 }
 
 async fn print_events(format: Format, mut rx: mpsc::UnboundedReceiver<AgentEvent>) {
-    let mut out = std::io::stdout();
+    // Lines are buffered while more events wait and flushed once the channel
+    // is empty: one write per burst instead of one per exchange under load,
+    // and still immediate when traffic is light.
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout());
     let mut err = std::io::stderr();
     while let Some(event) = rx.recv().await {
         if let (AgentEvent::Ready(ready), Format::Lines { .. }) = (&event, format)
@@ -335,9 +338,16 @@ async fn print_events(format: Format, mut rx: mpsc::UnboundedReceiver<AgentEvent
                 ready.relay
             );
         }
-        if output::print_event(format, &event, &mut out, &mut err).is_err() {
+        if !matches!(event, AgentEvent::Exchange(_)) {
+            // Stderr news stays in order with the lines before it.
+            let _ = out.flush();
+        }
+        let printed = output::print_event(format, &event, &mut out, &mut err)
+            .and_then(|()| if rx.is_empty() { out.flush() } else { Ok(()) });
+        if printed.is_err() {
             // stdout closed (e.g. piped into `head`): keep serving silently.
             break;
         }
     }
+    let _ = out.flush();
 }
