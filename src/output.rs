@@ -99,22 +99,14 @@ pub fn exchange_line(s: &ExchangeSummary, color: bool) -> String {
     line
 }
 
-/// The JSON object for an exchange event.
+/// The JSON object for an exchange event: the `requests --json` row
+/// ([`crate::export::summary_json`]) with `"event": "exchange"`.
 pub fn exchange_json(s: &ExchangeSummary) -> serde_json::Value {
-    serde_json::json!({
-        "event": "exchange",
-        "id": s.id.to_string(),
-        "method": s.method,
-        "path": s.path,
-        "status": s.status,
-        "duration_ms": s.duration_ms,
-        "request_bytes": s.request_bytes,
-        "response_bytes": s.response_bytes,
-        "error": s.error,
-        "queued": s.queued,
-        "replay_of": s.replay_of.map(|id| id.to_string()),
-        "signature": s.signature,
-    })
+    let mut row = crate::export::summary_json(s);
+    if let serde_json::Value::Object(fields) = &mut row {
+        fields.insert("event".into(), "exchange".into());
+    }
+    row
 }
 
 fn ready_json(r: &Ready) -> serde_json::Value {
