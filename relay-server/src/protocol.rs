@@ -282,79 +282,88 @@ pub enum RelayMessage {
     Error(ErrorMessage),
 }
 
-impl AgentMessage {
-    /// Encodes into one frame.
-    pub fn encode(&self) -> Bytes {
-        let body = match self {
-            AgentMessage::Response(r) => &r.body[..],
-            _ => &[],
-        };
-        encode_frame(self, body)
-    }
+/// A message that travels as one frame; at most one of its kinds has a body.
+trait Framed: Serialize + for<'de> Deserialize<'de> + Sized {
+    /// The body of the kind that carries one (it travels after the header,
+    /// never inside it).
+    fn body(&self) -> Option<&Bytes>;
 
-    /// Decodes one frame, copying the body out of it.
-    pub fn decode(frame: &[u8]) -> Result<Self, ProtocolError> {
-        let (msg, body_at) = decode_frame(frame)?;
-        Self::with_body(msg, &frame[body_at..], Bytes::copy_from_slice)
-    }
+    /// The body slot of the kind that carries one.
+    fn body_mut(&mut self) -> Option<&mut Bytes>;
 
-    /// Decodes one frame without copying: the body is a slice of `frame`
-    /// (a WebSocket message's payload, say), sharing its allocation.
-    pub fn decode_bytes(frame: &Bytes) -> Result<Self, ProtocolError> {
-        let (msg, body_at) = decode_frame(frame)?;
-        Self::with_body(msg, &frame[body_at..], |_| frame.slice(body_at..))
-    }
-
-    fn with_body(
-        mut msg: Self,
-        body: &[u8],
-        keep: impl FnOnce(&[u8]) -> Bytes,
+    /// Decodes one frame; `keep(body_at)` makes the body from the frame.
+    fn decode_framed(
+        frame: &[u8],
+        keep: impl FnOnce(usize) -> Bytes,
     ) -> Result<Self, ProtocolError> {
-        match &mut msg {
-            AgentMessage::Response(r) => r.body = keep(body),
-            _ if !body.is_empty() => return Err(ProtocolError::UnexpectedBody(body.len())),
-            _ => {}
+        let (mut msg, body_at): (Self, usize) = decode_frame(frame)?;
+        let extra = frame.len() - body_at;
+        match msg.body_mut() {
+            Some(slot) => *slot = keep(body_at),
+            None if extra > 0 => return Err(ProtocolError::UnexpectedBody(extra)),
+            None => {}
         }
         Ok(msg)
     }
 }
 
-impl RelayMessage {
-    /// Encodes into one frame.
-    pub fn encode(&self) -> Bytes {
-        let body = match self {
-            RelayMessage::Request(r) => &r.body[..],
-            _ => &[],
-        };
-        encode_frame(self, body)
-    }
-
-    /// Decodes one frame, copying the body out of it.
-    pub fn decode(frame: &[u8]) -> Result<Self, ProtocolError> {
-        let (msg, body_at) = decode_frame(frame)?;
-        Self::with_body(msg, &frame[body_at..], Bytes::copy_from_slice)
-    }
-
-    /// Decodes one frame without copying: the body is a slice of `frame`
-    /// (a WebSocket message's payload, say), sharing its allocation.
-    pub fn decode_bytes(frame: &Bytes) -> Result<Self, ProtocolError> {
-        let (msg, body_at) = decode_frame(frame)?;
-        Self::with_body(msg, &frame[body_at..], |_| frame.slice(body_at..))
-    }
-
-    fn with_body(
-        mut msg: Self,
-        body: &[u8],
-        keep: impl FnOnce(&[u8]) -> Bytes,
-    ) -> Result<Self, ProtocolError> {
-        match &mut msg {
-            RelayMessage::Request(r) => r.body = keep(body),
-            _ if !body.is_empty() => return Err(ProtocolError::UnexpectedBody(body.len())),
-            _ => {}
+impl Framed for AgentMessage {
+    fn body(&self) -> Option<&Bytes> {
+        match self {
+            AgentMessage::Response(r) => Some(&r.body),
+            _ => None,
         }
-        Ok(msg)
+    }
+
+    fn body_mut(&mut self) -> Option<&mut Bytes> {
+        match self {
+            AgentMessage::Response(r) => Some(&mut r.body),
+            _ => None,
+        }
     }
 }
+
+impl Framed for RelayMessage {
+    fn body(&self) -> Option<&Bytes> {
+        match self {
+            RelayMessage::Request(r) => Some(&r.body),
+            _ => None,
+        }
+    }
+
+    fn body_mut(&mut self) -> Option<&mut Bytes> {
+        match self {
+            RelayMessage::Request(r) => Some(&mut r.body),
+            _ => None,
+        }
+    }
+}
+
+macro_rules! framing {
+    ($message:ty) => {
+        impl $message {
+            /// Encodes into one frame.
+            pub fn encode(&self) -> Bytes {
+                encode_frame(self, self.body().map_or(&[][..], |b| &b[..]))
+            }
+
+            /// Decodes one frame, copying the body out of it.
+            pub fn decode(frame: &[u8]) -> Result<Self, ProtocolError> {
+                Self::decode_framed(frame, |at| Bytes::copy_from_slice(&frame[at..]))
+            }
+
+            /// Decodes one frame without copying: the body is a slice of
+            /// `frame` (a WebSocket message's payload, say), sharing its
+            /// allocation.
+            pub fn decode_bytes(frame: &Bytes) -> Result<Self, ProtocolError> {
+                Self::decode_framed(frame, |at| frame.slice(at..))
+            }
+        }
+    };
+}
+
+framing!(AgentMessage);
+framing!(RelayMessage);
 
 fn encode_frame<T: Serialize>(header: &T, body: &[u8]) -> Bytes {
     // Serialising these types cannot fail: every field is a string, number,
