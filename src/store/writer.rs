@@ -155,33 +155,32 @@ impl StoreWriter {
 
     /// Queues an exchange and waits until it is committed.
     pub async fn record_durably(&self, exchange: Exchange) -> Result<(), String> {
-        let stopped = || "store writer stopped".to_owned();
-        let bytes = self.reserve(&exchange).await.ok_or_else(stopped)?;
-        let (done, wait) = oneshot::channel();
-        self.tx
-            .send(Job {
-                exchange: Some(exchange),
-                done: Some(done),
-                bytes: Some(bytes),
-            })
-            .await
-            .map_err(|_| stopped())?;
-        wait.await.map_err(|_| stopped())?
+        self.commit(Some(exchange)).await
     }
 
     /// Waits until everything queued so far is committed, so a stopping
     /// agent never leaves a forwarded exchange unrecorded.
     pub async fn flush(&self) -> Result<(), String> {
+        self.commit(None).await
+    }
+
+    /// Queues `exchange` (or, with `None`, a barrier) and waits for its commit.
+    async fn commit(&self, exchange: Option<Exchange>) -> Result<(), String> {
+        let stopped = || "store writer stopped".to_owned();
+        let bytes = match &exchange {
+            Some(e) => Some(self.reserve(e).await.ok_or_else(stopped)?),
+            None => None,
+        };
         let (done, wait) = oneshot::channel();
         self.tx
             .send(Job {
-                exchange: None,
+                exchange,
                 done: Some(done),
-                bytes: None,
+                bytes,
             })
             .await
-            .map_err(|_| "store writer stopped".to_owned())?;
-        wait.await.map_err(|_| "store writer stopped".to_owned())?
+            .map_err(|_| stopped())?;
+        wait.await.map_err(|_| stopped())?
     }
 }
 
@@ -304,31 +303,12 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
-    use crate::exchange::ExchangeResponse;
 
+    /// The shared fixture with a request body of `body_len` bytes.
     fn exchange(body_len: usize) -> Exchange {
-        Exchange {
-            id: hooktunnel_relay::protocol::next_id(),
-            tunnel: "t".into(),
-            received_at_ms: 1,
-            method: "POST".into(),
-            path: "/".into(),
-            target: "http://127.0.0.1:1".into(),
-            request_headers: Vec::new(),
-            request_body: Bytes::from(vec![b'x'; body_len]),
-            response: Some(ExchangeResponse {
-                status: 200,
-                headers: Vec::new(),
-                body: Bytes::from_static(b"ok"),
-            }),
-            duration_us: 1,
-            error: None,
-            replay_of: None,
-            queued: false,
-            peer: None,
-            public_url: None,
-            signature: None,
-        }
+        let mut e = crate::export::fixtures::text_exchange();
+        e.request_body = Bytes::from(vec![b'x'; body_len]);
+        e
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
