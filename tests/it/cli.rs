@@ -1,10 +1,6 @@
 //! The real binary: help, argument errors, exit codes, and a full
 //! listen → request → requests → show session with a scrubbed environment.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -90,11 +86,8 @@ fn unknown_ids_are_not_found() {
 #[test]
 fn unreachable_relay_is_a_clear_error() {
     let home = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port_socket = crate::support::DeadPort::new();
+    let port = port_socket.port;
     hooktunnel(home.path())
         .args([
             "listen",
@@ -122,7 +115,7 @@ fn raw_request(url: &str, request_tail: &str) -> String {
     let rest = url.strip_prefix("http://").unwrap();
     let (authority, path) = rest.split_at(rest.find('/').unwrap());
     let mut stream = TcpStream::connect(authority).unwrap();
-    stream.set_read_timeout(Some(support::WAIT)).unwrap();
+    stream.set_read_timeout(Some(crate::support::WAIT)).unwrap();
     write!(stream, "{request_tail}").unwrap();
     let _ = path;
     let mut out = String::new();
@@ -132,7 +125,7 @@ fn raw_request(url: &str, request_tail: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn listen_json_then_requests_and_show() {
-    let app = support::LocalApp::start().await;
+    let app = crate::support::LocalApp::start().await;
     let home = tempfile::tempdir().unwrap();
     let child = hooktunnel(home.path())
         .args([
@@ -158,7 +151,7 @@ async fn listen_json_then_requests_and_show() {
         }
     });
     let ready: serde_json::Value =
-        serde_json::from_str(&rx.recv_timeout(support::WAIT).unwrap()).unwrap();
+        serde_json::from_str(&rx.recv_timeout(crate::support::WAIT).unwrap()).unwrap();
     assert_eq!(ready["event"], "ready");
     assert_eq!(ready["embedded"], true);
     let public_url = ready["public_url"].as_str().unwrap().to_owned();
@@ -186,7 +179,7 @@ async fn listen_json_then_requests_and_show() {
     assert!(response.ends_with("hello"), "{response}");
 
     let event: serde_json::Value =
-        serde_json::from_str(&rx.recv_timeout(support::WAIT).unwrap()).unwrap();
+        serde_json::from_str(&rx.recv_timeout(crate::support::WAIT).unwrap()).unwrap();
     assert_eq!(event["event"], "exchange");
     assert_eq!(event["method"], "POST");
     assert_eq!(event["path"], "/hook?x=1&x=2");

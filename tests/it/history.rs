@@ -3,41 +3,23 @@
 //! run as a separate process against the same HOOKTUNNEL_HOME while the
 //! agent keeps running.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
 use std::path::Path;
 
 use bytes::Bytes;
 use serde_json::Value;
 use ulid::Ulid;
 
+use crate::support::*;
 use hooktunnel::config::Paths;
 use hooktunnel::exchange::{Exchange, ExchangeResponse, Header};
 use hooktunnel::store::Store;
 use hooktunnel::store::writer::{Retention, StoreWriter};
-use hooktunnel_relay::RelayConfig;
-use support::*;
 
 /// Bytes with NUL, CR, LF and invalid UTF-8.
 fn binary_body() -> Vec<u8> {
     let mut body: Vec<u8> = b"\0\r\n\r\n\xff\xfe".to_vec();
     body.extend((0..=255u8).cycle().take(3000));
     body
-}
-
-async fn setup() -> (LocalApp, Relay, Agent, tempfile::TempDir) {
-    let app = LocalApp::start().await;
-    let relay = Relay::start(RelayConfig::default()).await;
-    let home = tempfile::tempdir().unwrap();
-    let agent = Agent::start(settings(
-        Some(&relay.url),
-        &app.port().to_string(),
-        home.path(),
-    ))
-    .await;
-    (app, relay, agent, home)
 }
 
 fn store(home: &Path) -> Store {
@@ -166,11 +148,8 @@ async fn unknown_ids_and_dead_targets_fail_clearly() {
         run.stderr
     );
 
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let dead_socket = DeadPort::new();
+    let dead = dead_socket.port;
     let run = hooktunnel_run(home.path(), &["replay", "last", "--to", &dead.to_string()]).await;
     assert_eq!(run.code, Some(1), "{run:?}");
     assert!(run.stderr.contains("could not reach"), "{}", run.stderr);
@@ -341,11 +320,8 @@ async fn bulk_replay_stops_at_a_dead_target() {
         )
         .await;
     }
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let dead_socket = DeadPort::new();
+    let dead = dead_socket.port;
     let run = hooktunnel_run(
         home.path(),
         &["replay", "--path", "/n/*", "--to", &dead.to_string()],

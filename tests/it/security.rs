@@ -6,10 +6,6 @@
 //! The takeover of another key's name is covered by
 //! `delivery.rs::another_key_cannot_take_a_name`; the race for a name is here.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,12 +18,12 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::support::*;
 use hooktunnel_relay::RelayConfig;
 use hooktunnel_relay::config::{TlsFiles, parse_rate};
 use hooktunnel_relay::protocol::{
     self, AgentMessage, Header, Hello, Mode, PROTOCOL_VERSION, RelayMessage, Response,
 };
-use support::*;
 
 // ---------------------------------------------------------------- helpers
 

@@ -1,15 +1,11 @@
 //! End-to-end: real relay, real agent, real local app, real HTTP on loopback.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use hooktunnel::config::Paths;
 use hooktunnel::store::Store;
 use hooktunnel_relay::RelayConfig;
-use support::*;
 
 /// Deterministic pseudo-random bytes that include NUL, CR and LF.
 fn noise(len: usize, mut seed: u64) -> Vec<u8> {
@@ -22,19 +18,6 @@ fn noise(len: usize, mut seed: u64) -> Vec<u8> {
     }
     out[..6].copy_from_slice(b"\0\r\n\r\n\0");
     out
-}
-
-async fn setup() -> (LocalApp, Relay, Agent, tempfile::TempDir) {
-    let app = LocalApp::start().await;
-    let relay = Relay::start(RelayConfig::default()).await;
-    let home = tempfile::tempdir().unwrap();
-    let agent = Agent::start(settings(
-        Some(&relay.url),
-        &app.port().to_string(),
-        home.path(),
-    ))
-    .await;
-    (app, relay, agent, home)
 }
 
 #[tokio::test]
@@ -148,12 +131,8 @@ async fn two_hundred_concurrent_requests_each_get_their_own_answer() {
 #[tokio::test]
 async fn dead_local_app_gives_502_and_is_recorded() {
     let relay = Relay::start(RelayConfig::default()).await;
-    // Bind then drop: nothing listens on this port any more.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port_socket = DeadPort::new();
+    let port = port_socket.port;
     let home = tempfile::tempdir().unwrap();
     let mut agent = Agent::start(settings(Some(&relay.url), &port.to_string(), home.path())).await;
     let answer = send(

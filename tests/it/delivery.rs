@@ -1,20 +1,16 @@
 //! Never lose a webhook: stable names, the durable offline queue, ack mode,
 //! reconnects. Real relay, real agent, real local app on loopback.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::support::*;
 use hooktunnel::commands::listen;
 use hooktunnel::config::Paths;
 use hooktunnel::exchange::{Exchange, ExchangeResponse};
 use hooktunnel::store::Store;
 use hooktunnel_relay::RelayConfig;
 use hooktunnel_relay::protocol::Mode;
-use support::*;
 
 fn durable_relay(dir: &std::path::Path) -> RelayConfig {
     RelayConfig {

@@ -1,8 +1,6 @@
 //! Real parts for end-to-end tests: a relay, an agent and a local target,
 //! each on an ephemeral loopback port. Every wait is bounded.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
-
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -396,4 +394,43 @@ pub async fn capture(
     send(&client(), method, &url, headers, body).await;
     let summary = agent.next_exchange().await;
     wait_stored(home, &summary.id).await
+}
+
+/// The usual cast: a local app, a relay with default settings and an agent
+/// on a fresh temp home, all started and connected.
+pub async fn setup() -> (LocalApp, Relay, Agent, tempfile::TempDir) {
+    setup_with(|_| {}).await
+}
+
+/// [`setup`] with the agent's settings adjusted by `adjust` first.
+pub async fn setup_with(
+    adjust: impl FnOnce(&mut ListenSettings),
+) -> (LocalApp, Relay, Agent, tempfile::TempDir) {
+    let app = LocalApp::start().await;
+    let relay = Relay::start(RelayConfig::default()).await;
+    let home = tempfile::tempdir().unwrap();
+    let mut s = settings(Some(&relay.url), &app.port().to_string(), home.path());
+    adjust(&mut s);
+    let agent = Agent::start(s).await;
+    (app, relay, agent, home)
+}
+
+/// A loopback port that refuses connections while this value lives: the
+/// socket is bound but never listens, so nothing else can take the port
+/// meanwhile (a port released and hoped free could be reused by anyone).
+pub struct DeadPort {
+    _socket: tokio::net::TcpSocket,
+    pub port: u16,
+}
+
+impl DeadPort {
+    pub fn new() -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let port = socket.local_addr().unwrap().port();
+        Self {
+            _socket: socket,
+            port,
+        }
+    }
 }

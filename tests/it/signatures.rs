@@ -3,18 +3,14 @@
 //! signed samples. Signatures are checked at the current time with the
 //! crate's own verify functions on what the local app received.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
 use serde_json::Value;
 
+use crate::support::*;
 use hooktunnel::config::Paths;
 use hooktunnel::exchange::{Header, now_ms};
 use hooktunnel::store::Store;
 use hooktunnel::verify::{self, Provider, SecretSpec, samples};
 use hooktunnel_relay::RelayConfig;
-use support::*;
 
 const STRIPE_SECRET: &str = "whsec_test_3a9f2c";
 const SW_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -38,20 +34,10 @@ fn pairs(headers: &[Header]) -> Vec<(&str, &[u8])> {
         .collect()
 }
 
-async fn setup(verify: Vec<SecretSpec>) -> (LocalApp, Relay, Agent, tempfile::TempDir) {
-    let app = LocalApp::start().await;
-    let relay = Relay::start(RelayConfig::default()).await;
-    let home = tempfile::tempdir().unwrap();
-    let mut s = settings(Some(&relay.url), &app.port().to_string(), home.path());
-    s.verify = verify;
-    let agent = Agent::start(s).await;
-    (app, relay, agent, home)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn verdicts_are_stored_and_shown() {
     let spec = SecretSpec::new(Provider::Stripe, STRIPE_SECRET);
-    let (_app, _relay, mut agent, home) = setup(vec![spec]).await;
+    let (_app, _relay, mut agent, home) = setup_with(|s| s.verify = vec![spec]).await;
     let body = br#"{"id":"evt_1","type":"charge.succeeded"}"#;
     let signed = verify::sign(Provider::Stripe, STRIPE_SECRET, body, now(), None, None).unwrap();
     let mut headers = vec![Header::new("content-type", "application/json")];
@@ -125,7 +111,7 @@ async fn verdicts_are_stored_and_shown() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn resign_makes_an_old_stripe_event_pass() {
-    let (app, _relay, mut agent, home) = setup(Vec::new()).await;
+    let (app, _relay, mut agent, home) = setup().await;
     let body = br#"{"id":"evt_old","type":"invoice.paid"}"#;
     let old = now() - 3600;
     let mut headers = vec![Header::new("content-type", "application/json")];
@@ -220,7 +206,7 @@ async fn resign_makes_an_old_stripe_event_pass() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn resign_makes_an_old_standard_webhooks_event_pass() {
-    let (app, _relay, mut agent, home) = setup(Vec::new()).await;
+    let (app, _relay, mut agent, home) = setup().await;
     let body = br#"{"type":"invoice.paid","data":{"id":"in_1"}}"#;
     let old = now() - 7200;
     let mut headers = vec![Header::new("content-type", "application/json")];
@@ -396,11 +382,8 @@ async fn triggered_samples_verify() {
     let run = hooktunnel_run(home.path(), &["trigger", "github.push"]).await;
     assert!(!run.ok);
     assert!(run.stderr.contains("--to PORT|URL"), "{}", run.stderr);
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let dead_socket = DeadPort::new();
+    let dead = dead_socket.port;
     let run = hooktunnel_run(home.path(), &["trigger", "push", "--to", &dead.to_string()]).await;
     assert_eq!(run.code, Some(1), "{run:?}");
     assert!(run.stderr.contains("could not reach"), "{}", run.stderr);

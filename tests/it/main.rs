@@ -1,0 +1,15 @@
+//! The end-to-end suite, one binary (as ripgrep's `tests/`): real relay,
+//! real agent, real local app and the real `hooktunnel` binary on loopback.
+//! Every module shares [`support`]; every wait is bounded.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+mod cli;
+mod delivery;
+mod e2e;
+mod history;
+mod security;
+mod signatures;
+mod tui_tmux;
