@@ -1,16 +1,32 @@
 //! Tunnel names: one DNS label, so path and Host routing agree.
 
-/// Names that would be confusing or collide with control routes.
-const RESERVED: [&str; 8] = [
-    "www",
-    "api",
-    "admin",
-    "relay",
-    "hooktunnel",
-    "_hooktunnel",
-    "health",
-    "connect",
+/// Names refused because they would be confusing or dangerous as a
+/// subdomain: control routes, infrastructure hosts (mail, DNS, auth), status
+/// and admin words a phisher would like, placeholder words, and Windows
+/// device names (a `con` directory cannot exist on Windows).
+#[rustfmt::skip]
+const RESERVED: &[&str] = &[
+    // hooktunnel itself
+    "hooktunnel", "_hooktunnel", "relay", "connect", "health", "metrics", "tunnel",
+    // infrastructure
+    "www", "api", "localhost", "local", "mail", "email", "webmail", "smtp", "imap", "pop",
+    "pop3", "ftp", "sftp", "ssh", "dns", "ns", "ns1", "ns2", "ns3", "mx", "vpn", "proxy",
+    "gateway", "cdn", "static", "assets", "autodiscover", "autoconfig", "wpad", "isatap",
+    "internal", "intranet",
+    // status, admin and account words
+    "admin", "administrator", "root", "sysadmin", "status", "dashboard", "console", "login",
+    "logout", "signin", "signup", "auth", "oauth", "sso", "account", "accounts", "billing",
+    "support", "help", "security", "abuse", "postmaster", "hostmaster", "webmaster", "noc",
+    // placeholders
+    "wildcard", "null", "nil", "none", "undefined", "default", "example", "test", "invalid",
+    // Windows device names
+    "con", "prn", "aux", "nul", "com1", "com2", "com3", "com4", "com5", "com6", "com7",
+    "com8", "com9", "lpt1", "lpt2", "lpt3", "lpt4", "lpt5", "lpt6", "lpt7", "lpt8", "lpt9",
 ];
+
+/// Random characters in a generated name: 16 base-32 characters, 80 bits,
+/// so a URL nobody shared cannot be guessed.
+const RANDOM_CHARS: usize = 16;
 
 /// Why a requested tunnel name was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -24,6 +40,12 @@ pub enum NameError {
     /// A reserved word.
     #[error("'{0}' is reserved; pick another tunnel name")]
     Reserved(String),
+    /// `--` in the third and fourth positions: reserved for IDNA
+    /// (`xn--` punycode), which would render as a look-alike Unicode name.
+    #[error(
+        "tunnel names may not have '--' as their 3rd and 4th characters (IDNA/punycode labels such as xn--… are refused)"
+    )]
+    Punycode,
 }
 
 /// Checks a tunnel name: a lowercase DNS label of 3–63 characters.
@@ -44,17 +66,27 @@ pub fn validate(name: &str) -> Result<(), NameError> {
     if !ok_chars || name.starts_with('-') || name.ends_with('-') {
         return Err(NameError::Characters);
     }
+    if name.get(2..4) == Some("--") {
+        return Err(NameError::Punycode);
+    }
     if RESERVED.contains(&name) {
         return Err(NameError::Reserved(name.to_owned()));
     }
     Ok(())
 }
 
-/// A fresh random name such as `ht-7f3kq9x2ma`.
+/// A fresh random name such as `ht-7f3kq9x2ma0d4e1c` (80 random bits).
 pub fn random() -> String {
-    // The last 16 characters of a ULID are its random part.
-    let ulid = ulid::Ulid::generate().to_string().to_ascii_lowercase();
-    format!("ht-{}", &ulid[16..])
+    // Crockford's base-32 in lowercase: no i, l, o, u, so names read aloud.
+    const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
+    let mut bits: u128 = rand::random();
+    let mut name = String::with_capacity(3 + RANDOM_CHARS);
+    name.push_str("ht-");
+    for _ in 0..RANDOM_CHARS {
+        name.push(char::from(ALPHABET[(bits & 31) as usize]));
+        bits >>= 5;
+    }
+    name
 }
 
 #[cfg(test)]
@@ -84,5 +116,45 @@ mod tests {
         }
         assert_eq!(validate("www"), Err(NameError::Reserved("www".into())));
         assert_eq!(validate(&random()), Ok(()));
+    }
+
+    #[test]
+    fn punycode_and_reserved_words_are_refused() {
+        for idna in ["xn--80ak6aa92e", "ab--cd", "xn--abc"] {
+            assert_eq!(validate(idna), Err(NameError::Punycode), "{idna}");
+        }
+        assert_eq!(
+            validate("a--b"),
+            Ok(()),
+            "-- elsewhere is an ordinary label"
+        );
+        for word in [
+            "localhost",
+            "mail",
+            "status",
+            "wildcard",
+            "null",
+            "con",
+            "lpt9",
+            "admin",
+        ] {
+            assert_eq!(
+                validate(word),
+                Err(NameError::Reserved(word.into())),
+                "{word}"
+            );
+        }
+    }
+
+    #[test]
+    fn random_names_carry_80_bits() {
+        let names: std::collections::HashSet<String> = (0..1000).map(|_| random()).collect();
+        assert_eq!(names.len(), 1000);
+        for name in &names {
+            assert_eq!(name.len(), 3 + RANDOM_CHARS);
+            assert_eq!(validate(name), Ok(()), "{name}");
+        }
+        // 16 characters of 5 bits each.
+        assert!(RANDOM_CHARS * 5 >= 80);
     }
 }
