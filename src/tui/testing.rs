@@ -85,16 +85,9 @@ pub(crate) fn drive(
         let mut effect = app.handle(ev);
         while let Some(e) = effect {
             match e {
-                Effect::LoadPage {
-                    offset,
-                    limit,
-                    epoch,
-                } => queue.push_back(Event::Page(Page {
-                    offset,
-                    limit,
-                    epoch,
-                    rows: page(total, offset, limit),
-                })),
+                Effect::LoadPage(request) => {
+                    queue.push_back(request.answer(page(total, request.offset, request.limit)));
+                }
                 other => others.push(other),
             }
             effect = app.next_effect();
