@@ -98,6 +98,14 @@ impl App {
         scanning.then_some(Effect::StopScan)
     }
 
+    /// The filtered list, if it is still the one of `generation` (answers
+    /// for an older filter are dropped).
+    fn filtered_at(&mut self, generation: u64) -> Option<&mut Filtered> {
+        self.filtered
+            .as_mut()
+            .filter(|f| f.generation == generation)
+    }
+
     /// Adds a chunk of scan results, if from the current scan.
     pub(super) fn on_filter_chunk(
         &mut self,
@@ -106,11 +114,7 @@ impl App {
         scanned: u64,
         done: bool,
     ) {
-        let Some(f) = self
-            .filtered
-            .as_mut()
-            .filter(|f| f.generation == generation)
-        else {
+        let Some(f) = self.filtered_at(generation) else {
             return;
         };
         for r in rows {
@@ -143,11 +147,7 @@ impl App {
 
     /// Puts a matching row in its place (newest first) in the filtered list.
     pub(super) fn insert_filtered(&mut self, generation: u64, s: ExchangeSummary) {
-        let Some(f) = self
-            .filtered
-            .as_mut()
-            .filter(|f| f.generation == generation)
-        else {
+        let Some(f) = self.filtered_at(generation) else {
             return;
         };
         if !f.ids.insert(s.id) {
