@@ -7,9 +7,12 @@
 //! yields the work the current view still needs (page and detail loads), one
 //! request in flight at a time.
 //!
-//! The parts live next door: the list window ([`super::window`]), the filter
-//! ([`super::filtered`], [`super::prompt`]), the detail ([`super::detail`]),
-//! the screen split ([`super::layout`]); keys go through [`super::keymap`].
+//! Its state types live in their own modules (window, filtered, prompt,
+//! detail, status), which know nothing of the app; the flows that extend
+//! `App` live in `list` (paging, new rows, selection, filter), `pane` (the
+//! detail pane) and `layout` (sizes), and this module imports none of them,
+//! so no module depends on one that depends on it. Keys go through
+//! [`super::keymap`].
 
 use std::collections::VecDeque;
 

@@ -2,6 +2,7 @@
 //! (through the [`Worker`]), network (replays on tasks), terminal
 //! (`$EDITOR`, the clipboard by OSC 52) and file system.
 
+use std::future::Future;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::Context as _;
 use base64::prelude::*;
 use ratatui::Terminal;
-use ratatui::backend::CrosstermBackend;
+use ratatui::backend::{Backend, CrosstermBackend};
 use tokio::sync::mpsc;
 use ulid::Ulid;
 
@@ -21,13 +22,31 @@ use crate::replay::{self, ReplayOptions, ReplayRequest};
 use crate::verify::SecretSpec;
 
 use super::events::{Effect, Event};
-use super::runtime::{Flow, Host};
 use super::terminal::{Input, enter_terminal, restore_terminal};
 use super::text::short_id;
 use super::worker::{Job, Worker, scan};
 
 /// Curl commands longer than this are only saved to a file (terminals cap OSC 52).
 const OSC52_MAX: usize = 100_000;
+
+/// Whether the loop goes on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Flow {
+    /// Keep going.
+    Continue,
+    /// Leave the inspector.
+    Quit,
+}
+
+/// Performs effects for the loop.
+pub(crate) trait Host<B: Backend> {
+    /// Does `effect`; results come back later as events on the loop's channel.
+    fn perform(
+        &mut self,
+        effect: Effect,
+        terminal: &mut Terminal<B>,
+    ) -> impl Future<Output = anyhow::Result<Flow>>;
+}
 
 /// The real terminal's backend.
 type Crossterm = CrosstermBackend<std::io::Stdout>;

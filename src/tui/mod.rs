@@ -6,10 +6,12 @@
 //! | [`app`] | the pure state machine: [`Event`] in, [`Effect`] out ([`App::handle`]) |
 //! | [`events`] | the [`Event`] and [`Effect`] types |
 //! | [`keymap`] | every key binding once: drives keys, the `?` help and the footer |
-//! | [`window`] | the virtual list: paging, new rows on top, keeping the selection |
-//! | [`filtered`] | the list under a filter: scan results and live matches |
+//! | `list` | the list on the app: paging, new rows on top, keeping the selection, the filter flow |
+//! | [`window`] | the held run of the list (pages joined, trimmed) |
+//! | [`filtered`] | a filter's matches: scan chunks and live rows |
 //! | [`prompt`] | the `/` prompt's line editor |
-//! | [`detail`] | the detail pane's state: tab, body view, wrapped lines, scroll |
+//! | `pane` | the detail pane on the app: open, follow, load, tabs, scroll |
+//! | [`detail`] | the detail pane's content: wrapped lines and scroll |
 //! | [`layout`] | where header, list, detail and footer are on screen |
 //! | [`status`] | mode, tunnel header and link, footer notice |
 //! | [`view`] | `render(&App, &mut Frame)`, a pure function of the state |
@@ -18,7 +20,7 @@
 //! | `runtime` | wiring: the event loop (generic over the backend) and start-up |
 //! | `terminal` | terminal set-up and restore, the panic hook, terminal input |
 //! | `worker` | the store thread and the background scans |
-//! | `effects` | the effect host: replay, `$EDITOR`, the clipboard |
+//! | `effects` | the effect host (the `Host` trait and the real one): replay, `$EDITOR`, the clipboard |
 //!
 //! Every captured string is escaped with [`crate::sanitize`] before it is
 //! drawn, so a hostile webhook cannot change the terminal. The terminal is
@@ -32,6 +34,8 @@ pub mod events;
 pub mod filtered;
 pub mod keymap;
 pub mod layout;
+mod list;
+mod pane;
 pub mod prompt;
 mod runtime;
 pub mod status;

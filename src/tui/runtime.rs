@@ -4,7 +4,6 @@
 //! worker, the clock and the agent forwarder, and sets up the terminal.
 
 use std::collections::VecDeque;
-use std::future::Future;
 use std::io::IsTerminal as _;
 use std::time::Duration;
 
@@ -20,8 +19,8 @@ use crate::store::Store;
 use crate::verify::SecretSpec;
 
 use super::app::App;
-use super::effects::TerminalHost;
-use super::events::{Effect, Event};
+use super::effects::{Flow, Host, TerminalHost};
+use super::events::Event;
 use super::status::Mode;
 use super::terminal::{self, TerminalGuard};
 use super::view;
@@ -32,25 +31,6 @@ use super::worker::{Worker, count_errors};
 const TICK: Duration = Duration::from_millis(250);
 /// Most events applied between two frames.
 const BATCH: usize = 512;
-
-/// Whether the loop goes on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Flow {
-    /// Keep going.
-    Continue,
-    /// Leave the inspector.
-    Quit,
-}
-
-/// Performs effects for the loop.
-pub(crate) trait Host<B: Backend> {
-    /// Does `effect`; results come back later as events on the loop's channel.
-    fn perform(
-        &mut self,
-        effect: Effect,
-        terminal: &mut Terminal<B>,
-    ) -> impl Future<Output = anyhow::Result<Flow>>;
-}
 
 /// The event loop: draw, wait for events, apply them (in batches), perform
 /// effects, until an effect says quit or the channel closes.
@@ -174,6 +154,7 @@ mod tests {
 
     use super::*;
     use crate::exchange::Exchange;
+    use crate::tui::events::Effect;
     use crate::tui::testing::{T0, ch, history, key, text};
 
     /// Answers effects from a list of exchanges (oldest first), in process.
