@@ -3,10 +3,24 @@
 //!
 //! | file | role |
 //! | --- | --- |
-//! | [`app`] | the pure state machine: [`Event`] in, [`Effect`] out |
+//! | [`app`] | the pure state machine: [`Event`] in, [`Effect`] out ([`App::handle`]) |
+//! | [`events`] | the [`Event`] and [`Effect`] types |
+//! | [`keymap`] | every key binding once: drives keys, the `?` help and the footer |
+//! | `list` | the list on the app: paging, new rows on top, keeping the selection, the filter flow |
+//! | [`window`] | the held run of the list (pages joined, trimmed) |
+//! | [`filtered`] | a filter's matches: scan chunks and live rows |
+//! | [`prompt`] | the `/` prompt's line editor |
+//! | `pane` | the detail pane on the app: open, follow, load, tabs, scroll |
+//! | [`detail`] | the detail pane's content: wrapped lines and scroll |
+//! | [`layout`] | where header, list, detail and footer are on screen |
+//! | [`status`] | mode, tunnel header and link, footer notice |
 //! | [`view`] | `render(&App, &mut Frame)`, a pure function of the state |
 //! | [`body`] | the detail pane's content (pretty JSON, form, hex, raw) |
-//! | `runtime` | terminal set-up and restore, the loop, the store worker, replay, editor, clipboard |
+//! | [`text`], [`theme`] | widths, wrapping, numbers; styles with `NO_COLOR` |
+//! | `runtime` | wiring: the event loop (generic over the backend) and start-up |
+//! | `terminal` | terminal set-up and restore, the panic hook, terminal input |
+//! | `worker` | the store thread and the background scans |
+//! | `effects` | the effect host (the `Host` trait and the real one): replay, `$EDITOR`, the clipboard |
 //!
 //! Every captured string is escaped with [`crate::sanitize`] before it is
 //! drawn, so a hostile webhook cannot change the terminal. The terminal is
@@ -14,13 +28,26 @@
 
 pub mod app;
 pub mod body;
+pub mod detail;
+mod effects;
+pub mod events;
+pub mod filtered;
+pub mod keymap;
+pub mod layout;
+mod list;
+mod pane;
+pub mod prompt;
 mod runtime;
+pub mod status;
+mod terminal;
 pub mod text;
 pub mod theme;
 pub mod view;
+pub mod window;
+mod worker;
 
 #[cfg(test)]
-mod tests;
+mod testing;
 
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -28,8 +55,10 @@ use crate::config::Paths;
 use crate::event::AgentEvent;
 use crate::verify::SecretSpec;
 
-pub use app::{App, Effect, Event, Header, Link, Mode};
-pub use runtime::restore_terminal;
+pub use app::App;
+pub use events::{Effect, Event};
+pub use status::{Header, Link, Mode};
+pub use terminal::restore_terminal;
 pub use view::render;
 
 /// The live inspector for `hooktunnel listen` on a terminal.

@@ -9,32 +9,16 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 
-use crate::exchange::ExchangeSummary;
-use crate::output::{clock, size};
 use crate::sanitize::escape;
 
-use super::app::{App, Link, Mode, is_error, layout};
+use super::app::App;
 use super::body::Tab;
-use super::text::{self, fit, fit_right, thousands, width};
-use super::theme::Theme;
+use super::keymap::{self, Context};
+use super::layout::layout;
+use super::status::{Link, Mode};
+use super::text::{self, thousands, width};
 
-/// Keys and what they do, for the help overlay.
-pub const KEYS: &[(&str, &str)] = &[
-    ("↑ ↓  j k", "move (in the detail: scroll)"),
-    ("PgUp PgDn", "page up / down"),
-    ("g G", "first / last (g follows new requests again)"),
-    ("Enter", "open / close the detail"),
-    ("Tab", "request / response"),
-    ("v", "body view: pretty, raw, hex"),
-    ("n p", "next / previous request (in the detail)"),
-    ("r", "replay (re-signed if a secret fits; new row ↻)"),
-    ("e", "edit in $EDITOR, then replay"),
-    ("c", "copy as curl (clipboard via OSC 52, and a file)"),
-    ("/", "filter; Enter applies, empty clears"),
-    ("Esc", "close the detail, clear the filter"),
-    ("?", "this help"),
-    ("q  Ctrl-C", "quit"),
-];
+mod list;
 
 /// `1 request`, `2 requests`, with thousands separators.
 fn count(n: u64, one: &str, many: &str) -> String {
@@ -47,7 +31,7 @@ pub fn render(app: &App, frame: &mut Frame<'_>) {
     let areas = layout(area, app.detail.is_some());
     render_header(app, frame, areas.header);
     if let Some(r) = areas.list {
-        render_list(app, frame, r);
+        list::render_list(app, frame, r);
     }
     if let Some(r) = areas.detail {
         render_detail(app, frame, r);
@@ -218,220 +202,6 @@ fn render_header(app: &App, frame: &mut Frame<'_>, area: Rect) {
     );
 }
 
-/// List columns, in display order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Col {
-    Time,
-    Method,
-    Path,
-    Status,
-    Flags,
-    Duration,
-    Req,
-    Resp,
-}
-
-impl Col {
-    const ALL: [Col; 8] = [
-        Col::Time,
-        Col::Method,
-        Col::Path,
-        Col::Status,
-        Col::Flags,
-        Col::Duration,
-        Col::Req,
-        Col::Resp,
-    ];
-    /// Dropped first to last as the terminal narrows.
-    const DROP_ORDER: [Col; 5] = [Col::Resp, Col::Req, Col::Time, Col::Flags, Col::Duration];
-
-    fn width(self) -> usize {
-        match self {
-            Col::Time => 8,
-            Col::Method => 7,
-            Col::Path => 0,
-            Col::Status => 6,
-            Col::Flags => 2,
-            Col::Duration => 8,
-            Col::Req | Col::Resp => 10,
-        }
-    }
-
-    fn title(self) -> &'static str {
-        match self {
-            Col::Time => "TIME",
-            Col::Method => "METHOD",
-            Col::Path => "PATH",
-            Col::Status => "STATUS",
-            Col::Flags => "",
-            Col::Duration => "DURATION",
-            Col::Req => "REQ",
-            Col::Resp => "RESP",
-        }
-    }
-
-    fn right_aligned(self) -> bool {
-        matches!(self, Col::Duration | Col::Req | Col::Resp)
-    }
-}
-
-/// Width of the selection marker before each row.
-const MARKER: usize = 2;
-/// The path column never gets narrower than this while others can drop.
-const MIN_PATH: usize = 20;
-
-/// The columns that fit in `cols`, with the path's width.
-fn columns(cols: usize) -> (Vec<Col>, usize) {
-    let mut shown: Vec<Col> = Col::ALL.to_vec();
-    let fixed = |shown: &[Col]| {
-        MARKER + shown.iter().map(|c| c.width()).sum::<usize>() + shown.len().saturating_sub(1)
-    };
-    for drop in Col::DROP_ORDER {
-        if cols >= fixed(&shown) + MIN_PATH {
-            break;
-        }
-        shown.retain(|c| *c != drop);
-    }
-    let path = cols.saturating_sub(fixed(&shown)).max(4);
-    (shown, path)
-}
-
-fn cell(col: Col, s: &ExchangeSummary, t: Theme) -> Span<'static> {
-    match col {
-        Col::Time => Span::styled(clock(s.received_at_ms), t.dim()),
-        Col::Method => Span::styled(escape(&s.method).into_owned(), t.bold()),
-        Col::Path => Span::raw(escape(&s.path).into_owned()),
-        Col::Status => Span::styled(
-            s.status.map_or_else(|| "---".to_owned(), |c| c.to_string()),
-            t.status(s.status),
-        ),
-        Col::Flags => {
-            let mut f = String::new();
-            if s.replay_of.is_some() {
-                f.push('↻');
-            }
-            if s.queued {
-                f.push('⏸');
-            }
-            match &s.signature {
-                Some(sig) if sig.valid => f.push('✓'),
-                Some(_) => f.push('✗'),
-                None => {}
-            }
-            let style = if s.signature.as_ref().is_some_and(|sig| !sig.valid) {
-                t.error()
-            } else {
-                t.key()
-            };
-            Span::styled(f, style)
-        }
-        Col::Duration => Span::styled(text::duration(s.duration_ms), t.dim()),
-        Col::Req => Span::raw(size(s.request_bytes)),
-        Col::Resp => Span::raw(size(s.response_bytes)),
-    }
-}
-
-fn render_list(app: &App, frame: &mut Frame<'_>, area: Rect) {
-    let t = app.theme;
-    let (cols, path_w) = columns(usize::from(area.width));
-    let width_of = |c: Col| if c == Col::Path { path_w } else { c.width() };
-    let pad = |c: Col, s: &str| {
-        if c.right_aligned() {
-            fit_right(s, width_of(c))
-        } else {
-            fit(s, width_of(c))
-        }
-    };
-
-    let mut title = vec![Span::raw(" ".repeat(MARKER))];
-    for (i, c) in cols.iter().enumerate() {
-        if i > 0 {
-            title.push(Span::raw(" "));
-        }
-        title.push(Span::raw(pad(*c, c.title())));
-    }
-    let mut lines =
-        vec![Line::from(title).style(t.dim().add_modifier(ratatui::style::Modifier::BOLD))];
-
-    let rows = usize::from(area.height.saturating_sub(1));
-    if app.is_empty() {
-        lines.extend(empty_message(app));
-    }
-    for index in app.top..(app.top + rows).min(app.len()) {
-        let selected = index == app.selected;
-        let marker = if selected { "▶ " } else { "  " };
-        let mut spans = vec![Span::raw(marker)];
-        match app.row(index) {
-            Some(s) => {
-                for (i, c) in cols.iter().enumerate() {
-                    if i > 0 {
-                        spans.push(Span::raw(" "));
-                    }
-                    let span = cell(*c, s, t);
-                    let content = pad(*c, &span.content);
-                    let style = if *c == Col::Path && is_error(s) && s.status.is_none() {
-                        t.error()
-                    } else {
-                        span.style
-                    };
-                    spans.push(Span::styled(content, style));
-                }
-            }
-            None => spans.push(Span::styled("…", t.dim())),
-        }
-        let mut line = Line::from(spans);
-        if selected {
-            line = line.style(t.selected());
-        }
-        lines.push(line);
-    }
-    frame.render_widget(Paragraph::new(Text::from(lines)), area);
-}
-
-fn empty_message(app: &App) -> Vec<Line<'static>> {
-    let t = app.theme;
-    let mut out = vec![Line::default()];
-    match (&app.filtered, app.mode) {
-        (Some(f), _) if !f.done => out.push(Line::styled(
-            format!(
-                "  Searching… {} of {} looked at",
-                thousands(f.scanned),
-                thousands(app.total as u64)
-            ),
-            t.dim(),
-        )),
-        (Some(f), _) => {
-            out.push(Line::raw(format!(
-                "  No requests match {}",
-                escape(&f.query)
-            )));
-            out.push(Line::styled(
-                "  Esc clears the filter, / changes it.",
-                t.dim(),
-            ));
-        }
-        (None, Mode::Live) => {
-            out.push(Line::raw("  Waiting for requests…"));
-            if let Some(url) = &app.header.public_url {
-                out.push(Line::default());
-                out.push(Line::styled("  Try:", t.dim()));
-                out.push(Line::raw(format!(
-                    "  curl -d '{{\"hello\":\"world\"}}' {}",
-                    escape(url)
-                )));
-            }
-        }
-        (None, Mode::Inspect) => {
-            out.push(Line::raw("  No requests stored yet."));
-            out.push(Line::styled(
-                "  Run `hooktunnel listen <PORT>` and send some.",
-                t.dim(),
-            ));
-        }
-    }
-    out
-}
-
 fn render_detail(app: &App, frame: &mut Frame<'_>, area: Rect) {
     let t = app.theme;
     let Some(d) = &app.detail else { return };
@@ -480,18 +250,6 @@ fn render_detail(app: &App, frame: &mut Frame<'_>, area: Rect) {
     frame.render_widget(Paragraph::new(Text::from(body)), inner);
 }
 
-fn hints(app: &App) -> &'static str {
-    match (app.detail.is_some(), app.filtered.is_some()) {
-        (true, _) => {
-            "Tab req/resp  v view  ↑↓ scroll  n/p next/prev  r replay  e edit  c curl  Enter close  ? help"
-        }
-        (false, true) => {
-            "Enter open  r replay  e edit  c curl  / filter  Esc clear filter  ? help  q quit"
-        }
-        (false, false) => "Enter open  r replay  e edit  c curl  / filter  ? help  q quit",
-    }
-}
-
 fn render_footer(app: &App, frame: &mut Frame<'_>, area: Rect) {
     if area.height == 0 {
         return;
@@ -524,19 +282,26 @@ fn render_footer(app: &App, frame: &mut Frame<'_>, area: Rect) {
             format!(" {}", escape(&n.text)),
             if n.error { t.error() } else { t.ok() },
         ),
-        None => Line::styled(format!(" {}", hints(app)), t.dim()),
+        None => {
+            let context = if app.detail.is_some() {
+                Context::Detail
+            } else {
+                Context::List
+            };
+            let hints = keymap::footer(context, app.filtered.is_some());
+            Line::styled(format!(" {hints}"), t.dim())
+        }
     };
     frame.render_widget(Paragraph::new(line), area);
 }
 
 fn render_help(app: &App, frame: &mut Frame<'_>, area: Rect) {
     let t = app.theme;
-    let mut lines: Vec<Line<'static>> = KEYS
-        .iter()
+    let mut lines: Vec<Line<'static>> = keymap::help_rows()
         .map(|(k, what)| {
             Line::from(vec![
                 Span::styled(format!(" {k:<11}"), t.key()),
-                Span::raw((*what).to_owned()),
+                Span::raw(what),
             ])
         })
         .collect();
@@ -569,4 +334,223 @@ fn render_help(app: &App, frame: &mut Frame<'_>, area: Rect) {
             .block(Block::bordered().title(" Keys ").border_style(t.dim())),
         rect,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use bytes::Bytes;
+    use crossterm::event::KeyCode;
+
+    use super::*;
+    use crate::event::{AgentEvent, ConnectionState};
+    use crate::exchange::{Exchange, Header as HttpHeader};
+    use crate::tui::events::{Effect, Event};
+    use crate::tui::testing::{
+        T0, assert_harmless, ch, draw, ex, history, hostile, key, open_detail, sample_app, screen,
+        text,
+    };
+
+    #[test]
+    fn snapshot_empty_live() {
+        let app = sample_app(Mode::Live, &[], 100, 16);
+        insta::assert_snapshot!("empty_live", screen(&app));
+    }
+
+    #[test]
+    fn snapshot_empty_inspect() {
+        let app = sample_app(Mode::Inspect, &[], 80, 10);
+        insta::assert_snapshot!("empty_inspect", screen(&app));
+    }
+
+    #[test]
+    fn snapshot_list() {
+        let rows = history();
+        let mut app = sample_app(Mode::Live, &rows, 120, 16);
+        app.handle(ch('j'));
+        insta::assert_snapshot!("list", screen(&app));
+    }
+
+    #[test]
+    fn snapshot_list_reconnecting() {
+        let rows = history();
+        let mut app = sample_app(Mode::Live, &rows, 120, 8);
+        app.handle(Event::Agent(AgentEvent::Connection(
+            ConnectionState::Reconnecting {
+                attempt: 3,
+                retry_at: std::time::UNIX_EPOCH + std::time::Duration::from_millis(T0 + 14_200),
+                reason: "connection reset".into(),
+            },
+        )));
+        insta::assert_snapshot!("list_reconnecting", screen(&app));
+    }
+
+    #[test]
+    fn snapshot_detail_request() {
+        let rows = history();
+        let mut app = sample_app(Mode::Live, &rows, 120, 30);
+        open_detail(&mut app, &rows);
+        insta::assert_snapshot!("detail_request", screen(&app));
+    }
+
+    #[test]
+    fn snapshot_detail_response() {
+        let rows = history();
+        let mut app = sample_app(Mode::Live, &rows, 120, 30);
+        open_detail(&mut app, &rows);
+        app.handle(key(KeyCode::Tab));
+        insta::assert_snapshot!("detail_response", screen(&app));
+    }
+
+    #[test]
+    fn snapshot_detail_failed_response() {
+        let rows = history();
+        let mut app = sample_app(Mode::Live, &rows, 100, 20);
+        for _ in 0..2 {
+            app.handle(ch('j'));
+        }
+        open_detail(&mut app, &rows);
+        app.handle(key(KeyCode::Tab));
+        insta::assert_snapshot!("detail_failed_response", screen(&app));
+    }
+
+    #[test]
+    fn snapshot_detail_form_and_hex() {
+        let mut form = ex(1, "POST", "/hooks/slack", Some(200));
+        form.request_headers = vec![HttpHeader::new(
+            "content-type",
+            "application/x-www-form-urlencoded",
+        )];
+        form.request_body =
+            Bytes::from_static(b"token=abc&text=hello+world&user_name=%E2%9C%93bob");
+        let mut binary = ex(2, "PUT", "/upload", Some(201));
+        binary.request_headers = vec![HttpHeader::new("content-type", "application/octet-stream")];
+        binary.request_body = Bytes::from((0u8..=40).collect::<Vec<u8>>());
+        let rows = vec![form, binary];
+        let mut app = sample_app(Mode::Inspect, &rows, 90, 26);
+        app.handle(ch('j'));
+        open_detail(&mut app, &rows);
+        let form_screen = screen(&app);
+        let id = app.handle(ch('p'));
+        let Some(Effect::LoadDetail(id)) = id else {
+            panic!("{id:?}")
+        };
+        app.handle(Event::Detail {
+            id,
+            exchange: Some(Box::new(rows[1].clone())),
+        });
+        insta::assert_snapshot!("detail_form", form_screen);
+        insta::assert_snapshot!("detail_hex", screen(&app));
+    }
+
+    #[test]
+    fn snapshot_narrow() {
+        let rows = history();
+        let mut app = sample_app(Mode::Live, &rows, 60, 20);
+        insta::assert_snapshot!("narrow_list", screen(&app));
+        open_detail(&mut app, &rows);
+        insta::assert_snapshot!("narrow_detail", screen(&app));
+    }
+
+    #[test]
+    fn snapshot_tiny_terminal_does_not_panic() {
+        let rows = history();
+        for (w, h) in [(1, 1), (10, 3), (20, 5), (30, 12)] {
+            let mut app = sample_app(Mode::Live, &rows, w, h);
+            screen(&app);
+            open_detail(&mut app, &rows);
+            screen(&app);
+            app.handle(ch('?'));
+            screen(&app);
+        }
+    }
+
+    #[test]
+    fn snapshot_help() {
+        let rows = history();
+        let mut app = sample_app(Mode::Live, &rows, 100, 30);
+        app.handle(ch('?'));
+        insta::assert_snapshot!("help", screen(&app));
+    }
+
+    #[test]
+    fn snapshot_filter_prompt_and_results() {
+        let rows = history();
+        let mut app = sample_app(Mode::Live, &rows, 100, 12);
+        app.handle(ch('/'));
+        for c in "status:4x".chars() {
+            app.handle(ch(c));
+        }
+        app.handle(key(KeyCode::Enter));
+        insta::assert_snapshot!("filter_error", screen(&app));
+        app.handle(key(KeyCode::Backspace));
+        for c in "xx".chars() {
+            app.handle(ch(c));
+        }
+        let Some(Effect::Scan {
+            generation, filter, ..
+        }) = app.handle(key(KeyCode::Enter))
+        else {
+            panic!("no scan")
+        };
+        let matches: Vec<_> = rows
+            .iter()
+            .rev()
+            .map(Exchange::summary)
+            .filter(|s| filter.matches_summary(s) == Some(true))
+            .collect();
+        app.handle(Event::FilterChunk {
+            generation,
+            rows: matches,
+            scanned: 7,
+            done: true,
+        });
+        insta::assert_snapshot!("filter_results", screen(&app));
+    }
+
+    #[test]
+    fn snapshot_hostile_escapes_are_shown_harmlessly() {
+        let rows = vec![hostile()];
+        let mut app = sample_app(Mode::Live, &rows, 120, 30);
+        let list = draw(&app);
+        assert_harmless(&list);
+        open_detail(&mut app, &rows);
+        let request = draw(&app);
+        assert_harmless(&request);
+        app.handle(ch('v'));
+        let raw = draw(&app);
+        assert_harmless(&raw);
+        app.handle(key(KeyCode::Tab));
+        let response_raw = draw(&app);
+        assert_harmless(&response_raw);
+        app.handle(ch('v'));
+        assert_harmless(&draw(&app));
+        app.handle(ch('v'));
+        let response = draw(&app);
+        assert_harmless(&response);
+        app.handle(Event::Notice {
+            text: "notice \u{1b}[2J".into(),
+            error: true,
+        });
+        assert_harmless(&draw(&app));
+        insta::assert_snapshot!("hostile_request", text(&request));
+        insta::assert_snapshot!("hostile_request_raw", text(&raw));
+        insta::assert_snapshot!("hostile_response", text(&response));
+        insta::assert_snapshot!("hostile_response_raw", text(&response_raw));
+    }
+
+    #[test]
+    fn follow_mode_shows_new_rows_on_screen() {
+        let rows = history();
+        let mut app = sample_app(Mode::Live, &rows, 100, 14);
+        let new = ex(9, "POST", "/hooks/new-arrival", Some(201));
+        app.handle(Event::Agent(AgentEvent::Exchange(new.summary())));
+        let s = screen(&app);
+        let first_row = s.lines().nth(3).unwrap();
+        assert!(
+            first_row.starts_with("▶") && first_row.contains("/hooks/new-arrival"),
+            "{s}"
+        );
+    }
 }

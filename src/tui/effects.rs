@@ -1,0 +1,351 @@
+//! The effect host: does the work behind [`Effect`]s against the real store
+//! (through the [`Worker`]), network (replays on tasks), terminal
+//! (`$EDITOR`, the clipboard by OSC 52) and file system.
+
+use std::future::Future;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::Context as _;
+use base64::prelude::*;
+use ratatui::Terminal;
+use ratatui::backend::{Backend, CrosstermBackend};
+use tokio::sync::mpsc;
+use ulid::Ulid;
+
+use crate::config::Paths;
+use crate::exchange::{Exchange, now_ms};
+use crate::export::{self, http_message};
+use crate::replay::{self, ReplayOptions, ReplayRequest};
+use crate::verify::SecretSpec;
+
+use super::events::{Effect, Event};
+use super::terminal::{Input, enter_terminal, restore_terminal};
+use super::text::short_id;
+use super::worker::{Job, Worker, scan};
+
+/// Curl commands longer than this are only saved to a file (terminals cap OSC 52).
+const OSC52_MAX: usize = 100_000;
+
+/// Whether the loop goes on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Flow {
+    /// Keep going.
+    Continue,
+    /// Leave the inspector.
+    Quit,
+}
+
+/// Performs effects for the loop.
+pub(crate) trait Host<B: Backend> {
+    /// Does `effect`; results come back later as events on the loop's channel.
+    fn perform(
+        &mut self,
+        effect: Effect,
+        terminal: &mut Terminal<B>,
+    ) -> impl Future<Output = anyhow::Result<Flow>>;
+}
+
+/// The real terminal's backend.
+type Crossterm = CrosstermBackend<std::io::Stdout>;
+
+/// Performs effects against the real store, network and terminal.
+pub(super) struct TerminalHost {
+    worker: Worker,
+    events: mpsc::UnboundedSender<Event>,
+    input: Input,
+    paths: Paths,
+    scan_generation: Arc<AtomicU64>,
+    /// Secrets `r` and `e` re-sign with, each with where it came from.
+    secrets: Arc<Vec<(SecretSpec, String)>>,
+}
+
+impl TerminalHost {
+    /// A host answering on `events`; starts reading terminal input.
+    pub(super) fn new(
+        worker: Worker,
+        events: mpsc::UnboundedSender<Event>,
+        paths: Paths,
+        secrets: Vec<(SecretSpec, String)>,
+    ) -> Self {
+        Self {
+            worker,
+            input: Input::spawn(events.clone()),
+            events,
+            paths,
+            scan_generation: Arc::new(AtomicU64::new(0)),
+            secrets: Arc::new(secrets),
+        }
+    }
+
+    /// Stops any running filter scan.
+    pub(super) fn stop_scans(&self) {
+        self.scan_generation.store(u64::MAX, Ordering::SeqCst);
+    }
+
+    fn notice(&self, text: impl Into<String>, error: bool) {
+        let _ = self.events.send(Event::Notice {
+            text: text.into(),
+            error,
+        });
+    }
+
+    /// Loads `id` and replays it as captured, in the background.
+    fn replay(&self, id: Ulid) {
+        let worker = self.worker.clone();
+        let events = self.events.clone();
+        let secrets = self.secrets.clone();
+        tokio::spawn(async move {
+            match worker.get(id).await {
+                Ok(original) => {
+                    let request = ReplayRequest::original(&original);
+                    send_replay(worker, events, secrets, original, request).await;
+                }
+                Err(e) => replay_failed(&events, id, &e, None),
+            }
+        });
+    }
+
+    fn scratch_dir(&self) -> anyhow::Result<PathBuf> {
+        let dir = self.paths.data_dir.join("scratch");
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        Ok(dir)
+    }
+
+    async fn copy_curl(&self, id: Ulid, terminal: &mut Terminal<Crossterm>) -> anyhow::Result<()> {
+        let ex = self.worker.get(id).await?;
+        let script = export::curl(&ex, &ex.target, None).script;
+        let file = self.scratch_dir()?.join("last-curl.sh");
+        write_private(&file, script.as_bytes())?;
+        let clipboard = if script.len() <= OSC52_MAX {
+            let osc = format!(
+                "\x1b]52;c;{}\x07",
+                BASE64_STANDARD.encode(script.as_bytes())
+            );
+            let backend = terminal.backend_mut();
+            backend.write_all(osc.as_bytes())?;
+            std::io::Write::flush(backend)?;
+            let tmux = if std::env::var_os("TMUX").is_some() {
+                "; tmux needs set-clipboard on"
+            } else {
+                ""
+            };
+            format!("and to the clipboard (OSC 52, if the terminal allows it{tmux})")
+        } else {
+            "(too long for the clipboard)".to_owned()
+        };
+        self.notice(
+            format!(
+                "curl for {} saved to {} {clipboard}",
+                short_id(&id),
+                file.display()
+            ),
+            false,
+        );
+        Ok(())
+    }
+
+    async fn edit_and_replay(
+        &self,
+        id: Ulid,
+        terminal: &mut Terminal<Crossterm>,
+    ) -> anyhow::Result<()> {
+        let original = self.worker.get(id).await?;
+        let dir = self.scratch_dir()?;
+        let message = dir.join(format!("{id}.http"));
+        let body_file = dir.join(format!("{id}.body"));
+        let (text, binary) = http_message::render(&original, Some(&body_file));
+        let text = format!(
+            "# hooktunnel: edit this request, then save and quit to send it.\n# Delete everything to cancel.\n{text}"
+        );
+        write_private(&message, text.as_bytes())?;
+        if let Some(bytes) = &binary {
+            write_private(&body_file, bytes)?;
+        }
+
+        self.input.set_paused(true).await;
+        restore_terminal();
+        let editor_path = message.clone();
+        let status = tokio::task::spawn_blocking(move || run_editor(&editor_path)).await;
+        enter_terminal().context("cannot set up the terminal again")?;
+        terminal.clear()?;
+        self.input.set_paused(false).await;
+
+        let outcome = (|| -> anyhow::Result<Option<ReplayRequest>> {
+            match status {
+                Ok(Ok(s)) if s.success() => {}
+                Ok(Ok(s)) => anyhow::bail!("the editor exited with {s}; nothing sent"),
+                Ok(Err(e)) => return Err(e),
+                Err(e) => anyhow::bail!("the editor task failed: {e}"),
+            }
+            let edited = std::fs::read(&message)
+                .with_context(|| format!("cannot read {}", message.display()))?;
+            let mut request = match http_message::parse(&edited) {
+                Ok(r) => r,
+                Err(http_message::MessageError::Empty) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            };
+            if let Some(path) = request.body_file.take() {
+                let bytes = std::fs::read(&path)
+                    .with_context(|| format!("cannot read the body file {}", path.display()))?;
+                request.set_body(bytes.into());
+            }
+            Ok(Some(ReplayRequest {
+                method: request.method,
+                path: request.path,
+                headers: request.headers,
+                body: request.body,
+            }))
+        })();
+        let _ = std::fs::remove_file(&message);
+        let _ = std::fs::remove_file(&body_file);
+        match outcome? {
+            Some(request) => {
+                self.notice(format!("sending the edited {}…", short_id(&id)), false);
+                tokio::spawn(send_replay(
+                    self.worker.clone(),
+                    self.events.clone(),
+                    self.secrets.clone(),
+                    original,
+                    request,
+                ));
+            }
+            None => self.notice("edit cancelled: nothing sent", false),
+        }
+        Ok(())
+    }
+}
+
+/// Reports a replay that did not run.
+fn replay_failed(
+    events: &mpsc::UnboundedSender<Event>,
+    original: Ulid,
+    error: &anyhow::Error,
+    note: Option<String>,
+) {
+    let _ = events.send(Event::Replayed {
+        original,
+        result: Err(format!("{error:#}")),
+        note,
+    });
+}
+
+/// Sends a replay and has the worker store the result (which answers with
+/// [`Event::Replayed`]).
+///
+/// A request signed by a provider with a known secret is re-signed first, so
+/// the local app's own verification passes (as `replay --resign` does); when
+/// that fails it goes as it is and the note says why.
+async fn send_replay(
+    worker: Worker,
+    events: mpsc::UnboundedSender<Event>,
+    secrets: Arc<Vec<(SecretSpec, String)>>,
+    original: Exchange,
+    mut request: ReplayRequest,
+) {
+    let note = replay::resign_if_configured(&secrets, &original, &mut request, now_ms() / 1000)
+        .map(|r| r.unwrap_or_else(|why| format!("{why}; sent as captured")));
+    match replay::send(&original, request, &ReplayOptions::default()).await {
+        Ok(new) => worker.send(Job::InsertReplay {
+            original: original.id,
+            exchange: Box::new(new),
+            note,
+        }),
+        Err(e) => replay_failed(&events, original.id, &e, note),
+    }
+}
+
+/// Runs `$VISUAL`, else `$EDITOR`, else `vi` on `path` (the variable may hold arguments).
+fn run_editor(path: &Path) -> anyhow::Result<std::process::ExitStatus> {
+    let editor = std::env::var("VISUAL")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .or_else(|| {
+            std::env::var("EDITOR")
+                .ok()
+                .filter(|s| !s.trim().is_empty())
+        })
+        .unwrap_or_else(|| "vi".to_owned());
+    let mut words = editor.split_whitespace();
+    let program = words.next().unwrap_or("vi");
+    std::process::Command::new(program)
+        .args(words)
+        .arg(path)
+        .status()
+        .with_context(|| format!("cannot run the editor `{editor}` (set $EDITOR)"))
+}
+
+/// Writes a file only the user can read (it may hold secrets from headers).
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.write_all(bytes)
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+impl Host<Crossterm> for TerminalHost {
+    async fn perform(
+        &mut self,
+        effect: Effect,
+        terminal: &mut Terminal<Crossterm>,
+    ) -> anyhow::Result<Flow> {
+        match effect {
+            Effect::Quit => return Ok(Flow::Quit),
+            Effect::LoadPage(request) => self.worker.send(Job::Page(request)),
+            Effect::LoadDetail(id) => self.worker.send(Job::Detail(id)),
+            Effect::Poll => self.worker.send(Job::Poll),
+            Effect::CheckLive {
+                generation,
+                summary,
+                filter,
+            } => self.worker.send(Job::CheckLive {
+                generation,
+                summary: Box::new(summary),
+                filter,
+                attempt: 0,
+            }),
+            Effect::Replay(id) => self.replay(id),
+            Effect::CopyCurl(id) => {
+                if let Err(e) = self.copy_curl(id, terminal).await {
+                    self.notice(format!("copy failed: {e:#}"), true);
+                }
+            }
+            Effect::EditReplay(id) => {
+                if let Err(e) = self.edit_and_replay(id, terminal).await {
+                    self.notice(format!("edit and replay: {e:#}"), true);
+                }
+            }
+            Effect::Scan {
+                generation,
+                filter,
+                upto,
+            } => {
+                self.scan_generation.store(generation, Ordering::SeqCst);
+                let current = self.scan_generation.clone();
+                let events = self.events.clone();
+                let db = self.paths.db();
+                std::thread::spawn(move || {
+                    if let Err(e) = scan(&db, generation, &filter, upto, &current, &events) {
+                        let _ = events.send(Event::Notice {
+                            text: format!("filter search failed: {e:#}"),
+                            error: true,
+                        });
+                    }
+                });
+            }
+            Effect::StopScan => self.stop_scans(),
+        }
+        Ok(Flow::Continue)
+    }
+}
