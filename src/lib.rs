@@ -8,6 +8,7 @@
 //! | [`exchange`] | the domain record of one request/response |
 //! | [`store`] | SQLite history (WAL) and its batching writer |
 //! | [`forward`] | the one HTTP client that talks to the local app |
+//! | [`json`] | JSON output with terminal-safe strings (C1 and DEL escaped) |
 //! | [`agent`] | the WebSocket session with the relay |
 //! | [`event`] | what the agent reports to its consumers |
 //! | [`output`] | plain and NDJSON printers of those events |
@@ -29,6 +30,7 @@ pub mod exchange;
 pub mod export;
 pub mod filter;
 pub mod forward;
+pub mod json;
 pub mod logging;
 pub mod output;
 pub mod replay;
