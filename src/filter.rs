@@ -33,7 +33,7 @@
 //! and `\\` as escapes inside them.
 
 use std::fmt;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use globset::{Candidate, GlobBuilder, GlobMatcher};
 
@@ -509,8 +509,7 @@ impl fmt::Display for Filter {
         if let Some(t) = self.since_ms {
             let label = match &self.since_label {
                 Some(l) => l.clone(),
-                None => humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(t))
-                    .to_string(),
+                None => crate::clock::rfc3339_ms(t),
             };
             parts.push(format!("since:{}", quote_value(&label)));
         }
