@@ -89,3 +89,33 @@ pub fn scan(
     }
     Ok(found)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::collections::HashSet;
+
+    use ulid::Ulid;
+
+    use super::*;
+    use crate::store::tests::sample;
+
+    #[test]
+    fn scan_crosses_pages_newest_first_and_stops_at_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("h.sqlite3")).unwrap();
+        let rows: Vec<_> = (0..1200u32).map(|n| sample((n % 200) as u8)).collect();
+        store.insert_many(&rows).unwrap();
+        let wanted: HashSet<Ulid> = rows.iter().step_by(3).map(|e| e.id).collect();
+        let got = scan(&store, &Filter::default(), 350, |s| wanted.contains(&s.id)).unwrap();
+        let want: Vec<Ulid> = rows
+            .iter()
+            .rev()
+            .filter(|e| wanted.contains(&e.id))
+            .take(350)
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(got.iter().map(|s| s.id).collect::<Vec<_>>(), want);
+    }
+}

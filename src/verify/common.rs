@@ -22,7 +22,7 @@ pub(crate) fn any_header(headers: &[Header], names: &[&str]) -> bool {
 }
 
 /// A header's value as trimmed text, `None` when absent.
-pub(crate) fn header_str<'a>(
+fn header_str<'a>(
     headers: &'a [Header],
     name: &'static str,
 ) -> Result<Option<&'a str>, VerifyError> {

@@ -32,11 +32,11 @@ pub const SVIX_HEADER_SIGNATURE: &str = "svix-signature";
 /// Tolerance in both directions, in seconds.
 pub const TOLERANCE_SECS: u64 = 300;
 /// The prefix Standard Webhooks secrets carry.
-pub const SECRET_PREFIX: &str = "whsec_";
+const SECRET_PREFIX: &str = "whsec_";
 
 /// Which header naming a message uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Prefix {
+enum Prefix {
     /// `webhook-id`, `webhook-timestamp`, `webhook-signature`.
     Webhook,
     /// `svix-id`, `svix-timestamp`, `svix-signature`.
@@ -59,7 +59,7 @@ impl Prefix {
 }
 
 /// The HMAC key: the secret without `whsec_`, base64-decoded; must be non-empty.
-pub fn decode_secret(secret: &str) -> Result<Vec<u8>, VerifyError> {
+fn decode_secret(secret: &str) -> Result<Vec<u8>, VerifyError> {
     let b64 = secret.strip_prefix(SECRET_PREFIX).unwrap_or(secret).trim();
     if b64.is_empty() {
         return Err(VerifyError::InvalidSecret(

@@ -22,7 +22,7 @@ pub struct Stripe;
 
 /// A parsed `Stripe-Signature` header.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SignatureHeader<'a> {
+struct SignatureHeader<'a> {
     /// The `t=` value as sent (it is signed verbatim).
     pub timestamp_raw: &'a str,
     /// The `t=` value as a number.
@@ -32,7 +32,7 @@ pub struct SignatureHeader<'a> {
 }
 
 /// Parses the header value; [`VerifyError::NoSignature`] when no `v1` decodes.
-pub fn parse(value: &str) -> Result<SignatureHeader<'_>, VerifyError> {
+fn parse(value: &str) -> Result<SignatureHeader<'_>, VerifyError> {
     let mut timestamp = None;
     let mut v1 = Vec::new();
     for item in value.split(',') {
@@ -72,7 +72,7 @@ pub fn parse(value: &str) -> Result<SignatureHeader<'_>, VerifyError> {
 }
 
 /// The `t=…,v1=…` value for `body` signed at `timestamp`.
-pub fn signature_value(secret: &str, body: &[u8], timestamp: u64) -> Result<String, VerifyError> {
+fn signature_value(secret: &str, body: &[u8], timestamp: u64) -> Result<String, VerifyError> {
     let t = timestamp.to_string();
     let mac = hmac_sha256(non_empty(secret)?, &[t.as_bytes(), b".", body])?;
     Ok(format!("t={t},v1={}", hex::encode(mac)))

@@ -141,7 +141,7 @@ pub fn url_with_body_hash(url: &str, body: &[u8]) -> String {
 }
 
 /// Hex SHA-256 of the body, lowercase.
-pub fn body_sha256_hex(body: &[u8]) -> String {
+fn body_sha256_hex(body: &[u8]) -> String {
     hex::encode(Sha256::digest(body))
 }
 
