@@ -25,8 +25,8 @@
 
 pub mod agent;
 pub mod cli;
-pub mod commands;
 pub mod clock;
+pub mod commands;
 pub mod config;
 pub mod error_chain;
 pub mod event;

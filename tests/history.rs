@@ -16,8 +16,8 @@ use ulid::Ulid;
 
 use hooktunnel::config::Paths;
 use hooktunnel::exchange::{Exchange, ExchangeResponse, Header};
-use hooktunnel::store::{Direction, Store};
 use hooktunnel::store::writer::{Retention, StoreWriter};
+use hooktunnel::store::{Direction, Store};
 use hooktunnel_relay::RelayConfig;
 use support::*;
 
