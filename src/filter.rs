@@ -33,7 +33,6 @@
 //! and `\\` as escapes inside them.
 
 use std::fmt;
-use std::time::UNIX_EPOCH;
 
 use crate::exchange::{Exchange, ExchangeSummary};
 
@@ -198,9 +197,7 @@ fn parse_since(s: &str, now_ms: u64) -> Result<u64, FilterError> {
     match humantime::parse_duration(s) {
         Ok(d) => Ok(now_ms.saturating_sub(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))),
         Err(dur_err) => match humantime::parse_rfc3339_weak(s) {
-            Ok(t) => Ok(t
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))),
+            Ok(t) => Ok(crate::clock::unix_ms(t)),
             Err(_) => Err(FilterError::BadSince {
                 input: s.to_owned(),
                 reason: dur_err.to_string(),

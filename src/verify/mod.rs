@@ -25,8 +25,7 @@ pub mod standard_webhooks;
 pub mod stripe;
 pub mod twilio;
 
-pub use common::apply;
-pub use common::find_header;
+pub use common::{apply, find_header};
 pub use error::VerifyError;
 pub use provider::{Provider, SecretSpec};
 pub use scheme::{Message, MessageId, Scheme, Signed};
