@@ -6,6 +6,9 @@ use ulid::Ulid;
 
 pub use hooktunnel_relay::protocol::Header;
 
+// Re-exported for existing callers; the clock lives in `crate::clock`.
+pub use crate::clock::now_ms;
+
 /// The local app's answer (or hooktunnel's own 502/504 when it had none).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExchangeResponse {
@@ -124,11 +127,4 @@ pub struct ExchangeSummary {
     /// Signature verdict.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signature: Option<SignatureVerdict>,
-}
-
-/// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

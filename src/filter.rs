@@ -33,11 +33,12 @@
 //! and `\\` as escapes inside them.
 
 use std::fmt;
-use std::time::{Duration, UNIX_EPOCH};
-
-use globset::{Candidate, GlobBuilder, GlobMatcher};
 
 use crate::exchange::{Exchange, ExchangeSummary};
+
+mod terms;
+
+pub use terms::{PathGlob, StatusMatch};
 
 /// Why a filter could not be built; messages are meant for the user as is.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -75,107 +76,6 @@ pub enum FilterError {
     /// A `"` without its closing partner.
     #[error("unterminated quote in filter")]
     UnterminatedQuote,
-}
-
-/// Which response statuses a filter accepts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StatusMatch {
-    /// One exact code, e.g. `404`.
-    Exact(u16),
-    /// A class by its first digit, e.g. `4` for `4xx`.
-    Class(u8),
-    /// No response came back, or hooktunnel recorded an error.
-    Error,
-}
-
-impl StatusMatch {
-    /// Parses `404`, `4xx` (any case) or `error`.
-    pub fn parse(s: &str) -> Result<Self, FilterError> {
-        let t = s.trim();
-        let bad = || FilterError::BadStatus(s.to_owned());
-        if t.eq_ignore_ascii_case("error") || t.eq_ignore_ascii_case("err") {
-            return Ok(Self::Error);
-        }
-        let b = t.as_bytes();
-        if b.len() != 3 || !(b'1'..=b'9').contains(&b[0]) {
-            return Err(bad());
-        }
-        if b[1..].iter().all(|c| c.eq_ignore_ascii_case(&b'x')) {
-            return Ok(Self::Class(b[0] - b'0'));
-        }
-        t.parse::<u16>().map(Self::Exact).map_err(|_| bad())
-    }
-
-    /// Whether an exchange with this status and error matches.
-    pub fn matches(&self, status: Option<u16>, has_error: bool) -> bool {
-        match (self, status) {
-            (Self::Error, s) => s.is_none() || has_error,
-            (Self::Exact(code), Some(s)) => *code == s,
-            (Self::Class(class), Some(s)) => s / 100 == u16::from(*class),
-            (_, None) => false,
-        }
-    }
-}
-
-impl fmt::Display for StatusMatch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Exact(code) => write!(f, "{code}"),
-            Self::Class(class) => write!(f, "{class}xx"),
-            Self::Error => f.write_str("error"),
-        }
-    }
-}
-
-/// A compiled path glob that remembers how it was written.
-#[derive(Clone, Debug)]
-pub struct PathGlob {
-    pattern: String,
-    matcher: GlobMatcher,
-}
-
-impl PathGlob {
-    /// Compiles `pattern` (`*` within a segment, `**` across segments).
-    pub fn new(pattern: &str) -> Result<Self, FilterError> {
-        let glob = GlobBuilder::new(pattern)
-            .literal_separator(true)
-            .backslash_escape(true)
-            .build()
-            .map_err(|e| FilterError::BadGlob {
-                input: pattern.to_owned(),
-                reason: e.kind().to_string(),
-            })?;
-        Ok(Self {
-            pattern: pattern.to_owned(),
-            matcher: glob.compile_matcher(),
-        })
-    }
-
-    /// The pattern as written.
-    pub fn as_str(&self) -> &str {
-        &self.pattern
-    }
-
-    /// Whether `path` (its query string, if any, is ignored) matches.
-    pub fn matches(&self, path: &str) -> bool {
-        let path = path.split_once('?').map_or(path, |(p, _)| p);
-        self.matcher
-            .is_match_candidate(&Candidate::from_bytes(path.as_bytes()))
-    }
-}
-
-impl PartialEq for PathGlob {
-    fn eq(&self, other: &Self) -> bool {
-        self.pattern == other.pattern
-    }
-}
-
-impl Eq for PathGlob {}
-
-impl fmt::Display for PathGlob {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.pattern)
-    }
 }
 
 /// Which exchanges to keep. All parts must match; `None` parts match anything.
@@ -297,9 +197,7 @@ fn parse_since(s: &str, now_ms: u64) -> Result<u64, FilterError> {
     match humantime::parse_duration(s) {
         Ok(d) => Ok(now_ms.saturating_sub(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))),
         Err(dur_err) => match humantime::parse_rfc3339_weak(s) {
-            Ok(t) => Ok(t
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))),
+            Ok(t) => Ok(crate::clock::unix_ms(t)),
             Err(_) => Err(FilterError::BadSince {
                 input: s.to_owned(),
                 reason: dur_err.to_string(),
@@ -509,8 +407,7 @@ impl fmt::Display for Filter {
         if let Some(t) = self.since_ms {
             let label = match &self.since_label {
                 Some(l) => l.clone(),
-                None => humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(t))
-                    .to_string(),
+                None => crate::clock::rfc3339_ms(t),
             };
             parts.push(format!("since:{}", quote_value(&label)));
         }

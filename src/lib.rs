@@ -6,6 +6,9 @@
 //! | [`cli`] | clap types: the command-line contract |
 //! | [`config`] | settings from flags, env and the config file; paths |
 //! | [`exchange`] | the domain record of one request/response |
+//! | [`clock`] | the wall clock (`now_ms`) and its RFC 3339 rendering |
+//! | [`form`] | form-urlencoded decoding of bodies and query strings |
+//! | [`error_chain`] | one-line root cause of an error chain |
 //! | [`store`] | SQLite history (WAL) and its batching writer |
 //! | [`forward`] | the one HTTP client that talks to the local app |
 //! | [`json`] | JSON output with terminal-safe strings (C1 and DEL escaped) |
@@ -23,12 +26,15 @@
 
 pub mod agent;
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod error_chain;
 pub mod event;
 pub mod exchange;
 pub mod export;
 pub mod filter;
+pub mod form;
 pub mod forward;
 pub mod json;
 pub mod logging;

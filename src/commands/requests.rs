@@ -3,16 +3,17 @@
 //! [`scan`] is the filtered walk over the history shared with bulk `replay`.
 
 use std::io::{IsTerminal as _, Write as _};
+use std::ops::Bound;
 
 use anyhow::Context as _;
-use ulid::Ulid;
 
 use crate::cli::RequestsArgs;
+use crate::clock::now_ms;
 use crate::config::Paths;
-use crate::exchange::{ExchangeSummary, now_ms};
+use crate::exchange::ExchangeSummary;
 use crate::filter::Filter;
 use crate::output;
-use crate::store::{Store, StoreError};
+use crate::store::{Direction, Store, StoreError};
 
 /// Rows read per page while scanning: bounds memory whatever the history size.
 const PAGE: usize = 500;
@@ -48,10 +49,11 @@ pub fn run(args: &RequestsArgs, paths: &Paths) -> anyhow::Result<()> {
 
 /// Up to `limit` summaries matching `filter` and `keep`, newest first.
 ///
-/// Walks the history a page of summaries at a time; only rows that pass the
-/// cheap parts of the filter and need a grep are loaded in full, one at a
-/// time, so memory stays bounded whatever the history holds. Rows inserted
-/// while scanning (a running `listen`) are skipped, not seen twice.
+/// Walks the history a page of summaries at a time ([`Store::walk`], keyed
+/// by id, so rows a running `listen` inserts meanwhile are neither seen nor
+/// make a row repeat); only rows that pass the cheap parts of the filter and
+/// need a grep are loaded in full, one at a time, so memory stays bounded
+/// whatever the history holds.
 pub fn scan(
     store: &Store,
     filter: &Filter,
@@ -59,19 +61,13 @@ pub fn scan(
     mut keep: impl FnMut(&ExchangeSummary) -> bool,
 ) -> Result<Vec<ExchangeSummary>, StoreError> {
     let mut found = Vec::new();
-    let mut offset = 0;
-    // Ids only grow, and new rows land at the top of a newest-first list, so
-    // anything at or above the last id seen is a row that arrived meanwhile.
-    let mut below: Option<Ulid> = None;
-    while found.len() < limit {
-        let page = store.list(PAGE, offset)?;
-        offset += page.len();
+    for page in store.walk(Bound::Unbounded, Direction::Older, PAGE) {
+        let page = page?;
         let mut all_older = true;
         for row in &page {
-            if below.is_some_and(|b| row.id >= b) {
-                continue;
+            if found.len() >= limit {
+                return Ok(found);
             }
-            below = Some(row.id);
             if filter.since_ms.is_none_or(|t| row.received_at_ms >= t) {
                 all_older = false;
             }
@@ -84,15 +80,42 @@ pub fn scan(
             };
             if matched {
                 found.push(row.clone());
-                if found.len() >= limit {
-                    break;
-                }
             }
         }
         // Ids follow arrival time, so a page entirely before `since` ends the walk.
-        if page.len() < PAGE || (filter.since_ms.is_some() && all_older) {
+        if found.len() >= limit || (filter.since_ms.is_some() && all_older) {
             break;
         }
     }
     Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::collections::HashSet;
+
+    use ulid::Ulid;
+
+    use super::*;
+    use crate::store::tests::sample;
+
+    #[test]
+    fn scan_crosses_pages_newest_first_and_stops_at_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("h.sqlite3")).unwrap();
+        let rows: Vec<_> = (0..1200u32).map(|n| sample((n % 200) as u8)).collect();
+        store.insert_many(&rows).unwrap();
+        let wanted: HashSet<Ulid> = rows.iter().step_by(3).map(|e| e.id).collect();
+        let got = scan(&store, &Filter::default(), 350, |s| wanted.contains(&s.id)).unwrap();
+        let want: Vec<Ulid> = rows
+            .iter()
+            .rev()
+            .filter(|e| wanted.contains(&e.id))
+            .take(350)
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(got.iter().map(|s| s.id).collect::<Vec<_>>(), want);
+    }
 }

@@ -379,6 +379,15 @@ mod tests {
         );
     }
 
+    /// Runs the export against a server: the script is printable and
+    /// reproduces `ex` byte for byte.
+    fn reproduces(ex: &Exchange, body_file: Option<&Path>) -> CurlExport {
+        let (export, got) = run_against_server(ex, body_file);
+        assert_printable(&export.script);
+        assert_same_request(ex, &got);
+        export
+    }
+
     fn assert_printable(script: &str) {
         assert!(
             !script
@@ -391,7 +400,7 @@ mod tests {
     #[test]
     fn text_body_round_trips() {
         let ex = text_exchange();
-        let (export, got) = run_against_server(&ex, None);
+        let export = reproduces(&ex, None);
         assert!(!export.needs_body_file);
         assert!(
             export
@@ -403,8 +412,6 @@ mod tests {
         assert!(!export.script.contains("-H 'User-Agent:'"));
         assert!(!export.script.contains("connection"));
         assert!(export.script.contains("--data-binary '{\"ref\""));
-        assert_printable(&export.script);
-        assert_same_request(&ex, &got);
     }
 
     #[test]
@@ -414,10 +421,8 @@ mod tests {
             Bytes::from_static(b"a=1\r\nb='2' \\x41 \x1b[31m\x7f\xc2\x85 \xe2\x80\xae end");
         ex.request_headers
             .push(Header::new("x-raw", b"caf\xe9\tx".to_vec()));
-        let (export, got) = run_against_server(&ex, None);
+        let export = reproduces(&ex, None);
         assert!(export.script.contains("--data-binary $'a=1\\r\\nb=\\'2\\'"));
-        assert_printable(&export.script);
-        assert_same_request(&ex, &got);
     }
 
     #[test]
@@ -426,23 +431,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("body 'one'.bin");
         std::fs::write(&path, &ex.request_body).unwrap();
-        let (export, got) = run_against_server(&ex, Some(&path));
+        let export = reproduces(&ex, Some(&path));
         assert!(export.needs_body_file);
         assert!(export.script.contains("--data-binary '@"));
         assert!(export.script.contains("-H 'Expect:'"));
         assert!(!export.script.contains("-H 'Accept:'"));
-        assert_printable(&export.script);
-        assert_same_request(&ex, &got);
     }
 
     #[test]
     fn binary_body_without_file_uses_printf() {
         let ex = binary_exchange();
-        let (export, got) = run_against_server(&ex, None);
+        let export = reproduces(&ex, None);
         assert!(!export.needs_body_file);
         assert!(export.script.starts_with("printf -- '\\x00"));
-        assert_printable(&export.script);
-        assert_same_request(&ex, &got);
     }
 
     #[test]

@@ -202,39 +202,13 @@ fn query_string(path: &str) -> Value {
     let Some((_, query)) = path.split_once('?') else {
         return json!([]);
     };
+    let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
     Value::Array(
-        query
-            .split('&')
-            .filter(|p| !p.is_empty())
-            .map(|pair| {
-                let (n, v) = pair.split_once('=').unwrap_or((pair, ""));
-                json!({ "name": percent_decode(n), "value": percent_decode(v) })
-            })
+        crate::form::pairs(query.as_bytes())
+            .into_iter()
+            .map(|(n, v)| json!({ "name": text(n), "value": text(v) }))
             .collect(),
     )
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let hex = |c: u8| char::from(c).to_digit(16);
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
-                (Some(hi), Some(lo)) => {
-                    out.extend(u8::try_from(hi * 16 + lo).ok());
-                    i += 3;
-                    continue;
-                }
-                _ => out.push(b'%'),
-            },
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -335,11 +309,16 @@ mod tests {
     }
 
     #[test]
-    fn percent_decoding() {
-        assert_eq!(percent_decode("a%20b+c"), "a b c");
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(percent_decode("%zz%4"), "%zz%4");
-        assert_eq!(percent_decode("%C3%A9"), "é");
+    fn query_string_is_decoded_and_empty_har_has_no_entries() {
+        assert_eq!(
+            query_string("/p?a=x%20y+z&&b&c=%C3%A9%zz"),
+            json!([
+                {"name": "a", "value": "x y z"},
+                {"name": "b", "value": ""},
+                {"name": "c", "value": "é%zz"},
+            ])
+        );
+        assert_eq!(query_string("/p"), json!([]));
         assert!(
             har(&[])
                 .pointer("/log/entries")

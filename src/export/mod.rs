@@ -7,8 +7,6 @@ mod curl;
 mod har;
 pub mod http_message;
 
-use std::time::{Duration, UNIX_EPOCH};
-
 use base64::prelude::*;
 use serde_json::{Value, json};
 
@@ -17,11 +15,8 @@ use crate::exchange::{Exchange, ExchangeSummary, Header, SignatureVerdict};
 pub use curl::{CurlExport, curl};
 pub use har::har;
 
-/// Formats ms since the Unix epoch as RFC 3339 UTC with milliseconds,
-/// e.g. `2023-11-14T22:13:20.000Z`.
-pub fn rfc3339_ms(ms: u64) -> String {
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
-}
+// Re-exported for existing callers; the formatter lives in `crate::clock`.
+pub use crate::clock::rfc3339_ms;
 
 /// Joins a base URL (`http://127.0.0.1:3000`, maybe with a path prefix) and a
 /// request path (`/hooks?x=1`) without doubling or dropping the `/`.
@@ -172,29 +167,26 @@ pub(crate) mod fixtures {
 
     /// A binary PUT that got no response.
     pub fn binary_exchange() -> Exchange {
-        let body: Vec<u8> = (0..=255u8).chain((0..=255u8).rev()).collect();
-        Exchange {
-            id: Ulid::generate(),
-            tunnel: "demo".into(),
-            received_at_ms: 1_700_000_001_000,
-            method: "PUT".into(),
-            path: "/upload/a/../b%20c".into(),
-            target: "http://127.0.0.1:3000/".into(),
-            request_headers: vec![
-                Header::new("content-type", "application/octet-stream"),
-                Header::new("accept", "*/*"),
-                Header::new("x-request-id", "r-1"),
-            ],
-            request_body: Bytes::from(body),
-            response: None,
-            duration_us: 30_000_000,
-            error: Some("connection refused".into()),
-            replay_of: Some(Ulid::generate()),
-            queued: false,
-            peer: None,
-            public_url: None,
-            signature: None,
-        }
+        let mut ex = text_exchange();
+        ex.received_at_ms = 1_700_000_001_000;
+        ex.method = "PUT".into();
+        ex.path = "/upload/a/../b%20c".into();
+        ex.target = "http://127.0.0.1:3000/".into();
+        ex.request_headers = vec![
+            Header::new("content-type", "application/octet-stream"),
+            Header::new("accept", "*/*"),
+            Header::new("x-request-id", "r-1"),
+        ];
+        ex.request_body = (0..=255u8).chain((0..=255u8).rev()).collect();
+        ex.response = None;
+        ex.duration_us = 30_000_000;
+        ex.error = Some("connection refused".into());
+        ex.replay_of = Some(Ulid::generate());
+        ex.queued = false;
+        ex.peer = None;
+        ex.public_url = None;
+        ex.signature = None;
+        ex
     }
 }
 
@@ -206,9 +198,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn time_and_url_helpers() {
-        assert_eq!(rfc3339_ms(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
-        assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
+    fn url_join() {
         assert_eq!(join_url("http://h:1/", "/a?b"), "http://h:1/a?b");
         assert_eq!(join_url("http://h:1/p", "a"), "http://h:1/p/a");
         assert_eq!(join_url("http://h:1", ""), "http://h:1");

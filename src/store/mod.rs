@@ -7,6 +7,7 @@
 mod schema;
 pub mod writer;
 
+use std::ops::Bound;
 use std::path::Path;
 use std::time::Duration;
 
@@ -50,6 +51,42 @@ pub enum StoreError {
 /// One open connection to the history database.
 pub struct Store {
     conn: Connection,
+}
+
+/// Which way a page of history runs from its cursor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Newest first: ids below the cursor.
+    Older,
+    /// Oldest first: ids above the cursor.
+    Newer,
+}
+
+/// The pages of [`Store::walk`].
+pub struct Walk<'a> {
+    store: &'a Store,
+    /// Where the next page starts; `None` once the walk is over.
+    from: Option<Bound<Ulid>>,
+    direction: Direction,
+    chunk: usize,
+}
+
+impl Iterator for Walk<'_> {
+    type Item = Result<Vec<ExchangeSummary>, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let from = self.from.take()?;
+        let page = match self.store.page(from, self.direction, self.chunk) {
+            Ok(page) => page,
+            Err(e) => return Some(Err(e)),
+        };
+        if page.len() == self.chunk
+            && let Some(last) = page.last()
+        {
+            self.from = Some(Bound::Excluded(last.id));
+        }
+        (!page.is_empty()).then_some(Ok(page))
+    }
 }
 
 const SUMMARY_COLUMNS: &str = "id, received_at_ms, method, path, status, duration_us, request_bytes, response_bytes, error, replay_of, queued, signature";
@@ -137,6 +174,10 @@ impl Store {
     }
 
     /// Newest first: `limit` summaries after skipping `offset`.
+    ///
+    /// For a window at an arbitrary position (the inspector's list); to walk
+    /// the history use [`Store::page`] or [`Store::walk`], which rows
+    /// inserted meanwhile cannot shift.
     pub fn list(&self, limit: usize, offset: usize) -> Result<Vec<ExchangeSummary>, StoreError> {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {SUMMARY_COLUMNS} FROM exchanges ORDER BY id DESC LIMIT ?1 OFFSET ?2"
@@ -145,26 +186,49 @@ impl Store {
         collect(rows)
     }
 
-    /// Newest first, only exchanges received at or after `since_ms`.
-    pub fn list_since(
+    /// Up to `limit` summaries on `direction`'s side of `from`: newest first
+    /// below it for [`Direction::Older`], oldest first above it for
+    /// [`Direction::Newer`].
+    ///
+    /// Keyset paging by id (`WHERE id < ?`): pass the last id of one page as
+    /// `Bound::Excluded` to get the next, and rows inserted in between
+    /// neither repeat nor hide a row.
+    pub fn page(
         &self,
-        since_ms: u64,
+        from: Bound<Ulid>,
+        direction: Direction,
         limit: usize,
     ) -> Result<Vec<ExchangeSummary>, StoreError> {
+        let (below, above, order) = match direction {
+            Direction::Older => ("<", "<=", "DESC"),
+            Direction::Newer => (">", ">=", "ASC"),
+        };
+        let (condition, id) = match from {
+            Bound::Excluded(id) => (format!("WHERE id {below} ?2"), Some(id)),
+            Bound::Included(id) => (format!("WHERE id {above} ?2"), Some(id)),
+            Bound::Unbounded => (String::new(), None),
+        };
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {SUMMARY_COLUMNS} FROM exchanges WHERE received_at_ms >= ?1 ORDER BY id DESC LIMIT ?2"
+            "SELECT {SUMMARY_COLUMNS} FROM exchanges {condition} ORDER BY id {order} LIMIT ?1"
         ))?;
-        let rows = stmt.query_map(params![since_ms as i64, limit as i64], summary_from_row)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = match id {
+            Some(id) => stmt.query_map(params![limit, id.to_string()], summary_from_row)?,
+            None => stmt.query_map(params![limit], summary_from_row)?,
+        };
         collect(rows)
     }
 
-    /// Full exchanges, newest first (for filters that look at headers and bodies).
-    pub fn list_full(&self, limit: usize, offset: usize) -> Result<Vec<Exchange>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {FULL_COLUMNS} FROM exchanges ORDER BY id DESC LIMIT ?1 OFFSET ?2"
-        ))?;
-        let rows = stmt.query_map(params![limit as i64, offset as i64], full_from_row)?;
-        collect(rows)
+    /// Pages of up to `chunk` summaries from `from` in `direction`, each
+    /// starting after the last row of the one before (see [`Store::page`]);
+    /// ends after the first short page.
+    pub fn walk(&self, from: Bound<Ulid>, direction: Direction, chunk: usize) -> Walk<'_> {
+        Walk {
+            store: self,
+            from: Some(from),
+            direction,
+            chunk: chunk.max(1),
+        }
     }
 
     /// One exchange by id.
@@ -452,6 +516,54 @@ pub(crate) mod tests {
         assert_eq!(ids, expected);
         assert_eq!(store.count().unwrap(), 5);
         assert_eq!(store.list(2, 1).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn paging_older_has_no_repeats_or_gaps_while_rows_arrive() {
+        let (_dir, mut store) = open();
+        let first: Vec<Exchange> = (0..7).map(sample).collect();
+        store.insert_many(&first).unwrap();
+        let mut seen = Vec::new();
+        let mut from = Bound::Unbounded;
+        loop {
+            let page = store.page(from, Direction::Older, 3).unwrap();
+            // A running `listen` keeps writing between pages: with OFFSET
+            // paging each insert would push a row seen already into the next page.
+            store.insert(&sample(99)).unwrap();
+            let Some(last) = page.last() else { break };
+            from = Bound::Excluded(last.id);
+            seen.extend(page.iter().map(|s| s.id));
+        }
+        let want: Vec<Ulid> = first.iter().rev().map(|e| e.id).collect();
+        assert_eq!(seen, want);
+        let upto: Vec<Ulid> = store
+            .page(Bound::Included(first[3].id), Direction::Older, 10)
+            .unwrap()
+            .iter()
+            .map(|s| s.id)
+            .collect();
+        assert_eq!(upto, want[3..]);
+    }
+
+    #[test]
+    fn walking_newer_sees_rows_that_arrive_and_stops_on_a_short_page() {
+        let (dir, store) = open();
+        let mut writer = Store::open(&dir.path().join("h.sqlite3")).unwrap();
+        let first: Vec<Exchange> = (0..4).map(sample).collect();
+        writer.insert_many(&first).unwrap();
+        let (mut seen, mut late) = (Vec::new(), Vec::new());
+        for page in store.walk(Bound::Included(first[1].id), Direction::Newer, 2) {
+            seen.extend(page.unwrap().iter().map(|s| s.id));
+            if late.len() < 2 {
+                let e = sample(50);
+                writer.insert(&e).unwrap();
+                late.push(e.id);
+            }
+        }
+        let want: Vec<Ulid> = first[1..].iter().map(|e| e.id).chain(late).collect();
+        assert_eq!(seen, want);
+        // Six rows: two full pages; the empty third one is not yielded.
+        assert_eq!(store.walk(Bound::Unbounded, Direction::Older, 3).count(), 2);
     }
 
     #[test]

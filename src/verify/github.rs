@@ -3,7 +3,11 @@
 //!
 //! No timestamp: a captured request verifies forever.
 
-use super::{VerifyError, hmac_sha1, hmac_sha256, malformed, non_empty, required_header};
+use super::common::{
+    any_header, check_hex_mac, find_header, hmac_sha1, hmac_sha256, malformed, non_empty,
+    required_header,
+};
+use super::{Message, MessageId, Scheme, Signed, VerifyError};
 use crate::exchange::Header;
 
 /// The SHA-256 signature header.
@@ -11,47 +15,46 @@ pub const HEADER_SHA256: &str = "X-Hub-Signature-256";
 /// The legacy SHA-1 signature header.
 pub const HEADER_SHA1: &str = "X-Hub-Signature";
 
-/// Verifies the SHA-256 signature, or the SHA-1 one when only that is present.
-pub fn verify(secret: &str, headers: &[Header], body: &[u8]) -> Result<(), VerifyError> {
-    let key = non_empty(secret)?;
-    let (header, prefix, expected) = if super::find_header(headers, HEADER_SHA256).is_some() {
-        (HEADER_SHA256, "sha256=", hmac_sha256(key, &[body])?)
-    } else if super::find_header(headers, HEADER_SHA1).is_some() {
-        (HEADER_SHA1, "sha1=", hmac_sha1(key, &[body])?)
-    } else {
-        return Err(VerifyError::MissingHeader(HEADER_SHA256));
-    };
-    let value = required_header(headers, header)?;
-    let hex_sig = value
-        .strip_prefix(prefix)
-        .ok_or_else(|| malformed(header, format!("expected `{prefix}<hex>`")))?;
-    let given = hex::decode(hex_sig).map_err(|e| malformed(header, format!("bad hex: {e}")))?;
-    if given.len() != expected.len() {
-        return Err(malformed(
-            header,
-            format!("expected {} hex digits", expected.len() * 2),
-        ));
-    }
-    if super::ct_eq(&given, &expected) {
-        Ok(())
-    } else {
-        Err(VerifyError::Mismatch)
-    }
-}
+/// GitHub's scheme.
+pub struct GitHub;
 
-/// Both signature headers for `body`, as GitHub sends them.
-pub fn sign(secret: &str, body: &[u8]) -> Result<Vec<Header>, VerifyError> {
-    let key = non_empty(secret)?;
-    Ok(vec![
-        Header::new(
-            HEADER_SHA256,
-            format!("sha256={}", hex::encode(hmac_sha256(key, &[body])?)),
-        ),
-        Header::new(
-            HEADER_SHA1,
-            format!("sha1={}", hex::encode(hmac_sha1(key, &[body])?)),
-        ),
-    ])
+impl Scheme for GitHub {
+    /// Checks the SHA-256 signature, or the SHA-1 one when only that is present.
+    fn verify(&self, secret: &str, msg: &Message<'_>) -> Result<(), VerifyError> {
+        let key = non_empty(secret)?;
+        let body = msg.body;
+        let (header, prefix, expected) = if find_header(msg.headers, HEADER_SHA256).is_some() {
+            (HEADER_SHA256, "sha256=", hmac_sha256(key, &[body])?)
+        } else if find_header(msg.headers, HEADER_SHA1).is_some() {
+            (HEADER_SHA1, "sha1=", hmac_sha1(key, &[body])?)
+        } else {
+            return Err(VerifyError::MissingHeader(HEADER_SHA256));
+        };
+        let hex_sig = required_header(msg.headers, header)?
+            .strip_prefix(prefix)
+            .ok_or_else(|| malformed(header, format!("expected `{prefix}<hex>`")))?;
+        check_hex_mac(header, hex_sig, &expected)
+    }
+
+    /// Both headers, as GitHub sends them; when re-signing, only those present
+    /// (both when neither is).
+    fn sign(&self, secret: &str, msg: &Message<'_>, _id: MessageId<'_>) -> Signed {
+        let key = non_empty(secret)?;
+        let mut signed = vec![
+            Header::new(
+                HEADER_SHA256,
+                format!("sha256={}", hex::encode(hmac_sha256(key, &[msg.body])?)),
+            ),
+            Header::new(
+                HEADER_SHA1,
+                format!("sha1={}", hex::encode(hmac_sha1(key, &[msg.body])?)),
+            ),
+        ];
+        if any_header(msg.headers, &[HEADER_SHA256, HEADER_SHA1]) {
+            signed.retain(|h| find_header(msg.headers, &h.name).is_some());
+        }
+        Ok(signed)
+    }
 }
 
 #[cfg(test)]
@@ -59,12 +62,21 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use crate::verify::common::testing::{body_and_tampered, check, signed};
     use proptest::prelude::*;
 
     const SECRET: &str = "It's a Secret to Everybody";
     const BODY: &[u8] = b"Hello, World!";
     const SHA256: &str = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
     const SHA1: &str = "sha1=01dc10d0c83e72ed246219cdd91669667fe2ca59";
+
+    fn verify(secret: &str, headers: &[Header], body: &[u8]) -> Result<(), VerifyError> {
+        check(&GitHub, secret, headers, body, 0)
+    }
+
+    fn sign(secret: &str, body: &[u8]) -> Signed {
+        signed(&GitHub, secret, body, 0)
+    }
 
     fn one(name: &str, value: &str) -> Vec<Header> {
         vec![Header::new(name, value)]
@@ -166,21 +178,10 @@ mod tests {
 
     proptest! {
         #[test]
-        fn round_trip_and_tamper(
-            secret in "[ -~]{1,40}",
-            body in proptest::collection::vec(any::<u8>(), 1..300),
-            idx in any::<prop::sample::Index>(),
-            delta in 1u8..=255,
-        ) {
-            let headers = sign(&secret, &body).unwrap();
-            prop_assert_eq!(verify(&secret, &headers, &body), Ok(()));
-            // The legacy header alone verifies too.
-            prop_assert_eq!(verify(&secret, &headers[1..], &body), Ok(()));
-            let mut tampered = body.clone();
-            let i = idx.index(tampered.len());
-            tampered[i] = tampered[i].wrapping_add(delta);
-            prop_assert_eq!(verify(&secret, &headers, &tampered), Err(VerifyError::Mismatch));
-            prop_assert_eq!(verify(&secret, &headers[1..], &tampered), Err(VerifyError::Mismatch));
+        fn legacy_header_alone_round_trips((body, tampered) in body_and_tampered(), secret in "[ -~]{1,40}") {
+            let legacy = &sign(&secret, &body).unwrap()[1..];
+            prop_assert_eq!(verify(&secret, legacy, &body), Ok(()));
+            prop_assert_eq!(verify(&secret, legacy, &tampered), Err(VerifyError::Mismatch));
         }
     }
 }

@@ -15,7 +15,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_PAD_INDIFFERENT};
 use sha2::{Digest, Sha256};
 
-use super::{VerifyError, hmac_sha1, malformed, non_empty, required_header};
+use super::common::{any_ct_eq, ct_eq, hmac_sha1, is_form, malformed, non_empty, required_header};
+use super::{Message, MessageId, Scheme, Signed, VerifyError};
 use crate::exchange::Header;
 
 /// The signature header.
@@ -24,16 +25,31 @@ pub const HEADER: &str = "X-Twilio-Signature";
 pub const BODY_HASH_PARAM: &str = "bodySHA256";
 
 /// Form parameters as decoded `(key, value)` byte pairs, in body order.
-pub type Params = Vec<(Vec<u8>, Vec<u8>)>;
+pub type Params = crate::form::Pairs;
 
-/// Verifies a request; the body is read as form parameters only when the
+/// Twilio's scheme. The body is read as form parameters only when the
 /// `Content-Type` is form-urlencoded (or absent) and the URL has no `bodySHA256`.
-pub fn verify(token: &str, headers: &[Header], body: &[u8], url: &str) -> Result<(), VerifyError> {
-    verify_with(token, headers, body, url, super::is_form(headers))
+pub struct Twilio;
+
+impl Scheme for Twilio {
+    fn verify(&self, secret: &str, msg: &Message<'_>) -> Result<(), VerifyError> {
+        verify_with(
+            secret,
+            msg.headers,
+            msg.body,
+            msg.required_url()?,
+            is_form(msg.headers),
+        )
+    }
+
+    /// Signs the public URL exactly as given.
+    fn sign(&self, secret: &str, msg: &Message<'_>, _id: MessageId<'_>) -> Signed {
+        sign(secret, msg.body, msg.required_url()?, is_form(msg.headers))
+    }
 }
 
 /// Verifies a request, with `form` saying whether the body holds form parameters.
-pub fn verify_with(
+fn verify_with(
     token: &str,
     headers: &[Header],
     body: &[u8],
@@ -64,18 +80,17 @@ pub fn verify_with(
         }
         _ => vec![Vec::new()],
     };
-    let mut matched = false;
+    let mut expected = Vec::with_capacity(urls.len() * param_strings.len());
     for u in &urls {
         for p in &param_strings {
-            let mac = hmac_sha1(key, &[u.as_bytes(), p])?;
-            matched |= super::ct_eq(&mac, &given);
+            expected.push(hmac_sha1(key, &[u.as_bytes(), p])?);
         }
     }
-    if !matched {
+    if !any_ct_eq(expected.iter().map(Vec::as_slice), &given) {
         return Err(VerifyError::Mismatch);
     }
     match body_hash {
-        Some(h) if !super::ct_eq(body_sha256_hex(body).as_bytes(), &h.to_ascii_lowercase()) => {
+        Some(h) if !ct_eq(body_sha256_hex(body).as_bytes(), &h.to_ascii_lowercase()) => {
             Err(VerifyError::BodyHashMismatch)
         }
         _ => Ok(()),
@@ -83,11 +98,7 @@ pub fn verify_with(
 }
 
 /// The base64 signature for `url` and sorted `params`.
-pub fn signature(
-    token: &str,
-    url: &str,
-    params: &[(Vec<u8>, Vec<u8>)],
-) -> Result<String, VerifyError> {
+fn signature(token: &str, url: &str, params: &[(Vec<u8>, Vec<u8>)]) -> Result<String, VerifyError> {
     let mac = hmac_sha1(
         non_empty(token)?,
         &[url.as_bytes(), &concat_sorted(params, false)],
@@ -100,7 +111,7 @@ pub fn signature(
 /// With `bodySHA256` in the URL the signature covers the URL only, and the
 /// body must hash to it; otherwise, when `form`, the body's form parameters
 /// are signed too.
-pub fn sign(token: &str, body: &[u8], url: &str, form: bool) -> Result<Vec<Header>, VerifyError> {
+fn sign(token: &str, body: &[u8], url: &str, form: bool) -> Result<Vec<Header>, VerifyError> {
     url_variants(url)?;
     let params = match query_param(url, BODY_HASH_PARAM) {
         Some(h) => {
@@ -130,20 +141,14 @@ pub fn url_with_body_hash(url: &str, body: &[u8]) -> String {
 }
 
 /// Hex SHA-256 of the body, lowercase.
-pub fn body_sha256_hex(body: &[u8]) -> String {
+fn body_sha256_hex(body: &[u8]) -> String {
     hex::encode(Sha256::digest(body))
 }
 
 /// Decodes an `application/x-www-form-urlencoded` body (`+` is a space;
 /// invalid `%` escapes are kept literally; blank values are kept).
 pub fn parse_form(body: &[u8]) -> Params {
-    body.split(|&b| b == b'&')
-        .filter(|seg| !seg.is_empty())
-        .map(|seg| match seg.iter().position(|&b| b == b'=') {
-            Some(i) => (percent_decode(&seg[..i]), percent_decode(&seg[i + 1..])),
-            None => (percent_decode(seg), Vec::new()),
-        })
-        .collect()
+    crate::form::pairs(body)
 }
 
 /// The first value of query parameter `name` in `url`, decoded.
@@ -167,34 +172,6 @@ fn concat_sorted(params: &[(Vec<u8>, Vec<u8>)], dedup: bool) -> Vec<u8> {
     for (k, v) in sorted {
         out.extend_from_slice(k);
         out.extend_from_slice(v);
-    }
-    out
-}
-
-fn percent_decode(input: &[u8]) -> Vec<u8> {
-    let hex_val = |b: u8| {
-        char::from(b)
-            .to_digit(16)
-            .and_then(|d| u8::try_from(d).ok())
-    };
-    let mut out = Vec::with_capacity(input.len());
-    let mut i = 0;
-    while i < input.len() {
-        match input[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hi = input.get(i + 1).copied().and_then(hex_val);
-                let lo = input.get(i + 2).copied().and_then(hex_val);
-                if let (Some(hi), Some(lo)) = (hi, lo) {
-                    out.push(hi << 4 | lo);
-                    i += 2;
-                } else {
-                    out.push(b'%');
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
     }
     out
 }
@@ -231,7 +208,18 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use crate::verify::common::testing::body_and_tampered;
     use proptest::prelude::*;
+
+    fn verify(token: &str, headers: &[Header], body: &[u8], url: &str) -> Result<(), VerifyError> {
+        Twilio.verify(
+            token,
+            &Message {
+                public_url: Some(url),
+                ..Message::new(headers, body, 0)
+            },
+        )
+    }
 
     const TOKEN: &str = "12345";
     const URL: &str = "https://mycompany.com/myapp.php?foo=1&bar=2";
@@ -432,14 +420,6 @@ mod tests {
     }
 
     #[test]
-    fn form_decoding() {
-        assert_eq!(
-            parse_form(b"a=1+2&b=%2B%zz&&c&d=%4"),
-            pairs(&[("a", "1 2"), ("b", "+%zz"), ("c", ""), ("d", "%4")])
-        );
-    }
-
-    #[test]
     fn url_variant_shapes() {
         assert_eq!(
             url_variants("https://user:pw@h.com:8443/p?q#f").unwrap()[1],
@@ -487,17 +467,12 @@ mod tests {
         #[test]
         fn round_trip_and_tamper_json(
             token in "[0-9a-f]{32}",
-            body in proptest::collection::vec(any::<u8>(), 1..300),
-            idx in any::<prop::sample::Index>(),
-            delta in 1u8..=255,
+            (body, tampered) in body_and_tampered(),
         ) {
             let url = url_with_body_hash("https://relay.example/t/x/hook?a=1", &body);
             let h = sign(&token, &body, &url, false).unwrap();
             let headers = [vec![Header::new("content-type", "application/json")], h].concat();
             prop_assert_eq!(verify(&token, &headers, &body, &url), Ok(()));
-            let mut tampered = body.clone();
-            let i = idx.index(tampered.len());
-            tampered[i] = tampered[i].wrapping_add(delta);
             prop_assert_eq!(verify(&token, &headers, &tampered, &url), Err(VerifyError::BodyHashMismatch));
         }
     }

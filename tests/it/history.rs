@@ -3,6 +3,7 @@
 //! run as a separate process against the same HOOKTUNNEL_HOME while the
 //! agent keeps running.
 
+use std::ops::Bound;
 use std::path::Path;
 
 use bytes::Bytes;
@@ -12,8 +13,8 @@ use ulid::Ulid;
 use crate::support::*;
 use hooktunnel::config::Paths;
 use hooktunnel::exchange::{Exchange, ExchangeResponse, Header};
-use hooktunnel::store::Store;
 use hooktunnel::store::writer::{Retention, StoreWriter};
+use hooktunnel::store::{Direction, Store};
 
 /// Bytes with NUL, CR, LF and invalid UTF-8.
 fn binary_body() -> Vec<u8> {
@@ -259,7 +260,13 @@ async fn bulk_replay_keeps_order_and_honours_filters() {
         .collect();
     assert_eq!(sent, ["/hooks/a", "/hooks/b?q=1"]);
     let stored = store(home.path());
-    let replays: Vec<Exchange> = stored.list_full(2, 0).unwrap().into_iter().rev().collect();
+    let replays: Vec<Exchange> = stored
+        .page(Bound::Unbounded, Direction::Older, 2)
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|s| stored.get(&s.id).unwrap().unwrap())
+        .collect();
     assert_eq!(replays[0].replay_of, Some(a.id));
     assert_eq!(replays[1].replay_of, Some(b.id));
 
