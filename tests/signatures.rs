@@ -9,10 +9,11 @@ mod support;
 
 use serde_json::Value;
 
+use hooktunnel::commands::trigger::samples;
 use hooktunnel::config::Paths;
 use hooktunnel::exchange::{Header, now_ms};
 use hooktunnel::store::Store;
-use hooktunnel::verify::{self, Provider, SecretSpec, samples};
+use hooktunnel::verify::{self, Provider, SecretSpec};
 use hooktunnel_relay::RelayConfig;
 use support::*;
 

@@ -19,7 +19,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Requests(args) => requests::run(&args, &paths),
         Command::Show(args) => show::run(&args, &paths),
         Command::Inspect => {
-            let secrets = trigger::secrets_with_sources(&[], "", &paths);
+            let secrets = crate::secrets::with_sources(&[], "", &paths);
             crate::tui::run_inspect(paths, secrets).await
         }
         Command::Replay(args) => replay::run(&args, &paths).await,

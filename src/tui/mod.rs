@@ -22,7 +22,7 @@ pub mod view;
 #[cfg(test)]
 mod tests;
 
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::mpsc::Receiver;
 
 use crate::config::Paths;
 use crate::event::AgentEvent;
@@ -41,7 +41,7 @@ pub use view::render;
 /// `secrets` (each with where it came from) re-sign replays of signed requests.
 pub async fn run_live(
     paths: Paths,
-    events: UnboundedReceiver<AgentEvent>,
+    events: Receiver<AgentEvent>,
     secrets: Vec<(SecretSpec, String)>,
 ) -> anyhow::Result<()> {
     let _logs = crate::logging::divert_to(&paths.log_file()).ok();

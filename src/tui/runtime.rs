@@ -772,7 +772,7 @@ impl Host<CrosstermBackend<std::io::Stdout>> for TerminalHost {
 pub(crate) async fn run(
     paths: Paths,
     mode: Mode,
-    agent: Option<mpsc::UnboundedReceiver<AgentEvent>>,
+    agent: Option<mpsc::Receiver<AgentEvent>>,
     secrets: Vec<(SecretSpec, String)>,
 ) -> anyhow::Result<()> {
     let db = paths.db();

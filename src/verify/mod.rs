@@ -19,7 +19,6 @@ use subtle::ConstantTimeEq;
 use crate::exchange::{Header, SignatureVerdict};
 
 pub mod github;
-pub mod samples;
 pub mod shopify;
 pub mod slack;
 pub mod standard_webhooks;
