@@ -133,7 +133,7 @@ impl ConfigFile {
 /// Writes a new file that only the owner can read from the moment it
 /// exists (no window between create and chmod). A leftover file of the same
 /// name (an earlier crash) is replaced, not reused with its permissions.
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
         _ => {}

@@ -21,6 +21,7 @@ use std::process::Command;
 
 use anyhow::Context as _;
 
+use crate::config::write_private;
 use crate::exchange::Exchange;
 use crate::export::http_message::{self, MessageError};
 use crate::replay::ReplayRequest;
@@ -138,9 +139,12 @@ impl Editor {
         let body_path = dir.path.join(format!("hooktunnel-{}.body", original.id));
         let (text, binary) = http_message::render(original, Some(&body_path));
         let text = format!("{GUIDE}{text}");
-        write_private(&message_path, text.as_bytes())?;
+        // Private from creation: headers may hold secrets.
+        write_private(&message_path, text.as_bytes())
+            .with_context(|| format!("cannot write {}", message_path.display()))?;
         if let Some(bytes) = &binary {
-            write_private(&body_path, bytes)?;
+            write_private(&body_path, bytes)
+                .with_context(|| format!("cannot write {}", body_path.display()))?;
         }
         self.open(&message_path)?;
         let edited = std::fs::read(&message_path)
@@ -219,23 +223,6 @@ impl Drop for ScratchDir {
             let _ = std::fs::remove_dir_all(&self.path);
         }
     }
-}
-
-/// Writes a new file only the user can read (headers may hold secrets).
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    file.write_all(bytes)
-        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 #[cfg(test)]

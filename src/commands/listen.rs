@@ -3,7 +3,6 @@
 //! [`crate::agent::tunnel`].
 
 use std::io::{IsTerminal as _, Write as _};
-use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -19,9 +18,7 @@ use crate::output::{self, Format};
 
 /// Runs `listen`.
 pub async fn run(args: ListenArgs, paths: Paths) -> anyhow::Result<()> {
-    if !(args.timeout.is_finite() && args.timeout > 0.0) {
-        anyhow::bail!("--timeout must be a positive number of seconds");
-    }
+    let timeout = super::timeout(args.timeout)?;
     let settings = ListenSettings {
         target: Target::parse(&args.target)?,
         relay: args.relay.clone(),
@@ -31,7 +28,7 @@ pub async fn run(args: ListenArgs, paths: Paths) -> anyhow::Result<()> {
             ModeArg::Proxy => Mode::Proxy,
             ModeArg::Ack => Mode::Ack,
         },
-        timeout: Duration::from_secs_f64(args.timeout),
+        timeout,
         embedded_listen: args.embedded_listen,
         paths,
         verify: args.verify.clone(),

@@ -8,6 +8,8 @@ pub mod requests;
 pub mod show;
 pub mod trigger;
 
+use std::time::Duration;
+
 use crate::cli::{Cli, Command};
 use crate::config::Paths;
 
@@ -27,4 +29,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Clear(args) => clear::run(&args, &paths),
         Command::Trigger(args) => trigger::run(&args, &paths).await,
     }
+}
+
+/// `--timeout SECS` as a duration; zero, negative and non-finite values are refused.
+pub fn timeout(secs: f64) -> anyhow::Result<Duration> {
+    if !(secs.is_finite() && secs > 0.0) {
+        anyhow::bail!("--timeout must be a positive number of seconds");
+    }
+    Ok(Duration::from_secs_f64(secs))
 }

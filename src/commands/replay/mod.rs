@@ -10,8 +10,6 @@ mod bulk;
 pub mod diff;
 mod single;
 
-use std::time::Duration;
-
 use anyhow::Context as _;
 use serde_json::json;
 
@@ -125,9 +123,7 @@ impl Plan<'_> {
 
 /// Runs `replay`.
 pub async fn run(args: &ReplayArgs, paths: &Paths) -> anyhow::Result<()> {
-    if !(args.timeout.is_finite() && args.timeout > 0.0) {
-        anyhow::bail!("--timeout must be a positive number of seconds");
-    }
+    let timeout = super::timeout(args.timeout)?;
     let mut id = args.id.clone();
     let mut resign = args.resign.clone();
     // `replay --resign last`: the word after --resign was the id, not a secret.
@@ -144,7 +140,7 @@ pub async fn run(args: &ReplayArgs, paths: &Paths) -> anyhow::Result<()> {
     let plan = Plan {
         opts: ReplayOptions {
             to: args.to.as_deref().map(Target::parse).transpose()?,
-            timeout: Some(Duration::from_secs_f64(args.timeout)),
+            timeout: Some(timeout),
         },
         resign: resign.as_deref().map(Resign::parse).transpose()?,
         new_id: args.new_id,

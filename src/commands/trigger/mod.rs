@@ -3,7 +3,6 @@
 pub mod samples;
 
 use std::io::Write as _;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use serde_json::json;
@@ -32,9 +31,7 @@ pub async fn run(args: &TriggerArgs, paths: &Paths) -> anyhow::Result<()> {
     if args.list {
         return list();
     }
-    if !(args.timeout.is_finite() && args.timeout > 0.0) {
-        anyhow::bail!("--timeout must be a positive number of seconds");
-    }
+    let timeout = super::timeout(args.timeout)?;
     let Some(event) = args.event.as_deref() else {
         anyhow::bail!("name an event to send; `hooktunnel trigger --list` shows them");
     };
@@ -86,7 +83,7 @@ pub async fn run(args: &TriggerArgs, paths: &Paths) -> anyhow::Result<()> {
         ),
     };
 
-    let forwarder = Forwarder::new(target.clone(), Duration::from_secs_f64(args.timeout));
+    let forwarder = Forwarder::new(target.clone(), timeout);
     let forwarded = forwarder
         .forward(Outgoing {
             method,
