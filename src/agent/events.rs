@@ -48,21 +48,31 @@ pub fn dropped_notice(n: u64) -> AgentEvent {
 impl EventSender {
     /// Queues `event` without waiting; drops it (counted) when the channel is full.
     pub fn send(&self, event: AgentEvent) {
-        let pending = self.pending.load(Ordering::Acquire);
-        if pending > 0 {
-            match self.tx.try_send(dropped_notice(pending)) {
-                Ok(()) => {
-                    self.pending.fetch_sub(pending, Ordering::AcqRel);
-                }
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    self.dropped();
-                    return;
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => return,
-            }
+        if !self.report_dropped() {
+            self.dropped();
+            return;
         }
         if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(event) {
             self.dropped();
+        }
+    }
+
+    /// Queues the notice about events dropped since the last one, if any;
+    /// false when the channel is still full. Call before stopping so a
+    /// final count is not lost.
+    pub fn report_dropped(&self) -> bool {
+        let pending = self.pending.load(Ordering::Acquire);
+        if pending == 0 {
+            return true;
+        }
+        match self.tx.try_send(dropped_notice(pending)) {
+            Ok(()) => {
+                self.pending.fetch_sub(pending, Ordering::AcqRel);
+                true
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => false,
+            // Nobody listens: nothing to report to.
+            Err(mpsc::error::TrySendError::Closed(_)) => true,
         }
     }
 
@@ -104,6 +114,18 @@ mod tests {
         tx.send(notice("6"));
         assert_eq!(rx.try_recv().unwrap(), notice("6"));
         assert_eq!(tx.dropped_total(), 3);
+    }
+
+    #[test]
+    fn a_last_count_is_reported_on_request() {
+        let (tx, mut rx) = channel(1);
+        tx.send(notice("a"));
+        tx.send(notice("b"));
+        assert!(!tx.report_dropped(), "still full");
+        assert_eq!(rx.try_recv().unwrap(), notice("a"));
+        assert!(tx.report_dropped());
+        assert_eq!(rx.try_recv().unwrap(), dropped_notice(1));
+        assert!(rx.try_recv().is_err());
     }
 
     #[test]

@@ -188,6 +188,12 @@ pub async fn start(settings: ListenSettings, cancel: CancellationToken) -> anyho
         if let Err(e) = pipeline_for_stop.store.flush().await {
             tracing::error!(error = %e, "could not finish writing the history");
         }
+        if !pipeline_for_stop.events.report_dropped() {
+            tracing::warn!(
+                dropped = pipeline_for_stop.events.dropped_total(),
+                "agent events were dropped because the display fell behind"
+            );
+        }
         served
     });
     Ok(Running {
