@@ -38,3 +38,18 @@ pub fn timeout(secs: f64) -> anyhow::Result<Duration> {
     }
     Ok(Duration::from_secs_f64(secs))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn timeouts_must_be_positive_and_finite() {
+        assert_eq!(timeout(1.5).unwrap(), Duration::from_millis(1500));
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            let err = timeout(bad).unwrap_err();
+            assert!(err.to_string().contains("--timeout"), "{bad}: {err}");
+        }
+    }
+}
