@@ -129,7 +129,7 @@ pub struct ListenArgs {
     )]
     pub verify: Vec<crate::verify::SecretSpec>,
     /// Address for the embedded relay when no relay is configured (falls back to a free port if 7070 is taken).
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7070")]
+    #[arg(long, value_name = "ADDR", default_value_t = crate::config::EMBEDDED_RELAY_ADDR)]
     pub embedded_listen: std::net::SocketAddr,
     /// Most exchanges kept in history; the oldest are evicted first (config: `keep`; default 10000).
     #[arg(long, value_name = "N")]
@@ -221,7 +221,7 @@ impl FilterArgs {
 const REPLAY_EXAMPLES: &str = "Examples:
   hooktunnel replay last                         # the newest request, to the app it was captured for
   hooktunnel replay 7Q2M9X --to 4000             # any unique part of an id; another port or URL
-  hooktunnel replay last --edit                  # change it in $EDITOR first
+  hooktunnel replay last --edit                  # change it in $VISUAL/$EDITOR first
   hooktunnel replay --since 10m --path '/webhooks/**' --dry-run
   hooktunnel replay --since 1h --status 5xx      # everything that failed in the last hour, oldest first
   hooktunnel replay last --resign                # fresh signature, secret from config.toml / HOOKTUNNEL_VERIFY
@@ -248,10 +248,13 @@ pub struct ReplayArgs {
     /// {"id","method","path","url"} object per request).
     #[arg(long)]
     pub dry_run: bool,
-    /// Edit the request in $EDITOR (then $VISUAL, then vi) before sending, as
-    /// an HTTP/1.1 message; Content-Length is fixed for you. A binary body is
-    /// kept in a separate file named in the message. To cancel, make the
-    /// editor fail (`:cq` in vim).
+    /// Edit the request before sending, as an HTTP/1.1 message; Content-Length
+    /// is fixed for you. The editor is $VISUAL, else $EDITOR, else vi (as git
+    /// picks it), split like a shell would, so EDITOR="code --wait" and quoted
+    /// paths work. A binary body is kept in a separate file named in the
+    /// message. To cancel, delete everything and save (or make the editor
+    /// fail, `:cq` in vim): nothing is sent. An edit that cannot be read is
+    /// kept in the temp directory; the error says where.
     #[arg(long, conflicts_with = "FilterArgs")]
     pub edit: bool,
     /// Sign the body afresh with the current time so the app's own check

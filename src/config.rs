@@ -3,6 +3,8 @@
 //! Settings come from flags, then environment (`HOOKTUNNEL_RELAY`,
 //! `HOOKTUNNEL_TOKEN`, `HOOKTUNNEL_HOME`), then `config.toml`.
 
+use std::io::Write as _;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -122,14 +124,39 @@ impl ConfigFile {
         }
         let text = toml::to_string_pretty(self).context("cannot serialise config")?;
         let tmp = path.with_extension("toml.tmp");
-        std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt as _;
-            let _ = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600));
-        }
+        write_private(&tmp, text.as_bytes())
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
         std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
     }
+}
+
+/// Writes a new file that only the owner can read from the moment it
+/// exists (no window between create and chmod). A leftover file of the same
+/// name (an earlier crash) is replaced, not reused with its permissions.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// Where `listen` starts its embedded relay when no relay is configured; its
+/// port is preferred so the URL survives restarts.
+pub const EMBEDDED_RELAY_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 7070);
+
+/// The relay URL used when none is configured: the embedded relay's.
+pub fn default_relay_url() -> String {
+    format!("http://{EMBEDDED_RELAY_ADDR}")
 }
 
 /// Default retention: most exchanges kept.
@@ -161,5 +188,33 @@ mod tests {
         std::fs::write(paths.config_file(), "relya = 1").unwrap();
         let err = ConfigFile::load(&paths.config_file()).unwrap_err();
         assert!(format!("{err:#}").contains("not a valid hooktunnel config"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_config_file_is_private_from_creation() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        // A stale temp file readable by everyone must not lend its mode.
+        let tmp = path.with_extension("toml.tmp");
+        std::fs::write(&tmp, "old").unwrap();
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_private(&tmp, b"x").unwrap();
+        let mode = std::fs::metadata(&tmp).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        ConfigFile {
+            token: Some("t".into()),
+            ..ConfigFile::default()
+        }
+        .save(&path)
+        .unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn the_default_relay_is_the_embedded_one() {
+        assert_eq!(default_relay_url(), "http://127.0.0.1:7070");
     }
 }

@@ -16,6 +16,8 @@
 //! | [`event`] | what the agent reports to its consumers |
 //! | [`output`] | plain and NDJSON printers of those events |
 //! | [`replay`] | re-sending stored requests through the forwarder |
+//! | [`editor`] | editing a request in `$VISUAL`/`$EDITOR` before a replay |
+//! | [`secrets`] | the one lookup of signature secrets (flags, env, config) |
 //! | [`sanitize`] | escaping of captured text before it reaches a terminal |
 //! | [`filter`] | the filter syntax shared by `requests`, bulk replay and the TUI |
 //! | [`export`] | curl, HAR and JSON renderings of an exchange |
@@ -29,6 +31,7 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod editor;
 pub mod error_chain;
 pub mod event;
 pub mod exchange;
@@ -41,6 +44,7 @@ pub mod logging;
 pub mod output;
 pub mod replay;
 pub mod sanitize;
+pub mod secrets;
 pub mod store;
 pub mod tui;
 pub mod verify;

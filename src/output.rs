@@ -33,15 +33,45 @@ pub fn size(bytes: u64) -> String {
     }
 }
 
-/// Local wall-clock `HH:MM:SS` for a Unix-ms time (UTC; no timezone database needed).
+/// The time zone times are shown in: the system's (`TZ`, else
+/// `/etc/localtime`; UTC when neither can be read). Unit tests always use
+/// UTC so their output does not depend on the machine.
+pub fn local_zone() -> jiff::tz::TimeZone {
+    if cfg!(test) {
+        jiff::tz::TimeZone::UTC
+    } else {
+        jiff::tz::TimeZone::system()
+    }
+}
+
+fn zoned(ms: u64, tz: &jiff::tz::TimeZone) -> jiff::ZonedDateTime {
+    let ts = i64::try_from(ms)
+        .ok()
+        .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    ts.to_zoned_datetime(tz.clone())
+}
+
+/// Local wall-clock `HH:MM:SS` for a Unix-ms time, as in list lines and the
+/// inspector (see [`local_zone`]).
 pub fn clock(ms: u64) -> String {
-    let secs = ms / 1000;
-    format!(
-        "{:02}:{:02}:{:02}",
-        (secs / 3600) % 24,
-        (secs / 60) % 60,
-        secs % 60
-    )
+    clock_in(ms, &local_zone())
+}
+
+/// `HH:MM:SS` for a Unix-ms time in `tz`.
+pub fn clock_in(ms: u64, tz: &jiff::tz::TimeZone) -> String {
+    zoned(ms, tz).strftime("%H:%M:%S").to_string()
+}
+
+/// Local date, time and zone for a Unix-ms time, e.g. `2023-11-14 22:13:20 UTC`
+/// (`show`: the zone is named so a copied line is unambiguous).
+pub fn timestamp(ms: u64) -> String {
+    timestamp_in(ms, &local_zone())
+}
+
+/// [`timestamp`] in `tz`.
+pub fn timestamp_in(ms: u64, tz: &jiff::tz::TimeZone) -> String {
+    zoned(ms, tz).strftime("%Y-%m-%d %H:%M:%S %Z").to_string()
 }
 
 fn paint(color: bool, code: &str, text: &str) -> String {
@@ -203,5 +233,36 @@ pub fn connection_line(state: &ConnectionState, color: bool) -> String {
             )
         }
         ConnectionState::Offline(reason) => paint(color, "31", &format!("○ offline: {reason}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const MS: u64 = 1_700_000_000_123; // 2023-11-14 22:13:20.123 UTC
+
+    #[test]
+    fn times_are_shown_in_the_given_zone() {
+        let utc = jiff::tz::TimeZone::UTC;
+        assert_eq!(clock_in(MS, &utc), "22:13:20");
+        assert_eq!(timestamp_in(MS, &utc), "2023-11-14 22:13:20 UTC");
+        let plus2 = jiff::tz::TimeZone::fixed(jiff::tz::offset(2));
+        assert_eq!(clock_in(MS, &plus2), "00:13:20");
+        assert!(timestamp_in(MS, &plus2).starts_with("2023-11-15 00:13:20 "));
+        let paris = jiff::tz::TimeZone::get("Europe/Paris");
+        if let Ok(paris) = paris {
+            // Winter: one hour ahead; the zone's own name is shown.
+            assert_eq!(timestamp_in(MS, &paris), "2023-11-14 23:13:20 CET");
+        }
+    }
+
+    #[test]
+    fn list_lines_use_the_same_clock() {
+        let mut s = crate::export::fixtures::text_exchange().summary();
+        s.received_at_ms = MS;
+        assert!(exchange_line(&s, false).starts_with("22:13:20  POST"));
+        assert_eq!(clock(MS), "22:13:20", "unit tests show UTC");
     }
 }

@@ -16,15 +16,24 @@ use tokio_util::sync::CancellationToken;
 
 use hooktunnel_relay::protocol::{self, Ack, AgentMessage};
 
+use crate::agent::events::EventSender;
+use crate::agent::seen::SeenIds;
 use crate::event::AgentEvent;
 use crate::exchange::Exchange;
 use crate::forward::{Forwarded, Forwarder, Outgoing};
-use crate::store::Store;
 use crate::store::writer::StoreWriter;
 use crate::verify::{self, SecretSpec};
 
 /// A durable delivery waiting for the ordered worker, with the socket to ack on.
 pub type OrderedJob = (protocol::Request, mpsc::Sender<Message>);
+
+/// Durable deliveries read from the relay but not yet delivered.
+pub const ORDERED_CAPACITY: usize = 64;
+
+/// The channel feeding [`Pipeline::run_ordered`].
+pub fn ordered_channel() -> (mpsc::Sender<OrderedJob>, mpsc::Receiver<OrderedJob>) {
+    mpsc::channel(ORDERED_CAPACITY)
+}
 
 /// Everything a request passes through on the agent, shared by all tasks.
 pub struct Pipeline {
@@ -32,14 +41,16 @@ pub struct Pipeline {
     pub forwarder: Forwarder,
     /// Where exchanges are recorded.
     pub store: StoreWriter,
-    /// Consumers of agent events (TUI or printer).
-    pub events: mpsc::UnboundedSender<AgentEvent>,
+    /// Consumers of agent events (TUI or printer); bounded, never waits.
+    pub events: EventSender,
     /// Tunnel name, recorded with each exchange.
     pub tunnel: std::sync::RwLock<String>,
     /// Signature secrets; each exchange gets a verdict when any are set.
     pub verify: Vec<SecretSpec>,
-    /// Durable deliveries, processed one at a time in order.
-    pub ordered: mpsc::UnboundedSender<OrderedJob>,
+    /// Durable deliveries, processed one at a time in order. Bounded: when
+    /// the worker is behind, the session stops reading from the relay, which
+    /// keeps the rest queued there instead of in this process's memory.
+    pub ordered: mpsc::Sender<OrderedJob>,
     /// Attempts for a durable delivery whose local app fails (5xx or unreachable).
     pub max_attempts: u32,
 }
@@ -59,7 +70,7 @@ impl Pipeline {
         let exchange = self.exchange(request, forwarded);
         let summary = exchange.summary();
         self.store.record(exchange).await;
-        let _ = self.events.send(AgentEvent::Exchange(summary));
+        self.events.send(AgentEvent::Exchange(summary));
     }
 
     /// Runs durable deliveries one by one until the channel closes or `stop`
@@ -67,14 +78,14 @@ impl Pipeline {
     /// leaves a request forwarded but unrecorded.
     pub async fn run_ordered(
         &self,
-        mut jobs: mpsc::UnboundedReceiver<OrderedJob>,
+        mut jobs: mpsc::Receiver<OrderedJob>,
         db: PathBuf,
         stop: CancellationToken,
     ) {
-        let seen = match Store::open(&db) {
-            Ok(store) => Some(store),
+        let mut seen = match SeenIds::open(db).await {
+            Ok(seen) => Some(seen),
             Err(e) => {
-                let _ = self.events.send(AgentEvent::Notice(format!(
+                self.events.send(AgentEvent::Notice(format!(
                     "cannot open the history to skip duplicates ({e}); redelivered requests may reach the app twice"
                 )));
                 None
@@ -90,21 +101,22 @@ impl Pipeline {
                 },
             };
             let id = request.id;
-            let already = seen
-                .as_ref()
-                .is_some_and(|s| s.contains(&id).unwrap_or(false));
+            let already = match seen.as_mut() {
+                Some(seen) => seen.contains(id).await,
+                None => false,
+            };
             if !already {
                 let forwarded = self.forward_with_retries(&request).await;
                 let exchange = self.exchange(request, forwarded);
                 let summary = exchange.summary();
                 if let Err(e) = self.store.record_durably(exchange).await {
                     // Without a stored copy an ack could lose the request: leave it queued.
-                    let _ = self.events.send(AgentEvent::Notice(format!(
+                    self.events.send(AgentEvent::Notice(format!(
                         "could not store {id} ({e}); the relay keeps it and will deliver it again"
                     )));
                     continue;
                 }
-                let _ = self.events.send(AgentEvent::Exchange(summary));
+                self.events.send(AgentEvent::Exchange(summary));
             }
             let ack = AgentMessage::Ack(Ack { id });
             let _ = out.send(Message::Binary(ack.encode())).await;
@@ -137,14 +149,14 @@ impl Pipeline {
                 .clone()
                 .unwrap_or_else(|| format!("status {}", forwarded.response.status));
             if attempt >= self.max_attempts {
-                let _ = self.events.send(AgentEvent::Notice(format!(
+                self.events.send(AgentEvent::Notice(format!(
                     "{} {} failed {attempt} times ({why}); recorded as failed — `hooktunnel replay {}` sends it again",
                     request.method, request.target, request.id
                 )));
                 return forwarded;
             }
             let delay = delays.next().unwrap_or(Duration::from_secs(30));
-            let _ = self.events.send(AgentEvent::Notice(format!(
+            self.events.send(AgentEvent::Notice(format!(
                 "{} {} failed ({why}); retry {attempt}/{} in {:.1}s",
                 request.method,
                 request.target,
@@ -184,5 +196,44 @@ impl Pipeline {
             public_url: request.public_url,
             signature,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn job(out: &mpsc::Sender<Message>) -> OrderedJob {
+        let request = protocol::Request {
+            id: ulid::Ulid::generate(),
+            method: "POST".into(),
+            target: "/".into(),
+            headers: Vec::new(),
+            peer: None,
+            received_at_ms: 0,
+            public_url: None,
+            queued: true,
+            needs_ack: true,
+            body: Bytes::new(),
+        };
+        (request, out.clone())
+    }
+
+    #[tokio::test]
+    async fn durable_deliveries_wait_for_the_worker_instead_of_piling_up() {
+        let (out, _socket) = mpsc::channel(1);
+        let (tx, mut rx) = ordered_channel();
+        for _ in 0..ORDERED_CAPACITY {
+            tx.try_send(job(&out)).unwrap();
+        }
+        // The session's reader waits here, leaving the rest at the relay.
+        let waiting = tokio::time::timeout(Duration::from_millis(50), tx.send(job(&out))).await;
+        assert!(waiting.is_err(), "a full queue must make the reader wait");
+        rx.recv().await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), tx.send(job(&out)))
+            .await
+            .unwrap()
+            .unwrap();
     }
 }

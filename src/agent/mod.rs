@@ -1,9 +1,22 @@
 //! The agent's session with the relay: connect (the handshake is done when
 //! this returns), then run until the link drops; [`reconnect`] supplies the
 //! delays between attempts.
+//!
+//! | module | role |
+//! | --- | --- |
+//! | [`tunnel`] | start a tunnel: config, embedded relay, first connection |
+//! | [`supervisor`] | the reconnect loop around a session |
+//! | [`handle`] | what happens to one request (live or durable, ordered) |
+//! | [`events`] | the bounded channel to the printer or TUI |
+//! | [`seen`] | exactly-once lookups in the history, off the runtime |
+//! | [`reconnect`] | backoff delays |
 
+pub mod events;
 pub mod handle;
 pub mod reconnect;
+pub mod seen;
+pub mod supervisor;
+pub mod tunnel;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -356,7 +369,8 @@ impl Session {
                     Message::Binary(frame) => match RelayMessage::decode_bytes(&frame) {
                         Ok(RelayMessage::Request(request)) if request.needs_ack => {
                             // The worker outlives this session; its ack goes to this socket.
-                            let _ = pipeline.ordered.send((request, out_tx.clone()));
+                            // Waits while the worker is behind: the relay keeps the rest.
+                            let _ = pipeline.ordered.send((request, out_tx.clone())).await;
                         }
                         Ok(RelayMessage::Request(request)) => {
                             let Ok(permit) = permits.clone().acquire_owned().await else {

@@ -8,6 +8,8 @@ pub mod requests;
 pub mod show;
 pub mod trigger;
 
+use std::time::Duration;
+
 use crate::cli::{Cli, Command};
 use crate::config::Paths;
 
@@ -19,12 +21,35 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Requests(args) => requests::run(&args, &paths),
         Command::Show(args) => show::run(&args, &paths),
         Command::Inspect => {
-            let secrets = trigger::secrets_with_sources(&[], "", &paths);
+            let secrets = crate::secrets::with_sources(&[], "", &paths);
             crate::tui::run_inspect(paths, secrets).await
         }
         Command::Replay(args) => replay::run(&args, &paths).await,
         Command::Export(args) => export::run(&args, &paths),
         Command::Clear(args) => clear::run(&args, &paths),
         Command::Trigger(args) => trigger::run(&args, &paths).await,
+    }
+}
+
+/// `--timeout SECS` as a duration; zero, negative and non-finite values are refused.
+pub fn timeout(secs: f64) -> anyhow::Result<Duration> {
+    if !(secs.is_finite() && secs > 0.0) {
+        anyhow::bail!("--timeout must be a positive number of seconds");
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn timeouts_must_be_positive_and_finite() {
+        assert_eq!(timeout(1.5).unwrap(), Duration::from_millis(1500));
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            let err = timeout(bad).unwrap_err();
+            assert!(err.to_string().contains("--timeout"), "{bad}: {err}");
+        }
     }
 }

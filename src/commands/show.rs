@@ -84,14 +84,14 @@ pub fn signature_line(sig: Option<&SignatureVerdict>) -> Option<String> {
 /// The human view of an exchange.
 pub fn render(e: &Exchange) -> String {
     let mut text = format!(
-        "{} {}  →  {}  in {:.1} ms\nid {}  received {} UTC  from {}  via tunnel '{}'  to {}\n",
+        "{} {}  →  {}  in {:.1} ms\nid {}  received {}  from {}  via tunnel '{}'  to {}\n",
         sanitize::escape(&e.method),
         sanitize::escape(&e.path),
         e.status()
             .map_or_else(|| "no response".to_owned(), |s| s.to_string()),
         e.duration_ms(),
         e.id,
-        output::clock(e.received_at_ms),
+        output::timestamp(e.received_at_ms),
         e.peer.as_deref().unwrap_or(if e.replay_of.is_some() {
             "this machine (replay)"
         } else {

@@ -49,7 +49,7 @@ mod worker;
 #[cfg(test)]
 mod testing;
 
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::mpsc::Receiver;
 
 use crate::config::Paths;
 use crate::event::AgentEvent;
@@ -70,7 +70,7 @@ pub use view::render;
 /// `secrets` (each with where it came from) re-sign replays of signed requests.
 pub async fn run_live(
     paths: Paths,
-    events: UnboundedReceiver<AgentEvent>,
+    events: Receiver<AgentEvent>,
     secrets: Vec<(SecretSpec, String)>,
 ) -> anyhow::Result<()> {
     let _logs = crate::logging::divert_to(&paths.log_file()).ok();

@@ -81,7 +81,7 @@ where
 pub(crate) async fn run(
     paths: Paths,
     mode: Mode,
-    agent: Option<mpsc::UnboundedReceiver<AgentEvent>>,
+    agent: Option<mpsc::Receiver<AgentEvent>>,
     secrets: Vec<(SecretSpec, String)>,
 ) -> anyhow::Result<()> {
     let db = paths.db();

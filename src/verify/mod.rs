@@ -18,7 +18,6 @@ mod provider;
 mod scheme;
 
 pub mod github;
-pub mod samples;
 pub mod shopify;
 pub mod slack;
 pub mod standard_webhooks;

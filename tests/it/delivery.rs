@@ -52,8 +52,11 @@ async fn offline_requests_are_queued_then_delivered_in_order_exactly_once() {
     let home = tempfile::tempdir().unwrap();
     let url = claim_then_go_offline(&relay, &app, home.path()).await;
 
+    // More than the agent holds in memory at once: the rest wait at the
+    // relay while the ordered worker catches up (back-pressure).
+    const QUEUED: usize = hooktunnel::agent::handle::ORDERED_CAPACITY + 6;
     let c = client();
-    for i in 0..30 {
+    for i in 0..QUEUED {
         let answer = send(
             &c,
             "POST",
@@ -76,14 +79,14 @@ async fn offline_requests_are_queued_then_delivered_in_order_exactly_once() {
     ))
     .await;
     assert_eq!(agent.public_url, url, "the URL is stable across runs");
-    eventually("30 deliveries", || app.seen().len() >= 30).await;
-    let expected: Vec<String> = (0..30).map(|i| format!("event-{i}")).collect();
+    eventually("all deliveries", || app.seen().len() >= QUEUED).await;
+    let expected: Vec<String> = (0..QUEUED).map(|i| format!("event-{i}")).collect();
     assert_eq!(bodies(&app), expected, "in arrival order, once each");
     let first = agent.next_exchange().await;
     assert!(first.queued, "queued deliveries are marked as such");
     let relay_ref = &relay;
-    bounded("30 acks", async {
-        while relay_ref.metric("hooktunnel_acked_total").await < 30 {
+    bounded("all acks", async {
+        while relay_ref.metric("hooktunnel_acked_total").await < QUEUED as u64 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
@@ -106,7 +109,7 @@ async fn offline_requests_are_queued_then_delivered_in_order_exactly_once() {
     )
     .await;
     assert_eq!(live.status, 200);
-    assert_eq!(app.seen().len(), 31);
+    assert_eq!(app.seen().len(), QUEUED + 1);
 }
 
 #[tokio::test]

@@ -391,16 +391,32 @@ async fn edit_and_replay() {
         br#"{"action":"closed-and-reopened"}"#
     );
 
-    // VISUAL is the fallback; an untouched file sends the capture as is.
-    let run = run_cmd(hooktunnel_cmd(home.path()).env("VISUAL", "true").args([
+    // VISUAL comes before EDITOR (git's order); an untouched file sends the
+    // capture as is.
+    let run = run_cmd(
+        hooktunnel_cmd(home.path())
+            .env("VISUAL", "true")
+            .env("EDITOR", "false")
+            .args(["replay", &original.id.to_string(), "--edit"]),
+    )
+    .await;
+    assert!(run.ok, "{run:?}");
+    assert!(run.stderr.contains("not changed"), "{}", run.stderr);
+    assert_eq!(app.seen().last().unwrap().body, br#"{"action":"opened"}"#);
+
+    // An emptied file cancels: nothing sent.
+    let before = app.seen().len();
+    let editor = editor_script(scripts.path(), ": > \"$1\"\n");
+    let run = run_cmd(hooktunnel_cmd(home.path()).env("VISUAL", &editor).args([
         "replay",
         &original.id.to_string(),
         "--edit",
     ]))
     .await;
-    assert!(run.ok, "{run:?}");
-    assert!(run.stderr.contains("not changed"), "{}", run.stderr);
-    assert_eq!(app.seen().last().unwrap().body, br#"{"action":"opened"}"#);
+    assert!(!run.ok, "{run:?}");
+    assert!(run.stderr.contains("cancelled"), "{}", run.stderr);
+    assert!(run.stderr.contains("nothing sent"), "{}", run.stderr);
+    assert_eq!(app.seen().len(), before);
 
     // Garbage: clear error, nothing sent.
     let before = app.seen().len();

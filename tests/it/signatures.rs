@@ -6,10 +6,11 @@
 use serde_json::Value;
 
 use crate::support::*;
+use hooktunnel::commands::trigger::samples;
 use hooktunnel::config::Paths;
 use hooktunnel::exchange::{Header, now_ms};
 use hooktunnel::store::Store;
-use hooktunnel::verify::{self, Provider, SecretSpec, samples};
+use hooktunnel::verify::{self, Provider, SecretSpec};
 use hooktunnel_relay::RelayConfig;
 
 const STRIPE_SECRET: &str = "whsec_test_3a9f2c";

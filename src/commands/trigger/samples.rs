@@ -3,15 +3,15 @@
 //! [`build`] gives the method, a suggested path, the headers a provider sends
 //! (content type, event and delivery headers; for Slack and Standard
 //! Webhooks also the timestamp/id headers) and the body. To sign, merge
-//! [`super::sign`]'s headers with [`super::apply`], or call [`super::resign`],
+//! [`crate::verify::sign`]'s headers with [`crate::verify::apply`], or call [`crate::verify::resign`],
 //! which keeps the Standard Webhooks id. Twilio needs the full target URL
 //! (tunnel URL + path) as `public_url`.
 
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::Provider;
 use crate::exchange::Header;
+use crate::verify::Provider;
 
 /// A named sample event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -409,7 +409,7 @@ fn slack_command(now: u64, ids: &Ids<'_>) -> Built {
             Header::new("Content-Type", "application/x-www-form-urlencoded"),
             Header::new("User-Agent", "Slackbot 1.0 (+https://api.slack.com/robots)"),
             Header::new("Accept", "application/json,*/*"),
-            Header::new(super::slack::HEADER_TIMESTAMP, now.to_string()),
+            Header::new(crate::verify::slack::HEADER_TIMESTAMP, now.to_string()),
         ],
         body,
     )
@@ -492,10 +492,13 @@ fn standard_invoice(now: u64, ids: &Ids<'_>) -> Built {
         vec![
             Header::new("Content-Type", "application/json"),
             Header::new(
-                super::standard_webhooks::HEADER_ID,
+                crate::verify::standard_webhooks::HEADER_ID,
                 format!("msg_{}", ids.alnum("sw-msg", 27)),
             ),
-            Header::new(super::standard_webhooks::HEADER_TIMESTAMP, now.to_string()),
+            Header::new(
+                crate::verify::standard_webhooks::HEADER_TIMESTAMP,
+                now.to_string(),
+            ),
         ],
         json_body(&body),
     )
@@ -545,8 +548,16 @@ fn twilio_sms(ids: &Ids<'_>) -> Built {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use super::super::{apply, find_header, resign, sign, verify};
     use super::*;
+    use crate::verify::{apply, resign, sign, verify};
+
+    /// The first value of header `name` (case-insensitive).
+    fn find_header<'a>(headers: &'a [Header], name: &str) -> Option<&'a [u8]> {
+        headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| &h.value[..])
+    }
 
     const NOW: u64 = 1_700_000_000;
     const BASE: &str = "https://relay.example/t/demo";
@@ -571,7 +582,7 @@ mod tests {
                 s.name
             );
             assert_eq!(
-                super::super::detect(&headers),
+                crate::verify::detect(&headers),
                 None,
                 "{} is unsigned",
                 s.name
@@ -584,7 +595,7 @@ mod tests {
                 sign(s.provider, key, &body, NOW, Some("msg_1"), Some(&url)).unwrap(),
             );
             assert_eq!(
-                super::super::detect(&signed),
+                crate::verify::detect(&signed),
                 Some(s.provider),
                 "{}",
                 s.name
@@ -615,12 +626,12 @@ mod tests {
             if ct.contains("json") {
                 serde_json::from_slice::<serde_json::Value>(&body).unwrap();
             } else {
-                let params = super::super::twilio::parse_form(&body);
+                let params = crate::verify::twilio::parse_form(&body);
                 assert!(params.len() > 5, "{}", s.name);
             }
         }
         let (_, _, _, body) = build("twilio.sms", NOW, "seed").unwrap();
-        let params = super::super::twilio::parse_form(&body);
+        let params = crate::verify::twilio::parse_form(&body);
         assert!(params.contains(&(
             b"Body".to_vec(),
             "Hello from hooktunnel! 👋".as_bytes().to_vec()
@@ -691,7 +702,7 @@ mod tests {
         let body = form_encode(&[("a b", "1+2&3=4/é"), ("k", "")]);
         assert_eq!(body, b"a+b=1%2B2%263%3D4%2F%C3%A9&k=");
         assert_eq!(
-            super::super::twilio::parse_form(&body),
+            crate::verify::twilio::parse_form(&body),
             vec![
                 (b"a b".to_vec(), "1+2&3=4/é".as_bytes().to_vec()),
                 (b"k".to_vec(), Vec::new())

@@ -1,10 +1,8 @@
 //! `hooktunnel trigger`: send a realistic sample event with a fresh signature.
-//!
-//! Also home of the signature-secret lookup shared with `replay --resign`.
 
-use std::fmt;
+pub mod samples;
+
 use std::io::Write as _;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use serde_json::json;
@@ -12,83 +10,12 @@ use serde_json::json;
 use hooktunnel_relay::protocol::ERROR_HEADER;
 
 use crate::cli::TriggerArgs;
-use crate::config::{ConfigFile, Paths};
+use crate::config::{self, ConfigFile, Paths};
 use crate::exchange::{ExchangeResponse, now_ms};
 use crate::forward::{Forwarder, Outgoing, Target, TargetError};
 use crate::sanitize;
-use crate::verify::{self, Provider, SecretSpec, samples};
-
-/// The relay `listen` embeds when none is configured.
-pub const DEFAULT_RELAY: &str = "http://127.0.0.1:7070";
-
-/// Where a signing secret came from; shown to the user instead of the secret.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SecretSource {
-    /// The command line (`--sign`, `--resign`).
-    Flag(&'static str),
-    /// `HOOKTUNNEL_VERIFY`.
-    Env,
-    /// `verify = [...]` in the config file at this path.
-    Config(String),
-}
-
-impl fmt::Display for SecretSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Flag(flag) => write!(f, "{flag}"),
-            Self::Env => f.write_str("HOOKTUNNEL_VERIFY"),
-            Self::Config(path) => write!(f, "`verify` in {path}"),
-        }
-    }
-}
-
-/// The configured secrets, `HOOKTUNNEL_VERIFY` first, then the config file's
-/// `verify` list (the same places `listen --verify` reads).
-pub fn configured_secrets(paths: &Paths) -> anyhow::Result<Vec<(SecretSpec, SecretSource)>> {
-    let mut out = Vec::new();
-    if let Ok(env) = std::env::var("HOOKTUNNEL_VERIFY") {
-        for part in env.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let spec: SecretSpec = part.parse().context(
-                "bad entry in HOOKTUNNEL_VERIFY (expected PROVIDER:SECRET, comma-separated)",
-            )?;
-            out.push((spec, SecretSource::Env));
-        }
-    }
-    let path = paths.config_file();
-    let config = ConfigFile::load(&path)?;
-    for entry in &config.verify {
-        let spec: SecretSpec = entry
-            .parse()
-            .with_context(|| format!("bad `verify` entry in {}", path.display()))?;
-        out.push((spec, SecretSource::Config(path.display().to_string())));
-    }
-    Ok(out)
-}
-
-/// `flags` (labelled `flag`) followed by the configured secrets, each with
-/// where it came from; an unreadable config adds nothing.
-pub fn secrets_with_sources(
-    flags: &[SecretSpec],
-    flag: &'static str,
-    paths: &Paths,
-) -> Vec<(SecretSpec, String)> {
-    let configured = configured_secrets(paths).unwrap_or_default();
-    flags
-        .iter()
-        .map(|s| (s.clone(), flag.to_owned()))
-        .chain(configured.into_iter().map(|(s, src)| (s, src.to_string())))
-        .collect()
-}
-
-/// The first configured secret for `provider`.
-pub fn configured_secret(
-    paths: &Paths,
-    provider: Provider,
-) -> anyhow::Result<Option<(SecretSpec, SecretSource)>> {
-    Ok(configured_secrets(paths)?
-        .into_iter()
-        .find(|(s, _)| s.provider == provider))
-}
+use crate::secrets::{self, SecretSource};
+use crate::verify;
 
 /// The value of `x-hooktunnel-error`, when hooktunnel (not the app) answered.
 pub fn hooktunnel_error(response: &ExchangeResponse) -> Option<String> {
@@ -104,9 +31,7 @@ pub async fn run(args: &TriggerArgs, paths: &Paths) -> anyhow::Result<()> {
     if args.list {
         return list();
     }
-    if !(args.timeout.is_finite() && args.timeout > 0.0) {
-        anyhow::bail!("--timeout must be a positive number of seconds");
-    }
+    let timeout = super::timeout(args.timeout)?;
     let Some(event) = args.event.as_deref() else {
         anyhow::bail!("name an event to send; `hooktunnel trigger --list` shows them");
     };
@@ -133,7 +58,7 @@ pub async fn run(args: &TriggerArgs, paths: &Paths) -> anyhow::Result<()> {
             sample.provider
         ),
         Some(spec) => Some((spec.clone(), SecretSource::Flag("--sign"))),
-        None => configured_secret(paths, sample.provider)?,
+        None => secrets::configured_for(paths, sample.provider)?,
     };
     let headers = match &signer {
         Some((spec, _)) => verify::resign(
@@ -158,7 +83,7 @@ pub async fn run(args: &TriggerArgs, paths: &Paths) -> anyhow::Result<()> {
         ),
     };
 
-    let forwarder = Forwarder::new(target.clone(), Duration::from_secs_f64(args.timeout));
+    let forwarder = Forwarder::new(target.clone(), timeout);
     let forwarded = forwarder
         .forward(Outgoing {
             method,
@@ -278,7 +203,7 @@ fn destination(
         .ok()
         .filter(|r| !r.is_empty())
         .or(config.relay)
-        .unwrap_or_else(|| DEFAULT_RELAY.to_owned());
+        .unwrap_or_else(config::default_relay_url);
     let target = match Target::parse(&relay) {
         Ok(t) => t,
         Err(TargetError::Https) => anyhow::bail!(

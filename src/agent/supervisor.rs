@@ -1,0 +1,64 @@
+//! Keeps a tunnel up: serves on a session and, when the link drops,
+//! reconnects with backoff until cancelled or refused for good. Every change
+//! is reported as an [`AgentEvent::Connection`].
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{AgentOptions, Pipeline, Session, reconnect};
+use crate::event::{AgentEvent, ConnectionState};
+
+/// Serves on `session`, reconnecting with backoff until `cancel` fires
+/// (`Ok`) or the relay refuses the tunnel for good (`Err`).
+pub async fn supervise(
+    mut session: Session,
+    opts: &AgentOptions,
+    hint: &str,
+    pipeline: Arc<Pipeline>,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    loop {
+        let lost = match session.run(pipeline.clone(), cancel.clone()).await {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        let mut reason = lost.to_string();
+        let mut attempt = 0;
+        let mut delays = reconnect::delays();
+        session = loop {
+            attempt += 1;
+            let delay = delays.next().unwrap_or(reconnect::MAX_DELAY);
+            pipeline
+                .events
+                .send(AgentEvent::Connection(ConnectionState::Reconnecting {
+                    attempt,
+                    retry_at: SystemTime::now() + delay,
+                    reason: reason.clone(),
+                }));
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = cancel.cancelled() => return Ok(()),
+            }
+            match super::connect(opts, hint).await {
+                Ok(s) => break s,
+                Err(e) if e.is_fatal() => {
+                    pipeline
+                        .events
+                        .send(AgentEvent::Connection(ConnectionState::Offline(
+                            e.to_string(),
+                        )));
+                    return Err(e.into());
+                }
+                Err(e) => reason = e.to_string(),
+            }
+        };
+        if let Ok(mut name) = pipeline.tunnel.write() {
+            name.clone_from(&session.welcome.name);
+        }
+        pipeline
+            .events
+            .send(AgentEvent::Connection(ConnectionState::Online));
+    }
+}

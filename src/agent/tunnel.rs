@@ -1,0 +1,204 @@
+//! Starting a tunnel: settings resolved against the config file, an embedded
+//! relay when none is configured, the first connection, and the background
+//! task that serves (see [`super::supervisor`]) until cancelled.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use hooktunnel_relay::protocol::{Mode, QueuedResponse};
+
+use super::events::{self, EVENT_CAPACITY};
+use super::{AgentOptions, Pipeline, handle, supervisor};
+use crate::config::{ConfigFile, EMBEDDED_RELAY_ADDR, Paths};
+use crate::event::{AgentEvent, Ready};
+use crate::forward::{Forwarder, Target};
+use crate::store::writer::{Retention, StoreWriter};
+use crate::verify::SecretSpec;
+
+/// Everything a tunnel needs, resolved from flags, env and the config file.
+#[derive(Clone, Debug)]
+pub struct ListenSettings {
+    /// The local app.
+    pub target: Target,
+    /// Relay URL; `None` starts an embedded relay.
+    pub relay: Option<String>,
+    /// Relay token.
+    pub token: Option<String>,
+    /// Tunnel name to ask for (else the remembered one, else the relay picks).
+    pub name: Option<String>,
+    /// How senders are answered.
+    pub mode: Mode,
+    /// Local app timeout.
+    pub timeout: Duration,
+    /// Where the embedded relay listens.
+    pub embedded_listen: SocketAddr,
+    /// Config and data locations.
+    pub paths: Paths,
+    /// Signature secrets for verdicts (in addition to the configured ones).
+    pub verify: Vec<SecretSpec>,
+    /// Attempts per durable delivery when the local app fails.
+    pub max_attempts: u32,
+    /// What senders get while this agent is away.
+    pub queued_response: Option<QueuedResponse>,
+    /// Extra CA certificate trusted for a `wss://` relay.
+    pub ca_cert: Option<std::path::PathBuf>,
+    /// History bounds from the command line (`None`: config file, then default).
+    pub keep: Option<u64>,
+    /// History byte bound from the command line.
+    pub keep_bytes: Option<u64>,
+    /// Keepalive ping interval (the protocol's default outside tests).
+    pub ping_interval: Duration,
+}
+
+/// A tunnel that is up and serving in the background.
+pub struct Running {
+    /// Agent events, starting with [`AgentEvent::Ready`]; bounded, so a
+    /// consumer that falls behind loses events (reported by a notice).
+    pub events: mpsc::Receiver<AgentEvent>,
+    /// Completes when the tunnel stops (cancelled, or refused for good).
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    /// The public URL.
+    pub public_url: String,
+}
+
+/// Starts the relay library in this process; returns its base URL.
+async fn start_embedded_relay(
+    addr: SocketAddr,
+    data_dir: std::path::PathBuf,
+    cancel: CancellationToken,
+) -> anyhow::Result<String> {
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        // The preferred port is taken (another listen?): any free port will do.
+        Err(_) if addr.port() == EMBEDDED_RELAY_ADDR.port() => {
+            tokio::net::TcpListener::bind(SocketAddr::new(addr.ip(), 0))
+                .await
+                .context("cannot start the embedded relay")?
+        }
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot start the embedded relay on {addr}"));
+        }
+    };
+    let local = listener.local_addr()?;
+    let config = hooktunnel_relay::RelayConfig {
+        data_dir: Some(data_dir),
+        ..hooktunnel_relay::RelayConfig::default()
+    };
+    tokio::spawn(async move {
+        if let Err(e) = hooktunnel_relay::serve(listener, config, cancel.cancelled_owned()).await {
+            tracing::error!(error = %e, "embedded relay stopped");
+        }
+    });
+    Ok(format!("http://{local}"))
+}
+
+/// A fresh secret agent key.
+fn new_agent_key() -> String {
+    let bytes: [u8; 32] = rand::random();
+    hex::encode(bytes)
+}
+
+/// Connects (starting an embedded relay when none is set) and serves in the
+/// background until `cancel` fires. Errors here are the first connection's.
+pub async fn start(settings: ListenSettings, cancel: CancellationToken) -> anyhow::Result<Running> {
+    let config_path = settings.paths.config_file();
+    let mut config = ConfigFile::load(&config_path)?;
+    if config.agent_key.is_none() {
+        config.agent_key = Some(new_agent_key());
+        config.save(&config_path)?;
+    }
+    let (relay, embedded) = match settings.relay.clone().or_else(|| config.relay.clone()) {
+        Some(relay) => (relay, false),
+        None => (
+            start_embedded_relay(
+                settings.embedded_listen,
+                settings.paths.data_dir.join("relay"),
+                cancel.clone(),
+            )
+            .await?,
+            true,
+        ),
+    };
+    let mut opts = AgentOptions {
+        relay: relay.clone(),
+        token: settings.token.clone().or_else(|| config.token.clone()),
+        name: settings.name.clone().or_else(|| config.name.clone()),
+        key: config.agent_key.clone(),
+        mode: settings.mode,
+        queued_response: settings.queued_response.clone(),
+        ca_cert: settings.ca_cert.clone(),
+        ping_interval: settings.ping_interval,
+    };
+    let hint = config_path.display().to_string();
+    let session = super::connect(&opts, &hint).await?;
+    // Reconnects ask for the granted name, so the URL survives a dropped link.
+    opts.name = Some(session.welcome.name.clone());
+    if settings.name.is_none() && config.name.as_deref() != Some(session.welcome.name.as_str()) {
+        // Remember the name so the next run gets the same URL.
+        config.name = Some(session.welcome.name.clone());
+        config.save(&config_path)?;
+    }
+    let verify = crate::secrets::resolve(&settings.verify, "--verify", &settings.paths)?
+        .into_iter()
+        .map(|(spec, _)| spec)
+        .collect();
+    let retention = Retention::resolve(settings.keep, settings.keep_bytes, &config);
+    let store = StoreWriter::spawn_with_retention(settings.paths.db(), retention)?;
+    let (events, events_rx) = events::channel(EVENT_CAPACITY);
+    let forwarder = Forwarder::new(settings.target.clone(), settings.timeout);
+    let (ordered, ordered_rx) = handle::ordered_channel();
+    let pipeline = Arc::new(Pipeline {
+        forwarder,
+        store,
+        events,
+        tunnel: RwLock::new(session.welcome.name.clone()),
+        verify,
+        ordered,
+        max_attempts: settings.max_attempts.max(1),
+    });
+    let worker = {
+        let pipeline = pipeline.clone();
+        let db = settings.paths.db();
+        let stop = cancel.clone();
+        tokio::spawn(async move { pipeline.run_ordered(ordered_rx, db, stop).await })
+    };
+    let public_url = session
+        .welcome
+        .public_urls
+        .first()
+        .cloned()
+        .unwrap_or_default();
+    pipeline.events.send(AgentEvent::Ready(Ready {
+        public_url: public_url.clone(),
+        target: settings.target.base_url(),
+        relay,
+        embedded,
+    }));
+    let pipeline_for_stop = pipeline.clone();
+    let task = tokio::spawn(async move {
+        let served = supervisor::supervise(session, &opts, &hint, pipeline, cancel.clone()).await;
+        // Stopped or refused for good: let the ordered worker finish its delivery.
+        cancel.cancel();
+        let _ = worker.await;
+        if let Err(e) = pipeline_for_stop.store.flush().await {
+            tracing::error!(error = %e, "could not finish writing the history");
+        }
+        if !pipeline_for_stop.events.report_dropped() {
+            tracing::warn!(
+                dropped = pipeline_for_stop.events.dropped_total(),
+                "agent events were dropped because the display fell behind"
+            );
+        }
+        served
+    });
+    Ok(Running {
+        events: events_rx,
+        task,
+        public_url,
+    })
+}
