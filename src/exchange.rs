@@ -7,7 +7,6 @@ use ulid::Ulid;
 pub use hooktunnel_relay::protocol::Header;
 
 // Re-exported for existing callers; the clock lives in `crate::clock`.
-pub use crate::clock::now_ms;
 
 /// The local app's answer (or hooktunnel's own 502/504 when it had none).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -205,7 +205,11 @@ impl Forwarder {
         let request = builder
             .body(Full::new(out.body.clone()))
             .map_err(|e| format!("invalid request: {e}"))?;
-        let response = self.client.request(request).await.map_err(describe)?;
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|e| crate::error_chain::root_cause(&e))?;
         let (parts, body) = response.into_parts();
         let body = Limited::new(body, MAX_RESPONSE_BYTES)
             .collect()
@@ -223,17 +227,6 @@ impl Forwarder {
             body,
         })
     }
-}
-
-/// Walks the error chain to the root cause (e.g. "Connection refused").
-fn describe(err: hyper_util::client::legacy::Error) -> String {
-    let mut source: Option<&dyn std::error::Error> = Some(&err);
-    let mut last = err.to_string();
-    while let Some(e) = source {
-        last = e.to_string();
-        source = e.source();
-    }
-    last
 }
 
 /// A response hooktunnel makes itself, marked with `x-hooktunnel-error`.

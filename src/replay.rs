@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::exchange::{Exchange, Header, now_ms};
+use crate::clock::now_ms;
+use crate::exchange::{Exchange, Header};
 use crate::forward::{Forwarder, Outgoing, Target};
 use crate::verify::{self, SecretSpec};
 

@@ -27,6 +27,10 @@ const RESERVED: &[&str] = &[
 /// Random characters in a generated name: 16 base-32 characters, 80 bits,
 /// so a URL nobody shared cannot be guessed.
 const RANDOM_CHARS: usize = 16;
+const _: () = assert!(
+    RANDOM_CHARS * 5 >= 80,
+    "generated names carry at least 80 bits"
+);
 
 /// Why a requested tunnel name was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -154,7 +158,5 @@ mod tests {
             assert_eq!(name.len(), 3 + RANDOM_CHARS);
             assert_eq!(validate(name), Ok(()), "{name}");
         }
-        // 16 characters of 5 bits each.
-        assert!(RANDOM_CHARS * 5 >= 80);
     }
 }

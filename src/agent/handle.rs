@@ -175,7 +175,7 @@ impl Pipeline {
             &request.headers,
             &request.body,
             request.public_url.as_deref(),
-            crate::exchange::now_ms() / 1000,
+            crate::clock::now_secs(),
         );
         let tunnel = self.tunnel.read().map(|t| t.clone()).unwrap_or_default();
         Exchange {

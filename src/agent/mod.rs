@@ -30,6 +30,8 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
+use crate::error_chain::root_cause;
+
 use hooktunnel_relay::protocol::{
     self, AgentMessage, ErrorCode, Hello, MAX_HEADER_BYTES, Mode, PROTOCOL_VERSION, RelayMessage,
     Welcome,
@@ -297,16 +299,6 @@ fn tls_connector(path: &std::path::Path) -> Result<tokio_tungstenite::Connector,
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(tokio_tungstenite::Connector::Rustls(Arc::new(config)))
-}
-
-fn root_cause(err: &dyn std::error::Error) -> String {
-    let mut last = err.to_string();
-    let mut source = err.source();
-    while let Some(e) = source {
-        last = e.to_string();
-        source = e.source();
-    }
-    last
 }
 
 impl Session {

@@ -16,7 +16,7 @@ pub use curl::{CurlExport, curl};
 pub use har::har;
 
 // Re-exported for existing callers; the formatter lives in `crate::clock`.
-pub use crate::clock::rfc3339_ms;
+use crate::clock::rfc3339_ms;
 
 /// Joins a base URL (`http://127.0.0.1:3000`, maybe with a path prefix) and a
 /// request path (`/hooks?x=1`) without doubling or dropping the `/`.

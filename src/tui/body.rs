@@ -90,7 +90,7 @@ fn request_lines(ex: &Exchange, view: BodyView, theme: Theme) -> Vec<Line<'stati
     out.push(field("id", ex.id.to_string(), theme));
     out.push(field(
         "received",
-        crate::export::rfc3339_ms(ex.received_at_ms),
+        crate::clock::rfc3339_ms(ex.received_at_ms),
         theme,
     ));
     if let Some(url) = &ex.public_url {
@@ -338,30 +338,6 @@ fn hex_lines(body: &[u8], theme: Theme) -> Vec<Line<'static>> {
         .collect()
 }
 
-fn percent_decode(s: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(s.len());
-    let mut i = 0;
-    while i < s.len() {
-        match s[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < s.len() => {
-                let hex = std::str::from_utf8(&s[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(b) => {
-                        out.push(b);
-                        i += 3;
-                        continue;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    out
-}
-
 fn form_lines(body: &[u8], theme: Theme) -> Vec<Line<'static>> {
     body.split(|&b| b == b'&')
         .filter(|pair| !pair.is_empty())
@@ -371,12 +347,12 @@ fn form_lines(body: &[u8], theme: Theme) -> Vec<Line<'static>> {
                 None => (pair, None),
             };
             let mut spans = vec![Span::styled(
-                sanitize::escape_bytes(&percent_decode(k)),
+                sanitize::escape_bytes(&crate::form::decode(k)),
                 theme.key(),
             )];
             if let Some(v) = v {
                 spans.push(Span::styled(" = ", theme.dim()));
-                spans.push(Span::raw(sanitize::escape_bytes(&percent_decode(v))));
+                spans.push(Span::raw(sanitize::escape_bytes(&crate::form::decode(v))));
             }
             Line::from(spans)
         })

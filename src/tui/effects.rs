@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -15,9 +15,12 @@ use ratatui::backend::{Backend, CrosstermBackend};
 use tokio::sync::mpsc;
 use ulid::Ulid;
 
+use crate::clock::now_secs;
 use crate::config::Paths;
-use crate::exchange::{Exchange, now_ms};
-use crate::export::{self, http_message};
+use crate::config::write_private;
+use crate::editor::{self, EditOutcome};
+use crate::exchange::Exchange;
+use crate::export;
 use crate::replay::{self, ReplayOptions, ReplayRequest};
 use crate::verify::SecretSpec;
 
@@ -119,7 +122,8 @@ impl TerminalHost {
         let ex = self.worker.get(id).await?;
         let script = export::curl(&ex, &ex.target, None).script;
         let file = self.scratch_dir()?.join("last-curl.sh");
-        write_private(&file, script.as_bytes())?;
+        write_private(&file, script.as_bytes())
+            .with_context(|| format!("cannot write {}", file.display()))?;
         let clipboard = if script.len() <= OSC52_MAX {
             let osc = format!(
                 "\x1b]52;c;{}\x07",
@@ -155,66 +159,30 @@ impl TerminalHost {
     ) -> anyhow::Result<()> {
         let original = self.worker.get(id).await?;
         let dir = self.scratch_dir()?;
-        let message = dir.join(format!("{id}.http"));
-        let body_file = dir.join(format!("{id}.body"));
-        let (text, binary) = http_message::render(&original, Some(&body_file));
-        let text = format!(
-            "# hooktunnel: edit this request, then save and quit to send it.\n# Delete everything to cancel.\n{text}"
-        );
-        write_private(&message, text.as_bytes())?;
-        if let Some(bytes) = &binary {
-            write_private(&body_file, bytes)?;
-        }
-
         self.input.set_paused(true).await;
         restore_terminal();
-        let editor_path = message.clone();
-        let status = tokio::task::spawn_blocking(move || run_editor(&editor_path)).await;
+        let edited = original.clone();
+        let outcome =
+            tokio::task::spawn_blocking(move || editor::edit_request(&edited, &dir)).await;
         enter_terminal().context("cannot set up the terminal again")?;
         terminal.clear()?;
         self.input.set_paused(false).await;
-
-        let outcome = (|| -> anyhow::Result<Option<ReplayRequest>> {
-            match status {
-                Ok(Ok(s)) if s.success() => {}
-                Ok(Ok(s)) => anyhow::bail!("the editor exited with {s}; nothing sent"),
-                Ok(Err(e)) => return Err(e),
-                Err(e) => anyhow::bail!("the editor task failed: {e}"),
+        let request = match outcome.context("the editor task failed")?? {
+            EditOutcome::Cancelled => {
+                self.notice("edit cancelled: nothing sent", false);
+                return Ok(());
             }
-            let edited = std::fs::read(&message)
-                .with_context(|| format!("cannot read {}", message.display()))?;
-            let mut request = match http_message::parse(&edited) {
-                Ok(r) => r,
-                Err(http_message::MessageError::Empty) => return Ok(None),
-                Err(e) => return Err(e.into()),
-            };
-            if let Some(path) = request.body_file.take() {
-                let bytes = std::fs::read(&path)
-                    .with_context(|| format!("cannot read the body file {}", path.display()))?;
-                request.set_body(bytes.into());
-            }
-            Ok(Some(ReplayRequest {
-                method: request.method,
-                path: request.path,
-                headers: request.headers,
-                body: request.body,
-            }))
-        })();
-        let _ = std::fs::remove_file(&message);
-        let _ = std::fs::remove_file(&body_file);
-        match outcome? {
-            Some(request) => {
-                self.notice(format!("sending the edited {}…", short_id(&id)), false);
-                tokio::spawn(send_replay(
-                    self.worker.clone(),
-                    self.events.clone(),
-                    self.secrets.clone(),
-                    original,
-                    request,
-                ));
-            }
-            None => self.notice("edit cancelled: nothing sent", false),
-        }
+            EditOutcome::Unchanged => ReplayRequest::original(&original),
+            EditOutcome::Edited(request) => request,
+        };
+        self.notice(format!("sending the edited {}…", short_id(&id)), false);
+        tokio::spawn(send_replay(
+            self.worker.clone(),
+            self.events.clone(),
+            self.secrets.clone(),
+            original,
+            request,
+        ));
         Ok(())
     }
 }
@@ -246,7 +214,7 @@ async fn send_replay(
     original: Exchange,
     mut request: ReplayRequest,
 ) {
-    let note = replay::resign_if_configured(&secrets, &original, &mut request, now_ms() / 1000)
+    let note = replay::resign_if_configured(&secrets, &original, &mut request, now_secs())
         .map(|r| r.unwrap_or_else(|why| format!("{why}; sent as captured")));
     match replay::send(&original, request, &ReplayOptions::default()).await {
         Ok(new) => worker.send(Job::InsertReplay {
@@ -256,42 +224,6 @@ async fn send_replay(
         }),
         Err(e) => replay_failed(&events, original.id, &e, note),
     }
-}
-
-/// Runs `$VISUAL`, else `$EDITOR`, else `vi` on `path` (the variable may hold arguments).
-fn run_editor(path: &Path) -> anyhow::Result<std::process::ExitStatus> {
-    let editor = std::env::var("VISUAL")
-        .ok()
-        .filter(|s| !s.trim().is_empty())
-        .or_else(|| {
-            std::env::var("EDITOR")
-                .ok()
-                .filter(|s| !s.trim().is_empty())
-        })
-        .unwrap_or_else(|| "vi".to_owned());
-    let mut words = editor.split_whitespace();
-    let program = words.next().unwrap_or("vi");
-    std::process::Command::new(program)
-        .args(words)
-        .arg(path)
-        .status()
-        .with_context(|| format!("cannot run the editor `{editor}` (set $EDITOR)"))
-}
-
-/// Writes a file only the user can read (it may hold secrets from headers).
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    file.write_all(bytes)
-        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 impl Host<Crossterm> for TerminalHost {

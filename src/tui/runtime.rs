@@ -12,9 +12,9 @@ use ratatui::Terminal;
 use ratatui::backend::{Backend, CrosstermBackend};
 use tokio::sync::mpsc;
 
+use crate::clock::now_ms;
 use crate::config::Paths;
 use crate::event::AgentEvent;
-use crate::exchange::now_ms;
 use crate::store::Store;
 use crate::verify::SecretSpec;
 
@@ -32,12 +32,55 @@ const TICK: Duration = Duration::from_millis(250);
 /// Most events applied between two frames.
 const BATCH: usize = 512;
 
+/// Where the loop's events come from: its own channel (input, ticks, the
+/// worker, effects) and, while listening, the agent's bounded channel, read
+/// directly so a slow screen applies back-pressure there (the agent then
+/// drops and counts) instead of growing a queue here.
+pub(crate) struct Inbox {
+    events: mpsc::UnboundedReceiver<Event>,
+    agent: Option<mpsc::Receiver<AgentEvent>>,
+}
+
+impl Inbox {
+    /// An inbox over the loop's own channel and, optionally, the agent's.
+    pub(crate) fn new(
+        events: mpsc::UnboundedReceiver<Event>,
+        agent: Option<mpsc::Receiver<AgentEvent>>,
+    ) -> Self {
+        Self { events, agent }
+    }
+
+    /// The next event; `None` once the loop's own channel is closed.
+    async fn recv(&mut self) -> Option<Event> {
+        loop {
+            let Some(agent) = self.agent.as_mut() else {
+                return self.events.recv().await;
+            };
+            tokio::select! {
+                e = self.events.recv() => return e,
+                ev = agent.recv() => match ev {
+                    Some(ev) => return Some(Event::Agent(ev)),
+                    None => self.agent = None,
+                },
+            }
+        }
+    }
+
+    /// An event that is ready now, if any.
+    fn try_recv(&mut self) -> Option<Event> {
+        if let Ok(e) = self.events.try_recv() {
+            return Some(e);
+        }
+        self.agent.as_mut()?.try_recv().ok().map(Event::Agent)
+    }
+}
+
 /// The event loop: draw, wait for events, apply them (in batches), perform
 /// effects, until an effect says quit or the channel closes.
 pub(crate) async fn run_loop<B, H>(
     terminal: &mut Terminal<B>,
     app: &mut App,
-    events: &mut mpsc::UnboundedReceiver<Event>,
+    events: &mut Inbox,
     host: &mut H,
 ) -> anyhow::Result<()>
 where
@@ -70,8 +113,8 @@ where
         pending.push_back(event);
         while pending.len() < BATCH {
             match events.try_recv() {
-                Ok(e) => pending.push_back(e),
-                Err(_) => break,
+                Some(e) => pending.push_back(e),
+                None => break,
             }
         }
     }
@@ -94,7 +137,8 @@ pub(crate) async fn run(
     let mut app = App::new(mode, color, now_ms());
     app.load(total, newest);
 
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut inbox = Inbox::new(rx, agent);
     let worker = Worker::spawn(store, tx.clone())?;
     {
         let tx = tx.clone();
@@ -122,23 +166,10 @@ pub(crate) async fn run(
             }
         })
     };
-    let forwarder = agent.map(|mut agent| {
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            while let Some(ev) = agent.recv().await {
-                if tx.send(Event::Agent(ev)).is_err() {
-                    return;
-                }
-            }
-        })
-    });
     let mut host = TerminalHost::new(worker, tx, paths, secrets);
-    let result = run_loop(&mut terminal, &mut app, &mut rx, &mut host).await;
+    let result = run_loop(&mut terminal, &mut app, &mut inbox, &mut host).await;
     host.stop_scans();
     ticker.abort();
-    if let Some(f) = forwarder {
-        f.abort();
-    }
     drop(host);
     drop(guard);
     result
@@ -208,7 +239,8 @@ mod tests {
     async fn loop_runs_over_a_test_backend() {
         let rows = history();
         let mut terminal = Terminal::new(TestBackend::new(100, 24)).unwrap();
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut inbox = Inbox::new(rx, None);
         let mut app = App::new(Mode::Inspect, false, T0);
         app.load(
             rows.len() as u64,
@@ -236,7 +268,7 @@ mod tests {
         let _ = done_tx.send(());
         tokio::time::timeout(
             std::time::Duration::from_secs(5),
-            run_loop(&mut terminal, &mut app, &mut rx, &mut host),
+            run_loop(&mut terminal, &mut app, &mut inbox, &mut host),
         )
         .await
         .expect("the loop ends on q")
@@ -249,5 +281,27 @@ mod tests {
         let s = text(terminal.backend().buffer());
         assert!(s.contains("replayed"), "{s}");
         assert!(s.contains("[Request]"), "{s}");
+    }
+
+    #[tokio::test]
+    async fn agent_events_are_read_from_the_agents_bounded_channel() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (agent_tx, agent_rx) = mpsc::channel(1);
+        let mut inbox = Inbox::new(rx, Some(agent_rx));
+        agent_tx.try_send(AgentEvent::Notice("one".into())).unwrap();
+        // Nothing is copied out of the agent's channel until the loop reads,
+        // so a full channel pushes back on the agent.
+        assert!(agent_tx.try_send(AgentEvent::Notice("two".into())).is_err());
+        assert!(
+            matches!(inbox.recv().await, Some(Event::Agent(AgentEvent::Notice(n))) if n == "one")
+        );
+        drop(agent_tx);
+        tx.send(Event::Tick { now_ms: T0 }).unwrap();
+        assert!(matches!(inbox.recv().await, Some(Event::Tick { .. })));
+        drop(tx);
+        assert!(
+            inbox.recv().await.is_none(),
+            "closed once the loop's own channel closes"
+        );
     }
 }

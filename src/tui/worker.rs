@@ -2,6 +2,7 @@
 //! answers [`Job`]s with events, and the background scans (filter matches,
 //! the header's error count), each on its own connection.
 
+use std::ops::Bound;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -12,7 +13,7 @@ use ulid::Ulid;
 
 use crate::exchange::{Exchange, ExchangeSummary};
 use crate::filter::Filter;
-use crate::store::Store;
+use crate::store::{Direction, Store};
 
 use super::app::is_error;
 use super::events::{Event, PageRequest};
@@ -126,7 +127,11 @@ fn serve(store: &mut Store, job: Job, again: &std::sync::mpsc::Sender<Job>) -> O
                 .map_err(|e| format!("the replay ran but could not be stored: {e}")),
             note,
         }),
-        Job::Poll => Some(Event::Polled(store.list(50, 0).unwrap_or_default())),
+        Job::Poll => Some(Event::Polled(
+            store
+                .page(Bound::Unbounded, Direction::Older, 50)
+                .unwrap_or_default(),
+        )),
         Job::CheckLive {
             generation,
             summary,
@@ -168,8 +173,7 @@ pub(super) fn scan(
     events: &mpsc::UnboundedSender<Event>,
 ) -> anyhow::Result<()> {
     let store = Store::open(db)?;
-    let (mut offset, mut scanned) = (0usize, 0u64);
-    let mut last: Option<Ulid> = None;
+    let mut scanned = 0u64;
     let send = |rows: Vec<ExchangeSummary>, scanned: u64, done: bool| {
         events
             .send(Event::FilterChunk {
@@ -180,19 +184,16 @@ pub(super) fn scan(
             })
             .is_ok()
     };
-    loop {
+    // Paging by id: rows inserted meanwhile are above `upto` and never shift a page.
+    let from = upto.map_or(Bound::Unbounded, Bound::Included);
+    for batch in store.walk(from, Direction::Older, SCAN_CHUNK) {
         if current.load(Ordering::SeqCst) != generation {
             return Ok(());
         }
-        let batch = store.list(SCAN_CHUNK, offset)?;
-        let n = batch.len();
-        let lowest = batch.last().map(|s| s.id);
+        let batch = batch?;
+        let done = batch.len() < SCAN_CHUNK;
         let mut rows = Vec::new();
         for s in batch {
-            // New rows shift offsets: skip what was seen (ids only go down).
-            if upto.is_some_and(|u| s.id > u) || last.is_some_and(|l| s.id >= l) {
-                continue;
-            }
             scanned += 1;
             match filter.matches_summary(&s) {
                 Some(true) => rows.push(s),
@@ -211,37 +212,24 @@ pub(super) fn scan(
                 }
             }
         }
-        if lowest.is_some() {
-            last = lowest;
-        }
-        offset += n;
-        let done = n < SCAN_CHUNK;
         if !send(rows, scanned, done) || done {
             return Ok(());
         }
     }
+    // The walk ended on a full page (or found nothing): say the scan is over.
+    send(Vec::new(), scanned, true);
+    Ok(())
 }
 
 /// Counts error rows (see [`is_error`]) up to `upto`.
 pub(super) fn count_errors(db: &Path, upto: Option<Ulid>) -> anyhow::Result<u64> {
     let store = Store::open(db)?;
     let Some(upto) = upto else { return Ok(0) };
-    let (mut offset, mut errors) = (0usize, 0u64);
-    let mut last: Option<Ulid> = None;
-    loop {
-        let batch = store.list(SCAN_CHUNK, offset)?;
-        errors += batch
-            .iter()
-            .filter(|s| s.id <= upto && last.is_none_or(|l| s.id < l) && is_error(s))
-            .count() as u64;
-        if let Some(s) = batch.last() {
-            last = Some(s.id);
-        }
-        offset += batch.len();
-        if batch.len() < SCAN_CHUNK {
-            return Ok(errors);
-        }
+    let mut errors = 0u64;
+    for batch in store.walk(Bound::Included(upto), Direction::Older, SCAN_CHUNK) {
+        errors += batch?.iter().filter(|s| is_error(s)).count() as u64;
     }
+    Ok(errors)
 }
 
 #[cfg(test)]

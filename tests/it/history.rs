@@ -716,7 +716,7 @@ fn exchange(n: u8, body_len: usize) -> Exchange {
     Exchange {
         id: hooktunnel_relay::protocol::next_id(),
         tunnel: "t".into(),
-        received_at_ms: hooktunnel::exchange::now_ms(),
+        received_at_ms: hooktunnel::clock::now_ms(),
         method: "POST".into(),
         path: format!("/n/{n}"),
         target: "http://127.0.0.1:9".into(),

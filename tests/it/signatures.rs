@@ -6,9 +6,10 @@
 use serde_json::Value;
 
 use crate::support::*;
+use hooktunnel::clock::now_ms;
 use hooktunnel::commands::trigger::samples;
 use hooktunnel::config::Paths;
-use hooktunnel::exchange::{Header, now_ms};
+use hooktunnel::exchange::Header;
 use hooktunnel::store::Store;
 use hooktunnel::verify::{self, Provider, SecretSpec};
 use hooktunnel_relay::RelayConfig;

@@ -8,8 +8,8 @@ use serde_json::json;
 
 use super::{Plan, failure, note, replay_json};
 use crate::cli::ReplayArgs;
+use crate::clock::now_ms;
 use crate::commands::trigger::hooktunnel_error;
-use crate::exchange::now_ms;
 use crate::output;
 use crate::replay::{self, ReplayRequest};
 use crate::sanitize;

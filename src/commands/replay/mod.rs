@@ -14,8 +14,9 @@ use anyhow::Context as _;
 use serde_json::json;
 
 use crate::cli::ReplayArgs;
+use crate::clock::now_ms;
 use crate::config::{ConfigFile, Paths};
-use crate::exchange::{Exchange, Header, now_ms};
+use crate::exchange::{Exchange, Header};
 use crate::forward::Target;
 use crate::replay::{ReplayOptions, ReplayRequest};
 use crate::sanitize;

@@ -10,8 +10,9 @@ use serde_json::json;
 use hooktunnel_relay::protocol::ERROR_HEADER;
 
 use crate::cli::TriggerArgs;
+use crate::clock::now_ms;
 use crate::config::{self, ConfigFile, Paths};
-use crate::exchange::{ExchangeResponse, now_ms};
+use crate::exchange::ExchangeResponse;
 use crate::forward::{Forwarder, Outgoing, Target, TargetError};
 use crate::sanitize;
 use crate::secrets::{self, SecretSource};
