@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use hooktunnel_relay::protocol::HttpErrorCode;
 use serde_json::json;
 
 use crate::cli::ReplayArgs;
@@ -185,8 +186,9 @@ fn failure(replay: &Exchange) -> Option<String> {
     }
     // Sent to something that is itself a hooktunnel (a tunnel URL): its own
     // 502/504 means the app behind it did not answer either.
-    match hooktunnel_error(response).as_deref() {
-        Some(code @ ("local_unreachable" | "local_timeout")) => Some(format!(
+    let code = hooktunnel_error(response)?;
+    match code.parse() {
+        Ok(HttpErrorCode::LocalUnreachable | HttpErrorCode::LocalTimeout) => Some(format!(
             "{} answered {} ({code}): {}",
             replay.target,
             response.status,
@@ -420,7 +422,9 @@ async fn bulk(args: &ReplayArgs, plan: &Plan<'_>, store: &mut Store) -> anyhow::
         bar.suspend(|| writeln!(out, "{line}"))?;
         bar.inc(1);
         let unreachable = replay.response.as_ref().and_then(hooktunnel_error);
-        if failed.is_some() && unreachable.as_deref() == Some("local_unreachable") {
+        if failed.is_some()
+            && unreachable.is_some_and(|c| c.parse() == Ok(HttpErrorCode::LocalUnreachable))
+        {
             stopped = Some(format!(
                 "stopped: {} is unreachable",
                 sanitize::escape(&replay.target)
