@@ -529,11 +529,6 @@ mod tests {
         // The body points into the frame: no copy was made.
         let at = frame.len() - req.body.len();
         assert_eq!(decoded.body.as_ptr(), frame[at..].as_ptr());
-        let ack_with_body = encode_frame(&AgentMessage::Ack(Ack { id: Ulid::nil() }), b"surprise");
-        assert_eq!(
-            AgentMessage::decode_bytes(&ack_with_body),
-            Err(ProtocolError::UnexpectedBody(8))
-        );
     }
 
     #[test]
@@ -567,10 +562,9 @@ mod tests {
             Err(ProtocolError::Malformed(_))
         ));
         let ack_with_body = encode_frame(&AgentMessage::Ack(Ack { id: Ulid::nil() }), b"surprise");
-        assert_eq!(
-            AgentMessage::decode(&ack_with_body),
-            Err(ProtocolError::UnexpectedBody(8))
-        );
+        let refused = Err(ProtocolError::UnexpectedBody(8));
+        assert_eq!(AgentMessage::decode(&ack_with_body), refused);
+        assert_eq!(AgentMessage::decode_bytes(&ack_with_body), refused);
     }
 
     #[test]
