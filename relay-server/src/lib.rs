@@ -3,15 +3,18 @@
 //!
 //! | module | role |
 //! | --- | --- |
-//! | [`protocol`] | frames and messages; no I/O, no axum |
+//! | [`protocol`] | frames and messages, the `x-hooktunnel-error` codes; no I/O, no axum |
 //! | [`config`] | validated relay settings |
-//! | [`durable`] | name ownership and the offline queue (SQLite, behind traits) |
+//! | [`durable`] | name ownership and the offline queue: SQLite behind traits, owned by one database thread |
+//! | `error` | every answer the relay gives itself, one enum implementing `IntoResponse` |
 //! | `state` | live tunnels, requests awaiting answers, counters |
-//! | `routes` | ingress, agent socket, health |
-//! | [`tls`] | the rustls acceptor for `--tls-cert`/`--tls-key` |
+//! | `routes` | the router: guard middleware, ingress, agent socket, health, metrics |
 //! | [`wire`] | the batched WebSocket writer loop (relay and agent) |
-//! | `error` | every answer the relay gives itself, one enum |
+//! | [`tls`] | the rustls acceptor for `--tls-cert`/`--tls-key` |
 //! | `auth`, `forwarded`, `limit` | token checks, forwarding headers, rate limits |
+//!
+//! Dependencies point one way: `routes` → `state`, `limit`, `error` →
+//! `durable`, `config`, `protocol`.
 //!
 //! The binary, the CLI's embedded relay and the tests all run [`serve`] on a
 //! listener they bound themselves, so tests never race for a port.
