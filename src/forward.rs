@@ -14,7 +14,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use crate::exchange::{ExchangeResponse, Header};
-use hooktunnel_relay::protocol::{self, ERROR_HEADER};
+use hooktunnel_relay::protocol::{self, ERROR_HEADER, HttpErrorCode};
 
 /// Default time the local app has to answer.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -168,7 +168,7 @@ impl Forwarder {
             Ok(Err(failure)) => {
                 let message = format!("could not reach the local app at {url}: {failure}");
                 Forwarded {
-                    response: own_answer(502, "local_unreachable", &message),
+                    response: own_answer(502, HttpErrorCode::LocalUnreachable, &message),
                     error: Some(message),
                     duration_us,
                 }
@@ -179,7 +179,7 @@ impl Forwarder {
                     self.timeout.as_secs_f32()
                 );
                 Forwarded {
-                    response: own_answer(504, "local_timeout", &message),
+                    response: own_answer(504, HttpErrorCode::LocalTimeout, &message),
                     error: Some(message),
                     duration_us,
                 }
@@ -230,12 +230,12 @@ impl Forwarder {
 }
 
 /// A response hooktunnel makes itself, marked with `x-hooktunnel-error`.
-pub fn own_answer(status: u16, code: &str, message: &str) -> ExchangeResponse {
+pub fn own_answer(status: u16, code: HttpErrorCode, message: &str) -> ExchangeResponse {
     ExchangeResponse {
         status,
         headers: vec![
             Header::new("content-type", "text/plain; charset=utf-8"),
-            Header::new(ERROR_HEADER, code),
+            Header::new(ERROR_HEADER, code.as_str()),
         ],
         body: Bytes::from(format!("hooktunnel: {message}\n")),
     }

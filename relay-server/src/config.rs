@@ -231,28 +231,21 @@ impl Default for RelayConfig {
 impl std::fmt::Debug for RelayConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Tokens are secrets: show how many, never what.
-        f.debug_struct("RelayConfig")
-            .field("public_url", &self.public_url)
-            .field("domain", &self.domain)
-            .field("tokens", &format_args!("[{} redacted]", self.tokens.len()))
+        let mut d = f.debug_struct("RelayConfig");
+        d.field("tokens", &format_args!("[{} redacted]", self.tokens.len()))
             .field(
                 "token_hashes",
                 &format_args!("[{} redacted]", self.token_hashes.len()),
-            )
-            .field("data_dir", &self.data_dir)
-            .field("max_body_bytes", &self.max_body_bytes)
-            .field("response_timeout", &self.response_timeout)
-            .field("queue_limits", &self.queue_limits)
-            .field("queued_status", &self.queued_status)
-            .field("ack_status", &self.ack_status)
-            .field("trust_proxy", &self.trust_proxy)
-            .field("rate_per_ip", &self.rate_per_ip)
-            .field("rate_per_tunnel", &self.rate_per_tunnel)
-            .field("max_in_flight_per_tunnel", &self.max_in_flight_per_tunnel)
-            .field("header_read_timeout", &self.header_read_timeout)
-            .field("body_read_timeout", &self.body_read_timeout)
-            .field("tls", &self.tls)
-            .finish()
+            );
+        macro_rules! show {
+            ($($field:ident),*) => { $(d.field(stringify!($field), &self.$field);)* };
+        }
+        show! {
+            public_url, domain, data_dir, max_body_bytes, response_timeout, queue_limits,
+            queued_status, ack_status, trust_proxy, rate_per_ip, rate_per_tunnel,
+            max_in_flight_per_tunnel, header_read_timeout, body_read_timeout, tls
+        }
+        d.finish()
     }
 }
 

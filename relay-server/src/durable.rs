@@ -1,20 +1,28 @@
 //! The relay's durable state: which key owns which tunnel name, and the
 //! queue of requests accepted for agents that have not acknowledged them.
 //!
-//! Both sit behind small traits so a cluster backend (e.g. Redis registry
-//! entries with an epoch, Redis Streams for the queue) can replace the
-//! single-node SQLite implementation without touching the routes.
+//! Both sit behind small synchronous traits so a cluster backend (e.g. Redis
+//! registry entries with an epoch, Redis Streams for the queue) can replace
+//! the single-node SQLite implementation without touching the routes. Routes
+//! never call a backend directly: [`Durable`] owns it on a dedicated thread
+//! and hands it jobs over a channel, so an fsync never stalls a runtime worker
+//! (and with it unrelated requests).
 
-use std::path::Path;
-use std::sync::Mutex;
+mod sqlite;
+
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
-use rusqlite::{Connection, OptionalExtension as _, params};
 use sha2::{Digest as _, Sha256};
+use tokio::sync::{mpsc, oneshot};
 use ulid::Ulid;
 
 pub use crate::protocol::QueuedResponse as QueuedAnswer;
+pub use sqlite::SqliteDurable;
+
+/// Jobs queued for the database thread before callers wait.
+const JOB_CAPACITY: usize = 1024;
 
 /// Why durable state could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +38,12 @@ pub enum DurableError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The database thread could not start.
+    #[error("cannot start the relay's database thread: {0}")]
+    Thread(std::io::Error),
+    /// The database thread has stopped.
+    #[error("the relay's database thread has stopped")]
+    Stopped,
 }
 
 /// Outcome of claiming a name.
@@ -74,250 +88,173 @@ pub struct Pending {
     pub frame: Bytes,
 }
 
-/// Which key owns which name.
-pub trait NameRegistry: Send + Sync {
+/// What a backend call returns.
+pub type Stored<T> = Result<T, DurableError>;
+
+/// Which key owns which name. Calls block; they run on the database thread.
+pub trait NameRegistry {
     /// Binds `name` to `key` unless another key holds it. Atomic.
-    fn claim(&self, name: &str, key: &str) -> Result<Claim, DurableError>;
+    fn claim(&self, name: &str, key: &str) -> Stored<Claim>;
     /// True when the name has ever been claimed.
-    fn is_known(&self, name: &str) -> Result<bool, DurableError>;
+    fn is_known(&self, name: &str) -> Stored<bool>;
     /// Stores the answer senders get while the agent is away.
-    fn set_queued_answer(
-        &self,
-        name: &str,
-        answer: Option<&QueuedAnswer>,
-    ) -> Result<(), DurableError>;
+    fn set_queued_answer(&self, name: &str, answer: Option<&QueuedAnswer>) -> Stored<()>;
     /// The answer senders get while the agent is away, when customised.
-    fn queued_answer(&self, name: &str) -> Result<Option<QueuedAnswer>, DurableError>;
+    fn queued_answer(&self, name: &str) -> Stored<Option<QueuedAnswer>>;
+}
+
+/// One request to queue, with the bounds it must fit in.
+#[derive(Clone, Debug)]
+pub struct Enqueue {
+    /// The tunnel.
+    pub name: String,
+    /// The request id.
+    pub id: Ulid,
+    /// The encoded request frame.
+    pub frame: Bytes,
+    /// The tunnel's queue bounds.
+    pub limits: QueueLimits,
+    /// When it was received (also the clock for expiring old entries).
+    pub now_ms: u64,
 }
 
 /// Requests accepted with a 2xx and not yet acknowledged by the agent.
-pub trait DeliveryQueue: Send + Sync {
+/// Calls block; they run on the database thread.
+pub trait DeliveryQueue {
     /// Stores a frame durably (fsync'd) before returning.
-    fn enqueue(
-        &self,
-        name: &str,
-        id: Ulid,
-        frame: &[u8],
-        limits: &QueueLimits,
-        now_ms: u64,
-    ) -> Result<(), EnqueueError>;
+    fn enqueue(&self, entry: &Enqueue) -> Result<(), EnqueueError>;
     /// Up to `limit` entries stored after position `after`, in commit order
     /// (ids are assigned before bodies arrive, so id order can differ).
-    fn pending(
-        &self,
-        name: &str,
-        after: Option<i64>,
-        limit: usize,
-    ) -> Result<Vec<Pending>, DurableError>;
+    fn pending(&self, name: &str, after: Option<i64>, limit: usize) -> Stored<Vec<Pending>>;
     /// Deletes an acknowledged entry; false when it was not queued for this tunnel.
-    fn ack(&self, name: &str, id: Ulid) -> Result<bool, DurableError>;
+    fn ack(&self, name: &str, id: Ulid) -> Stored<bool>;
     /// Queued entries for a tunnel.
-    fn depth(&self, name: &str) -> Result<u64, DurableError>;
+    fn depth(&self, name: &str) -> Stored<u64>;
 }
 
-/// Single-node implementation on SQLite.
-pub struct SqliteDurable {
-    conn: Mutex<Connection>,
-}
+/// A complete durable backend.
+pub trait Backend: NameRegistry + DeliveryQueue + Send + 'static {}
+
+impl<T: NameRegistry + DeliveryQueue + Send + 'static> Backend for T {}
+
+type Job = Box<dyn FnOnce(&dyn Backend) + Send>;
 
 /// The stored fingerprint of an agent key (never the key itself).
 pub fn key_hash(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
-impl SqliteDurable {
-    /// Opens `<dir>/relay.sqlite3`, or an in-memory database when `dir` is `None`.
-    pub fn open(dir: Option<&Path>) -> Result<Self, DurableError> {
-        let conn = match dir {
-            Some(dir) => {
-                std::fs::create_dir_all(dir).map_err(|source| DurableError::Dir {
-                    path: dir.display().to_string(),
-                    source,
-                })?;
-                Connection::open(dir.join("relay.sqlite3"))?
-            }
-            None => Connection::open_in_memory()?,
-        };
-        conn.busy_timeout(Duration::from_secs(10))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        // A 2xx promises durability: every commit reaches the disk.
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS names (
-                name TEXT PRIMARY KEY,
-                key_hash TEXT NOT NULL,
-                queued_status INTEGER,
-                queued_body TEXT
-            );
-            CREATE TABLE IF NOT EXISTS queue (
-                seq INTEGER PRIMARY KEY AUTOINCREMENT,
-                id TEXT NOT NULL UNIQUE,
-                name TEXT NOT NULL,
-                received_at_ms INTEGER NOT NULL,
-                frame BLOB NOT NULL
-            );
-            CREATE INDEX IF NOT EXISTS queue_by_name ON queue(name, seq);",
-        )?;
-        Ok(Self {
-            conn: Mutex::new(conn),
-        })
-    }
-
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
-    }
+/// The async face of the durable state: every call is a job for the one
+/// thread that owns the backend (cheap to clone).
+#[derive(Clone)]
+pub struct Durable {
+    jobs: mpsc::Sender<Job>,
 }
 
-impl NameRegistry for SqliteDurable {
-    fn claim(&self, name: &str, key: &str) -> Result<Claim, DurableError> {
-        let hash = key_hash(key);
-        let conn = self.conn();
-        // One statement: concurrent claims cannot both win.
-        conn.execute(
-            "INSERT OR IGNORE INTO names (name, key_hash) VALUES (?1, ?2)",
-            params![name, hash],
-        )?;
-        let owner: String =
-            conn.query_row("SELECT key_hash FROM names WHERE name = ?1", [name], |r| {
-                r.get(0)
-            })?;
-        let same: bool = subtle::ConstantTimeEq::ct_eq(owner.as_bytes(), hash.as_bytes()).into();
-        Ok(if same { Claim::Granted } else { Claim::Taken })
+impl Durable {
+    /// Opens SQLite state in `dir` (in memory when `None`) on a new database
+    /// thread; the open itself runs there too.
+    pub async fn open(dir: Option<&Path>) -> Stored<Self> {
+        let dir: Option<PathBuf> = dir.map(Path::to_path_buf);
+        Self::start(move || SqliteDurable::open(dir.as_deref())).await
     }
 
-    fn is_known(&self, name: &str) -> Result<bool, DurableError> {
-        Ok(self
-            .conn()
-            .prepare_cached("SELECT 1 FROM names WHERE name = ?1")?
-            .exists([name])?)
+    /// Starts the database thread with the backend `open` makes there.
+    pub async fn start<B: Backend>(
+        open: impl FnOnce() -> Stored<B> + Send + 'static,
+    ) -> Stored<Self> {
+        let (jobs, mut queue) = mpsc::channel::<Job>(JOB_CAPACITY);
+        let (opened, ready) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("relay-db".into())
+            .spawn(move || {
+                let backend = match open() {
+                    Ok(backend) => {
+                        let _ = opened.send(Ok(()));
+                        backend
+                    }
+                    Err(e) => {
+                        let _ = opened.send(Err(e));
+                        return;
+                    }
+                };
+                // Ends once every handle is dropped.
+                while let Some(job) = queue.blocking_recv() {
+                    job(&backend);
+                }
+            })
+            .map_err(DurableError::Thread)?;
+        ready.await.map_err(|_| DurableError::Stopped)??;
+        Ok(Self { jobs })
     }
 
-    fn set_queued_answer(
+    /// Runs `job` on the database thread and waits for its result.
+    async fn call<T: Send + 'static>(
         &self,
-        name: &str,
-        answer: Option<&QueuedAnswer>,
-    ) -> Result<(), DurableError> {
-        self.conn().execute(
-            "UPDATE names SET queued_status = ?2, queued_body = ?3 WHERE name = ?1",
-            params![
-                name,
-                answer.map(|a| a.status),
-                answer.and_then(|a| a.body.clone())
-            ],
-        )?;
-        Ok(())
+        job: impl FnOnce(&dyn Backend) -> T + Send + 'static,
+    ) -> Stored<T> {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |backend| {
+            let _ = tx.send(job(backend));
+        });
+        self.jobs
+            .send(job)
+            .await
+            .map_err(|_| DurableError::Stopped)?;
+        rx.await.map_err(|_| DurableError::Stopped)
     }
 
-    fn queued_answer(&self, name: &str) -> Result<Option<QueuedAnswer>, DurableError> {
-        let row: Option<(Option<u16>, Option<String>)> = self
-            .conn()
-            .query_row(
-                "SELECT queued_status, queued_body FROM names WHERE name = ?1",
-                [name],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        Ok(row.and_then(|(status, body)| status.map(|status| QueuedAnswer { status, body })))
-    }
-}
-
-impl DeliveryQueue for SqliteDurable {
-    fn enqueue(
-        &self,
-        name: &str,
-        id: Ulid,
-        frame: &[u8],
-        limits: &QueueLimits,
-        now_ms: u64,
-    ) -> Result<(), EnqueueError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction().map_err(DurableError::from)?;
-        let cutoff =
-            now_ms.saturating_sub(u64::try_from(limits.max_age.as_millis()).unwrap_or(u64::MAX));
-        let expired = tx
-            .execute(
-                "DELETE FROM queue WHERE name = ?1 AND received_at_ms < ?2",
-                params![name, cutoff as i64],
-            )
-            .map_err(DurableError::from)?;
-        if expired > 0 {
-            tracing::warn!(tunnel = %name, expired, "dropped queued requests older than the queue's max age");
-        }
-        let (count, bytes): (i64, i64) = tx
-            .query_row(
-                "SELECT COUNT(*), COALESCE(SUM(LENGTH(frame)), 0) FROM queue WHERE name = ?1",
-                [name],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .map_err(DurableError::from)?;
-        if count as u64 >= limits.max_count {
-            return Err(EnqueueError::Full(format!(
-                "{count} requests waiting, limit {}",
-                limits.max_count
-            )));
-        }
-        if bytes as u64 + frame.len() as u64 > limits.max_bytes {
-            return Err(EnqueueError::Full(format!(
-                "{bytes} bytes waiting, limit {}",
-                limits.max_bytes
-            )));
-        }
-        tx.execute(
-            "INSERT INTO queue (id, name, received_at_ms, frame) VALUES (?1, ?2, ?3, ?4)",
-            params![id.to_string(), name, now_ms as i64, frame],
-        )
-        .map_err(DurableError::from)?;
-        tx.commit().map_err(DurableError::from)?;
-        Ok(())
+    /// See [`NameRegistry::claim`].
+    pub async fn claim(&self, name: &str, key: &str) -> Stored<Claim> {
+        let (name, key) = (name.to_owned(), key.to_owned());
+        self.call(move |b| b.claim(&name, &key)).await?
     }
 
-    fn pending(
+    /// See [`NameRegistry::is_known`].
+    pub async fn is_known(&self, name: &str) -> Stored<bool> {
+        let name = name.to_owned();
+        self.call(move |b| b.is_known(&name)).await?
+    }
+
+    /// See [`NameRegistry::set_queued_answer`].
+    pub async fn set_queued_answer(&self, name: &str, answer: Option<QueuedAnswer>) -> Stored<()> {
+        let name = name.to_owned();
+        self.call(move |b| b.set_queued_answer(&name, answer.as_ref()))
+            .await?
+    }
+
+    /// See [`NameRegistry::queued_answer`].
+    pub async fn queued_answer(&self, name: &str) -> Stored<Option<QueuedAnswer>> {
+        let name = name.to_owned();
+        self.call(move |b| b.queued_answer(&name)).await?
+    }
+
+    /// See [`DeliveryQueue::enqueue`].
+    pub async fn enqueue(&self, entry: Enqueue) -> Result<(), EnqueueError> {
+        self.call(move |b| b.enqueue(&entry)).await?
+    }
+
+    /// See [`DeliveryQueue::pending`].
+    pub async fn pending(
         &self,
         name: &str,
         after: Option<i64>,
         limit: usize,
-    ) -> Result<Vec<Pending>, DurableError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT seq, id, frame FROM queue WHERE name = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-        )?;
-        let rows = stmt.query_map(params![name, after.unwrap_or(0), limit as i64], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, Vec<u8>>(2)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (seq, id, frame) = row?;
-            match Ulid::from_string(&id) {
-                Ok(id) => out.push(Pending {
-                    seq,
-                    id,
-                    frame: Bytes::from(frame),
-                }),
-                Err(_) => tracing::error!(%id, "queue entry with a corrupt id skipped"),
-            }
-        }
-        Ok(out)
+    ) -> Stored<Vec<Pending>> {
+        let name = name.to_owned();
+        self.call(move |b| b.pending(&name, after, limit)).await?
     }
 
-    fn ack(&self, name: &str, id: Ulid) -> Result<bool, DurableError> {
-        let n = self.conn().execute(
-            "DELETE FROM queue WHERE id = ?1 AND name = ?2",
-            params![id.to_string(), name],
-        )?;
-        Ok(n > 0)
+    /// See [`DeliveryQueue::ack`].
+    pub async fn ack(&self, name: &str, id: Ulid) -> Stored<bool> {
+        let name = name.to_owned();
+        self.call(move |b| b.ack(&name, id)).await?
     }
 
-    fn depth(&self, name: &str) -> Result<u64, DurableError> {
-        let n: i64 =
-            self.conn()
-                .query_row("SELECT COUNT(*) FROM queue WHERE name = ?1", [name], |r| {
-                    r.get(0)
-                })?;
-        Ok(n.max(0) as u64)
+    /// See [`DeliveryQueue::depth`].
+    pub async fn depth(&self, name: &str) -> Stored<u64> {
+        let name = name.to_owned();
+        self.call(move |b| b.depth(&name)).await?
     }
 }
 
@@ -326,63 +263,48 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    const LIMITS: QueueLimits = QueueLimits {
-        max_count: 3,
-        max_bytes: 1000,
-        max_age: Duration::from_secs(60),
-    };
-
-    #[test]
-    fn names_bind_to_the_first_key() {
-        let d = SqliteDurable::open(None).unwrap();
-        assert!(!d.is_known("demo").unwrap());
-        assert_eq!(d.claim("demo", "k1").unwrap(), Claim::Granted);
-        assert_eq!(d.claim("demo", "k1").unwrap(), Claim::Granted);
-        assert_eq!(d.claim("demo", "k2").unwrap(), Claim::Taken);
-        assert!(d.is_known("demo").unwrap());
-        let answer = QueuedAnswer {
-            status: 200,
-            body: Some("ok {id}".into()),
+    #[tokio::test]
+    async fn calls_run_on_the_database_thread() {
+        let durable = tokio::time::timeout(Duration::from_secs(10), Durable::open(None))
+            .await
+            .unwrap()
+            .unwrap();
+        let thread = durable
+            .call(|_| std::thread::current().name().map(str::to_owned))
+            .await
+            .unwrap();
+        assert_eq!(thread.as_deref(), Some("relay-db"));
+        // The backend asserts (in debug builds) that no runtime is current;
+        // these calls would panic if they ran on this test's runtime.
+        assert_eq!(durable.claim("demo", "k").await.unwrap(), Claim::Granted);
+        assert!(durable.is_known("demo").await.unwrap());
+        let entry = Enqueue {
+            name: "demo".into(),
+            id: crate::protocol::next_id(),
+            frame: Bytes::from_static(b"frame"),
+            limits: QueueLimits {
+                max_count: 10,
+                max_bytes: 1000,
+                max_age: Duration::from_secs(60),
+            },
+            now_ms: 1_000,
         };
-        d.set_queued_answer("demo", Some(&answer)).unwrap();
-        assert_eq!(d.queued_answer("demo").unwrap(), Some(answer));
+        durable.enqueue(entry.clone()).await.unwrap();
+        let pending = durable.pending("demo", None, 10).await.unwrap();
+        assert_eq!(pending.len(), 1);
+        assert!(durable.ack("demo", entry.id).await.unwrap());
+        assert_eq!(durable.depth("demo").await.unwrap(), 0);
     }
 
-    #[test]
-    fn queue_is_ordered_bounded_and_survives_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let ids: Vec<Ulid> = (0..4).map(|_| crate::protocol::next_id()).collect();
-        {
-            let d = SqliteDurable::open(Some(dir.path())).unwrap();
-            for id in &ids[..3] {
-                d.enqueue("demo", *id, b"frame", &LIMITS, 1_000).unwrap();
-            }
-            assert!(matches!(
-                d.enqueue("demo", ids[3], b"frame", &LIMITS, 1_000),
-                Err(EnqueueError::Full(_))
-            ));
-            assert!(matches!(
-                d.enqueue("other", ids[3], &[0; 1001], &LIMITS, 1_000),
-                Err(EnqueueError::Full(_))
-            ));
-        }
-        let d = SqliteDurable::open(Some(dir.path())).unwrap();
-        let pending = d.pending("demo", None, 10).unwrap();
-        let pending_ids: Vec<Ulid> = pending.iter().map(|p| p.id).collect();
-        assert_eq!(pending_ids, ids[..3]);
-        assert_eq!(
-            d.pending("demo", Some(pending[0].seq), 10).unwrap().len(),
-            2
-        );
+    #[tokio::test]
+    async fn a_failed_open_is_reported() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        // A regular file where the data directory should be.
+        let opened = Durable::open(Some(&file.path().join("sub"))).await;
         assert!(
-            !d.ack("other", ids[0]).unwrap(),
-            "another tunnel cannot ack"
+            matches!(opened, Err(DurableError::Dir { .. })),
+            "{:?}",
+            opened.err()
         );
-        assert!(d.ack("demo", ids[0]).unwrap());
-        assert_eq!(d.depth("demo").unwrap(), 2);
-        // Entries older than max_age go on the next enqueue.
-        d.enqueue("demo", ids[3], b"frame", &LIMITS, 1_000 + 61_000)
-            .unwrap();
-        assert_eq!(d.depth("demo").unwrap(), 1);
     }
 }

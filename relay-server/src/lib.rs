@@ -3,13 +3,18 @@
 //!
 //! | module | role |
 //! | --- | --- |
-//! | [`protocol`] | frames and messages; no I/O, no axum |
+//! | [`protocol`] | frames and messages, the `x-hooktunnel-error` codes; no I/O, no axum |
 //! | [`config`] | validated relay settings |
-//! | [`durable`] | name ownership and the offline queue (SQLite, behind traits) |
+//! | [`durable`] | name ownership and the offline queue: SQLite behind traits, owned by one database thread |
+//! | `error` | every answer the relay gives itself, one enum implementing `IntoResponse` |
 //! | `state` | live tunnels, requests awaiting answers, counters |
-//! | `routes` | ingress, agent socket, health |
+//! | `routes` | the router: guard middleware, ingress, agent socket, health, metrics |
+//! | [`wire`] | the batched WebSocket writer loop (relay and agent) |
 //! | [`tls`] | the rustls acceptor for `--tls-cert`/`--tls-key` |
 //! | `auth`, `forwarded`, `limit` | token checks, forwarding headers, rate limits |
+//!
+//! Dependencies point one way: `routes` → `state`, `limit`, `error` →
+//! `durable`, `config`, `protocol`.
 //!
 //! The binary, the CLI's embedded relay and the tests all run [`serve`] on a
 //! listener they bound themselves, so tests never race for a port.
@@ -17,6 +22,7 @@
 mod auth;
 pub mod config;
 pub mod durable;
+mod error;
 mod forwarded;
 mod limit;
 pub mod name;
@@ -24,14 +30,12 @@ pub mod protocol;
 mod routes;
 mod state;
 pub mod tls;
+pub mod wire;
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::StatusCode;
-use axum::response::Response;
 pub use config::RelayConfig;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -41,7 +45,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
 
-use crate::routes::{ConnInfo, closing, relay_error};
+use crate::routes::ConnInfo;
 use crate::state::AppState;
 
 /// How often idle rate-limit state is dropped.
@@ -72,8 +76,10 @@ pub async fn serve(
         Some(files) => Some(tls::acceptor(files).map_err(std::io::Error::other)?),
         None => None,
     };
-    let state =
-        Arc::new(AppState::new(config, local_addr, tls.is_some()).map_err(std::io::Error::other)?);
+    let durable = durable::Durable::open(config.data_dir.as_deref())
+        .await
+        .map_err(std::io::Error::other)?;
+    let state = Arc::new(AppState::new(config, local_addr, tls.is_some(), durable));
     let app = routes::router(state.clone());
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -129,7 +135,6 @@ pub async fn serve(
         // Small webhook requests must not wait for Nagle's algorithm.
         let _ = tcp.set_nodelay(true);
         let conn = Connection {
-            state: state.clone(),
             app: app.clone(),
             http: http.clone(),
             stop: stop.clone(),
@@ -170,7 +175,6 @@ pub async fn serve(
 
 /// One accepted connection's share of the relay.
 struct Connection {
-    state: Arc<AppState>,
     app: axum::Router,
     http: hyper::server::conn::http1::Builder,
     stop: CancellationToken,
@@ -181,19 +185,10 @@ impl Connection {
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let Connection {
-            state,
-            app,
-            http,
-            stop,
-        } = self;
+        let Connection { app, http, stop } = self;
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             let app = app.clone();
-            let state = state.clone();
             async move {
-                if let Some(refused) = guard(&state, info, &req) {
-                    return Ok::<_, Infallible>(refused);
-                }
                 req.extensions_mut().insert(info);
                 app.oneshot(req).await
             }
@@ -213,48 +208,4 @@ impl Connection {
             tracing::debug!(peer = %info.peer, error = %e, "connection ended with an error");
         }
     }
-}
-
-/// Checks made before routing: URL length (414), one `Host` (400),
-/// unambiguous framing (400) and the per-IP rate (429).
-fn guard<B>(state: &AppState, info: ConnInfo, req: &hyper::Request<B>) -> Option<Response> {
-    let target_len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
-    if target_len > config::MAX_URI_BYTES {
-        return Some(closing(relay_error(
-            StatusCode::URI_TOO_LONG,
-            "uri_too_long",
-            format!(
-                "the request target is {target_len} bytes; this relay accepts at most {}",
-                config::MAX_URI_BYTES
-            ),
-        )));
-    }
-    let headers = req.headers();
-    if headers.get_all(axum::http::header::HOST).iter().count() > 1 {
-        return Some(closing(relay_error(
-            StatusCode::BAD_REQUEST,
-            "ambiguous_host",
-            "more than one Host header",
-        )));
-    }
-    if headers.contains_key(axum::http::header::TRANSFER_ENCODING)
-        && headers.contains_key(axum::http::header::CONTENT_LENGTH)
-    {
-        return Some(closing(relay_error(
-            StatusCode::BAD_REQUEST,
-            "ambiguous_length",
-            "both Content-Length and Transfer-Encoding",
-        )));
-    }
-    if let Some(limiter) = &state.ip_limiter {
-        let ip = forwarded::client_ip(headers, info.peer.ip(), state.config.trust_proxy);
-        if let Err(wait) = limiter.check(&limit::ip_key(ip)) {
-            state
-                .metrics
-                .rate_limited
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return Some(limit::too_many_requests("from this address", wait));
-        }
-    }
-    None
 }

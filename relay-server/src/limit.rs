@@ -1,17 +1,14 @@
 //! Rate limits (GCRA token buckets from `governor`), keyed by client IP or
-//! tunnel name. Refusals are 429 with `Retry-After`.
+//! tunnel name. Refusals are [`crate::error::RelayError::RateLimited`].
 
 use std::hash::Hash;
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 
-use axum::http::{HeaderValue, StatusCode};
-use axum::response::Response;
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 
 use crate::config::RateLimit;
-use crate::routes::relay_error;
 
 /// A keyed rate limiter.
 pub struct Limiter<K: Hash + Eq + Clone> {
@@ -58,26 +55,6 @@ pub fn ip_key(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Whole seconds to put in `Retry-After` (at least 1).
-pub fn retry_after_secs(wait: Duration) -> u64 {
-    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-    secs.max(1)
-}
-
-/// A 429 naming what was limited, with `Retry-After`.
-pub fn too_many_requests(what: &str, wait: Duration) -> Response {
-    let secs = retry_after_secs(wait);
-    let mut response = relay_error(
-        StatusCode::TOO_MANY_REQUESTS,
-        "rate_limited",
-        format!("too many requests {what}; retry after {secs} s"),
-    );
-    response
-        .headers_mut()
-        .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(secs));
-    response
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -96,8 +73,7 @@ mod tests {
         let wait = limiter.check(&"a").unwrap_err();
         assert!(wait > Duration::from_secs(50), "{wait:?}");
         assert!(limiter.check(&"b").is_ok(), "keys are independent");
-        assert_eq!(retry_after_secs(wait), 60);
-        assert_eq!(retry_after_secs(Duration::from_millis(1)), 1);
+        assert_eq!(crate::error::retry_after_secs(wait), 60);
     }
 
     #[test]

@@ -38,20 +38,12 @@ struct Args {
     #[arg(long, value_name = "FILE", env = "HOOKTUNNEL_RELAY_TOKENS_FILE")]
     tokens_file: Option<PathBuf>,
     /// Serve https and wss with this PEM certificate chain (needs --tls-key).
-    #[arg(
-        long,
-        value_name = "FILE",
-        requires = "tls_key",
-        env = "HOOKTUNNEL_RELAY_TLS_CERT"
-    )]
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    #[arg(env = "HOOKTUNNEL_RELAY_TLS_CERT")]
     tls_cert: Option<PathBuf>,
     /// The PEM private key for --tls-cert.
-    #[arg(
-        long,
-        value_name = "FILE",
-        requires = "tls_cert",
-        env = "HOOKTUNNEL_RELAY_TLS_KEY"
-    )]
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    #[arg(env = "HOOKTUNNEL_RELAY_TLS_KEY")]
     tls_key: Option<PathBuf>,
     /// Trust X-Forwarded-For/-Proto/-Host and Forwarded from the peer (set only behind your own
     /// reverse proxy); the relay then appends to them and rate-limits by the forwarded address.

@@ -13,7 +13,7 @@ use ulid::Ulid;
 
 use crate::auth::Tokens;
 use crate::config::RelayConfig;
-use crate::durable::{DeliveryQueue, DurableError, NameRegistry, SqliteDurable};
+use crate::durable::Durable;
 use crate::limit::Limiter;
 use crate::protocol::{Mode, Response};
 
@@ -44,10 +44,8 @@ pub struct AppState {
     pub config: RelayConfig,
     /// Base for public URLs, without a trailing slash.
     pub base_url: String,
-    /// Which key owns which name.
-    pub registry: Arc<dyn NameRegistry>,
-    /// Accepted requests awaiting an agent's ack.
-    pub queue: Arc<dyn DeliveryQueue>,
+    /// Which key owns which name, and accepted requests awaiting an agent's ack.
+    pub durable: Durable,
     /// Counters.
     pub metrics: Metrics,
     /// Fires when the relay shuts down; agent sessions end.
@@ -96,11 +94,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl AppState {
     /// State for a relay on `local_addr`; `tls` when it terminates TLS itself.
-    pub fn new(
-        config: RelayConfig,
-        local_addr: SocketAddr,
-        tls: bool,
-    ) -> Result<Self, DurableError> {
+    pub fn new(config: RelayConfig, local_addr: SocketAddr, tls: bool, durable: Durable) -> Self {
         let scheme = if tls { "https" } else { "http" };
         let base_url = config
             .public_url
@@ -108,21 +102,27 @@ impl AppState {
             .unwrap_or_else(|| format!("{scheme}://{local_addr}"))
             .trim_end_matches('/')
             .to_owned();
-        let durable = Arc::new(SqliteDurable::open(config.data_dir.as_deref())?);
-        Ok(Self {
+        Self {
             tokens: Tokens::new(&config.tokens, &config.token_hashes),
             ip_limiter: config.rate_per_ip.as_ref().map(Limiter::new),
             tunnel_limiter: config.rate_per_tunnel.as_ref().map(Limiter::new),
             config,
             base_url,
-            registry: durable.clone(),
-            queue: durable,
+            durable,
             metrics: Metrics::default(),
             closing: CancellationToken::new(),
             in_flight: AtomicU64::new(0),
             tunnels: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
-        })
+        }
+    }
+
+    /// Counts one request in [`AppState::in_flight`] until the guard drops,
+    /// however the request ends (answered, timed out, or its sender gone and
+    /// its future dropped mid-await).
+    pub fn begin_waiting(&self) -> Waiting<'_> {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        Waiting(&self.in_flight)
     }
 
     /// The live tunnel called `name`, if an agent holds it.
@@ -187,6 +187,15 @@ impl AppState {
         }
         urls.push(format!("{}/t/{name}", self.base_url));
         urls
+    }
+}
+
+/// One request counted in [`AppState::in_flight`]; released on drop.
+pub struct Waiting<'a>(&'a AtomicU64);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -45,8 +45,6 @@ pub const MAX_IN_FLIGHT: usize = 512;
 /// every read, which costs more than it saves at webhook sizes; larger frames
 /// still grow the buffer as they arrive.
 const READ_BUFFER_BYTES: usize = 8 * 1024;
-/// Most frames written to the relay with one flush.
-const MAX_BURST: usize = 64;
 /// Longest a stopping agent waits for live requests in progress.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 
@@ -312,35 +310,15 @@ impl Session {
         let (mut sink, mut stream) = self.socket.split();
         let (out_tx, mut out_rx) = mpsc::channel::<Message>(1024);
         let writer = async move {
-            let mut ping = tokio::time::interval(ping_interval);
-            ping.tick().await;
-            loop {
-                let msg = tokio::select! {
-                    msg = out_rx.recv() => match msg {
-                        Some(msg) => msg,
-                        None => break,
-                    },
-                    _ = ping.tick() => Message::Ping(bytes::Bytes::new()),
-                };
-                if let Err(e) = sink.feed(msg).await {
-                    return AgentError::Lost(root_cause(&e));
-                }
-                // Answers already queued go out with the same flush: one
-                // write per burst instead of one per frame.
-                for _ in 1..MAX_BURST {
-                    let Ok(msg) = out_rx.try_recv() else {
-                        break;
-                    };
-                    if let Err(e) = sink.feed(msg).await {
-                        return AgentError::Lost(root_cause(&e));
-                    }
-                }
-                if let Err(e) = sink.flush().await {
-                    return AgentError::Lost(root_cause(&e));
+            // One flush per burst of answers, pings when quiet (shared with the relay).
+            match hooktunnel_relay::wire::write_batched(&mut sink, &mut out_rx, ping_interval).await
+            {
+                Err(e) => AgentError::Lost(root_cause(&e)),
+                Ok(()) => {
+                    let _ = sink.close().await;
+                    AgentError::Lost("writer closed".into())
                 }
             }
-            let _ = sink.close().await;
-            AgentError::Lost("writer closed".into())
         };
         let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
         let reader = async {

@@ -22,15 +22,16 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
-use super::{closing, relay_error};
 use crate::config::{HANDSHAKE_TIMEOUT, MAX_HELLO_BYTES};
 use crate::durable::{self, Claim};
+use crate::error::RelayError;
 use crate::name;
 use crate::protocol::{
     AgentMessage, ErrorCode, ErrorMessage, Hello, MAX_HEADER_BYTES, MAX_RESPONSE_BYTES,
     PING_INTERVAL, PROTOCOL_VERSION, RelayMessage, Welcome,
 };
 use crate::state::{AppState, Tunnel};
+use crate::wire::write_batched;
 
 type WebSocket = WebSocketStream<Budgeted<TokioIo<hyper::upgrade::Upgraded>>>;
 
@@ -38,10 +39,6 @@ type WebSocket = WebSocketStream<Budgeted<TokioIo<hyper::upgrade::Upgraded>>>;
 /// allocated eagerly and zero-filled, so it stays resident for every idle
 /// agent; larger messages still grow the buffer as they arrive.
 const READ_BUFFER_BYTES: usize = 8 * 1024;
-
-/// Most frames written with one flush; tungstenite also writes out on its own
-/// once its write buffer passes 128 KiB.
-const MAX_BURST: usize = 64;
 
 /// `GET /_hooktunnel/connect`: token check (401), upgrade check (400), then 101.
 pub async fn connect(
@@ -51,18 +48,10 @@ pub async fn connect(
     // Only the Authorization header counts: a `?token=` in the URL is ignored.
     if !state.tokens.authorizes(req.headers()) {
         state.metrics.refused.fetch_add(1, Ordering::Relaxed);
-        return closing(relay_error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "missing or wrong relay token: the agent must send `Authorization: Bearer <token>` with a token this relay accepts (agent: --token or HOOKTUNNEL_TOKEN; relay: --token or --tokens-file)",
-        ));
+        return RelayError::Unauthorized.into_response();
     }
     let Some(accept) = websocket_accept(req.headers()) else {
-        return closing(relay_error(
-            StatusCode::BAD_REQUEST,
-            "not_websocket",
-            "this is the hooktunnel agent endpoint: it takes a WebSocket upgrade (version 13) from `hooktunnel listen --relay URL`",
-        ));
+        return RelayError::NotWebsocket.into_response();
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
@@ -266,7 +255,7 @@ async fn session(mut socket: WebSocket, state: Arc<AppState>, budget: Budget) {
             return refuse(socket, code, message).await;
         }
     };
-    let (name, key_hash) = match admit(&state, &hello) {
+    let (name, key_hash) = match admit(&state, &hello).await {
         Ok(admitted) => admitted,
         Err((code, message)) => {
             state.metrics.refused.fetch_add(1, Ordering::Relaxed);
@@ -299,7 +288,10 @@ async fn session(mut socket: WebSocket, state: Arc<AppState>, budget: Budget) {
 }
 
 /// Decides the tunnel name and claims it for the agent's key.
-fn admit(state: &AppState, hello: &Hello) -> Result<(String, Option<String>), (ErrorCode, String)> {
+async fn admit(
+    state: &AppState,
+    hello: &Hello,
+) -> Result<(String, Option<String>), (ErrorCode, String)> {
     let Some(key) = hello.key.as_deref().filter(|k| !k.is_empty()) else {
         // Keyless agents get a fresh, unbound name: nothing to take over, nothing queued.
         if hello.name.is_some() {
@@ -324,7 +316,7 @@ fn admit(state: &AppState, hello: &Hello) -> Result<(String, Option<String>), (E
             "the relay could not record the tunnel name; try again".to_owned(),
         )
     };
-    match state.registry.claim(&name, key).map_err(internal)? {
+    match state.durable.claim(&name, key).await.map_err(internal)? {
         Claim::Granted => {}
         Claim::Taken => {
             return Err((
@@ -334,8 +326,9 @@ fn admit(state: &AppState, hello: &Hello) -> Result<(String, Option<String>), (E
         }
     }
     state
-        .registry
-        .set_queued_answer(&name, hello.queued_response.as_ref())
+        .durable
+        .set_queued_answer(&name, hello.queued_response.clone())
+        .await
         .map_err(internal)?;
     Ok((name, Some(durable::key_hash(key))))
 }
@@ -346,7 +339,7 @@ async fn deliver_queue(state: &AppState, tunnel: &Tunnel) {
     const PAGE: usize = 64;
     let mut last = None;
     loop {
-        let batch = match state.queue.pending(&tunnel.name, last, PAGE) {
+        let batch = match state.durable.pending(&tunnel.name, last, PAGE).await {
             Ok(batch) => batch,
             Err(e) => {
                 tracing::error!(tunnel = %tunnel.name, error = %e, "cannot read the queue; retrying");
@@ -376,32 +369,8 @@ async fn pump(
 ) {
     let (mut sink, mut stream) = socket.split();
     let writer = async {
-        let mut ping = tokio::time::interval(PING_INTERVAL);
-        ping.tick().await;
-        'frames: loop {
-            let msg = tokio::select! {
-                frame = outbound.recv() => match frame {
-                    Some(frame) => Message::Binary(frame),
-                    None => break,
-                },
-                _ = ping.tick() => Message::Ping(bytes::Bytes::new()),
-            };
-            if sink.feed(msg).await.is_err() {
-                break;
-            }
-            // Whatever else is already queued goes out with the same flush:
-            // one write for a burst instead of one per frame.
-            for _ in 1..MAX_BURST {
-                let Ok(frame) = outbound.try_recv() else {
-                    break;
-                };
-                if sink.feed(Message::Binary(frame)).await.is_err() {
-                    break 'frames;
-                }
-            }
-            if sink.flush().await.is_err() {
-                break;
-            }
+        if let Err(e) = write_batched(&mut sink, &mut outbound, PING_INTERVAL).await {
+            tracing::debug!(tunnel = %tunnel.name, error = %e, "agent socket write failed");
         }
     };
     let reader = async {
@@ -424,17 +393,19 @@ async fn pump(
                             tracing::debug!(tunnel = %tunnel.name, "answer for an unknown or expired request ignored");
                         }
                     }
-                    Ok(AgentMessage::Ack(ack)) => match state.queue.ack(&tunnel.name, ack.id) {
-                        Ok(true) => {
-                            state.metrics.acked.fetch_add(1, Ordering::Relaxed);
+                    Ok(AgentMessage::Ack(ack)) => {
+                        match state.durable.ack(&tunnel.name, ack.id).await {
+                            Ok(true) => {
+                                state.metrics.acked.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Ok(false) => {
+                                tracing::debug!(tunnel = %tunnel.name, id = %ack.id, "ack for an id not queued here ignored")
+                            }
+                            Err(e) => {
+                                tracing::error!(tunnel = %tunnel.name, error = %e, "cannot delete an acked entry; it will be redelivered")
+                            }
                         }
-                        Ok(false) => {
-                            tracing::debug!(tunnel = %tunnel.name, id = %ack.id, "ack for an id not queued here ignored")
-                        }
-                        Err(e) => {
-                            tracing::error!(tunnel = %tunnel.name, error = %e, "cannot delete an acked entry; it will be redelivered")
-                        }
-                    },
+                    }
                     Ok(AgentMessage::Error(e)) => {
                         tracing::warn!(tunnel = %tunnel.name, code = ?e.code, message = ?e.message, "agent reported an error")
                     }

@@ -1,23 +1,24 @@
 //! Public ingress: find the tunnel, capture the request, wait for the answer.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
 use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse as _, Response};
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
+use ulid::Ulid;
 
-use super::{ConnInfo, closing, relay_error};
+use super::ConnInfo;
 use std::sync::atomic::Ordering;
 
-use crate::durable::EnqueueError;
+use crate::durable::{Enqueue, EnqueueError};
+use crate::error::RelayError;
 use crate::forwarded::{self, Seen};
 use crate::name::{self, NameError};
-use crate::protocol::{self, Mode, RelayMessage, Request};
-use crate::state::{AppState, Tunnel};
+use crate::protocol::{self, Mode, RelayMessage, Request, now_ms};
+use crate::state::{AppState, Tunnel, Waiting};
 
 /// Where a public request is headed.
 #[derive(Debug, PartialEq, Eq)]
@@ -99,12 +100,6 @@ pub fn request_host<'a>(uri: &'a axum::http::Uri, headers: &'a HeaderMap) -> Opt
     })
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 /// The declared `Content-Length`, when there is exactly one valid value.
 fn declared_length(headers: &HeaderMap) -> Option<u64> {
     headers
@@ -116,129 +111,88 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
-fn too_large(limit: usize) -> Response {
-    closing(relay_error(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "body_too_large",
-        format!("request body exceeds the relay's {limit}-byte limit"),
-    ))
-}
-
 /// Reads the body: 413 past the limit (declared or streamed; nothing past
 /// the limit is buffered), 408 when it does not arrive in time.
-async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Bytes, Response> {
+async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Bytes, RelayError> {
     let limit = state.config.max_body_bytes;
     if declared_length(headers).is_some_and(|n| n > limit as u64) {
         // Refused before reading, so `Expect: 100-continue` senders never send it.
-        return Err(too_large(limit));
+        return Err(RelayError::BodyTooLarge(limit));
     }
     let reading = Limited::new(body, limit).collect();
     match tokio::time::timeout(state.config.body_read_timeout, reading).await {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large(limit)),
-        Ok(Err(_)) => Err(closing(relay_error(
-            StatusCode::BAD_REQUEST,
-            "bad_body",
-            "the request body could not be read (connection cut or malformed chunked encoding)",
-        ))),
-        Err(_) => Err(closing(relay_error(
-            StatusCode::REQUEST_TIMEOUT,
-            "body_timeout",
-            format!(
-                "the request body did not arrive within {} s",
-                state.config.body_read_timeout.as_secs()
-            ),
-        ))),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(RelayError::BodyTooLarge(limit))
+        }
+        Ok(Err(_)) => Err(RelayError::BadBody),
+        Err(_) => Err(RelayError::BodyTimeout(state.config.body_read_timeout)),
     }
 }
 
+/// Every request no control route takes: route, capture, forward or queue.
 pub async fn ingress(
     State(state): State<Arc<AppState>>,
     Extension(conn): Extension<ConnInfo>,
     req: axum::extract::Request,
 ) -> Response {
+    match capture(&state, conn, req).await {
+        Ok(response) => response,
+        Err(refused) => refused.into_response(),
+    }
+}
+
+async fn capture(
+    state: &Arc<AppState>,
+    conn: ConnInfo,
+    req: axum::extract::Request,
+) -> Result<Response, RelayError> {
     let (parts, body) = req.into_parts();
     let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let host = request_host(&parts.uri, &parts.headers);
     let route = match route(state.config.domain.as_deref(), host, path_and_query) {
         Ok(route) => route,
-        Err(RouteError::BadName(e)) => {
-            return relay_error(
-                StatusCode::NOT_FOUND,
-                "invalid_tunnel_name",
-                format!("no such tunnel: {e}"),
-            );
-        }
+        Err(RouteError::BadName(e)) => return Err(RelayError::InvalidTunnelName(e)),
         Err(RouteError::NoTunnel) if path_and_query.starts_with("/_hooktunnel/") => {
-            return relay_error(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "no such hooktunnel control route",
-            );
+            return Err(RelayError::NotFound);
         }
-        Err(RouteError::NoTunnel) => {
-            return relay_error(
-                StatusCode::NOT_FOUND,
-                "no_tunnel",
-                "no tunnel here: tunnel URLs look like /t/<name>/...",
-            );
-        }
+        Err(RouteError::NoTunnel) => return Err(RelayError::NoTunnel),
     };
     let live = state.tunnel(&route.name);
     let needs_queue = match &live {
         Some(t) => t.mode == Mode::Ack,
-        None => match state.registry.is_known(&route.name) {
-            Ok(known) => known,
-            Err(e) => {
-                tracing::error!(error = %e, "name registry failed");
-                return relay_error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "relay_storage",
-                    "the relay cannot read its registry; try again",
-                );
-            }
-        },
+        None => state.durable.is_known(&route.name).await.map_err(|e| {
+            tracing::error!(error = %e, "name registry failed");
+            RelayError::Storage("cannot read its registry")
+        })?,
     };
     if live.is_none() && !needs_queue {
-        return relay_error(
-            StatusCode::NOT_FOUND,
-            "unknown_tunnel",
-            format!("no agent is connected for tunnel '{}'", route.name),
-        );
+        return Err(RelayError::UnknownTunnel(route.name));
     }
     if let Some(limiter) = &state.tunnel_limiter
         && let Err(wait) = limiter.check(&route.name)
     {
         state.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
-        return crate::limit::too_many_requests("for this tunnel", wait);
+        return Err(RelayError::RateLimited {
+            what: "for this tunnel",
+            wait,
+        });
     }
-    let slot = match &live {
+    let _slot = match &live {
         Some(tunnel) if !needs_queue => {
-            match tunnel.try_begin(state.config.max_in_flight_per_tunnel) {
-                Some(slot) => Some(slot),
-                None => {
-                    state.metrics.overloaded.fetch_add(1, Ordering::Relaxed);
-                    let mut response = relay_error(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "tunnel_busy",
-                        format!(
-                            "tunnel '{}' already has {} requests waiting for its agent; retry shortly",
-                            route.name, state.config.max_in_flight_per_tunnel
-                        ),
-                    );
-                    response
-                        .headers_mut()
-                        .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(1));
-                    return response;
-                }
-            }
+            let max = state.config.max_in_flight_per_tunnel;
+            let Some(slot) = tunnel.try_begin(max) else {
+                state.metrics.overloaded.fetch_add(1, Ordering::Relaxed);
+                return Err(RelayError::TunnelBusy {
+                    name: route.name,
+                    max,
+                });
+            };
+            Some(slot)
         }
         _ => None,
     };
-    let body = match read_body(&state, &parts.headers, body).await {
-        Ok(body) => body,
-        Err(response) => return response,
-    };
+    let body = read_body(state, &parts.headers, body).await?;
     state.metrics.requests.fetch_add(1, Ordering::Relaxed);
     let scheme = if conn.tls || state.base_url.starts_with("https://") {
         "https"
@@ -271,89 +225,79 @@ pub async fn ingress(
         needs_ack: needs_queue,
         body,
     };
-    let response = match live {
-        Some(tunnel) if !needs_queue => forward_live(&state, &tunnel, request).await,
-        live => queue(&state, &route.name, live.as_deref(), request).await,
-    };
-    drop(slot);
-    response
+    match live {
+        Some(tunnel) if !needs_queue => forward_live(state, &tunnel, request).await,
+        live => queue(state, &route.name, live.as_deref(), request).await,
+    }
+}
+
+/// A request waiting for its agent's answer: counted in the relay's
+/// in-flight total and registered with the tunnel until dropped, which also
+/// happens when the sender disconnects and its future is dropped mid-await.
+struct Awaiting<'a> {
+    _counted: Waiting<'a>,
+    tunnel: &'a Tunnel,
+    id: Ulid,
+}
+
+impl Drop for Awaiting<'_> {
+    fn drop(&mut self) {
+        self.tunnel.forget(&self.id);
+    }
 }
 
 /// Proxy mode: hand the request to the agent and wait for the local app's answer.
-async fn forward_live(state: &AppState, tunnel: &Tunnel, request: Request) -> Response {
+async fn forward_live(
+    state: &AppState,
+    tunnel: &Tunnel,
+    request: Request,
+) -> Result<Response, RelayError> {
     let id = request.id;
     let answer = tunnel.expect(id);
-    state.in_flight.fetch_add(1, Ordering::SeqCst);
-    let result = async {
-        if tunnel
-            .outbound
-            .send(RelayMessage::Request(request).encode())
-            .await
-            .is_err()
-        {
-            return agent_gone();
-        }
-        match tokio::time::timeout(state.config.response_timeout, answer).await {
-            Ok(Ok(response)) => to_http(response),
-            Ok(Err(_)) => agent_gone(),
-            Err(_) => relay_error(
-                StatusCode::GATEWAY_TIMEOUT,
-                "agent_timeout",
-                "the hooktunnel agent did not answer in time",
-            ),
-        }
+    let _awaiting = Awaiting {
+        _counted: state.begin_waiting(),
+        tunnel,
+        id,
+    };
+    let frame = RelayMessage::Request(request).encode();
+    if tunnel.outbound.send(frame).await.is_err() {
+        return Err(RelayError::AgentDisconnected);
     }
-    .await;
-    tunnel.forget(&id);
-    state.in_flight.fetch_sub(1, Ordering::SeqCst);
-    result
+    match tokio::time::timeout(state.config.response_timeout, answer).await {
+        Ok(Ok(response)) => Ok(to_http(response)),
+        Ok(Err(_)) => Err(RelayError::AgentDisconnected),
+        Err(_) => Err(RelayError::AgentTimeout),
+    }
 }
 
 /// Offline or ack mode: store durably (fsync'd), then answer 2xx naming the id.
 async fn queue(
-    state: &Arc<AppState>,
+    state: &AppState,
     name: &str,
     live: Option<&Tunnel>,
     request: Request,
-) -> Response {
+) -> Result<Response, RelayError> {
     let id = request.id;
-    let frame = RelayMessage::Request(request).encode();
-    let stored = {
-        let state = state.clone();
-        let name = name.to_owned();
-        tokio::task::spawn_blocking(move || {
-            state
-                .queue
-                .enqueue(&name, id, &frame, &state.config.queue_limits, now_ms())
-        })
-        .await
+    let entry = Enqueue {
+        name: name.to_owned(),
+        id,
+        frame: RelayMessage::Request(request).encode(),
+        limits: state.config.queue_limits,
+        now_ms: now_ms(),
     };
-    match stored {
-        Ok(Ok(())) => {}
-        Ok(Err(EnqueueError::Full(reason))) => {
+    match state.durable.enqueue(entry).await {
+        Ok(()) => {}
+        Err(EnqueueError::Full(reason)) => {
             state.metrics.queue_full.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(tunnel = %name, %reason, "queue full: request refused");
-            return relay_error(
-                StatusCode::INSUFFICIENT_STORAGE,
-                "queue_full",
-                format!("tunnel '{name}' cannot take more requests: {reason}"),
-            );
+            return Err(RelayError::QueueFull {
+                name: name.to_owned(),
+                reason,
+            });
         }
-        Ok(Err(EnqueueError::Durable(e))) => {
+        Err(EnqueueError::Durable(e)) => {
             tracing::error!(tunnel = %name, error = %e, "cannot queue a request");
-            return relay_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "relay_storage",
-                "the relay could not store the request; try again",
-            );
-        }
-        Err(e) => {
-            tracing::error!(tunnel = %name, error = %e, "queue task failed");
-            return relay_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "relay_storage",
-                "the relay could not store the request; try again",
-            );
+            return Err(RelayError::Storage("could not store the request"));
         }
     }
     state.metrics.queued.fetch_add(1, Ordering::Relaxed);
@@ -362,7 +306,7 @@ async fn queue(
             tunnel.queued.notify_one();
             (state.config.ack_status, None)
         }
-        None => match state.registry.queued_answer(name) {
+        None => match state.durable.queued_answer(name).await {
             Ok(Some(answer)) => (answer.status, answer.body),
             _ => (state.config.queued_status, None),
         },
@@ -381,15 +325,7 @@ async fn queue(
     if let Ok(value) = HeaderValue::from_str(&id.to_string()) {
         response.headers_mut().insert("x-hooktunnel-id", value);
     }
-    response
-}
-
-fn agent_gone() -> Response {
-    relay_error(
-        StatusCode::BAD_GATEWAY,
-        "agent_disconnected",
-        "the hooktunnel agent disconnected before answering",
-    )
+    Ok(response)
 }
 
 fn to_http(answer: protocol::Response) -> Response {

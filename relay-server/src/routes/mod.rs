@@ -1,6 +1,7 @@
 //! HTTP routes: control routes under `/_hooktunnel/`, everything else is ingress.
 
 mod connect;
+mod guard;
 pub mod ingress;
 
 use std::net::SocketAddr;
@@ -8,12 +9,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 
-use crate::protocol::{CONNECT_PATH, ERROR_HEADER};
+use crate::protocol::CONNECT_PATH;
 use crate::state::AppState;
 
 /// What the relay knows about the connection a request came on.
@@ -26,12 +25,18 @@ pub struct ConnInfo {
 }
 
 /// The router behind every connection; expects a [`ConnInfo`] extension.
+///
+/// Every request, routed or not, passes the [`guard`] first.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route(CONNECT_PATH, get(connect::connect))
         .route("/_hooktunnel/health", get(health))
         .route("/_hooktunnel/metrics", get(metrics))
         .fallback(ingress::ingress)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::guard,
+        ))
         .with_state(state)
 }
 
@@ -68,26 +73,5 @@ async fn metrics(State(state): State<Arc<AppState>>) -> String {
     )
 }
 
-/// An answer produced by the relay itself, marked so nobody mistakes it for the app's.
-pub fn relay_error(status: StatusCode, code: &'static str, message: impl Into<String>) -> Response {
-    let mut body = message.into();
-    body.push('\n');
-    let mut response = (status, body).into_response();
-    let headers = response.headers_mut();
-    headers.insert(ERROR_HEADER, HeaderValue::from_static(code));
-    headers.insert(
-        axum::http::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
-}
-
-/// Marks an answer as the last on its connection (the request body may be
-/// unread or the framing untrustworthy).
-pub fn closing(mut response: Response) -> Response {
-    response.headers_mut().insert(
-        axum::http::header::CONNECTION,
-        HeaderValue::from_static("close"),
-    );
-    response
-}
+#[cfg(test)]
+mod tests;

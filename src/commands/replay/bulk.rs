@@ -4,6 +4,7 @@ use std::io::{IsTerminal as _, Write as _};
 use std::time::Instant;
 
 use anyhow::Context as _;
+use hooktunnel_relay::protocol::HttpErrorCode;
 use serde_json::json;
 
 use super::{Plan, failure, note, replay_json};
@@ -145,7 +146,9 @@ pub(super) async fn bulk(
         bar.suspend(|| writeln!(out, "{line}"))?;
         bar.inc(1);
         let unreachable = replay.response.as_ref().and_then(hooktunnel_error);
-        if failed.is_some() && unreachable.as_deref() == Some("local_unreachable") {
+        if failed.is_some()
+            && unreachable.is_some_and(|c| c.parse() == Ok(HttpErrorCode::LocalUnreachable))
+        {
             stopped = Some(format!(
                 "stopped: {} is unreachable",
                 sanitize::escape(&replay.target)

@@ -11,6 +11,7 @@ pub mod diff;
 mod single;
 
 use anyhow::Context as _;
+use hooktunnel_relay::protocol::HttpErrorCode;
 use serde_json::json;
 
 use crate::cli::ReplayArgs;
@@ -187,8 +188,9 @@ fn failure(replay: &Exchange) -> Option<String> {
     }
     // Sent to something that is itself a hooktunnel (a tunnel URL): its own
     // 502/504 means the app behind it did not answer either.
-    match hooktunnel_error(response).as_deref() {
-        Some(code @ ("local_unreachable" | "local_timeout")) => Some(format!(
+    let code = hooktunnel_error(response)?;
+    match code.parse() {
+        Ok(HttpErrorCode::LocalUnreachable | HttpErrorCode::LocalTimeout) => Some(format!(
             "{} answered {} ({code}): {}",
             replay.target,
             response.status,

@@ -7,7 +7,7 @@ use std::io::Write as _;
 use anyhow::Context as _;
 use serde_json::json;
 
-use hooktunnel_relay::protocol::ERROR_HEADER;
+use hooktunnel_relay::protocol::{ERROR_HEADER, HttpErrorCode};
 
 use crate::cli::TriggerArgs;
 use crate::clock::now_ms;
@@ -109,9 +109,11 @@ pub async fn run(args: &TriggerArgs, paths: &Paths) -> anyhow::Result<()> {
     } else {
         hooktunnel_error(response).map(|code| {
             let said = String::from_utf8_lossy(&response.body).trim().to_owned();
-            let hint = match code.as_str() {
-                "unknown_tunnel" => " (is `hooktunnel listen` running for this tunnel?)",
-                "local_unreachable" | "local_timeout" => {
+            let hint = match code.parse() {
+                Ok(HttpErrorCode::UnknownTunnel) => {
+                    " (is `hooktunnel listen` running for this tunnel?)"
+                }
+                Ok(HttpErrorCode::LocalUnreachable | HttpErrorCode::LocalTimeout) => {
                     " (the event was captured: start the app, then `hooktunnel replay last`)"
                 }
                 _ => "",

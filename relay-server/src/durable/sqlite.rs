@@ -1,0 +1,305 @@
+//! The single-node backend: SQLite in the data dir (or in memory).
+//!
+//! Every call blocks (a commit waits for fsync), so it belongs on the
+//! database thread [`super::Durable`] runs; debug builds assert that.
+
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rusqlite::{Connection, OptionalExtension as _, params};
+use ulid::Ulid;
+
+use super::{
+    Claim, DeliveryQueue, DurableError, Enqueue, EnqueueError, NameRegistry, Pending, QueuedAnswer,
+    Stored, key_hash,
+};
+
+/// Single-node implementation on SQLite; owned by one thread.
+pub struct SqliteDurable {
+    conn: Connection,
+}
+
+/// Blocking calls must not run on an async runtime's thread.
+fn assert_off_runtime() {
+    debug_assert!(
+        tokio::runtime::Handle::try_current().is_err(),
+        "a blocking SQLite call ran on an async runtime thread; go through durable::Durable"
+    );
+}
+
+impl SqliteDurable {
+    /// Opens `<dir>/relay.sqlite3`, or an in-memory database when `dir` is `None`.
+    pub fn open(dir: Option<&Path>) -> Result<Self, DurableError> {
+        assert_off_runtime();
+        let conn = match dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(|source| DurableError::Dir {
+                    path: dir.display().to_string(),
+                    source,
+                })?;
+                Connection::open(dir.join("relay.sqlite3"))?
+            }
+            None => Connection::open_in_memory()?,
+        };
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // A 2xx promises durability: every commit reaches the disk.
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS names (
+                name TEXT PRIMARY KEY,
+                key_hash TEXT NOT NULL,
+                queued_status INTEGER,
+                queued_body TEXT
+            );
+            CREATE TABLE IF NOT EXISTS queue (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                id TEXT NOT NULL UNIQUE,
+                name TEXT NOT NULL,
+                received_at_ms INTEGER NOT NULL,
+                frame BLOB NOT NULL
+            );
+            CREATE INDEX IF NOT EXISTS queue_by_name ON queue(name, seq);",
+        )?;
+        Ok(Self { conn })
+    }
+
+    fn conn(&self) -> &Connection {
+        assert_off_runtime();
+        &self.conn
+    }
+}
+
+impl NameRegistry for SqliteDurable {
+    fn claim(&self, name: &str, key: &str) -> Stored<Claim> {
+        let hash = key_hash(key);
+        let conn = self.conn();
+        // One statement: concurrent claims cannot both win.
+        conn.execute(
+            "INSERT OR IGNORE INTO names (name, key_hash) VALUES (?1, ?2)",
+            params![name, hash],
+        )?;
+        let owner: String =
+            conn.query_row("SELECT key_hash FROM names WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })?;
+        let same: bool = subtle::ConstantTimeEq::ct_eq(owner.as_bytes(), hash.as_bytes()).into();
+        Ok(if same { Claim::Granted } else { Claim::Taken })
+    }
+
+    fn is_known(&self, name: &str) -> Stored<bool> {
+        Ok(self
+            .conn()
+            .prepare_cached("SELECT 1 FROM names WHERE name = ?1")?
+            .exists([name])?)
+    }
+
+    fn set_queued_answer(&self, name: &str, answer: Option<&QueuedAnswer>) -> Stored<()> {
+        self.conn().execute(
+            "UPDATE names SET queued_status = ?2, queued_body = ?3 WHERE name = ?1",
+            params![
+                name,
+                answer.map(|a| a.status),
+                answer.and_then(|a| a.body.clone())
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn queued_answer(&self, name: &str) -> Stored<Option<QueuedAnswer>> {
+        let row: Option<(Option<u16>, Option<String>)> = self
+            .conn()
+            .query_row(
+                "SELECT queued_status, queued_body FROM names WHERE name = ?1",
+                [name],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        Ok(row.and_then(|(status, body)| status.map(|status| QueuedAnswer { status, body })))
+    }
+}
+
+impl DeliveryQueue for SqliteDurable {
+    fn enqueue(&self, entry: &Enqueue) -> Result<(), EnqueueError> {
+        let Enqueue {
+            name,
+            id,
+            frame,
+            limits,
+            now_ms,
+        } = entry;
+        // The connection belongs to this thread alone, so no other
+        // transaction can be open on it.
+        let tx = self
+            .conn()
+            .unchecked_transaction()
+            .map_err(DurableError::from)?;
+        let max_age_ms = u64::try_from(limits.max_age.as_millis()).unwrap_or(u64::MAX);
+        let cutoff = now_ms.saturating_sub(max_age_ms);
+        let expired = tx
+            .execute(
+                "DELETE FROM queue WHERE name = ?1 AND received_at_ms < ?2",
+                params![name, cutoff as i64],
+            )
+            .map_err(DurableError::from)?;
+        if expired > 0 {
+            tracing::warn!(tunnel = %name, expired, "dropped queued requests older than the queue's max age");
+        }
+        let (count, bytes): (i64, i64) = tx
+            .query_row(
+                "SELECT COUNT(*), COALESCE(SUM(LENGTH(frame)), 0) FROM queue WHERE name = ?1",
+                [name],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(DurableError::from)?;
+        if count as u64 >= limits.max_count {
+            return Err(EnqueueError::Full(format!(
+                "{count} requests waiting, limit {}",
+                limits.max_count
+            )));
+        }
+        if bytes as u64 + frame.len() as u64 > limits.max_bytes {
+            return Err(EnqueueError::Full(format!(
+                "{bytes} bytes waiting, limit {}",
+                limits.max_bytes
+            )));
+        }
+        tx.execute(
+            "INSERT INTO queue (id, name, received_at_ms, frame) VALUES (?1, ?2, ?3, ?4)",
+            params![id.to_string(), name, *now_ms as i64, &frame[..]],
+        )
+        .map_err(DurableError::from)?;
+        tx.commit().map_err(DurableError::from)?;
+        Ok(())
+    }
+
+    fn pending(&self, name: &str, after: Option<i64>, limit: usize) -> Stored<Vec<Pending>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq, id, frame FROM queue WHERE name = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(params![name, after.unwrap_or(0), limit as i64], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, id, frame) = row?;
+            match Ulid::from_string(&id) {
+                Ok(id) => out.push(Pending {
+                    seq,
+                    id,
+                    frame: Bytes::from(frame),
+                }),
+                Err(_) => tracing::error!(%id, "queue entry with a corrupt id skipped"),
+            }
+        }
+        Ok(out)
+    }
+
+    fn ack(&self, name: &str, id: Ulid) -> Stored<bool> {
+        let n = self.conn().execute(
+            "DELETE FROM queue WHERE id = ?1 AND name = ?2",
+            params![id.to_string(), name],
+        )?;
+        Ok(n > 0)
+    }
+
+    fn depth(&self, name: &str) -> Stored<u64> {
+        let n: i64 =
+            self.conn()
+                .query_row("SELECT COUNT(*) FROM queue WHERE name = ?1", [name], |r| {
+                    r.get(0)
+                })?;
+        Ok(n.max(0) as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::durable::QueueLimits;
+
+    const LIMITS: QueueLimits = QueueLimits {
+        max_count: 3,
+        max_bytes: 1000,
+        max_age: Duration::from_secs(60),
+    };
+
+    fn entry(name: &str, id: Ulid, frame: &'static [u8], now_ms: u64) -> Enqueue {
+        Enqueue {
+            name: name.into(),
+            id,
+            frame: Bytes::from_static(frame),
+            limits: LIMITS,
+            now_ms,
+        }
+    }
+
+    #[test]
+    fn names_bind_to_the_first_key() {
+        let d = SqliteDurable::open(None).unwrap();
+        assert!(!d.is_known("demo").unwrap());
+        assert_eq!(d.claim("demo", "k1").unwrap(), Claim::Granted);
+        assert_eq!(d.claim("demo", "k1").unwrap(), Claim::Granted);
+        assert_eq!(d.claim("demo", "k2").unwrap(), Claim::Taken);
+        assert!(d.is_known("demo").unwrap());
+        let answer = QueuedAnswer {
+            status: 200,
+            body: Some("ok {id}".into()),
+        };
+        d.set_queued_answer("demo", Some(&answer)).unwrap();
+        assert_eq!(d.queued_answer("demo").unwrap(), Some(answer));
+    }
+
+    #[test]
+    fn queue_is_ordered_bounded_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids: Vec<Ulid> = (0..4).map(|_| crate::protocol::next_id()).collect();
+        {
+            let d = SqliteDurable::open(Some(dir.path())).unwrap();
+            for id in &ids[..3] {
+                d.enqueue(&entry("demo", *id, b"frame", 1_000)).unwrap();
+            }
+            assert!(matches!(
+                d.enqueue(&entry("demo", ids[3], b"frame", 1_000)),
+                Err(EnqueueError::Full(_))
+            ));
+            assert!(matches!(
+                d.enqueue(&entry("other", ids[3], &[0; 1001], 1_000)),
+                Err(EnqueueError::Full(_))
+            ));
+        }
+        let d = SqliteDurable::open(Some(dir.path())).unwrap();
+        let pending = d.pending("demo", None, 10).unwrap();
+        let pending_ids: Vec<Ulid> = pending.iter().map(|p| p.id).collect();
+        assert_eq!(pending_ids, ids[..3]);
+        assert_eq!(
+            d.pending("demo", Some(pending[0].seq), 10).unwrap().len(),
+            2
+        );
+        assert!(
+            !d.ack("other", ids[0]).unwrap(),
+            "another tunnel cannot ack"
+        );
+        assert!(d.ack("demo", ids[0]).unwrap());
+        assert_eq!(d.depth("demo").unwrap(), 2);
+        // Entries older than max_age go on the next enqueue.
+        d.enqueue(&entry("demo", ids[3], b"frame", 1_000 + 61_000))
+            .unwrap();
+        assert_eq!(d.depth("demo").unwrap(), 1);
+    }
+
+    /// The debug assertion that keeps SQLite off the runtime's threads.
+    #[cfg(debug_assertions)]
+    #[tokio::test]
+    #[should_panic(expected = "blocking SQLite call ran on an async runtime thread")]
+    async fn a_call_on_a_runtime_thread_is_caught() {
+        let _ = SqliteDurable::open(None);
+    }
+}
