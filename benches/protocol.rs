@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use hooktunnel_relay::protocol::{AgentMessage, RelayMessage, next_id};
+use hooktunnel_protocol::{AgentMessage, RelayMessage, next_id};
 
 const SIZES: [(&str, usize); 2] = [("1KiB", 1024), ("1MiB", 1024 * 1024)];
 

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use hooktunnel::exchange::{Exchange, ExchangeResponse, Header};
 use hooktunnel::store::Store;
-use hooktunnel_relay::protocol::next_id;
+use hooktunnel_protocol::next_id;
 
 const BATCH: usize = 256;
 

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use futures_util::{SinkExt as _, StreamExt as _};
-use hooktunnel_relay::protocol::{AgentMessage, PROTOCOL_VERSION, RelayMessage};
+use hooktunnel_protocol::{AgentMessage, PROTOCOL_VERSION, RelayMessage};
 use tokio_tungstenite::tungstenite::Message;
 
 /// Handshakes in flight at once.
@@ -64,7 +64,7 @@ async fn main() -> anyhow::Result<()> {
         .trim_end_matches('/')
         .replacen("https://", "wss://", 1)
         .replacen("http://", "ws://", 1);
-    let url = format!("{base}{}", hooktunnel_relay::protocol::CONNECT_PATH);
+    let url = format!("{base}{}", hooktunnel_protocol::CONNECT_PATH);
 
     let started = Instant::now();
     let results: Vec<anyhow::Result<Socket>> = futures_util::stream::iter(0..count)

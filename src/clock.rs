@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the Unix epoch, now: the relay's clock, so agent and
 /// relay read time the same way (0 for a clock set before 1970).
-pub use hooktunnel_relay::protocol::now_ms;
+pub use hooktunnel_protocol::now_ms;
 
 /// `t` as milliseconds since the Unix epoch (0 before 1970).
 pub fn unix_ms(t: SystemTime) -> u64 {

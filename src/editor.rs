@@ -202,7 +202,7 @@ impl ScratchDir {
     fn create(parent: &Path) -> anyhow::Result<Self> {
         let path = parent.join(format!(
             "hooktunnel-edit-{}",
-            hooktunnel_relay::protocol::next_id()
+            hooktunnel_protocol::next_id()
         ));
         let mut builder = std::fs::DirBuilder::new();
         #[cfg(unix)]

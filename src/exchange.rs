@@ -4,7 +4,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use ulid::Ulid;
 
-pub use hooktunnel_relay::protocol::Header;
+pub use hooktunnel_protocol::Header;
 
 // Re-exported for existing callers; the clock lives in `crate::clock`.
 

@@ -14,7 +14,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use crate::exchange::{ExchangeResponse, Header};
-use hooktunnel_relay::protocol::{self, ERROR_HEADER, HttpErrorCode};
+use hooktunnel_protocol::{self as protocol, ERROR_HEADER, HttpErrorCode};
 
 /// Default time the local app has to answer.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);

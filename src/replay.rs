@@ -107,7 +107,7 @@ pub async fn send(
         })
         .await;
     Ok(Exchange {
-        id: hooktunnel_relay::protocol::next_id(),
+        id: hooktunnel_protocol::next_id(),
         tunnel: original.tunnel.clone(),
         received_at_ms,
         method: request.method,

@@ -26,7 +26,9 @@ mod error;
 mod forwarded;
 mod limit;
 pub mod name;
-pub mod protocol;
+/// The wire protocol lives in its own crate; re-exported so relay code
+/// (and older callers) keep the short path.
+pub use hooktunnel_protocol as protocol;
 mod routes;
 mod state;
 pub mod tls;

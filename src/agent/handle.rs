@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
-use hooktunnel_relay::protocol::{self, Ack, AgentMessage};
+use hooktunnel_protocol::{self as protocol, Ack, AgentMessage};
 
 use crate::agent::events::EventSender;
 use crate::agent::seen::SeenIds;

@@ -32,9 +32,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error_chain::root_cause;
 
-use hooktunnel_relay::protocol::{
-    self, AgentMessage, ErrorCode, Hello, MAX_HEADER_BYTES, Mode, PROTOCOL_VERSION, RelayMessage,
-    Welcome,
+use hooktunnel_protocol::{
+    self as protocol, AgentMessage, ErrorCode, Hello, MAX_HEADER_BYTES, Mode, PROTOCOL_VERSION,
+    RelayMessage, Welcome,
 };
 
 pub use handle::Pipeline;

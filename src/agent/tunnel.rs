@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use hooktunnel_relay::protocol::{Mode, QueuedResponse};
+use hooktunnel_protocol::{Mode, QueuedResponse};
 
 use super::events::{self, EVENT_CAPACITY};
 use super::{AgentOptions, Pipeline, handle, supervisor};

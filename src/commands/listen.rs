@@ -7,7 +7,7 @@ use std::io::{IsTerminal as _, Write as _};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use hooktunnel_relay::protocol::{Mode, QueuedResponse};
+use hooktunnel_protocol::{Mode, QueuedResponse};
 
 pub use crate::agent::tunnel::{ListenSettings, Running, start};
 use crate::cli::{ListenArgs, ModeArg};
@@ -40,7 +40,7 @@ pub async fn run(args: ListenArgs, paths: Paths) -> anyhow::Result<()> {
         ca_cert: args.ca_cert.clone(),
         keep: args.keep,
         keep_bytes: args.keep_bytes,
-        ping_interval: hooktunnel_relay::protocol::PING_INTERVAL,
+        ping_interval: hooktunnel_protocol::PING_INTERVAL,
     };
     let tui = !args.json && !args.no_tui && std::io::stdout().is_terminal();
     let format = if args.json {

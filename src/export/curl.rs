@@ -2,7 +2,9 @@
 
 use std::path::Path;
 
-use crate::exchange::{Exchange, Header};
+use hooktunnel_protocol as protocol;
+
+use crate::exchange::Exchange;
 use crate::sanitize;
 
 use super::join_url;
@@ -18,19 +20,6 @@ pub struct CurlExport {
     /// [`curl`]; the caller must write the exact request body there.
     pub needs_body_file: bool,
 }
-
-/// Headers that describe one connection, never forwarded.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "te",
-    "trailer",
-    "upgrade",
-    "proxy-authenticate",
-    "proxy-authorization",
-];
 
 /// Builds a bash command that sends the exchange's request to `base_url`
 /// (the exchange's path is appended verbatim, see [`join_url`]).
@@ -56,7 +45,7 @@ pub fn curl(ex: &Exchange, base_url: &str, body_file: Option<&Path>) -> CurlExpo
             .iter()
             .any(|h| h.name.eq_ignore_ascii_case(name))
     };
-    let dropped = dropped_headers(&ex.request_headers);
+    let tokens = protocol::connection_tokens(&ex.request_headers);
 
     let mut args: Vec<String> = vec!["curl".into(), "--globoff".into(), "--path-as-is".into()];
     if ex.method.eq_ignore_ascii_case("HEAD") && body.is_empty() {
@@ -79,7 +68,7 @@ pub fn curl(ex: &Exchange, base_url: &str, body_file: Option<&Path>) -> CurlExpo
         }
     }
     for h in &ex.request_headers {
-        if dropped.iter().any(|d| h.name.eq_ignore_ascii_case(d)) {
+        if is_dropped(&h.name, &tokens) {
             continue;
         }
         let mut line = h.name.clone().into_bytes();
@@ -125,24 +114,13 @@ pub fn curl(ex: &Exchange, base_url: &str, body_file: Option<&Path>) -> CurlExpo
     }
 }
 
-/// Lower-cased names of headers curl must not be given.
-fn dropped_headers(headers: &[Header]) -> Vec<String> {
-    let mut names: Vec<String> = HOP_BY_HOP.iter().map(|s| (*s).to_owned()).collect();
-    names.push("host".into());
-    names.push("content-length".into());
-    for h in headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-    {
-        let value = String::from_utf8_lossy(&h.value);
-        names.extend(
-            value
-                .split(',')
-                .map(|t| t.trim().to_ascii_lowercase())
-                .filter(|t| !t.is_empty()),
-        );
-    }
-    names
+/// Whether curl must not be given header `name`: hop-by-hop headers (the
+/// protocol's one list, plus those named in `Connection`), and the ones curl
+/// writes itself.
+fn is_dropped(name: &str, connection_tokens: &[String]) -> bool {
+    protocol::is_hop_by_hop(name, connection_tokens)
+        || name.eq_ignore_ascii_case("host")
+        || name.eq_ignore_ascii_case("content-length")
 }
 
 /// `curl -X POST \` + newline + indented option/value pairs.
@@ -259,6 +237,7 @@ fn printf_format(bytes: &[u8]) -> String {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+    use crate::exchange::Header;
     use std::io::{Read, Write};
     use std::net::TcpListener;
     use std::process::Command;

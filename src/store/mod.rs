@@ -457,7 +457,7 @@ pub(crate) mod tests {
     /// A plausible exchange for tests.
     pub fn sample(n: u8) -> Exchange {
         Exchange {
-            id: hooktunnel_relay::protocol::next_id(),
+            id: hooktunnel_protocol::next_id(),
             tunnel: "demo".into(),
             received_at_ms: 1_700_000_000_000 + u64::from(n),
             method: "POST".into(),

@@ -9,8 +9,8 @@ use hooktunnel::commands::listen;
 use hooktunnel::config::Paths;
 use hooktunnel::exchange::{Exchange, ExchangeResponse};
 use hooktunnel::store::Store;
+use hooktunnel_protocol::Mode;
 use hooktunnel_relay::RelayConfig;
-use hooktunnel_relay::protocol::Mode;
 
 fn durable_relay(dir: &std::path::Path) -> RelayConfig {
     RelayConfig {

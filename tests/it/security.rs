@@ -19,11 +19,11 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::*;
+use hooktunnel_protocol::{
+    self as protocol, AgentMessage, Header, Hello, Mode, PROTOCOL_VERSION, RelayMessage, Response,
+};
 use hooktunnel_relay::RelayConfig;
 use hooktunnel_relay::config::{TlsFiles, parse_rate};
-use hooktunnel_relay::protocol::{
-    self, AgentMessage, Header, Hello, Mode, PROTOCOL_VERSION, RelayMessage, Response,
-};
 
 // ---------------------------------------------------------------- helpers
 

@@ -19,8 +19,8 @@ use hooktunnel::commands::listen::{self, ListenSettings, Running};
 use hooktunnel::config::Paths;
 use hooktunnel::event::AgentEvent;
 use hooktunnel::forward::Target;
+use hooktunnel_protocol::Mode;
 use hooktunnel_relay::RelayConfig;
-use hooktunnel_relay::protocol::Mode;
 
 /// Upper bound for any single wait in a test.
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -227,7 +227,7 @@ pub fn settings(relay: Option<&str>, target: &str, home: &Path) -> ListenSetting
         ca_cert: None,
         keep: None,
         keep_bytes: None,
-        ping_interval: hooktunnel_relay::protocol::PING_INTERVAL,
+        ping_interval: hooktunnel_protocol::PING_INTERVAL,
     }
 }
 

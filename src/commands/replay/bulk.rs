@@ -4,7 +4,7 @@ use std::io::{IsTerminal as _, Write as _};
 use std::time::Instant;
 
 use anyhow::Context as _;
-use hooktunnel_relay::protocol::HttpErrorCode;
+use hooktunnel_protocol::HttpErrorCode;
 use serde_json::json;
 
 use super::{Plan, failure, note, replay_json};

@@ -11,7 +11,7 @@ pub mod diff;
 mod single;
 
 use anyhow::Context as _;
-use hooktunnel_relay::protocol::HttpErrorCode;
+use hooktunnel_protocol::HttpErrorCode;
 use serde_json::json;
 
 use crate::cli::ReplayArgs;

@@ -7,7 +7,7 @@ use std::io::Write as _;
 use anyhow::Context as _;
 use serde_json::json;
 
-use hooktunnel_relay::protocol::{ERROR_HEADER, HttpErrorCode};
+use hooktunnel_protocol::{ERROR_HEADER, HttpErrorCode};
 
 use crate::cli::TriggerArgs;
 use crate::clock::now_ms;
@@ -43,7 +43,7 @@ pub async fn run(args: &TriggerArgs, paths: &Paths) -> anyhow::Result<()> {
         )
     })?;
     let now = now_ms() / 1000;
-    let seed = hooktunnel_relay::protocol::next_id().to_string();
+    let seed = hooktunnel_protocol::next_id().to_string();
     let (method, path, headers, body) = samples::build(sample.name, now, &seed)
         .with_context(|| format!("sample {} could not be built", sample.name))?;
 

@@ -10,7 +10,7 @@ macro_rules! http_error_codes {
         /// Why hooktunnel answered a sender itself (the `x-hooktunnel-error` value).
         ///
         /// ```
-        /// use hooktunnel_relay::protocol::HttpErrorCode;
+        /// use hooktunnel_protocol::HttpErrorCode;
         /// let code: HttpErrorCode = "local_unreachable".parse().unwrap();
         /// assert_eq!(code, HttpErrorCode::LocalUnreachable);
         /// assert_eq!(code.as_str(), "local_unreachable");

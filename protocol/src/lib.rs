@@ -1,13 +1,13 @@
-//! The relay ⇄ agent wire protocol.
+//! hooktunnel-protocol: the relay ⇄ agent wire protocol, alone.
 //!
 //! Every message travels as one binary WebSocket message laid out as
 //! `[u32 big-endian header length][header JSON][raw body bytes]`. The JSON
 //! header carries a `type` tag; bodies stay raw so they are binary-safe and
-//! never base64-inflated. This module knows nothing of axum or tungstenite so
-//! it can be tested (and one day published) on its own.
+//! never base64-inflated. This crate knows nothing of axum, hyper, tungstenite
+//! or rusqlite, so relay and agent share it and it can be tested on its own.
 //!
 //! ```
-//! use hooktunnel_relay::protocol::{AgentMessage, Ack};
+//! use hooktunnel_protocol::{AgentMessage, Ack};
 //! let msg = AgentMessage::Ack(Ack { id: ulid::Ulid::nil() });
 //! let bytes = msg.encode();
 //! assert_eq!(AgentMessage::decode(&bytes).unwrap(), msg);
