@@ -49,6 +49,8 @@ mod worker;
 #[cfg(test)]
 mod testing;
 
+use std::io::IsTerminal as _;
+
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::config::Paths;
@@ -78,7 +80,13 @@ pub async fn run_live(
 }
 
 /// The inspector over stored history, with no tunnel (`hooktunnel inspect`).
+///
+/// Refuses, before writing anything, when stdout is not a terminal
+/// (`hooktunnel inspect > file`): escape sequences have no place in a file.
 pub async fn run_inspect(paths: Paths, secrets: Vec<(SecretSpec, String)>) -> anyhow::Result<()> {
+    if !std::io::stdout().is_terminal() {
+        anyhow::bail!("inspect needs a terminal; use `hooktunnel requests` for plain output");
+    }
     let _logs = crate::logging::divert_to(&paths.log_file()).ok();
     runtime::run(paths, Mode::Inspect, None, secrets).await
 }
