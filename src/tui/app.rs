@@ -243,6 +243,7 @@ impl App {
                 self.notify(text, error);
                 None
             }
+            Event::Stop(_) => return Some(Effect::Quit),
         };
         effect.or_else(|| self.next_effect())
     }
@@ -477,6 +478,16 @@ mod tests {
         let mut empty = app_with(0);
         assert_eq!(empty.handle(ch('r')), None);
         assert!(empty.notice().unwrap().error);
+    }
+
+    #[test]
+    fn a_stop_signal_quits_from_anywhere() {
+        let mut app = app_with(3);
+        app.handle(ch('/'));
+        assert_eq!(app.handle(Event::Stop("SIGTERM")), Some(Effect::Quit));
+        let mut app = app_with(3);
+        app.handle(ch('?'));
+        assert_eq!(app.handle(Event::Stop("SIGHUP")), Some(Effect::Quit));
     }
 
     #[test]

@@ -22,7 +22,7 @@ use super::app::App;
 use super::effects::{Flow, Host, TerminalHost};
 use super::events::Event;
 use super::status::Mode;
-use super::terminal::{self, TerminalGuard};
+use super::terminal::{self, StopSignals, TerminalGuard};
 use super::view;
 use super::window::PAGE;
 use super::worker::{Worker, count_errors};
@@ -77,6 +77,15 @@ where
     }
 }
 
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Sets up the terminal, runs the loop, and restores the terminal on every way out.
 pub(crate) async fn run(
     paths: Paths,
@@ -105,6 +114,8 @@ pub(crate) async fn run(
         });
     }
 
+    // Aborted on every way out of here, so no later signal exits the process.
+    let _signals = AbortOnDrop(StopSignals::register()?.spawn(tx.clone()));
     let guard = TerminalGuard::enter()?;
     let mut terminal = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
     terminal.clear()?;
