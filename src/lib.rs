@@ -12,6 +12,7 @@
 //! | [`event`] | what the agent reports to its consumers |
 //! | [`output`] | plain and NDJSON printers of those events |
 //! | [`replay`] | re-sending stored requests through the forwarder |
+//! | [`mask`] | secret header values masked for display (never in storage) |
 //! | [`pretty`] | bounded JSON pretty-printing (inspector and `show`) |
 //! | [`sanitize`] | escaping of captured text before it reaches a terminal |
 //! | [`filter`] | the filter syntax shared by `requests`, bulk replay and the TUI |
@@ -31,6 +32,7 @@ pub mod export;
 pub mod filter;
 pub mod forward;
 pub mod logging;
+pub mod mask;
 pub mod output;
 pub mod pretty;
 pub mod replay;
