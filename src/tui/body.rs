@@ -7,11 +7,14 @@
 //! are cut with a note; JSON that nests too deep or indents too large (see
 //! [`crate::pretty`]) is shown raw with a note. Every captured byte goes through [`crate::sanitize`].
 
+use std::borrow::Cow;
+
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 
 use crate::exchange::{Exchange, Header};
 use crate::export::http_message::is_text_body;
+use crate::mask;
 use crate::output::size;
 use crate::pretty::{self, NotPretty, Token};
 use crate::sanitize;
@@ -69,11 +72,18 @@ impl BodyView {
     }
 }
 
-/// All lines of one tab of the detail pane, unwrapped.
-pub fn detail_lines(ex: &Exchange, tab: Tab, view: BodyView, theme: Theme) -> Vec<Line<'static>> {
+/// All lines of one tab of the detail pane, unwrapped; with `mask`, secret
+/// header values are masked (see [`crate::mask`]).
+pub fn detail_lines(
+    ex: &Exchange,
+    tab: Tab,
+    view: BodyView,
+    theme: Theme,
+    mask: bool,
+) -> Vec<Line<'static>> {
     match tab {
-        Tab::Request => request_lines(ex, view, theme),
-        Tab::Response => response_lines(ex, view, theme),
+        Tab::Request => request_lines(ex, view, theme, mask),
+        Tab::Response => response_lines(ex, view, theme, mask),
     }
 }
 
@@ -84,7 +94,7 @@ fn field(name: &str, value: impl Into<String>, theme: Theme) -> Line<'static> {
     ])
 }
 
-fn request_lines(ex: &Exchange, view: BodyView, theme: Theme) -> Vec<Line<'static>> {
+fn request_lines(ex: &Exchange, view: BodyView, theme: Theme, mask: bool) -> Vec<Line<'static>> {
     let mut out = vec![Line::from(vec![
         Span::styled(sanitize::escape(&ex.method).into_owned(), theme.bold()),
         Span::raw(" "),
@@ -133,7 +143,7 @@ fn request_lines(ex: &Exchange, view: BodyView, theme: Theme) -> Vec<Line<'stati
             verdict,
         ]));
     }
-    push_headers(&mut out, &ex.request_headers, theme);
+    push_headers(&mut out, &ex.request_headers, theme, mask);
     push_body(
         &mut out,
         &ex.request_headers,
@@ -145,7 +155,7 @@ fn request_lines(ex: &Exchange, view: BodyView, theme: Theme) -> Vec<Line<'stati
     out
 }
 
-fn response_lines(ex: &Exchange, view: BodyView, theme: Theme) -> Vec<Line<'static>> {
+fn response_lines(ex: &Exchange, view: BodyView, theme: Theme, mask: bool) -> Vec<Line<'static>> {
     let mut out = Vec::new();
     match &ex.response {
         Some(resp) => {
@@ -177,20 +187,38 @@ fn response_lines(ex: &Exchange, view: BodyView, theme: Theme) -> Vec<Line<'stat
         ]));
     }
     if let Some(resp) = &ex.response {
-        push_headers(&mut out, &resp.headers, theme);
+        push_headers(&mut out, &resp.headers, theme, mask);
         push_body(&mut out, &resp.headers, &resp.body, view, &ex.id, theme);
     }
     out
 }
 
-fn push_headers(out: &mut Vec<Line<'static>>, headers: &[Header], theme: Theme) {
+fn push_headers(out: &mut Vec<Line<'static>>, headers: &[Header], theme: Theme, mask: bool) {
     out.push(Line::default());
-    out.push(line(format!("Headers ({})", headers.len()), theme.bold()));
+    let secrets = headers.iter().filter(|h| mask::is_secret(&h.name)).count();
+    let mut title = vec![Span::styled(
+        format!("Headers ({})", headers.len()),
+        theme.bold(),
+    )];
+    if secrets > 0 {
+        let note = if mask {
+            format!(" · {secrets} masked · m: reveal")
+        } else {
+            " · secrets shown · m: mask".to_owned()
+        };
+        title.push(Span::styled(note, theme.dim()));
+    }
+    out.push(Line::from(title));
     for h in headers {
+        let value = if mask {
+            mask::header_value(&h.name, &h.value)
+        } else {
+            Cow::Borrowed(&h.value[..])
+        };
         out.push(Line::from(vec![
             Span::styled(sanitize::escape(&h.name).into_owned(), theme.key()),
             Span::styled(": ", theme.dim()),
-            Span::raw(sanitize::escape_bytes(&h.value)),
+            Span::raw(sanitize::escape_bytes(&value)),
         ]));
     }
 }

@@ -16,8 +16,8 @@ use crate::config::Paths;
 use crate::event::AgentEvent;
 use crate::exchange::now_ms;
 use crate::store::Store;
-use crate::verify::SecretSpec;
 
+use super::Options;
 use super::app::App;
 use super::effects::{Flow, Host, TerminalHost};
 use super::events::Event;
@@ -91,7 +91,7 @@ pub(crate) async fn run(
     paths: Paths,
     mode: Mode,
     agent: Option<mpsc::UnboundedReceiver<AgentEvent>>,
-    secrets: Vec<(SecretSpec, String)>,
+    options: Options,
 ) -> anyhow::Result<()> {
     let db = paths.db();
     // Open the history before touching the terminal, so errors print plainly.
@@ -101,6 +101,7 @@ pub(crate) async fn run(
     let upto = newest.first().map(|r| r.id);
     let color = crate::output::color_enabled(std::io::stdout().is_terminal());
     let mut app = App::new(mode, color, now_ms());
+    app.set_mask_secrets(options.mask_secrets);
     app.load(total, newest);
 
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -143,7 +144,7 @@ pub(crate) async fn run(
             }
         })
     });
-    let mut host = TerminalHost::new(worker, tx, paths, secrets);
+    let mut host = TerminalHost::new(worker, tx, paths, options.secrets);
     let result = run_loop(&mut terminal, &mut app, &mut rx, &mut host).await;
     host.stop_scans();
     ticker.abort();
