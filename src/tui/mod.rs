@@ -15,16 +15,17 @@
 //! | [`layout`] | where header, list, detail and footer are on screen |
 //! | [`status`] | mode, tunnel header and link, footer notice |
 //! | [`view`] | `render(&App, &mut Frame)`, a pure function of the state |
-//! | [`body`] | the detail pane's content (pretty JSON, form, hex, raw) |
+//! | [`body`] | the detail pane's content (pretty JSON via [`crate::pretty`], form, hex, raw; secret headers via [`crate::mask`]) |
 //! | [`text`], [`theme`] | widths, wrapping, numbers; styles with `NO_COLOR` |
 //! | `runtime` | wiring: the event loop (generic over the backend) and start-up |
-//! | `terminal` | terminal set-up and restore, the panic hook, terminal input |
+//! | `terminal` | terminal set-up and restore, the panic hook, stop signals, terminal input |
 //! | `worker` | the store thread and the background scans |
 //! | `effects` | the effect host (the `Host` trait and the real one): replay, `$EDITOR`, the clipboard |
 //!
 //! Every captured string is escaped with [`crate::sanitize`] before it is
-//! drawn, so a hostile webhook cannot change the terminal. The terminal is
-//! restored on quit, on error and on panic.
+//! drawn, so a hostile webhook cannot change the terminal; secret header
+//! values are masked for display only (`m` reveals them). The terminal is
+//! restored on quit, on error, on panic and on SIGTERM, SIGHUP and SIGINT.
 
 pub mod app;
 pub mod body;
