@@ -247,27 +247,35 @@ fn at_prompt(screen: &str) -> bool {
         .is_some_and(|l| l.trim_end() == PROMPT)
 }
 
-/// `kill -TERM` and `kill -HUP` (as a closing terminal or a supervisor
-/// sends) leave the inspector with the terminal restored: main screen,
-/// cursor shown, no mouse reporting, cooked mode (the shell echoes again).
+/// `kill -TERM` and `kill -HUP` (as a supervisor or a closing terminal
+/// sends) stop `inspect` and `listen` with the terminal restored: main
+/// screen, cursor shown, no mouse reporting, cooked mode (the shell echoes
+/// again).
 #[test]
 fn inspector_restores_the_terminal_on_sigterm_and_sighup() {
     let home = tempfile::tempdir().unwrap();
     let Some(tmux) = shell_in_tmux(home.path(), "signal") else {
         return;
     };
-    for signal in ["TERM", "HUP"] {
-        let pid_file = home.path().join(format!("{signal}.pid"));
+    let cases = [
+        ("TERM", "inspect", "inspect · stored history"),
+        ("HUP", "inspect", "inspect · stored history"),
+        ("TERM", "listen 9 --embedded-listen 127.0.0.1:0", "/t/"),
+    ];
+    for (n, (signal, args, up)) in cases.into_iter().enumerate() {
+        let pid_file = home.path().join(format!("{n}.pid"));
         // `exec` keeps the pid that `sh` wrote: the inspector's own.
         let command = format!(
-            "HOOKTUNNEL_HOME='{}' sh -c 'echo $$ > \"$0\"; exec \"$1\" inspect' '{}' '{}'",
+            "HOOKTUNNEL_HOME='{}' sh -c 'echo $$ > \"$0\"; exec \"$1\" {args}' '{}' '{}'",
             home.path().display(),
             pid_file.display(),
             env!("CARGO_BIN_EXE_hooktunnel"),
         );
         tmux.keys(&["clear", "Enter"]);
         tmux.keys(&[&command, "Enter"]);
-        tmux.wait_for("the inspector", |s| s.contains("inspect · stored history"));
+        tmux.wait_for(&format!("hooktunnel {args}"), |s| {
+            s.contains("hooktunnel") && s.contains(up)
+        });
         assert_eq!(tmux.display("#{alternate_on}"), "1", "the inspector is up");
         let pid = std::fs::read_to_string(&pid_file).unwrap();
         let pid = pid.trim();
@@ -278,7 +286,7 @@ fn inspector_restores_the_terminal_on_sigterm_and_sighup() {
             .unwrap();
         assert!(sent.success(), "kill -{signal} {pid}");
         let screen = tmux.wait_for(&format!("the shell after SIG{signal}"), |s| {
-            at_prompt(s) && !s.contains("inspect · stored history")
+            at_prompt(s) && !s.contains(up)
         });
         let deadline = Instant::now() + Duration::from_secs(30);
         while Command::new("kill")
