@@ -271,7 +271,11 @@ fn inspector_restores_the_terminal_on_sigterm_and_sighup() {
             pid_file.display(),
             env!("CARGO_BIN_EXE_hooktunnel"),
         );
+        // Type the command only once `clear` ran, so the screen shows it.
         tmux.keys(&["clear", "Enter"]);
+        tmux.wait_for("a clear screen", |s| {
+            at_prompt(s) && s.lines().filter(|l| !l.trim().is_empty()).count() == 1
+        });
         tmux.keys(&[&command, "Enter"]);
         tmux.wait_for(&format!("hooktunnel {args}"), |s| {
             s.contains("hooktunnel") && s.contains(up)
