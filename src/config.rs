@@ -87,6 +87,10 @@ pub struct ConfigFile {
     /// History retention: most body bytes kept.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keep_bytes: Option<u64>,
+    /// Mask secret header values in the inspector and `show` (default on;
+    /// display only: storage, export and replay keep the real bytes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mask_secrets: Option<bool>,
 }
 
 impl std::fmt::Debug for ConfigFile {
@@ -100,11 +104,21 @@ impl std::fmt::Debug for ConfigFile {
             .field("verify", &format_args!("[{} redacted]", self.verify.len()))
             .field("keep", &self.keep)
             .field("keep_bytes", &self.keep_bytes)
+            .field("mask_secrets", &self.mask_secrets)
             .finish()
     }
 }
 
 impl ConfigFile {
+    /// Whether displays mask secret header values: `mask_secrets` in the
+    /// config at `paths`, on when unset or when the file cannot be read.
+    pub fn masks_secrets(paths: &Paths) -> bool {
+        Self::load(&paths.config_file())
+            .ok()
+            .and_then(|c| c.mask_secrets)
+            .unwrap_or(true)
+    }
+
     /// Reads the file; a missing file is an empty config.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         match std::fs::read_to_string(path) {
@@ -211,6 +225,18 @@ mod tests {
         .unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn secrets_are_masked_unless_the_config_says_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths::at(dir.path());
+        assert!(ConfigFile::masks_secrets(&paths), "on without a config file");
+        std::fs::create_dir_all(dir.path()).unwrap();
+        std::fs::write(paths.config_file(), "mask_secrets = false\n").unwrap();
+        assert!(!ConfigFile::masks_secrets(&paths));
+        std::fs::write(paths.config_file(), "mask_secrets = true\n").unwrap();
+        assert!(ConfigFile::masks_secrets(&paths));
     }
 
     #[test]

@@ -18,6 +18,8 @@
 //! | [`replay`] | re-sending stored requests through the forwarder |
 //! | [`editor`] | editing a request in `$VISUAL`/`$EDITOR` before a replay |
 //! | [`secrets`] | the one lookup of signature secrets (flags, env, config) |
+//! | [`mask`] | secret header values masked for display (never in storage) |
+//! | [`pretty`] | bounded JSON pretty-printing (inspector and `show`) |
 //! | [`sanitize`] | escaping of captured text before it reaches a terminal |
 //! | [`filter`] | the filter syntax shared by `requests`, bulk replay and the TUI |
 //! | [`export`] | curl, HAR and JSON renderings of an exchange |
@@ -41,7 +43,9 @@ pub mod form;
 pub mod forward;
 pub mod json;
 pub mod logging;
+pub mod mask;
 pub mod output;
+pub mod pretty;
 pub mod replay;
 pub mod sanitize;
 pub mod secrets;

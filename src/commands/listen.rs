@@ -64,7 +64,11 @@ pub async fn run(args: ListenArgs, paths: Paths) -> anyhow::Result<()> {
         // stops on its own shows as offline there, and its error is printed
         // once the terminal is restored.
         let secrets = crate::secrets::with_sources(&args.verify, "--verify", &paths_for_ui);
-        let shown = crate::tui::run_live(paths_for_ui, running.events, secrets).await;
+        let options = crate::tui::Options {
+            secrets,
+            mask_secrets: crate::config::ConfigFile::masks_secrets(&paths_for_ui),
+        };
+        let shown = crate::tui::run_live(paths_for_ui, running.events, options).await;
         cancel.cancel();
         let stopped = (&mut task)
             .await

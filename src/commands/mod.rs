@@ -21,8 +21,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Requests(args) => requests::run(&args, &paths),
         Command::Show(args) => show::run(&args, &paths),
         Command::Inspect => {
-            let secrets = crate::secrets::with_sources(&[], "", &paths);
-            crate::tui::run_inspect(paths, secrets).await
+            let options = crate::tui::Options {
+                secrets: crate::secrets::with_sources(&[], "", &paths),
+                mask_secrets: crate::config::ConfigFile::masks_secrets(&paths),
+            };
+            crate::tui::run_inspect(paths, options).await
         }
         Command::Replay(args) => replay::run(&args, &paths).await,
         Command::Export(args) => export::run(&args, &paths),

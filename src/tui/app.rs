@@ -79,6 +79,8 @@ pub struct App {
     pub(super) detail_in_flight: Option<Ulid>,
     pub(super) tab: Tab,
     pub(super) view: BodyView,
+    /// Secret header values are masked in the detail (see [`crate::mask`]).
+    pub(super) mask: bool,
     pub(super) prompt: Option<Prompt>,
     pub(super) help: bool,
     pub(super) notice: Option<Notice>,
@@ -116,6 +118,7 @@ impl App {
             detail_in_flight: None,
             tab: Tab::Request,
             view: BodyView::Auto,
+            mask: true,
             prompt: None,
             help: false,
             notice: None,
@@ -123,6 +126,19 @@ impl App {
             poll_in_flight: false,
             loads_paused_until: 0,
         }
+    }
+
+    /// Masks secret header values in the detail (the default) or not; `m`
+    /// toggles it. Display only: stored, exported and replayed requests keep
+    /// the real bytes.
+    pub fn set_mask_secrets(&mut self, mask: bool) {
+        self.mask = mask;
+        self.rebuild_detail();
+    }
+
+    /// True while secret header values are masked.
+    pub fn masks_secrets(&self) -> bool {
+        self.mask
     }
 
     /// Sets what the top bar says about the tunnel.
@@ -243,6 +259,7 @@ impl App {
                 self.notify(text, error);
                 None
             }
+            Event::Stop(_) => return Some(Effect::Quit),
         };
         effect.or_else(|| self.next_effect())
     }
@@ -375,6 +392,7 @@ impl App {
             Action::Open => self.toggle_detail(),
             Action::SwitchTab => self.switch_tab(),
             Action::CycleView => self.cycle_view(),
+            Action::ToggleMask => self.toggle_mask(),
             Action::Replay => {
                 let id = self.target()?;
                 self.notify(format!("replaying {}…", short_id(&id)), false);
@@ -477,6 +495,16 @@ mod tests {
         let mut empty = app_with(0);
         assert_eq!(empty.handle(ch('r')), None);
         assert!(empty.notice().unwrap().error);
+    }
+
+    #[test]
+    fn a_stop_signal_quits_from_anywhere() {
+        let mut app = app_with(3);
+        app.handle(ch('/'));
+        assert_eq!(app.handle(Event::Stop("SIGTERM")), Some(Effect::Quit));
+        let mut app = app_with(3);
+        app.handle(ch('?'));
+        assert_eq!(app.handle(Event::Stop("SIGHUP")), Some(Effect::Quit));
     }
 
     #[test]

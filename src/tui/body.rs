@@ -4,13 +4,19 @@
 //! duplicates kept: the printer re-indents tokens rather than re-serialising)
 //! or form-urlencoded (decoded pairs), as a hex dump when binary, and as
 //! escaped text otherwise; `v` cycles to the raw and hex views. Huge bodies
-//! are cut with a note. Every captured byte goes through [`crate::sanitize`].
+//! are cut with a note; JSON that nests too deep or indents too large (see
+//! [`crate::pretty`]) is shown raw with a note. Every captured byte goes through [`crate::sanitize`].
 
+use std::borrow::Cow;
+
+use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 
 use crate::exchange::{Exchange, Header};
 use crate::export::http_message::is_text_body;
+use crate::mask;
 use crate::output::size;
+use crate::pretty::{self, NotPretty, Token};
 use crate::sanitize;
 
 use super::text::{self, expand_tabs, line};
@@ -66,11 +72,18 @@ impl BodyView {
     }
 }
 
-/// All lines of one tab of the detail pane, unwrapped.
-pub fn detail_lines(ex: &Exchange, tab: Tab, view: BodyView, theme: Theme) -> Vec<Line<'static>> {
+/// All lines of one tab of the detail pane, unwrapped; with `mask`, secret
+/// header values are masked (see [`crate::mask`]).
+pub fn detail_lines(
+    ex: &Exchange,
+    tab: Tab,
+    view: BodyView,
+    theme: Theme,
+    mask: bool,
+) -> Vec<Line<'static>> {
     match tab {
-        Tab::Request => request_lines(ex, view, theme),
-        Tab::Response => response_lines(ex, view, theme),
+        Tab::Request => request_lines(ex, view, theme, mask),
+        Tab::Response => response_lines(ex, view, theme, mask),
     }
 }
 
@@ -81,7 +94,7 @@ fn field(name: &str, value: impl Into<String>, theme: Theme) -> Line<'static> {
     ])
 }
 
-fn request_lines(ex: &Exchange, view: BodyView, theme: Theme) -> Vec<Line<'static>> {
+fn request_lines(ex: &Exchange, view: BodyView, theme: Theme, mask: bool) -> Vec<Line<'static>> {
     let mut out = vec![Line::from(vec![
         Span::styled(sanitize::escape(&ex.method).into_owned(), theme.bold()),
         Span::raw(" "),
@@ -130,7 +143,7 @@ fn request_lines(ex: &Exchange, view: BodyView, theme: Theme) -> Vec<Line<'stati
             verdict,
         ]));
     }
-    push_headers(&mut out, &ex.request_headers, theme);
+    push_headers(&mut out, &ex.request_headers, theme, mask);
     push_body(
         &mut out,
         &ex.request_headers,
@@ -142,7 +155,7 @@ fn request_lines(ex: &Exchange, view: BodyView, theme: Theme) -> Vec<Line<'stati
     out
 }
 
-fn response_lines(ex: &Exchange, view: BodyView, theme: Theme) -> Vec<Line<'static>> {
+fn response_lines(ex: &Exchange, view: BodyView, theme: Theme, mask: bool) -> Vec<Line<'static>> {
     let mut out = Vec::new();
     match &ex.response {
         Some(resp) => {
@@ -174,20 +187,38 @@ fn response_lines(ex: &Exchange, view: BodyView, theme: Theme) -> Vec<Line<'stat
         ]));
     }
     if let Some(resp) = &ex.response {
-        push_headers(&mut out, &resp.headers, theme);
+        push_headers(&mut out, &resp.headers, theme, mask);
         push_body(&mut out, &resp.headers, &resp.body, view, &ex.id, theme);
     }
     out
 }
 
-fn push_headers(out: &mut Vec<Line<'static>>, headers: &[Header], theme: Theme) {
+fn push_headers(out: &mut Vec<Line<'static>>, headers: &[Header], theme: Theme, mask: bool) {
     out.push(Line::default());
-    out.push(line(format!("Headers ({})", headers.len()), theme.bold()));
+    let secrets = headers.iter().filter(|h| mask::is_secret(&h.name)).count();
+    let mut title = vec![Span::styled(
+        format!("Headers ({})", headers.len()),
+        theme.bold(),
+    )];
+    if secrets > 0 {
+        let note = if mask {
+            format!(" · {secrets} masked · m: reveal")
+        } else {
+            " · secrets shown · m: mask".to_owned()
+        };
+        title.push(Span::styled(note, theme.dim()));
+    }
+    out.push(Line::from(title));
     for h in headers {
+        let value = if mask {
+            mask::header_value(&h.name, &h.value)
+        } else {
+            Cow::Borrowed(&h.value[..])
+        };
         out.push(Line::from(vec![
             Span::styled(sanitize::escape(&h.name).into_owned(), theme.key()),
             Span::styled(": ", theme.dim()),
-            Span::raw(sanitize::escape_bytes(&h.value)),
+            Span::raw(sanitize::escape_bytes(&value)),
         ]));
     }
 }
@@ -248,7 +279,27 @@ fn push_body(
     }
     let ctype = content_type(headers);
     let shown = choose(body, &ctype, view);
+    let limit = if shown == Shown::Hex {
+        HEX_LIMIT
+    } else {
+        TEXT_LIMIT
+    };
+    let cut = &body[..body.len().min(limit)];
+    let mut not_pretty = None;
+    let mut lines = match shown {
+        Shown::Json => std::str::from_utf8(cut)
+            .map_err(|_| NotPretty::Invalid)
+            .and_then(|s| json_lines(s, theme))
+            .unwrap_or_else(|why| {
+                not_pretty = Some(why);
+                text_lines(cut, theme)
+            }),
+        Shown::Form => form_lines(cut, theme),
+        Shown::Text => text_lines(cut, theme),
+        Shown::Hex => hex_lines(cut, theme),
+    };
     let label = match (shown, view) {
+        (Shown::Json, _) if not_pretty.is_some() => "JSON, raw",
         (Shown::Json, _) => "JSON, pretty-printed",
         (Shown::Form, _) => "form, decoded",
         (Shown::Hex, BodyView::Auto) => "binary, hex",
@@ -263,19 +314,9 @@ fn push_body(
             theme.dim(),
         ),
     ]));
-    let limit = if shown == Shown::Hex {
-        HEX_LIMIT
-    } else {
-        TEXT_LIMIT
-    };
-    let cut = &body[..body.len().min(limit)];
-    let mut lines = match shown {
-        Shown::Json => std::str::from_utf8(cut)
-            .map_or_else(|_| text_lines(cut, theme), |s| json_lines(s, theme)),
-        Shown::Form => form_lines(cut, theme),
-        Shown::Text => text_lines(cut, theme),
-        Shown::Hex => hex_lines(cut, theme),
-    };
+    if let Some(why) = not_pretty {
+        out.push(line(format!("{why}; showing the raw text"), theme.warn()));
+    }
     let mut note = None;
     if lines.len() > LINE_LIMIT {
         lines.truncate(LINE_LIMIT);
@@ -359,108 +400,39 @@ fn form_lines(body: &[u8], theme: Theme) -> Vec<Line<'static>> {
         .collect()
 }
 
-/// Index just past the JSON string starting at `start` (a `"`).
-fn string_end(b: &[u8], start: usize) -> usize {
-    let mut i = start + 1;
-    while i < b.len() {
-        match b[i] {
-            b'\\' => i += 2,
-            b'"' => return i + 1,
-            _ => i += 1,
-        }
-    }
-    b.len()
-}
+/// The pretty-printer's bounds in the detail pane: one line past the pane's
+/// line limit, so [`push_body`] sees the cut and says so.
+const PRETTY: pretty::Limits = pretty::Limits {
+    depth: pretty::Limits::DEFAULT.depth,
+    bytes: pretty::Limits::DEFAULT.bytes,
+    lines: LINE_LIMIT + 1,
+};
 
-fn skip_ws(b: &[u8], mut i: usize) -> usize {
-    while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\n' | b'\r') {
-        i += 1;
-    }
-    i
-}
-
-/// Re-indents valid JSON token by token (two spaces), keeping every token's text.
-fn json_lines(src: &str, theme: Theme) -> Vec<Line<'static>> {
-    fn newline(lines: &mut Vec<Line<'static>>, cur: &mut Vec<Span<'static>>, indent: usize) {
-        lines.push(Line::from(std::mem::take(cur)));
-        if indent > 0 {
-            cur.push(Span::raw("  ".repeat(indent)));
-        }
-    }
-    let b = src.as_bytes();
-    let mut lines = Vec::new();
-    let mut cur: Vec<Span<'static>> = Vec::new();
-    let mut stack: Vec<u8> = Vec::new();
-    let mut expect_key = false;
-    let mut i = 0;
-    while i < b.len() && lines.len() <= LINE_LIMIT {
-        match b[i] {
-            b' ' | b'\t' | b'\n' | b'\r' => i += 1,
-            open @ (b'{' | b'[') => {
-                let close = if open == b'{' { b'}' } else { b']' };
-                let j = skip_ws(b, i + 1);
-                if j < b.len() && b[j] == close {
-                    cur.push(Span::raw(format!(
-                        "{}{}",
-                        char::from(open),
-                        char::from(close)
-                    )));
-                    i = j + 1;
-                    continue;
-                }
-                cur.push(Span::raw(char::from(open).to_string()));
-                stack.push(open);
-                expect_key = open == b'{';
-                newline(&mut lines, &mut cur, stack.len());
-                i += 1;
+/// Valid JSON, re-indented with [`pretty::json`] and styled; the reason
+/// when it is not pretty-printed.
+fn json_lines(src: &str, theme: Theme) -> Result<Vec<Line<'static>>, NotPretty> {
+    let printed = pretty::json(src, &PRETTY)?;
+    Ok(printed
+        .lines
+        .into_iter()
+        .map(|l| {
+            let mut spans = Vec::with_capacity(l.pieces.len() + 1);
+            if l.depth > 0 {
+                spans.push(Span::raw("  ".repeat(l.depth)));
             }
-            close @ (b'}' | b']') => {
-                stack.pop();
-                newline(&mut lines, &mut cur, stack.len());
-                cur.push(Span::raw(char::from(close).to_string()));
-                i += 1;
-            }
-            b',' => {
-                cur.push(Span::raw(","));
-                expect_key = stack.last() == Some(&b'{');
-                newline(&mut lines, &mut cur, stack.len());
-                i += 1;
-            }
-            b':' => {
-                cur.push(Span::styled(": ", theme.dim()));
-                expect_key = false;
-                i += 1;
-            }
-            b'"' => {
-                let end = string_end(b, i);
-                let style = if expect_key {
-                    theme.key()
-                } else {
-                    theme.string()
+            spans.extend(l.pieces.into_iter().map(|(token, text)| {
+                let style = match token {
+                    Token::Punct => Style::new(),
+                    Token::Colon => theme.dim(),
+                    Token::Key => theme.key(),
+                    Token::String => theme.string(),
+                    Token::Literal => theme.literal(),
                 };
-                let token = src.get(i..end).unwrap_or_default();
-                cur.push(Span::styled(sanitize::escape(token).into_owned(), style));
-                i = end;
-            }
-            _ => {
-                let start = i;
-                while i < b.len()
-                    && !matches!(b[i], b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
-                {
-                    i += 1;
-                }
-                let token = src.get(start..i).unwrap_or_default();
-                cur.push(Span::styled(
-                    sanitize::escape(token).into_owned(),
-                    theme.literal(),
-                ));
-            }
-        }
-    }
-    if !cur.is_empty() {
-        lines.push(Line::from(cur));
-    }
-    lines
+                Span::styled(sanitize::escape(text).into_owned(), style)
+            }));
+            Line::from(spans)
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -478,7 +450,7 @@ mod tests {
     fn json_is_reindented_keeping_order_and_tokens() {
         let src = r#"{"z":1,"a":[true,null,{}],"n":1.50e3,"s":"x\"y","e":[]}"#;
         assert_eq!(
-            texts(&json_lines(src, PLAIN)),
+            texts(&json_lines(src, PLAIN).unwrap()),
             [
                 "{",
                 "  \"z\": 1,",
@@ -493,13 +465,13 @@ mod tests {
                 "}",
             ]
         );
-        assert_eq!(texts(&json_lines("42", PLAIN)), ["42"]);
+        assert_eq!(texts(&json_lines("42", PLAIN).unwrap()), ["42"]);
     }
 
     #[test]
     fn json_keys_and_values_are_styled_apart() {
         let theme = Theme { color: true };
-        let lines = json_lines(r#"{"k":"v"}"#, theme);
+        let lines = json_lines(r#"{"k":"v"}"#, theme).unwrap();
         let spans = &lines[1].spans;
         assert_eq!(spans[1].style, theme.key());
         assert_eq!(spans[3].style, theme.string());
@@ -553,6 +525,49 @@ mod tests {
         assert_eq!(choose(b"\x00\x01", "", BodyView::Auto), Shown::Hex);
         assert_eq!(choose(b"{}", "", BodyView::Raw), Shown::Text);
         assert_eq!(choose(b"{}", "", BodyView::Hex), Shown::Hex);
+    }
+
+    /// Issue 14 row 5: `[`×50,000 `]`×50,000 (98 KiB) once grew the
+    /// inspector to 1.24 GB (an indented line per bracket).
+    #[test]
+    fn deeply_nested_json_is_shown_raw_with_a_note_and_stays_small() {
+        use crate::tui::events::Event;
+        use crate::tui::status::Mode;
+        use crate::tui::testing::{ex, open_detail, sample_app, screen};
+
+        let mut deep = ex(1, "POST", "/hooks/deep", Some(200));
+        deep.request_body = format!("{}{}", "[".repeat(50_000), "]".repeat(50_000)).into();
+        let rows = vec![deep];
+        let started = std::time::Instant::now();
+        let mut app = sample_app(Mode::Inspect, &rows, 120, 30);
+        open_detail(&mut app, &rows);
+        app.handle(Event::Resize {
+            width: 80,
+            height: 24,
+        });
+        let shown = screen(&app);
+        let lines = &app.detail().unwrap().lines;
+        let chars: usize = lines.iter().map(Line::width).sum();
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+        // The raw text is 100,000 characters: about that many on screen lines, no more.
+        assert!(
+            chars < 110_000,
+            "{chars} characters in {} lines",
+            lines.len()
+        );
+        assert!(lines.len() < 2_000, "{} lines", lines.len());
+        assert!(
+            shown.contains("not pretty-printed: nesting deeper than 64"),
+            "{shown}"
+        );
+        assert!(
+            lines.iter().any(|l| l.to_string().starts_with("[[[[[[[[")),
+            "the raw text follows"
+        );
     }
 
     #[test]

@@ -45,17 +45,18 @@ impl Detail {
         }
     }
 
-    /// Renders the lines of `tab` in `view`, wrapped to `cols`, keeping the
-    /// scroll inside a pane of `rows`.
+    /// Renders the lines of `tab` in `view` (secret header values masked
+    /// with `mask`), wrapped to `cols`, keeping the scroll inside a pane of `rows`.
     pub fn rebuild(
         &mut self,
         tab: Tab,
         view: BodyView,
         theme: Theme,
+        mask: bool,
         (rows, cols): (usize, usize),
     ) {
         self.lines = match &self.exchange {
-            Some(ex) => detail_lines(ex, tab, view, theme)
+            Some(ex) => detail_lines(ex, tab, view, theme, mask)
                 .into_iter()
                 .flat_map(|l| text::wrap(l, cols))
                 .collect(),

@@ -97,18 +97,12 @@ impl TerminalHost {
 
     /// Loads `id` and replays it as captured, in the background.
     fn replay(&self, id: Ulid) {
-        let worker = self.worker.clone();
-        let events = self.events.clone();
-        let secrets = self.secrets.clone();
-        tokio::spawn(async move {
-            match worker.get(id).await {
-                Ok(original) => {
-                    let request = ReplayRequest::original(&original);
-                    send_replay(worker, events, secrets, original, request).await;
-                }
-                Err(e) => replay_failed(&events, id, &e, None),
-            }
-        });
+        spawn_replay(
+            self.worker.clone(),
+            self.events.clone(),
+            self.secrets.clone(),
+            id,
+        );
     }
 
     fn scratch_dir(&self) -> anyhow::Result<PathBuf> {
@@ -185,6 +179,25 @@ impl TerminalHost {
         ));
         Ok(())
     }
+}
+
+/// Loads `id` from the store and replays it as captured (the stored bytes,
+/// never what the detail pane shows), in the background.
+fn spawn_replay(
+    worker: Worker,
+    events: mpsc::UnboundedSender<Event>,
+    secrets: Arc<Vec<(SecretSpec, String)>>,
+    id: Ulid,
+) {
+    tokio::spawn(async move {
+        match worker.get(id).await {
+            Ok(original) => {
+                let request = ReplayRequest::original(&original);
+                send_replay(worker, events, secrets, original, request).await;
+            }
+            Err(e) => replay_failed(&events, id, &e, None),
+        }
+    });
 }
 
 /// Reports a replay that did not run.
@@ -279,5 +292,108 @@ impl Host<Crossterm> for TerminalHost {
             Effect::StopScan => self.stop_scans(),
         }
         Ok(Flow::Continue)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::time::Duration;
+
+    use crossterm::event::KeyCode;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+    use crate::exchange::Header;
+    use crate::store::Store;
+    use crate::tui::app::App;
+    use crate::tui::status::Mode;
+    use crate::tui::testing::{ch, ex, key, screen};
+
+    const TOKEN: &str = "Bearer sk_live_51HxYzAbCdEf3f9a";
+
+    /// A local app that answers one request with 200 and hands back its head.
+    async fn one_shot_app() -> (String, tokio::sync::oneshot::Receiver<String>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = stream.read(&mut chunk).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            let _ = tx.send(String::from_utf8_lossy(&buf).into_owned());
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+                .await;
+        });
+        (url, rx)
+    }
+
+    async fn next(rx: &mut mpsc::UnboundedReceiver<Event>) -> Event {
+        tokio::time::timeout(Duration::from_secs(20), rx.recv())
+            .await
+            .expect("an event in time")
+            .expect("the channel is open")
+    }
+
+    /// The detail shows the token masked; `r` replays what the store holds,
+    /// so the local app gets the real token.
+    #[tokio::test]
+    async fn a_replay_from_the_masked_detail_sends_the_real_secret() {
+        let (url, head) = one_shot_app().await;
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("history.sqlite3");
+        let mut store = Store::open(&db).unwrap();
+        let mut original = ex(1, "POST", "/hooks/masked", Some(200));
+        original.target = url;
+        original
+            .request_headers
+            .push(Header::new("authorization", TOKEN));
+        store.insert(&original).unwrap();
+
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut app = App::new(Mode::Inspect, false, original.received_at_ms);
+        app.handle(Event::Resize {
+            width: 100,
+            height: 30,
+        });
+        app.load(store.count().unwrap(), store.list(10, 0).unwrap());
+        let worker = Worker::spawn(store, tx.clone()).unwrap();
+
+        let Some(Effect::LoadDetail(id)) = app.handle(key(KeyCode::Enter)) else {
+            panic!("no detail load")
+        };
+        worker.send(Job::Detail(id));
+        app.handle(next(&mut rx).await);
+        let shown = screen(&app);
+        assert!(
+            shown.contains("authorization: Bearer ••••••••3f9a"),
+            "{shown}"
+        );
+        assert!(!shown.contains("sk_live"), "{shown}");
+
+        assert_eq!(app.handle(ch('r')), Some(Effect::Replay(id)));
+        spawn_replay(worker, tx, Arc::new(Vec::new()), id);
+        let head = tokio::time::timeout(Duration::from_secs(20), head)
+            .await
+            .expect("the replay in time")
+            .unwrap();
+        assert!(
+            head.to_ascii_lowercase()
+                .contains(&format!("authorization: {}", TOKEN.to_ascii_lowercase())),
+            "{head}"
+        );
+        let Event::Replayed { result, .. } = next(&mut rx).await else {
+            panic!("no replay result")
+        };
+        assert_eq!(result.unwrap().status, Some(200));
     }
 }

@@ -109,6 +109,9 @@ pub enum Event {
     },
     /// A page or detail load failed; loads pause for a second.
     LoadFailed(String),
+    /// The process was asked to stop (SIGTERM, SIGHUP, SIGINT; the name):
+    /// leave the inspector, so the terminal is restored.
+    Stop(&'static str),
     /// A message for the footer.
     Notice {
         /// The text (escaped when shown).

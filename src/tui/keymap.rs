@@ -32,6 +32,8 @@ pub enum Action {
     SwitchTab,
     /// Pretty, raw, hex.
     CycleView,
+    /// Mask or reveal secret header values.
+    ToggleMask,
     /// Replay the exchange.
     Replay,
     /// Edit the request, then replay it.
@@ -223,13 +225,16 @@ pub const KEYMAP: &[Binding] = &[
     bind(&[key(K::Enter)], List, A::Open)
         .help("Enter", "open / close the detail")
         .footer(Show::List, 1, "Enter open"),
-    bind(&[key(K::Enter)], Detail, A::Open).footer(Show::Detail, 9, "Enter close"),
+    bind(&[key(K::Enter)], Detail, A::Open).footer(Show::Detail, 10, "Enter close"),
     bind(&[key(K::Tab), key(K::BackTab)], Main, A::SwitchTab)
         .help("Tab", "request / response")
         .footer(Show::Detail, 2, "Tab req/resp"),
     bind(&[ch('v')], Main, A::CycleView)
         .help("v", "body view: pretty, raw, hex")
         .footer(Show::Detail, 3, "v view"),
+    bind(&[ch('m')], Main, A::ToggleMask)
+        .help("m", "mask / reveal secret header values")
+        .footer(Show::Detail, 9, "m secrets"),
     bind(&[shift(K::Down), ch('n')], Main, A::Next)
         .help("n p", "next / previous request (in the detail)")
         .footer(Show::Detail, 5, "n/p next/prev"),
@@ -240,7 +245,7 @@ pub const KEYMAP: &[Binding] = &[
         .help("r", "replay (re-signed if a secret fits; new row ↻)")
         .footer(Show::Both, 6, "r replay"),
     bind(&[ch('e')], Main, A::Edit)
-        .help("e", "edit in $EDITOR, then replay")
+        .help("e", "edit in $VISUAL/$EDITOR, then replay")
         .footer(Show::Both, 7, "e edit"),
     bind(&[ch('c')], Main, A::CopyCurl)
         .help("c", "copy as curl (clipboard via OSC 52, and a file)")
@@ -278,19 +283,35 @@ pub fn help_rows() -> impl Iterator<Item = (&'static str, &'static str)> {
 }
 
 /// The footer hints for the list (`filtered` when a filter is set) or the
-/// detail, in rank order.
-pub fn footer(context: Context, filtered: bool) -> String {
-    let mut hints: Vec<Footer> = KEYMAP
+/// detail, in rank order, within `cols` columns: while they do not fit, the
+/// highest-ranked hint goes, except `? help`, which lists them all.
+pub fn footer(context: Context, filtered: bool, cols: usize) -> String {
+    let mut hints: Vec<(Footer, Action)> = KEYMAP
         .iter()
-        .filter_map(|b| b.footer)
-        .filter(|f| match (f.show, context) {
+        .filter_map(|b| b.footer.map(|f| (f, b.action)))
+        .filter(|(f, _)| match (f.show, context) {
             (Show::Both, _) | (Show::Detail, Context::Detail) | (Show::List, Context::List) => true,
             (Show::Filtered, Context::List) => filtered,
             _ => false,
         })
         .collect();
-    hints.sort_by_key(|f| f.rank);
-    hints.iter().map(|f| f.label).collect::<Vec<_>>().join("  ")
+    hints.sort_by_key(|(f, _)| f.rank);
+    let joined = |hints: &[(Footer, Action)]| {
+        hints
+            .iter()
+            .map(|(f, _)| f.label)
+            .collect::<Vec<_>>()
+            .join("  ")
+    };
+    while super::text::width(&joined(&hints)) > cols {
+        match hints.iter().rposition(|(_, a)| *a != Action::Help) {
+            Some(i) => {
+                hints.remove(i);
+            }
+            None => break,
+        }
+    }
+    joined(&hints)
 }
 
 #[cfg(test)]
@@ -385,12 +406,31 @@ mod tests {
         let detail = footer_of(&app);
         assert_eq!(
             detail,
-            "Tab req/resp  v view  ↑↓ scroll  n/p next/prev  r replay  e edit  c curl  Enter close  ? help"
+            "Tab req/resp  v view  ↑↓ scroll  n/p next/prev  r replay  e edit  c curl  m secrets  Enter close  ? help"
         );
         assert_eq!(
             detail.split("  ").collect::<Vec<_>>(),
             labels(&[Show::Detail, Show::Both])
         );
+    }
+
+    #[test]
+    fn a_narrow_footer_drops_whole_hints_and_keeps_help() {
+        assert_eq!(
+            footer(Context::Detail, false, 100),
+            "Tab req/resp  v view  ↑↓ scroll  n/p next/prev  r replay  e edit  c curl  m secrets  ? help"
+        );
+        assert_eq!(
+            footer(Context::List, false, 55),
+            "Enter open  r replay  e edit  c curl  / filter  ? help"
+        );
+        assert_eq!(footer(Context::List, false, 3), "? help");
+        let rows = history();
+        let mut app = sample_app(Mode::Live, &rows, 60, 20);
+        open_detail(&mut app, &rows);
+        let narrow = footer_of(&app);
+        assert!(narrow.ends_with("? help"), "{narrow}");
+        assert!(super::super::text::width(&narrow) <= 59, "{narrow}");
     }
 
     /// An app in `context`, somewhere in the middle of its list with a notice

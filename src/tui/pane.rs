@@ -50,9 +50,9 @@ impl App {
     /// Re-renders the detail pane's lines (after a load, tab or view change, resize).
     pub(super) fn rebuild_detail(&mut self) {
         let size = self.detail_size();
-        let (tab, view, theme) = (self.tab, self.view, self.theme);
+        let (tab, view, theme, mask) = (self.tab, self.view, self.theme, self.mask);
         if let Some(d) = &mut self.detail {
-            d.rebuild(tab, view, theme, size);
+            d.rebuild(tab, view, theme, mask, size);
         }
     }
 
@@ -90,6 +90,18 @@ impl App {
             }
             self.rebuild_detail();
         }
+    }
+
+    /// Masks or reveals secret header values (display only).
+    pub(super) fn toggle_mask(&mut self) {
+        self.mask = !self.mask;
+        self.rebuild_detail();
+        let now = if self.mask {
+            "secret header values masked"
+        } else {
+            "secret header values shown (m masks them again)"
+        };
+        self.notify(now, false);
     }
 
     pub(super) fn cycle_view(&mut self) {

@@ -16,13 +16,13 @@ use crate::clock::now_ms;
 use crate::config::Paths;
 use crate::event::AgentEvent;
 use crate::store::Store;
-use crate::verify::SecretSpec;
 
+use super::Options;
 use super::app::App;
 use super::effects::{Flow, Host, TerminalHost};
 use super::events::Event;
 use super::status::Mode;
-use super::terminal::{self, TerminalGuard};
+use super::terminal::{self, StopSignals, TerminalGuard};
 use super::view;
 use super::window::PAGE;
 use super::worker::{Worker, count_errors};
@@ -120,12 +120,21 @@ where
     }
 }
 
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Sets up the terminal, runs the loop, and restores the terminal on every way out.
 pub(crate) async fn run(
     paths: Paths,
     mode: Mode,
     agent: Option<mpsc::Receiver<AgentEvent>>,
-    secrets: Vec<(SecretSpec, String)>,
+    options: Options,
 ) -> anyhow::Result<()> {
     let db = paths.db();
     // Open the history before touching the terminal, so errors print plainly.
@@ -135,6 +144,7 @@ pub(crate) async fn run(
     let upto = newest.first().map(|r| r.id);
     let color = crate::output::color_enabled(std::io::stdout().is_terminal());
     let mut app = App::new(mode, color, now_ms());
+    app.set_mask_secrets(options.mask_secrets);
     app.load(total, newest);
 
     let (tx, rx) = mpsc::unbounded_channel();
@@ -149,6 +159,8 @@ pub(crate) async fn run(
         });
     }
 
+    // Aborted on every way out of here, so no later signal exits the process.
+    let _signals = AbortOnDrop(StopSignals::register()?.spawn(tx.clone()));
     let guard = TerminalGuard::enter()?;
     let mut terminal = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
     terminal.clear()?;
@@ -166,7 +178,7 @@ pub(crate) async fn run(
             }
         })
     };
-    let mut host = TerminalHost::new(worker, tx, paths, secrets);
+    let mut host = TerminalHost::new(worker, tx, paths, options.secrets);
     let result = run_loop(&mut terminal, &mut app, &mut inbox, &mut host).await;
     host.stop_scans();
     ticker.abort();

@@ -1,8 +1,9 @@
 //! The terminal: raw mode and the alternate screen on the way in, restored
-//! on every way out (return, error, panic), and terminal input as events,
-//! paused while `$EDITOR` owns the terminal.
+//! on every way out (return, error, panic, SIGTERM/SIGHUP/SIGINT), and
+//! terminal input as events, paused while `$EDITOR` owns the terminal.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use crossterm::event::{
@@ -89,6 +90,82 @@ fn install_panic_hook() {
             previous(info);
         }));
     });
+}
+
+/// After a stop signal, how long the loop has to quit on its own before the
+/// terminal is restored and the process exits anyway (an effect such as
+/// `$EDITOR` may be holding the loop).
+const STOP_GRACE: Duration = Duration::from_secs(3);
+
+/// The signals that stop the inspector: SIGTERM (a supervisor, `kill`),
+/// SIGHUP (the terminal closed) and SIGINT (`kill -INT`; Ctrl-C itself is a
+/// key in raw mode). Registered before the terminal is set up, so a failure
+/// prints plainly; once registered they no longer kill the process outright.
+pub(super) struct StopSignals {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    hup: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Takes over the signals.
+    pub(super) fn register() -> anyhow::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let on = |kind: SignalKind, name: &str| {
+                signal(kind).with_context(|| format!("cannot listen for {name}"))
+            };
+            Ok(Self {
+                term: on(SignalKind::terminate(), "SIGTERM")?,
+                hup: on(SignalKind::hangup(), "SIGHUP")?,
+                int: on(SignalKind::interrupt(), "SIGINT")?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Self {})
+    }
+
+    /// The next signal: its name and number.
+    async fn next(&mut self) -> (&'static str, i32) {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                Some(()) = self.term.recv() => ("SIGTERM", 15),
+                Some(()) = self.hup.recv() => ("SIGHUP", 1),
+                Some(()) = self.int.recv() => ("SIGINT", 2),
+                else => std::future::pending().await,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            ("Ctrl-C", 2)
+        }
+    }
+
+    /// Sends the first signal to the loop as [`Event::Stop`], so it quits
+    /// and the terminal is restored on the way out. Should the loop not be
+    /// done after [`STOP_GRACE`] or a second signal, restores the terminal
+    /// here and exits with 128 + the signal's number. Abort the task once
+    /// the loop is done.
+    pub(super) fn spawn(
+        mut self,
+        events: mpsc::UnboundedSender<Event>,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let (name, number) = self.next().await;
+            let _ = events.send(Event::Stop(name));
+            let _ = tokio::time::timeout(STOP_GRACE, self.next()).await;
+            restore_terminal();
+            std::process::exit(128 + number);
+        })
+    }
 }
 
 /// Reads terminal input into the loop's channel; pauses and resumes (while

@@ -288,7 +288,8 @@ fn render_footer(app: &App, frame: &mut Frame<'_>, area: Rect) {
             } else {
                 Context::List
             };
-            let hints = keymap::footer(context, app.filtered.is_some());
+            let cols = usize::from(area.width.saturating_sub(1));
+            let hints = keymap::footer(context, app.filtered.is_some(), cols);
             Line::styled(format!(" {hints}"), t.dim())
         }
     };
@@ -442,6 +443,76 @@ mod tests {
         });
         insta::assert_snapshot!("detail_form", form_screen);
         insta::assert_snapshot!("detail_hex", screen(&app));
+    }
+
+    #[test]
+    fn snapshot_detail_secrets_masked_then_revealed() {
+        let mut secret = ex(1, "POST", "/hooks/secret", Some(200));
+        secret.request_headers = vec![
+            HttpHeader::new("content-type", "application/json"),
+            HttpHeader::new("authorization", "Bearer sk_live_51HxYzAbCdEf3f9a"),
+            HttpHeader::new("cookie", "session=0123456789abcdefWXYZ; theme=dark"),
+            HttpHeader::new("x-api-key", "abc123"),
+            HttpHeader::new("x-gitlab-token", "glpat-0123456789abcdef"),
+        ];
+        if let Some(r) = secret.response.as_mut() {
+            r.headers
+                .push(HttpHeader::new("set-cookie", "id=a3fWa; Path=/; HttpOnly"));
+        }
+        let rows = vec![secret];
+        let mut app = sample_app(Mode::Inspect, &rows, 100, 26);
+        open_detail(&mut app, &rows);
+        let masked = screen(&app);
+        for real in [
+            "sk_live",
+            "0123456789abcdefWXYZ",
+            "dark",
+            "abc123",
+            "glpat-",
+        ] {
+            assert!(!masked.contains(real), "{real} shows:\n{masked}");
+        }
+        app.handle(key(KeyCode::Tab));
+        let response = screen(&app);
+        assert!(!response.contains("a3fWa"), "{response}");
+        app.handle(key(KeyCode::Tab));
+        app.handle(ch('m'));
+        assert!(!app.masks_secrets());
+        let revealed = screen(&app);
+        assert!(
+            revealed.contains("authorization: Bearer sk_live_51HxYzAbCdEf3f9a"),
+            "{revealed}"
+        );
+        // Display only: the exchange itself was never changed.
+        let held = &app
+            .detail()
+            .unwrap()
+            .exchange
+            .as_ref()
+            .unwrap()
+            .request_headers;
+        assert_eq!(held[1].value, "Bearer sk_live_51HxYzAbCdEf3f9a".as_bytes());
+        app.handle(ch('m'));
+        assert!(app.masks_secrets());
+        assert!(screen(&app).contains("authorization: Bearer ••••••••3f9a"));
+        insta::assert_snapshot!("detail_secrets_masked", masked);
+        insta::assert_snapshot!("detail_secrets_masked_response", response);
+        insta::assert_snapshot!("detail_secrets_revealed", revealed);
+    }
+
+    #[test]
+    fn masking_can_be_off_from_the_start() {
+        let mut secret = ex(1, "POST", "/hooks/secret", Some(200));
+        secret
+            .request_headers
+            .push(HttpHeader::new("x-api-key", "abc123"));
+        let rows = vec![secret];
+        let mut app = sample_app(Mode::Inspect, &rows, 100, 26);
+        app.set_mask_secrets(false);
+        open_detail(&mut app, &rows);
+        let shown = screen(&app);
+        assert!(shown.contains("x-api-key: abc123"), "{shown}");
+        assert!(shown.contains("secrets shown · m: mask"), "{shown}");
     }
 
     #[test]

@@ -252,3 +252,80 @@ async fn listen_json_then_requests_and_show() {
         "{text}"
     );
 }
+
+#[test]
+fn inspect_without_a_terminal_says_so_before_any_escape_sequence() {
+    let home = tempfile::tempdir().unwrap();
+    let out_dir = tempfile::tempdir().unwrap();
+    let file = out_dir.path().join("out");
+    let child = hooktunnel(home.path())
+        .arg("inspect")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&file).unwrap())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut guard = Guard(child);
+    // Bounded: a terminal-grabbing inspector would wait for keys forever.
+    let deadline = std::time::Instant::now() + crate::support::WAIT;
+    let status = loop {
+        if let Some(status) = guard.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "inspect did not exit without a terminal"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    guard
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("inspect needs a terminal; use `hooktunnel requests` for plain output"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), b"", "nothing on stdout");
+}
+
+#[test]
+fn listen_without_a_terminal_prints_log_lines() {
+    let home = tempfile::tempdir().unwrap();
+    let child = hooktunnel(home.path())
+        .args(["listen", "3000", "--embedded-listen", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut guard = Guard(child);
+    let stdout = guard.0.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    while let Ok(line) = rx.recv_timeout(crate::support::WAIT) {
+        let has_url = line.contains("/t/");
+        seen.push(line);
+        if has_url {
+            break;
+        }
+    }
+    assert!(seen.iter().any(|l| l.contains("/t/")), "{seen:?}");
+    assert!(
+        seen.iter().all(|l| !l.contains('\u{1b}')),
+        "no escape sequences: {seen:?}"
+    );
+}

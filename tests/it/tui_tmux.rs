@@ -40,6 +40,12 @@ impl Tmux {
         );
     }
 
+    /// A tmux format (`#{alternate_on}`…) for the pane.
+    fn display(&self, format: &str) -> String {
+        let out = self.cmd(&["display-message", "-p", "-t", "t", format]);
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
     /// Polls the pane until `ok` holds (at most 30 s), returning the screen.
     fn wait_for(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -61,6 +67,46 @@ impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = self.cmd(&["kill-server"]);
     }
+}
+
+/// A `sh` in a 120×30 tmux pane of its own with a scrubbed environment,
+/// at its prompt; `None` when tmux is missing and `HOOKTUNNEL_SKIP_TMUX` is set.
+fn shell_in_tmux(home: &std::path::Path, name: &str) -> Option<Tmux> {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        // A missing tmux fails (CI installs it); skipping takes an explicit
+        // opt-out, so the inspector's terminal test never passes by accident.
+        assert!(
+            std::env::var_os("HOOKTUNNEL_SKIP_TMUX").is_some(),
+            "tmux is not installed: install it (apt-get install tmux) or set HOOKTUNNEL_SKIP_TMUX=1 to skip this test"
+        );
+        eprintln!("NOTICE: HOOKTUNNEL_SKIP_TMUX is set and tmux is missing; skipping");
+        return None;
+    }
+    let tmux = Tmux {
+        socket: format!("hooktunnel-test-{name}-{}", std::process::id()),
+    };
+    let shell = format!(
+        "env -i PATH=/usr/bin:/bin HOME={} TERM=xterm-256color LANG=C.UTF-8 PS1='{PROMPT} ' sh",
+        home.display()
+    );
+    let out = tmux.cmd(&[
+        "new-session",
+        "-d",
+        "-s",
+        "t",
+        "-x",
+        "120",
+        "-y",
+        "30",
+        &shell,
+    ]);
+    assert!(
+        out.status.success(),
+        "tmux new-session: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tmux.wait_for("the shell prompt", |s| s.contains(PROMPT));
+    Some(tmux)
 }
 
 /// A local app that answers every request with 200 `ok`.
@@ -120,42 +166,11 @@ fn post(url: &str, body: &str) -> String {
 
 #[test]
 fn inspector_in_tmux_shows_opens_replays_and_quits() {
-    if Command::new("tmux").arg("-V").output().is_err() {
-        // A missing tmux fails (CI installs it); skipping takes an explicit
-        // opt-out, so the inspector's terminal test never passes by accident.
-        assert!(
-            std::env::var_os("HOOKTUNNEL_SKIP_TMUX").is_some(),
-            "tmux is not installed: install it (apt-get install tmux) or set HOOKTUNNEL_SKIP_TMUX=1 to skip this test"
-        );
-        eprintln!("NOTICE: HOOKTUNNEL_SKIP_TMUX is set and tmux is missing; skipping");
-        return;
-    }
     let home = tempfile::tempdir().unwrap();
-    let app_port = local_app();
-    let tmux = Tmux {
-        socket: format!("hooktunnel-test-{}", std::process::id()),
+    let Some(tmux) = shell_in_tmux(home.path(), "show") else {
+        return;
     };
-    let shell = format!(
-        "env -i PATH=/usr/bin:/bin HOME={} TERM=xterm-256color LANG=C.UTF-8 PS1='{PROMPT} ' sh",
-        home.path().display()
-    );
-    let out = tmux.cmd(&[
-        "new-session",
-        "-d",
-        "-s",
-        "t",
-        "-x",
-        "120",
-        "-y",
-        "30",
-        &shell,
-    ]);
-    assert!(
-        out.status.success(),
-        "tmux new-session: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    tmux.wait_for("the shell prompt", |s| s.contains(PROMPT));
+    let app_port = local_app();
 
     let command = format!(
         "HOOKTUNNEL_HOME='{}' '{}' listen {app_port} --embedded-listen 127.0.0.1:0",
@@ -221,4 +236,95 @@ fn inspector_in_tmux_shows_opens_replays_and_quits() {
         "#{pane_current_command}",
     ]);
     assert_eq!(String::from_utf8_lossy(&current.stdout).trim(), "sh");
+}
+
+/// True when the last non-blank line of the pane is the shell's prompt.
+fn at_prompt(screen: &str) -> bool {
+    screen
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .is_some_and(|l| l.trim_end() == PROMPT)
+}
+
+/// `kill -TERM` and `kill -HUP` (as a supervisor or a closing terminal
+/// sends) stop `inspect` and `listen` with the terminal restored: main
+/// screen, cursor shown, no mouse reporting, cooked mode (the shell echoes
+/// again).
+#[test]
+fn inspector_restores_the_terminal_on_sigterm_and_sighup() {
+    let home = tempfile::tempdir().unwrap();
+    let Some(tmux) = shell_in_tmux(home.path(), "signal") else {
+        return;
+    };
+    let cases = [
+        ("TERM", "inspect", "inspect · stored history"),
+        ("HUP", "inspect", "inspect · stored history"),
+        ("TERM", "listen 9 --embedded-listen 127.0.0.1:0", "/t/"),
+    ];
+    for (n, (signal, args, up)) in cases.into_iter().enumerate() {
+        let pid_file = home.path().join(format!("{n}.pid"));
+        // `exec` keeps the pid that `sh` wrote: the inspector's own.
+        let command = format!(
+            "HOOKTUNNEL_HOME='{}' sh -c 'echo $$ > \"$0\"; exec \"$1\" {args}' '{}' '{}'",
+            home.path().display(),
+            pid_file.display(),
+            env!("CARGO_BIN_EXE_hooktunnel"),
+        );
+        // Type the command only once `clear` ran, so the screen shows it.
+        tmux.keys(&["clear", "Enter"]);
+        tmux.wait_for("a clear screen", |s| {
+            at_prompt(s) && s.lines().filter(|l| !l.trim().is_empty()).count() == 1
+        });
+        tmux.keys(&[&command, "Enter"]);
+        tmux.wait_for(&format!("hooktunnel {args}"), |s| {
+            s.contains("hooktunnel") && s.contains(up)
+        });
+        assert_eq!(tmux.display("#{alternate_on}"), "1", "the inspector is up");
+        let pid = std::fs::read_to_string(&pid_file).unwrap();
+        let pid = pid.trim();
+
+        let sent = Command::new("kill")
+            .args([&format!("-{signal}"), pid])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -{signal} {pid}");
+        let screen = tmux.wait_for(&format!("the shell after SIG{signal}"), |s| {
+            at_prompt(s) && !s.contains(up)
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Command::new("kill")
+            .args(["-0", pid])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "SIG{signal}: pid {pid} still runs"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(
+            tmux.display("#{alternate_on}"),
+            "0",
+            "SIG{signal} left the alternate screen on:\n{screen}"
+        );
+        assert_eq!(
+            tmux.display("#{cursor_flag}"),
+            "1",
+            "SIG{signal}: cursor hidden"
+        );
+        assert_eq!(
+            tmux.display("#{mouse_any_flag}#{mouse_button_flag}#{mouse_standard_flag}"),
+            "000",
+            "SIG{signal}: mouse reporting left on"
+        );
+        // Cooked mode: the shell echoes what is typed and runs it on Enter.
+        tmux.keys(&[&format!("echo sig{signal}-ok"), "Enter"]);
+        tmux.wait_for(&format!("the shell to echo after SIG{signal}"), |s| {
+            s.lines().any(|l| l.trim_end() == format!("sig{signal}-ok")) && at_prompt(s)
+        });
+    }
 }
