@@ -147,6 +147,10 @@ pub struct ListenArgs {
     /// Also trust this PEM CA certificate for a wss:// relay (a private CA or self-signed relay).
     #[arg(long, value_name = "FILE", env = "HOOKTUNNEL_CA_CERT")]
     pub ca_cert: Option<std::path::PathBuf>,
+    /// Print a line when a sliding window crosses a threshold, and again when it
+    /// recovers (repeatable): 'error-rate>5%/5m', 'p95>2s/5m' (metrics: error-rate, p50, p95, p99).
+    #[arg(long, value_name = "RULE")]
+    pub alert: Vec<crate::stats::alert::Rule>,
 }
 
 /// `hooktunnel requests`.

@@ -331,3 +331,19 @@ async fn stats_on_an_empty_window_says_so() {
     assert!(!run.ok);
     assert!(run.stderr.contains("bad since"), "{}", run.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn listen_rejects_a_bad_alert_rule_before_starting() {
+    let home = tempfile::tempdir().unwrap();
+    let run = hooktunnel_run(
+        home.path(),
+        &["listen", "3000", "--no-tui", "--alert", "p42>1s/5m"],
+    )
+    .await;
+    assert!(!run.ok);
+    assert!(
+        run.stderr.contains("unknown metric \"p42\""),
+        "{}",
+        run.stderr
+    );
+}

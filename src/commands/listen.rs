@@ -241,6 +241,7 @@ pub async fn run(args: ListenArgs, paths: Paths) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     let paths_for_ui = settings.paths.clone();
     let running = start(settings, cancel.clone()).await?;
+    let events = super::stats::watch_alerts(running.events, args.alert.clone());
     let stop = cancel.clone();
     tokio::spawn(async move {
         let _ = tokio::signal::ctrl_c().await;
@@ -252,7 +253,7 @@ pub async fn run(args: ListenArgs, paths: Paths) -> anyhow::Result<()> {
         // stops on its own shows as offline there, and its error is printed
         // once the terminal is restored.
         let secrets = super::trigger::secrets_with_sources(&args.verify, "--verify", &paths_for_ui);
-        let shown = crate::tui::run_live(paths_for_ui, running.events, secrets).await;
+        let shown = crate::tui::run_live(paths_for_ui, events, secrets).await;
         cancel.cancel();
         let stopped = (&mut task)
             .await
@@ -260,7 +261,7 @@ pub async fn run(args: ListenArgs, paths: Paths) -> anyhow::Result<()> {
         shown?;
         return stopped;
     }
-    let printer = tokio::spawn(print_events(format, running.events));
+    let printer = tokio::spawn(print_events(format, events));
     let result = match task.await {
         Ok(result) => result,
         Err(e) => Err(anyhow::anyhow!("the tunnel task failed: {e}")),

@@ -1,14 +1,18 @@
 //! `hooktunnel stats`: delivery health over a window of the history.
 
 use std::io::{IsTerminal as _, Write as _};
+use std::time::Duration;
 
 use anyhow::Context as _;
+use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
 use crate::cli::{StatsArgs, StatsBy};
 use crate::config::Paths;
+use crate::event::AgentEvent;
 use crate::exchange::now_ms;
 use crate::filter::Filter;
 use crate::output;
+use crate::stats::alert::{Alert, AlertSample, Rule};
 use crate::stats::{Aggregator, Dimension, Report, Window, table};
 use crate::store::Store;
 
@@ -77,5 +81,95 @@ fn window_label(since: &str) -> String {
         format!("in the last {}", since.trim())
     } else {
         format!("since {}", since.trim())
+    }
+}
+
+/// How often `listen --alert` rules are evaluated (and so how soon a line
+/// appears): once per exchange would cost a pass over the window each.
+const ALERT_TICK: Duration = Duration::from_millis(500);
+
+/// Passes `events` through unchanged, feeding every exchange to `rules`;
+/// each rule that starts firing or recovers adds an [`AgentEvent::Notice`]
+/// to the stream (a line on stderr, a notice object with `--json`, a
+/// notice in the inspector). With no rules, `events` is returned as is.
+pub fn watch_alerts(
+    mut events: UnboundedReceiver<AgentEvent>,
+    rules: Vec<Rule>,
+) -> UnboundedReceiver<AgentEvent> {
+    if rules.is_empty() {
+        return events;
+    }
+    let (tx, rx) = unbounded_channel();
+    tokio::spawn(async move {
+        let mut alerts: Vec<Alert> = rules.into_iter().map(Alert::new).collect();
+        let mut tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + ALERT_TICK, ALERT_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                event = events.recv() => {
+                    let Some(event) = event else { break };
+                    if let AgentEvent::Exchange(summary) = &event {
+                        let sample = AlertSample::from_summary(summary);
+                        let now = now_ms();
+                        alerts.iter_mut().for_each(|a| a.push(now, sample));
+                    }
+                    if tx.send(event).is_err() {
+                        break;
+                    }
+                }
+                _ = tick.tick() => {
+                    let now = now_ms();
+                    for transition in alerts.iter_mut().filter_map(|a| a.evaluate(now)) {
+                        if tx.send(AgentEvent::Notice(transition.to_string())).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    });
+    rx
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[tokio::test]
+    async fn alerts_become_notices_in_the_event_stream() {
+        let (tx, rx) = unbounded_channel();
+        let rule: Rule = "error-rate>50%/1m".parse().unwrap();
+        let mut out = watch_alerts(rx, vec![rule]);
+        let mut failed = crate::store::tests::sample(1).summary();
+        failed.status = Some(503);
+        for _ in 0..3 {
+            tx.send(AgentEvent::Exchange(failed.clone())).unwrap();
+        }
+        let mut exchanges = 0;
+        let notice = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match out.recv().await {
+                    Some(AgentEvent::Exchange(_)) => exchanges += 1,
+                    Some(AgentEvent::Notice(text)) => return text,
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(exchanges, 3, "exchanges pass through first");
+        assert_eq!(
+            notice,
+            "ALERT error-rate>50%/1m: now 100.0% errors over the last 1m (3 requests)"
+        );
+        drop(tx);
+        assert!(
+            tokio::time::timeout(Duration::from_secs(10), out.recv())
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
 }

@@ -237,8 +237,15 @@ impl Alert {
 
     /// Records an exchange seen at `now_ms` and evaluates.
     pub fn observe(&mut self, now_ms: u64, sample: AlertSample) -> Option<Transition> {
-        self.window.push_back((now_ms, sample));
+        self.push(now_ms, sample);
         self.evaluate(now_ms)
+    }
+
+    /// Records an exchange without evaluating: under heavy traffic the
+    /// caller evaluates on a timer instead, since a percentile costs one
+    /// pass over the window.
+    pub fn push(&mut self, now_ms: u64, sample: AlertSample) {
+        self.window.push_back((now_ms, sample));
     }
 
     /// Slides the window to `now_ms` and reports a change of state, if any.
