@@ -101,6 +101,7 @@ fn main() -> anyhow::Result<()> {
     println!("| --- | --- | --- | --- |");
     let mut times = Vec::new();
     let mut matched = 0;
+    let mut last = None;
     for _ in 0..runs {
         let t = Instant::now();
         let window = Window::new(now_ms() - 3_600_000, now_ms() + 1, 30);
@@ -114,6 +115,13 @@ fn main() -> anyhow::Result<()> {
         let report = agg.finish();
         assert_eq!(report.total.count, matched);
         times.push(t.elapsed().as_secs_f64());
+        last = Some(report);
+    }
+    if let Some(report) = last {
+        // What the table looks like over this data (on stderr, after the timings).
+        for line in hooktunnel::stats::table::render(&report, "in the last 1h", false) {
+            eprintln!("{line}");
+        }
     }
     report_row("scan + aggregate (library)", matched, &mut times);
 
