@@ -26,7 +26,7 @@ fn exchange(i: u64, now: u64, span_ms: u64, rows: u64) -> Exchange {
     let (provider, kind, header) = match i % 4 {
         0 => ("stripe", "invoice.paid", ("stripe-signature", "t=1,v1=00")),
         1 => ("stripe", "charge.failed", ("stripe-signature", "t=1,v1=00")),
-        2 => ("github", "push", ("x-github-event", "push")),
+        2 => ("github", "push", ("x-hub-signature-256", "sha256=00")),
         _ => (
             "standard-webhooks",
             "user.created",
