@@ -150,6 +150,47 @@ fn main() -> anyhow::Result<()> {
     } else {
         eprintln!("(build the binary with `cargo build --release` to time the command too)");
     }
+    insert_cost(rows.min(100_000))?;
+    Ok(())
+}
+
+/// What the stats columns add to capture: `derive` per exchange, and the
+/// extra index, measured back to back on fresh stores of `rows` exchanges.
+fn insert_cost(rows: u64) -> anyhow::Result<()> {
+    let now = now_ms();
+    let batch: Vec<Exchange> = (0..rows).map(|i| exchange(i, now, 1000, rows)).collect();
+    let t = Instant::now();
+    let derived = batch.iter().map(hooktunnel::stats::derive).count();
+    let derive_us = t.elapsed().as_secs_f64() * 1e6 / derived as f64;
+    let mut per_row = Vec::new();
+    // Alternating, so load on a shared machine hits both alike; medians below.
+    for with_index in [true, false].repeat(4) {
+        let dir = tempfile::tempdir()?;
+        let db = dir.path().join("h.sqlite3");
+        let mut store = Store::open(&db)?;
+        if !with_index {
+            rusqlite::Connection::open(&db)?.execute_batch("DROP INDEX exchanges_stats")?;
+        }
+        let t = Instant::now();
+        for chunk in batch.chunks(256) {
+            store.insert_many(chunk)?;
+        }
+        per_row.push((with_index, t.elapsed().as_secs_f64() * 1e6 / rows as f64));
+    }
+    println!("| `derive` per exchange | {rows} | {derive_us:.2} µs | |");
+    for (with_index, what) in [(true, "with"), (false, "without")] {
+        let mut us: Vec<f64> = per_row
+            .iter()
+            .filter(|(w, _)| *w == with_index)
+            .map(|(_, us)| *us)
+            .collect();
+        us.sort_by(f64::total_cmp);
+        println!(
+            "| insert per exchange (batches of 256), {what} the stats index | {rows} | {:.1} µs | {:.1} µs |",
+            us[0],
+            us[us.len() / 2]
+        );
+    }
     Ok(())
 }
 
