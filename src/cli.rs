@@ -39,6 +39,13 @@ pub enum Command {
     Requests(RequestsArgs),
     /// Show one exchange: request and response.
     Show(ShowArgs),
+    /// Delivery health: counts, success rate, latency percentiles and
+    /// failures by cause, per path pattern, provider and event type.
+    ///
+    /// Paths are folded (`/orders/123` → `/orders/:n`, ids → `:id`). Reads
+    /// only a narrow index of the history, never bodies.
+    #[command(after_help = STATS_EXAMPLES)]
+    Stats(StatsArgs),
     /// Browse the stored history in the full-screen inspector (no tunnel).
     ///
     /// Keys: ↑/↓ or j/k move, Enter opens, Tab switches request/response,
@@ -140,6 +147,10 @@ pub struct ListenArgs {
     /// Also trust this PEM CA certificate for a wss:// relay (a private CA or self-signed relay).
     #[arg(long, value_name = "FILE", env = "HOOKTUNNEL_CA_CERT")]
     pub ca_cert: Option<std::path::PathBuf>,
+    /// Print a line when a sliding window crosses a threshold, and again when it
+    /// recovers (repeatable): 'error-rate>5%/5m', 'p95>2s/5m' (metrics: error-rate, p50, p95, p99).
+    #[arg(long, value_name = "RULE")]
+    pub alert: Vec<crate::stats::alert::Rule>,
 }
 
 /// `hooktunnel requests`.
@@ -154,6 +165,53 @@ pub struct RequestsArgs {
     /// Only exchanges matching these filters (all must match).
     #[command(flatten)]
     pub filter: FilterArgs,
+}
+
+const STATS_EXAMPLES: &str = "Examples:
+  hooktunnel stats                       # the last hour: paths, providers, event types
+  hooktunnel stats --since 1d --by event
+  hooktunnel stats --path '/webhooks/**' --method POST
+  hooktunnel stats --since 15m --json | jq '.total.success_rate'";
+
+/// What `stats` groups by.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StatsBy {
+    /// Method and folded path (`POST /orders/:n`).
+    Path,
+    /// Webhook sender (from signatures).
+    Provider,
+    /// Event type (Stripe `type`, `X-GitHub-Event`, …).
+    Event,
+}
+
+/// `hooktunnel stats`.
+#[derive(clap::Args, Debug)]
+pub struct StatsArgs {
+    /// Window: the last DURATION (10m, 2h, 1d) or since an RFC 3339 time.
+    #[arg(long, value_name = "DURATION", default_value = "1h")]
+    pub since: String,
+    /// Only one section (default: path, provider and event).
+    #[arg(long, value_enum)]
+    pub by: Option<StatsBy>,
+    /// Only this HTTP method (any case), e.g. POST.
+    #[arg(long, value_name = "METHOD")]
+    pub method: Option<String>,
+    /// Only path patterns matching this glob, e.g. '/orders/**' (matched
+    /// against the folded pattern, so '/orders/:n' works too).
+    #[arg(long, value_name = "GLOB")]
+    pub path: Option<String>,
+    /// Only this status: a code (404), a class (4xx) or `error`.
+    #[arg(long, value_name = "CODE|4xx|error")]
+    pub status: Option<String>,
+    /// Most rows per section (the busiest).
+    #[arg(long, value_name = "N", default_value_t = 15)]
+    pub top: usize,
+    /// Sparkline buckets across the window.
+    #[arg(long, value_name = "N", default_value_t = 30, value_parser = clap::value_parser!(u16).range(1..=240))]
+    pub buckets: u16,
+    /// Print one JSON object (for scripts).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `hooktunnel show`.

@@ -231,7 +231,10 @@ mod tests {
     fn secrets_are_masked_unless_the_config_says_otherwise() {
         let dir = tempfile::tempdir().unwrap();
         let paths = Paths::at(dir.path());
-        assert!(ConfigFile::masks_secrets(&paths), "on without a config file");
+        assert!(
+            ConfigFile::masks_secrets(&paths),
+            "on without a config file"
+        );
         std::fs::create_dir_all(dir.path()).unwrap();
         std::fs::write(paths.config_file(), "mask_secrets = false\n").unwrap();
         assert!(!ConfigFile::masks_secrets(&paths));

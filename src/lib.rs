@@ -23,6 +23,7 @@
 //! | [`sanitize`] | escaping of captured text before it reaches a terminal |
 //! | [`filter`] | the filter syntax shared by `requests`, bulk replay and the TUI |
 //! | [`export`] | curl, HAR and JSON renderings of an exchange |
+//! | [`stats`] | delivery health: path folding, causes, percentiles, alert rules |
 //! | [`verify`] | webhook signature schemes, pure functions |
 //! | [`tui`] | the terminal inspector |
 //! | [`logging`] | diagnostics to stderr, or to a file while the inspector runs |
@@ -49,6 +50,7 @@ pub mod pretty;
 pub mod replay;
 pub mod sanitize;
 pub mod secrets;
+pub mod stats;
 pub mod store;
 pub mod tui;
 pub mod verify;

@@ -53,6 +53,7 @@ pub async fn run(args: ListenArgs, paths: Paths) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     let paths_for_ui = settings.paths.clone();
     let running = start(settings, cancel.clone()).await?;
+    let events = super::stats::watch_alerts(running.events, args.alert.clone());
     let stop = cancel.clone();
     tokio::spawn(async move {
         let _ = tokio::signal::ctrl_c().await;
@@ -68,7 +69,7 @@ pub async fn run(args: ListenArgs, paths: Paths) -> anyhow::Result<()> {
             secrets,
             mask_secrets: crate::config::ConfigFile::masks_secrets(&paths_for_ui),
         };
-        let shown = crate::tui::run_live(paths_for_ui, running.events, options).await;
+        let shown = crate::tui::run_live(paths_for_ui, events, options).await;
         cancel.cancel();
         let stopped = (&mut task)
             .await
@@ -76,7 +77,7 @@ pub async fn run(args: ListenArgs, paths: Paths) -> anyhow::Result<()> {
         shown?;
         return stopped;
     }
-    let printer = tokio::spawn(print_events(format, running.events));
+    let printer = tokio::spawn(print_events(format, events));
     let result = match task.await {
         Ok(result) => result,
         Err(e) => Err(anyhow::anyhow!("the tunnel task failed: {e}")),

@@ -6,6 +6,7 @@ pub mod listen;
 pub mod replay;
 pub mod requests;
 pub mod show;
+pub mod stats;
 pub mod trigger;
 
 use std::time::Duration;
@@ -20,6 +21,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Listen(args) => listen::run(args, paths).await,
         Command::Requests(args) => requests::run(&args, &paths),
         Command::Show(args) => show::run(&args, &paths),
+        Command::Stats(args) => stats::run(&args, &paths),
         Command::Inspect => {
             let options = crate::tui::Options {
                 secrets: crate::secrets::with_sources(&[], "", &paths),

@@ -5,6 +5,7 @@
 //! the batching writer that the live path uses.
 
 mod schema;
+pub mod stats;
 pub mod writer;
 
 use std::ops::Bound;
@@ -116,11 +117,14 @@ impl Store {
         let tx = self.conn.transaction()?;
         {
             let mut stmt = tx.prepare_cached(
-                "INSERT OR IGNORE INTO exchanges (id, tunnel, received_at_ms, method, path, target, request_headers, request_body, status, response_headers, response_body, duration_us, error, replay_of, queued, peer, public_url, signature, request_bytes, response_bytes)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+                "INSERT OR IGNORE INTO exchanges (id, tunnel, received_at_ms, method, path, target, request_headers, request_body, status, response_headers, response_body, duration_us, error, replay_of, queued, peer, public_url, signature, request_bytes, response_bytes, path_pattern, provider, event_type, cause, sig_valid)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)",
             )?;
             for e in exchanges {
                 let response = e.response.as_ref();
+                let derived = crate::stats::derive(e);
+                let (pattern, provider, event_type, cause, sig_valid) =
+                    stats::derived_params(&derived);
                 stmt.execute(params![
                     e.id.to_string(),
                     e.tunnel,
@@ -144,6 +148,11 @@ impl Store {
                         .and_then(|s| serde_json::to_string(s).ok()),
                     e.request_body.len() as i64,
                     response.map_or(0, |r| r.body.len() as i64),
+                    pattern,
+                    provider,
+                    event_type,
+                    cause,
+                    sig_valid,
                 ])?;
             }
         }

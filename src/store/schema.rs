@@ -34,7 +34,21 @@ const MIGRATIONS: &[&str] = &[
     // every row's overflow pages (the sizes sit after the bodies): 60% of
     // the agent's CPU once a history was full.
     "CREATE INDEX exchanges_sizes ON exchanges(id, request_bytes, response_bytes);",
+    // Stats group by these, computed once per exchange (see `stats::derive`;
+    // older rows are backfilled by `stats::backfill` in the same step). The
+    // index covers every column `stats` reads, in time order, so a window of
+    // a million exchanges is one range scan that never touches a body.
+    "ALTER TABLE exchanges ADD COLUMN path_pattern TEXT;
+    ALTER TABLE exchanges ADD COLUMN provider TEXT;
+    ALTER TABLE exchanges ADD COLUMN event_type TEXT;
+    ALTER TABLE exchanges ADD COLUMN cause TEXT;
+    ALTER TABLE exchanges ADD COLUMN sig_valid INTEGER;
+    CREATE INDEX exchanges_stats ON exchanges(received_at_ms, method, path_pattern, provider,
+        event_type, status, duration_us, cause, sig_valid, queued, replay_of);",
 ];
+
+/// The version whose migration adds the derived stats columns.
+const STATS_COLUMNS_VERSION: usize = 3;
 
 /// Brings the database up to the newest schema.
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
@@ -49,6 +63,9 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     for (version, sql) in MIGRATIONS.iter().enumerate().skip(current.max(0) as usize) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
+        if version + 1 == STATS_COLUMNS_VERSION {
+            super::stats::backfill(&tx)?;
+        }
         tx.pragma_update(None, "user_version", version as i64 + 1)?;
         tx.commit()?;
     }
@@ -82,5 +99,67 @@ mod tests {
         assert!(by_count.contains("COVERING INDEX"), "{by_count}");
         // Migrating again is a no-op.
         migrate(&mut conn).unwrap();
+    }
+
+    #[test]
+    fn stats_scan_reads_only_the_stats_index() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        let scan = plan(
+            &conn,
+            "SELECT received_at_ms, method, path_pattern, provider, event_type, status,
+                    duration_us, cause, sig_valid, queued, replay_of IS NOT NULL
+             FROM exchanges WHERE received_at_ms >= 1 AND received_at_ms < 2",
+        );
+        assert!(scan.contains("COVERING INDEX exchanges_stats"), "{scan}");
+    }
+
+    #[test]
+    fn the_stats_migration_backfills_older_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.sqlite3");
+        let mut old = super::super::tests::sample(4);
+        old.path = "/orders/42?x=1".into();
+        old.request_headers = vec![crate::exchange::Header::new("x-github-event", "push")];
+        {
+            // A history as version 2 left it, with one row.
+            let mut conn = Connection::open(&path).unwrap();
+            for sql in &MIGRATIONS[..2] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", 2).unwrap();
+            let tx = conn.transaction().unwrap();
+            tx.execute(
+                "INSERT INTO exchanges (id, tunnel, received_at_ms, method, path, target, request_headers, request_body, status, response_headers, response_body, duration_us, signature, request_bytes, response_bytes)
+                 VALUES (?1, 't', 1, 'POST', ?2, 'http://x', ?3, x'7b7d', 503, '[]', x'', 5, ?4, 2, 0)",
+                rusqlite::params![
+                    old.id.to_string(),
+                    old.path,
+                    serde_json::to_string(&old.request_headers).unwrap(),
+                    serde_json::to_string(&old.signature).unwrap(),
+                ],
+            )
+            .unwrap();
+            tx.commit().unwrap();
+        }
+        let store = super::super::Store::open(&path).unwrap();
+        let derived: (String, String, String, String, bool) = store
+            .conn
+            .query_row(
+                "SELECT path_pattern, provider, event_type, cause, sig_valid FROM exchanges",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            derived,
+            (
+                "/orders/:n".into(),
+                "github".into(),
+                "push".into(),
+                "app_5xx".into(),
+                false
+            )
+        );
     }
 }

@@ -12,4 +12,5 @@ mod e2e;
 mod history;
 mod security;
 mod signatures;
+mod stats;
 mod tui_tmux;
