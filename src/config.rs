@@ -85,6 +85,9 @@ pub struct ConfigFile {
     /// History retention: most body bytes kept.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keep_bytes: Option<u64>,
+    /// Web inspector address (`127.0.0.1:4040`, a port, or `off`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub web_addr: Option<String>,
 }
 
 impl std::fmt::Debug for ConfigFile {
@@ -98,6 +101,7 @@ impl std::fmt::Debug for ConfigFile {
             .field("verify", &format_args!("[{} redacted]", self.verify.len()))
             .field("keep", &self.keep)
             .field("keep_bytes", &self.keep_bytes)
+            .field("web_addr", &self.web_addr)
             .finish()
     }
 }

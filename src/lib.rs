@@ -17,6 +17,7 @@
 //! | [`export`] | curl, HAR and JSON renderings of an exchange |
 //! | [`verify`] | webhook signature schemes, pure functions |
 //! | [`tui`] | the terminal inspector |
+//! | [`web`] | the local web inspector and its ngrok-compatible and own HTTP APIs |
 //! | [`logging`] | diagnostics to stderr, or to a file while the inspector runs |
 //! | [`commands`] | one `run` per subcommand |
 
@@ -36,3 +37,4 @@ pub mod sanitize;
 pub mod store;
 pub mod tui;
 pub mod verify;
+pub mod web;

@@ -240,7 +240,16 @@ pub async fn run(args: ListenArgs, paths: Paths) -> anyhow::Result<()> {
     };
     let cancel = CancellationToken::new();
     let paths_for_ui = settings.paths.clone();
-    let running = start(settings, cancel.clone()).await?;
+    let mut running = start(settings, cancel.clone()).await?;
+    let web_secrets = super::trigger::secrets_with_sources(&args.verify, "--verify", &paths_for_ui);
+    crate::web::attach(
+        &mut running,
+        &args.web,
+        &paths_for_ui,
+        web_secrets,
+        cancel.clone(),
+    )
+    .await?;
     let stop = cancel.clone();
     tokio::spawn(async move {
         let _ = tokio::signal::ctrl_c().await;

@@ -18,7 +18,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Listen(args) => listen::run(args, paths).await,
         Command::Requests(args) => requests::run(&args, &paths),
         Command::Show(args) => show::run(&args, &paths),
-        Command::Inspect => {
+        Command::Inspect(args) if args.web => crate::web::inspect(&args.web_args, &paths).await,
+        Command::Inspect(_) => {
             let secrets = trigger::secrets_with_sources(&[], "", &paths);
             crate::tui::run_inspect(paths, secrets).await
         }
