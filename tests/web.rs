@@ -284,8 +284,10 @@ async fn rebinding_and_cross_origin_writes_are_refused() {
     ] {
         let r = call(&f.app, "POST", "/api/requests/http", &headers, &body).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{headers:?}");
-        let r = call(&f.app, "DELETE", "/api/requests/http", &headers, "").await;
+        // DELETE always needs a CORS preflight in a browser; a foreign
+        // Origin or Sec-Fetch-Site is refused outright.
         if headers.iter().any(|(n, _)| *n != "content-type") {
+            let r = call(&f.app, "DELETE", "/api/requests/http", &headers, "").await;
             assert_eq!(r.status, StatusCode::FORBIDDEN, "DELETE {headers:?}");
         }
     }
@@ -374,7 +376,9 @@ async fn v1_lists_filter_and_page_by_cursor() {
     assert_eq!(filtered["exchanges"].as_array().unwrap().len(), 1);
     assert_eq!(filtered["exchanges"][0]["path"], "/hooks/3");
     // Grep looks into bodies.
-    let grep = get(&f.app, "/api/v1/exchanges?filter=onerror").await.json();
+    let grep = get(&f.app, "/api/v1/exchanges?filter=alert(3)")
+        .await
+        .json();
     assert_eq!(grep["exchanges"].as_array().unwrap().len(), 1);
     let bad = get(&f.app, "/api/v1/exchanges?filter=status:abc").await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
@@ -493,10 +497,8 @@ async fn a_running_listen_serves_the_ngrok_api_and_replays() {
     assert_eq!(tunnels.status, 200);
     let v: Value = serde_json::from_slice(&tunnels.body).unwrap();
     assert_eq!(v["tunnels"][0]["public_url"], agent.public_url.as_str());
-    assert_eq!(
-        v["tunnels"][0]["config"]["addr"],
-        format!("http://127.0.0.1:{}", app.port())
-    );
+    let addr = v["tunnels"][0]["config"]["addr"].as_str().unwrap();
+    assert!(addr.ends_with(&format!(":{}", app.port())), "{addr}");
 
     let captured = support::capture(
         &mut agent,

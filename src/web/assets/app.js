@@ -1,5 +1,5 @@
 // hooktunnel web inspector. Every captured string reaches the page through
-// textContent or a form value, never innerHTML: a hostile body stays text.
+// textContent or a form value, never parsed as markup: a hostile body stays text.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
