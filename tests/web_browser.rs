@@ -86,6 +86,8 @@ async fn driver() -> Option<Driver> {
 }
 
 async fn browser(driver: &Driver, profile: &std::path::Path) -> Client {
+    // Both ring and aws-lc-rs end up in the test's dependency graph; pick one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".into(),
