@@ -10,6 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-docs/web-inspector.png}
 mkdir -p "$(dirname "$out")"
+case $out in /*) abs=$out ;; *) abs=$PWD/$out ;; esac
 
 cargo build --quiet --bin hooktunnel
 bin=$PWD/target/debug/hooktunnel
@@ -57,13 +58,15 @@ send() { HOOKTUNNEL_RELAY=$relay "$bin" trigger "$@" --tunnel >/dev/null; }
 send github.push --sign github:screenshot-secret
 send stripe.payment_intent.succeeded || true
 send shopify.orders.create || true
+send slack.command || true
 curl -s -o /dev/null -X POST -H 'content-type: application/x-www-form-urlencoded' \
   --data 'From=%2B15550100&Body=hello+there' "$public/sms/incoming"
 send github.push --sign github:screenshot-secret
 sleep 0.5
 
-chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+timeout 60 chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
   --disable-background-networking --disable-component-update --disable-sync \
   --user-data-dir="$work/profile" --hide-scrollbars --window-size=1400,820 \
-  --virtual-time-budget=4000 --screenshot="$PWD/$out" "${web}#latest" 2>/dev/null
+  --virtual-time-budget=4000 --screenshot="$abs" "${web}#latest" 2>"$work/chromium.log" \
+  || { tail -20 "$work/chromium.log" >&2; exit 1; }
 echo "wrote $out"

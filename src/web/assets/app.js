@@ -427,11 +427,13 @@ function init() {
   $("view-mode").addEventListener("change", renderDetail);
   document.addEventListener("keydown", onKey);
   status();
+  // `#latest` opens the newest row and stays still: no live stream, so a
+  // headless screenshot (scripts/screenshot.sh) sees the page settle.
+  const still = location.hash === "#latest";
   load().then(() => {
-    // `#latest` opens the newest row (used by scripts/screenshot.sh).
-    if (location.hash === "#latest" && state.rows.length) select(state.rows[0].id, true);
+    if (still && state.rows.length) select(state.rows[0].id, true);
   });
-  connect();
+  if (!still) connect();
 }
 
 document.addEventListener("DOMContentLoaded", init);
