@@ -540,6 +540,51 @@ async fn a_running_listen_serves_the_ngrok_api_and_replays() {
     assert_eq!(seen.len(), 2, "the app got the replay");
     assert_eq!(seen[1].body, br#"{"n":1}"#);
 
+    // hooktunnel's own replay: edited method, path, headers and body.
+    let edit = serde_json::json!({
+        "method": "put",
+        "path": "/hooks/edited?x=1",
+        "headers": [["content-type", "text/plain"], ["x-edited", "yes"]],
+        "body": "changed",
+    });
+    let replayed = send(
+        &http,
+        "POST",
+        &format!("{base}/api/v1/exchanges/{}/replay", captured.id),
+        &[("content-type", b"application/json")],
+        edit.to_string(),
+    )
+    .await;
+    assert_eq!(
+        replayed.status,
+        200,
+        "{:?}",
+        String::from_utf8_lossy(&replayed.body)
+    );
+    let v: Value = serde_json::from_slice(&replayed.body).unwrap();
+    assert_eq!(v["exchange"]["replay_of"], captured.id.to_string());
+    assert_eq!(v["exchange"]["status"], 200);
+    let seen = app.seen();
+    let last = seen.last().unwrap();
+    assert_eq!(last.method, "PUT");
+    assert_eq!(last.path_and_query, "/hooks/edited?x=1");
+    assert_eq!(last.body, b"changed");
+    assert_eq!(last.header("x-edited"), [b"yes".to_vec()]);
+    let new_id = v["exchange"]["id"].as_str().unwrap();
+    let detail: Value = serde_json::from_slice(
+        &send(
+            &http,
+            "GET",
+            &format!("{base}/api/v1/exchanges/{new_id}"),
+            &[],
+            "",
+        )
+        .await
+        .body,
+    )
+    .unwrap();
+    assert!(detail["difference"].is_string(), "{detail}");
+
     // The same over a real socket: a foreign Host is refused.
     let evil = send(
         &http,
