@@ -278,6 +278,33 @@ async fn the_page_shows_rows_live_opens_replays_filters_and_stays_inert() {
     assert_eq!(mark, "↻");
     assert_eq!(app.seen().len(), 2, "the app got the replay");
 
+    // Keyboard, as in the TUI: k moves up to the replay, Enter opens it, / focuses the filter.
+    let pane = bounded("list pane", c.find(Locator::Id("list-pane")))
+        .await
+        .unwrap();
+    bounded("k", pane.send_keys("k")).await.unwrap();
+    until("k to select the replay row", || async {
+        let n = script(
+            &c,
+            "return document.querySelectorAll('#rows tr.selected[data-replay-of]').length",
+        )
+        .await;
+        (n == json!(1)).then_some(())
+    })
+    .await;
+    bounded("Enter", pane.send_keys("\u{E007}")).await.unwrap();
+    until("Enter to open the replay", || async {
+        let t = script(&c, "return document.getElementById('d-meta').textContent").await;
+        t.as_str().filter(|s| s.contains("replay of")).map(|_| ())
+    })
+    .await;
+    bounded("/", pane.send_keys("/")).await.unwrap();
+    until("/ to focus the filter", || async {
+        let id = script(&c, "return document.activeElement.id").await;
+        (id == json!("filter")).then_some(())
+    })
+    .await;
+
     // Another webhook, then the filter narrows the list to it.
     send(
         &http,
