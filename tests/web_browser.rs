@@ -86,8 +86,6 @@ async fn driver() -> Option<Driver> {
 }
 
 async fn browser(driver: &Driver, profile: &std::path::Path) -> Client {
-    // Both ring and aws-lc-rs end up in the test's dependency graph; pick one.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".into(),
@@ -104,8 +102,9 @@ async fn browser(driver: &Driver, profile: &std::path::Path) -> Client {
     );
     bounded(
         "a browser session",
-        ClientBuilder::rustls()
-            .expect("rustls client")
+        // chromedriver is on loopback: plain HTTP, so no TLS stack is pulled
+        // into the test build (a second rustls provider would break others).
+        ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
             .capabilities(caps)
             .connect(&driver.url),
     )
