@@ -50,7 +50,8 @@ pub enum Command {
     ///
     /// Keys: ↑/↓ or j/k move, Enter opens, Tab switches request/response,
     /// r replays, e edits and replays, c copies as curl, / filters, ? helps, q quits.
-    Inspect,
+    /// With --web, serves the web inspector over the history instead.
+    Inspect(InspectArgs),
     /// Send stored requests again: one by id, or every match of filters.
     ///
     /// The request goes out byte-for-byte as captured (method, path and
@@ -151,6 +152,37 @@ pub struct ListenArgs {
     /// recovers (repeatable): 'error-rate>5%/5m', 'p95>2s/5m' (metrics: error-rate, p50, p95, p99).
     #[arg(long, value_name = "RULE")]
     pub alert: Vec<crate::stats::alert::Rule>,
+    /// The web inspector and its API.
+    #[command(flatten)]
+    pub web: WebArgs,
+}
+
+/// Where the web inspector listens, and its token.
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct WebArgs {
+    /// Web inspector and API address: ADDR:PORT, a port, or `off` (config: `web_addr`; default
+    /// 127.0.0.1:4040, or the next free port). A non-loopback address also needs --web-token.
+    #[arg(long, value_name = "ADDR|off", env = "HOOKTUNNEL_WEB_ADDR")]
+    pub web_addr: Option<crate::web::WebAddr>,
+    /// Token the web inspector requires (Authorization: Bearer TOKEN, or open /?token=TOKEN).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "HOOKTUNNEL_WEB_TOKEN",
+        hide_env_values = true
+    )]
+    pub web_token: Option<String>,
+}
+
+/// `hooktunnel inspect`.
+#[derive(clap::Args, Debug, Default)]
+pub struct InspectArgs {
+    /// Serve the web inspector over the stored history (no tunnel) instead of the terminal one.
+    #[arg(long)]
+    pub web: bool,
+    /// The web inspector's address and token.
+    #[command(flatten)]
+    pub web_args: WebArgs,
 }
 
 /// `hooktunnel requests`.

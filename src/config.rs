@@ -91,6 +91,9 @@ pub struct ConfigFile {
     /// display only: storage, export and replay keep the real bytes).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mask_secrets: Option<bool>,
+    /// Web inspector address (`127.0.0.1:4040`, a port, or `off`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub web_addr: Option<String>,
 }
 
 impl std::fmt::Debug for ConfigFile {
@@ -105,6 +108,7 @@ impl std::fmt::Debug for ConfigFile {
             .field("keep", &self.keep)
             .field("keep_bytes", &self.keep_bytes)
             .field("mask_secrets", &self.mask_secrets)
+            .field("web_addr", &self.web_addr)
             .finish()
     }
 }

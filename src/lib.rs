@@ -26,6 +26,7 @@
 //! | [`stats`] | delivery health: path folding, causes, percentiles, alert rules |
 //! | [`verify`] | webhook signature schemes, pure functions |
 //! | [`tui`] | the terminal inspector |
+//! | [`web`] | the local web inspector and its ngrok-compatible and own HTTP APIs |
 //! | [`logging`] | diagnostics to stderr, or to a file while the inspector runs |
 //! | [`commands`] | one `run` per subcommand |
 
@@ -54,3 +55,4 @@ pub mod stats;
 pub mod store;
 pub mod tui;
 pub mod verify;
+pub mod web;

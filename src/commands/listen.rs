@@ -52,7 +52,16 @@ pub async fn run(args: ListenArgs, paths: Paths) -> anyhow::Result<()> {
     };
     let cancel = CancellationToken::new();
     let paths_for_ui = settings.paths.clone();
-    let running = start(settings, cancel.clone()).await?;
+    let mut running = start(settings, cancel.clone()).await?;
+    let web_secrets = crate::secrets::with_sources(&args.verify, "--verify", &paths_for_ui);
+    crate::web::attach(
+        &mut running,
+        &args.web,
+        &paths_for_ui,
+        web_secrets,
+        cancel.clone(),
+    )
+    .await?;
     let events = super::stats::watch_alerts(running.events, args.alert.clone());
     let stop = cancel.clone();
     tokio::spawn(async move {

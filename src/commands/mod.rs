@@ -22,7 +22,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Requests(args) => requests::run(&args, &paths),
         Command::Show(args) => show::run(&args, &paths),
         Command::Stats(args) => stats::run(&args, &paths),
-        Command::Inspect => {
+        Command::Inspect(args) if args.web => crate::web::inspect(&args.web_args, &paths).await,
+        Command::Inspect(_) => {
             let options = crate::tui::Options {
                 secrets: crate::secrets::with_sources(&[], "", &paths),
                 mask_secrets: crate::config::ConfigFile::masks_secrets(&paths),

@@ -14,3 +14,5 @@ mod security;
 mod signatures;
 mod stats;
 mod tui_tmux;
+mod web;
+mod web_browser;
