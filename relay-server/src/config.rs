@@ -204,6 +204,9 @@ pub struct RelayConfig {
     pub body_read_timeout: Duration,
     /// Serve https/wss with these PEM files.
     pub tls: Option<TlsFiles>,
+    /// In-flight slots one client address may hold in one tunnel; `None` is
+    /// no per-address share (the binary sets [`RelayConfig::default_in_flight_share`]).
+    pub max_in_flight_per_ip: Option<usize>,
     /// Slowest body accepted after [`RelayConfig::body_rate_grace`], bytes/s; 0 turns the check off (then 408).
     pub min_body_rate: u64,
     /// Time a body may take before `min_body_rate` applies.
@@ -219,16 +222,17 @@ pub struct RelayConfig {
 }
 
 impl RelayConfig {
-    /// In-flight slots one client address may hold in one tunnel: an eighth
-    /// of the tunnel's cap, at least 4, so one sender cannot occupy them all.
-    pub fn max_in_flight_per_ip(&self) -> usize {
-        (self.max_in_flight_per_tunnel / 8).max(4)
+    /// The relay binary's per-address share of a tunnel's `max` in-flight
+    /// slots: an eighth, at least 4, so one sender cannot occupy them all.
+    pub fn default_in_flight_share(max: usize) -> usize {
+        (max / 8).max(4)
     }
 }
 
 impl Default for RelayConfig {
     /// Defaults for a relay on loopback (the embedded relay, tests): no rate
-    /// limits. The `hooktunnel-relay` binary sets rate limits by default.
+    /// limits and no per-address in-flight share. The `hooktunnel-relay`
+    /// binary sets both by default.
     fn default() -> Self {
         Self {
             public_url: None,
@@ -252,6 +256,7 @@ impl Default for RelayConfig {
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             tls: None,
+            max_in_flight_per_ip: None,
             min_body_rate: DEFAULT_MIN_BODY_RATE,
             body_rate_grace: DEFAULT_BODY_RATE_GRACE,
             queue_max_entry: DEFAULT_QUEUE_MAX_ENTRY,
@@ -282,7 +287,7 @@ impl std::fmt::Debug for RelayConfig {
             public_url, domain, data_dir, max_body_bytes, response_timeout, queue_limits,
             queued_status, ack_status, trust_proxy, rate_per_ip, rate_per_tunnel,
             max_in_flight_per_tunnel, header_read_timeout, body_read_timeout, tls,
-            min_body_rate, body_rate_grace, queue_max_entry, max_conns_per_ip, metrics_listen
+            max_in_flight_per_ip, min_body_rate, body_rate_grace, queue_max_entry, max_conns_per_ip, metrics_listen
         }
         d.finish()
     }

@@ -82,6 +82,10 @@ struct Args {
     /// Status for requests accepted by tunnels in ack mode.
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u16).range(200..300))]
     ack_status: u16,
+    /// In-flight requests one client address (IPv6: /64) may hold in one tunnel (then 429);
+    /// default: an eighth of --max-in-flight, at least 4.
+    #[arg(long, value_name = "N")]
+    max_in_flight_per_ip: Option<usize>,
     /// Slowest request body accepted after --body-rate-grace, in bytes/s (then 408); 0 turns it off.
     #[arg(long, value_name = "BYTES", default_value_t = hooktunnel_relay::config::DEFAULT_MIN_BODY_RATE)]
     min_body_rate: u64,
@@ -185,6 +189,11 @@ async fn main() -> anyhow::Result<()> {
         },
         queued_status: args.queued_status,
         ack_status: args.ack_status,
+        max_in_flight_per_ip: Some(
+            args.max_in_flight_per_ip
+                .unwrap_or_else(|| RelayConfig::default_in_flight_share(args.max_in_flight))
+                .max(1),
+        ),
         min_body_rate: args.min_body_rate,
         body_rate_grace: std::time::Duration::from_secs(args.body_rate_grace),
         queue_max_entry: args.queue_max_entry,

@@ -252,13 +252,14 @@ impl Tunnel {
         per_client: usize,
     ) -> Result<InFlight, SlotRefused> {
         let mut held = lock(&self.per_client);
-        let mine = held.get(&client).copied().unwrap_or(0);
-        if mine >= per_client {
-            return Err(SlotRefused::Client);
-        }
         if self.in_flight.fetch_add(1, Ordering::SeqCst) >= max {
             self.in_flight.fetch_sub(1, Ordering::SeqCst);
             return Err(SlotRefused::Tunnel);
+        }
+        let mine = held.get(&client).copied().unwrap_or(0);
+        if mine >= per_client {
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            return Err(SlotRefused::Client);
         }
         held.insert(client, mine + 1);
         Ok(InFlight {

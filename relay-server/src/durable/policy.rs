@@ -3,7 +3,8 @@
 //!
 //! - the whole queue: at most `max_count` entries and `max_bytes` bytes;
 //! - one client address (IPv6: per /64): at most a quarter of each
-//!   ([`CLIENT_SHARE`]), so one sender cannot fill it for the others;
+//!   ([`CLIENT_SHARE`]; at least [`MIN_CLIENT_COUNT`] entries), so one
+//!   sender cannot fill it for the others;
 //! - the last eighth of `max_bytes` ([`SMALL_RESERVE`]) only takes small
 //!   entries (at most [`SMALL_ENTRY`] bytes), so large bodies cannot crowd
 //!   out ordinary webhooks.
@@ -15,6 +16,8 @@ use super::QueueLimits;
 
 /// One client may hold `1/CLIENT_SHARE` of the queue's count and bytes.
 pub const CLIENT_SHARE: u64 = 4;
+/// A client may always queue this many entries (within the total).
+pub const MIN_CLIENT_COUNT: u64 = 4;
 /// `1/SMALL_RESERVE` of the queue's bytes is kept for small entries.
 pub const SMALL_RESERVE: u64 = 8;
 /// Entries up to this size (encoded frame) count as small.
@@ -47,7 +50,7 @@ pub fn admit(limits: &QueueLimits, usage: Usage, size: u64) -> Result<(), String
             usage.bytes, limits.max_bytes
         ));
     }
-    let count_share = (limits.max_count / CLIENT_SHARE).max(1);
+    let count_share = (limits.max_count / CLIENT_SHARE).max(MIN_CLIENT_COUNT);
     if usage.client_count >= count_share {
         return Err(format!(
             "your address already has {} requests waiting, its share is {count_share}",

@@ -157,7 +157,7 @@ async fn capture(
     let _slot = match &live {
         Some(tunnel) if !needs_queue => {
             let max = state.config.max_in_flight_per_tunnel;
-            let per_client = state.config.max_in_flight_per_ip();
+            let per_client = state.config.max_in_flight_per_ip.unwrap_or(max);
             match tunnel.try_begin(client, max, per_client) {
                 Ok(slot) => Some(slot),
                 Err(SlotRefused::Tunnel) => {

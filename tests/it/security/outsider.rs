@@ -51,6 +51,8 @@ async fn until_no_tunnels(relay: &Relay) {
 async fn trickled_bodies_from_one_address_cannot_block_a_tunnel() {
     let (_app, relay, agent, _home) = tunnel(RelayConfig {
         max_in_flight_per_tunnel: 16,
+        // What the binary sets for --max-in-flight 16.
+        max_in_flight_per_ip: Some(RelayConfig::default_in_flight_share(16)),
         min_body_rate: 1024,
         body_rate_grace: Duration::from_secs(1),
         ..RelayConfig::default()
