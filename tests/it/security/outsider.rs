@@ -377,6 +377,41 @@ async fn interim_and_bodyless_answers_from_the_app_stay_well_formed() {
     assert!(text.ends_with("\r\n\r\n"), "HEAD carries no body: {text}");
 }
 
+#[tokio::test]
+async fn an_agent_answering_204_or_304_with_a_body_never_reaches_the_sender_with_one() {
+    let relay = Relay::start(RelayConfig::default()).await;
+    let mut agent = RawAgent::connect(&relay, "bodyless").await;
+    for (method, code) in [("GET", 204), ("GET", 304), ("HEAD", 200)] {
+        let mut tcp = bounded("connect", TcpStream::connect(relay.addr))
+            .await
+            .unwrap();
+        tcp.write_all(
+            format!("{method} /t/bodyless/x HTTP/1.1\r\nHost: r\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+        let request = agent.next_request().await;
+        let headers = vec![Header::new("content-length", "15")];
+        agent
+            .answer(request.id, code, headers, "fifteen bytes!!")
+            .await;
+        let text = read_to_close(&mut tcp).await;
+        assert_eq!(status(&text), code, "{text}");
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert_eq!(body, "", "{method} {code} carries no body: {text:?}");
+        let lower = head.to_ascii_lowercase();
+        if code == 200 {
+            assert!(
+                lower.contains("content-length: 15"),
+                "HEAD keeps the length: {head}"
+            );
+        } else {
+            assert!(!lower.contains("content-length"), "{code}: {head}");
+        }
+    }
+}
+
 // ------------------------------------------------ row 12: protocol checks
 
 #[tokio::test]
