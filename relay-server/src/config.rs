@@ -213,7 +213,8 @@ pub struct RelayConfig {
     pub body_rate_grace: Duration,
     /// Largest body stored in a tunnel's queue (agent away or ack mode); larger answers 413.
     pub queue_max_entry: usize,
-    /// Open connections one client address may hold; more are closed at accept.
+    /// Open connections one TCP peer address may hold; more are closed at
+    /// accept (behind a proxy, the proxy's address: raise it there).
     pub max_conns_per_ip: usize,
     /// Serves `/_hooktunnel/metrics` to requests carrying `Authorization: Bearer <token>`.
     pub metrics_token: Option<String>,

@@ -96,6 +96,7 @@ struct Args {
     #[arg(long, value_name = "BYTES", default_value_t = hooktunnel_relay::config::DEFAULT_QUEUE_MAX_ENTRY)]
     queue_max_entry: usize,
     /// Open connections one client address (IPv6: /64) may hold; more are closed at once.
+    /// Behind --trust-proxy this counts the proxy's own connections: raise it to suit.
     #[arg(long, value_name = "N", default_value_t = hooktunnel_relay::config::DEFAULT_MAX_CONNS_PER_IP)]
     max_conns_per_ip: usize,
     /// Serve /_hooktunnel/metrics on the main listener to `Authorization: Bearer TOKEN` only
