@@ -244,11 +244,20 @@ start_bore() {
 
 # The relay's per-IP and per-tunnel rate limits (default 100/s and 200/s) would
 # turn a load test into a test of the limiter: the benchmark switches them off.
+# (Its per-address in-flight share, 125 of 1000, is above every cell's 50 conns.)
 # Where the relay has no such flags (older builds), nothing is passed.
+# Every load generator and the idle agents connect from 127.0.0.1, so the
+# per-address connection cap (default 256) is raised too where it exists.
 relay_bench_flags() {
-  if "$BIN/hooktunnel-relay" --help 2>/dev/null | grep -q -- '--rate-per-ip'; then
-    echo "--rate-per-ip off --rate-per-tunnel off"
+  local help flags=""
+  help=$("$BIN/hooktunnel-relay" --help 2>/dev/null || true)
+  if grep -q -- '--rate-per-ip' <<<"$help"; then
+    flags="--rate-per-ip off --rate-per-tunnel off"
   fi
+  if grep -q -- '--max-conns-per-ip' <<<"$help"; then
+    flags="$flags --max-conns-per-ip 1000000"
+  fi
+  echo "$flags"
 }
 
 # start_hooktunnel TAG [relay args...]: sets RELAY_PID, AGENT_PID, HT_URL

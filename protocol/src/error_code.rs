@@ -41,6 +41,12 @@ http_error_codes! {
     AmbiguousHost => "ambiguous_host",
     /// Relay: both `Content-Length` and `Transfer-Encoding` (400).
     AmbiguousLength => "ambiguous_length",
+    /// Relay: an HTTP/1.1 request without `Host` (400, RFC 9112 §3.2).
+    MissingHost => "missing_host",
+    /// Relay: this client address already holds its share of the tunnel's in-flight slots (429).
+    ClientBusy => "client_busy",
+    /// Relay: the body arrived slower than the relay's minimum rate (408).
+    BodyTooSlow => "body_too_slow",
     /// Relay: a per-address or per-tunnel rate limit (429).
     RateLimited => "rate_limited",
     /// Relay: the body exceeds the relay's limit (413).
@@ -75,6 +81,8 @@ http_error_codes! {
     LocalUnreachable => "local_unreachable",
     /// Agent: the local app did not answer in time (504).
     LocalTimeout => "local_timeout",
+    /// Relay or agent: a frame from the other side broke the protocol's rules (502).
+    ProtocolError => "protocol_error",
 }
 
 /// A header value that is no code this build knows.

@@ -15,8 +15,10 @@
 
 use std::time::Duration;
 
+mod check;
 mod error_code;
 
+pub use check::{Violation, check_request, check_response};
 pub use error_code::{HttpErrorCode, UnknownCode};
 
 use base64::Engine as _;

@@ -34,6 +34,14 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(20);
 pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default cap on requests waiting for one tunnel's agent at once.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1000;
+/// Default slowest accepted body rate, in bytes per second (after the grace period).
+pub const DEFAULT_MIN_BODY_RATE: u64 = 1024;
+/// Default time a body may take before [`DEFAULT_MIN_BODY_RATE`] applies.
+pub const DEFAULT_BODY_RATE_GRACE: Duration = Duration::from_secs(5);
+/// Default cap on one queued request body (agent away or ack mode): 1 MiB.
+pub const DEFAULT_QUEUE_MAX_ENTRY: usize = 1024 * 1024;
+/// Default cap on open connections from one client address (IPv6: per /64).
+pub const DEFAULT_MAX_CONNS_PER_IP: usize = 256;
 
 /// A token-bucket rate: `count` requests per `period`, bursts up to `burst`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -196,11 +204,36 @@ pub struct RelayConfig {
     pub body_read_timeout: Duration,
     /// Serve https/wss with these PEM files.
     pub tls: Option<TlsFiles>,
+    /// In-flight slots one client address may hold in one tunnel; `None` is
+    /// no per-address share (the binary sets [`RelayConfig::default_in_flight_share`]).
+    pub max_in_flight_per_ip: Option<usize>,
+    /// Slowest body accepted after [`RelayConfig::body_rate_grace`], bytes/s; 0 turns the check off (then 408).
+    pub min_body_rate: u64,
+    /// Time a body may take before `min_body_rate` applies.
+    pub body_rate_grace: Duration,
+    /// Largest body stored in a tunnel's queue (agent away or ack mode); larger answers 413.
+    pub queue_max_entry: usize,
+    /// Open connections one TCP peer address may hold; more are closed at
+    /// accept (behind a proxy, the proxy's address: raise it there).
+    pub max_conns_per_ip: usize,
+    /// Serves `/_hooktunnel/metrics` to requests carrying `Authorization: Bearer <token>`.
+    pub metrics_token: Option<String>,
+    /// Serves metrics (without a token) on this separate address instead.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+}
+
+impl RelayConfig {
+    /// The relay binary's per-address share of a tunnel's `max` in-flight
+    /// slots: an eighth, at least 4, so one sender cannot occupy them all.
+    pub fn default_in_flight_share(max: usize) -> usize {
+        (max / 8).max(4)
+    }
 }
 
 impl Default for RelayConfig {
     /// Defaults for a relay on loopback (the embedded relay, tests): no rate
-    /// limits. The `hooktunnel-relay` binary sets rate limits by default.
+    /// limits and no per-address in-flight share. The `hooktunnel-relay`
+    /// binary sets both by default.
     fn default() -> Self {
         Self {
             public_url: None,
@@ -224,6 +257,13 @@ impl Default for RelayConfig {
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             tls: None,
+            max_in_flight_per_ip: None,
+            min_body_rate: DEFAULT_MIN_BODY_RATE,
+            body_rate_grace: DEFAULT_BODY_RATE_GRACE,
+            queue_max_entry: DEFAULT_QUEUE_MAX_ENTRY,
+            max_conns_per_ip: DEFAULT_MAX_CONNS_PER_IP,
+            metrics_token: None,
+            metrics_listen: None,
         }
     }
 }
@@ -236,6 +276,10 @@ impl std::fmt::Debug for RelayConfig {
             .field(
                 "token_hashes",
                 &format_args!("[{} redacted]", self.token_hashes.len()),
+            )
+            .field(
+                "metrics_token",
+                &self.metrics_token.as_ref().map(|_| "[redacted]"),
             );
         macro_rules! show {
             ($($field:ident),*) => { $(d.field(stringify!($field), &self.$field);)* };
@@ -243,7 +287,8 @@ impl std::fmt::Debug for RelayConfig {
         show! {
             public_url, domain, data_dir, max_body_bytes, response_timeout, queue_limits,
             queued_status, ack_status, trust_proxy, rate_per_ip, rate_per_tunnel,
-            max_in_flight_per_tunnel, header_read_timeout, body_read_timeout, tls
+            max_in_flight_per_tunnel, header_read_timeout, body_read_timeout, tls,
+            max_in_flight_per_ip, min_body_rate, body_rate_grace, queue_max_entry, max_conns_per_ip, metrics_listen
         }
         d.finish()
     }
@@ -260,11 +305,13 @@ mod tests {
         let config = RelayConfig {
             tokens: vec!["s3cret-token".into()],
             token_hashes: vec![[7; 32]],
+            metrics_token: Some("m3trics-secret".into()),
             ..RelayConfig::default()
         };
         let shown = format!("{config:?}");
         assert!(!shown.contains("s3cret"), "{shown}");
         assert!(!shown.contains("0707"), "{shown}");
+        assert!(!shown.contains("m3trics"), "{shown}");
         assert!(shown.contains("[1 redacted]"));
     }
 

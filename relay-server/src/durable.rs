@@ -8,6 +8,7 @@
 //! and hands it jobs over a channel, so an fsync never stalls a runtime worker
 //! (and with it unrelated requests).
 
+pub mod policy;
 mod sqlite;
 
 use std::path::{Path, PathBuf};
@@ -110,9 +111,11 @@ pub struct Enqueue {
     pub name: String,
     /// The request id.
     pub id: Ulid,
+    /// The sender's address key (see `limit::ip_key`), for its share of the queue.
+    pub client: String,
     /// The encoded request frame.
     pub frame: Bytes,
-    /// The tunnel's queue bounds.
+    /// The tunnel's queue bounds (shares: [`policy`]).
     pub limits: QueueLimits,
     /// When it was received (also the clock for expiring old entries).
     pub now_ms: u64,
@@ -281,6 +284,7 @@ mod tests {
         let entry = Enqueue {
             name: "demo".into(),
             id: crate::protocol::next_id(),
+            client: "192.0.2.1".into(),
             frame: Bytes::from_static(b"frame"),
             limits: QueueLimits {
                 max_count: 10,

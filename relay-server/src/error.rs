@@ -25,6 +25,9 @@ pub enum RelayError {
     /// Both `Content-Length` and `Transfer-Encoding`.
     #[error("both Content-Length and Transfer-Encoding")]
     AmbiguousLength,
+    /// An HTTP/1.1 request without `Host`.
+    #[error("an HTTP/1.1 request must carry a Host header (RFC 9112 section 3.2)")]
+    MissingHost,
     /// A rate limit; `what` names whose ("from this address", "for this tunnel").
     #[error("too many requests {what}; retry after {} s", retry_after_secs(*.wait))]
     RateLimited {
@@ -42,6 +45,14 @@ pub enum RelayError {
     /// The body did not arrive within the given time.
     #[error("the request body did not arrive within {} s", .0.as_secs())]
     BodyTimeout(Duration),
+    /// The body arrived slower than the minimum rate (bytes/s).
+    #[error("the request body arrived slower than {0} bytes/s; send it at full speed")]
+    BodyTooSlow(u64),
+    /// A body too large to queue while the agent is away (bytes).
+    #[error(
+        "the tunnel's agent is not taking live requests, so this request would be queued, and queued bodies may be at most {0} bytes (relay: --queue-max-entry); retry when the agent is connected"
+    )]
+    QueuedBodyTooLarge(usize),
     /// The tunnel name breaks the naming rules.
     #[error("no such tunnel: {0}")]
     InvalidTunnelName(NameError),
@@ -65,6 +76,22 @@ pub enum RelayError {
         /// Its in-flight limit.
         max: usize,
     },
+    /// This client address already holds its share of the tunnel's in-flight slots.
+    #[error(
+        "tunnel '{name}' already has {max} requests from your address waiting for its agent; retry shortly"
+    )]
+    ClientBusy {
+        /// The tunnel.
+        name: String,
+        /// The per-address limit.
+        max: usize,
+    },
+    /// The agent's answer broke the protocol (the text says how).
+    #[error("the hooktunnel agent sent an invalid answer: {0}")]
+    ProtocolError(String),
+    /// Metrics asked for without the metrics token.
+    #[error("metrics need `Authorization: Bearer <token>` with the relay's --metrics-token")]
+    MetricsUnauthorized,
     /// The tunnel's offline queue is at a limit.
     #[error("tunnel '{name}' cannot take more requests: {reason}")]
     QueueFull {
@@ -98,6 +125,12 @@ impl RelayError {
             Self::UriTooLong(_) => HttpErrorCode::UriTooLong,
             Self::AmbiguousHost => HttpErrorCode::AmbiguousHost,
             Self::AmbiguousLength => HttpErrorCode::AmbiguousLength,
+            Self::MissingHost => HttpErrorCode::MissingHost,
+            Self::BodyTooSlow(_) => HttpErrorCode::BodyTooSlow,
+            Self::QueuedBodyTooLarge(_) => HttpErrorCode::BodyTooLarge,
+            Self::ClientBusy { .. } => HttpErrorCode::ClientBusy,
+            Self::ProtocolError(_) => HttpErrorCode::ProtocolError,
+            Self::MetricsUnauthorized => HttpErrorCode::Unauthorized,
             Self::RateLimited { .. } => HttpErrorCode::RateLimited,
             Self::BodyTooLarge(_) => HttpErrorCode::BodyTooLarge,
             Self::BadBody => HttpErrorCode::BadBody,
@@ -120,12 +153,16 @@ impl RelayError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::UriTooLong(_) => StatusCode::URI_TOO_LONG,
-            Self::AmbiguousHost | Self::AmbiguousLength | Self::BadBody | Self::NotWebsocket => {
-                StatusCode::BAD_REQUEST
-            }
-            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::AmbiguousHost
+            | Self::AmbiguousLength
+            | Self::MissingHost
+            | Self::BadBody
+            | Self::NotWebsocket => StatusCode::BAD_REQUEST,
+            Self::RateLimited { .. } | Self::ClientBusy { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::BodyTooLarge(_) | Self::QueuedBodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout(_) | Self::BodyTooSlow(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::ProtocolError(_) => StatusCode::BAD_GATEWAY,
+            Self::MetricsUnauthorized => StatusCode::UNAUTHORIZED,
             Self::InvalidTunnelName(_)
             | Self::NotFound
             | Self::NoTunnel
@@ -146,9 +183,12 @@ impl RelayError {
             Self::UriTooLong(_)
                 | Self::AmbiguousHost
                 | Self::AmbiguousLength
+                | Self::MissingHost
                 | Self::BodyTooLarge(_)
+                | Self::QueuedBodyTooLarge(_)
                 | Self::BadBody
                 | Self::BodyTimeout(_)
+                | Self::BodyTooSlow(_)
                 | Self::Unauthorized
                 | Self::NotWebsocket
         )
@@ -158,7 +198,7 @@ impl RelayError {
     fn retry_after(&self) -> Option<u64> {
         match self {
             Self::RateLimited { wait, .. } => Some(retry_after_secs(*wait)),
-            Self::TunnelBusy { .. } => Some(1),
+            Self::TunnelBusy { .. } | Self::ClientBusy { .. } => Some(1),
             _ => None,
         }
     }

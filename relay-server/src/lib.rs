@@ -12,6 +12,7 @@
 //! | [`wire`] | the batched WebSocket writer loop (relay and agent) |
 //! | [`tls`] | the rustls acceptor for `--tls-cert`/`--tls-key` |
 //! | `auth`, `forwarded`, `limit` | token checks, forwarding headers, rate limits |
+//! | `accept` | per-address connection cap, accept back-off, `nofile` raise |
 //!
 //! Dependencies point one way: `routes` → `state`, `limit`, `error` →
 //! `durable`, `config`, `protocol`.
@@ -19,6 +20,7 @@
 //! The binary, the CLI's embedded relay and the tests all run [`serve`] on a
 //! listener they bound themselves, so tests never race for a port.
 
+mod accept;
 mod auth;
 pub mod config;
 pub mod durable;
@@ -69,6 +71,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let local_addr = listener.local_addr()?;
+    accept::raise_nofile_limit();
     if config.data_dir.is_none() {
         tracing::warn!(
             "no --data-dir: the offline queue and name registry live in memory and are lost on restart"
@@ -81,8 +84,25 @@ pub async fn serve(
     let durable = durable::Durable::open(config.data_dir.as_deref())
         .await
         .map_err(std::io::Error::other)?;
+    let metrics_listener = match config.metrics_listen {
+        Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot listen on --metrics-listen {addr}: {e}"),
+            )
+        })?),
+        None => None,
+    };
     let state = Arc::new(AppState::new(config, local_addr, tls.is_some(), durable));
     let app = routes::router(state.clone());
+    let metrics_server = metrics_listener.map(|listener| {
+        let app = routes::metrics_router(state.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "metrics listener stopped");
+            }
+        })
+    });
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(state.config.header_read_timeout)
@@ -121,18 +141,37 @@ pub async fn serve(
         }
     });
     let connections = TaskTracker::new();
+    let per_ip = accept::ConnLimiter::new(state.config.max_conns_per_ip.max(1));
+    let mut backoff = accept::AcceptBackoff::default();
     loop {
         let (tcp, peer) = tokio::select! {
             () = stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
+                Ok(accepted) => {
+                    backoff.succeeded();
+                    accepted
+                }
                 Err(e) => {
-                    // Out of file descriptors and the like: back off, keep serving.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // Out of file descriptors and the like: pause (doubling),
+                    // keep serving, and log once per interval with a count.
+                    state.metrics.accept_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let (pause, report) = backoff.failed(std::time::Instant::now());
+                    if let Some(failures) = report {
+                        tracing::warn!(error = %e, failures, "accept failed; backing off");
+                    }
+                    tokio::time::sleep(pause).await;
                     continue;
                 }
             },
+        };
+        // The TCP peer, not a forwarded address: this guards the relay's own sockets.
+        let Some(held) = per_ip.try_hold(limit::ip_key(peer.ip())) else {
+            state
+                .metrics
+                .conns_refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            drop(tcp);
+            continue;
         };
         // Small webhook requests must not wait for Nagle's algorithm.
         let _ = tcp.set_nodelay(true);
@@ -143,11 +182,15 @@ pub async fn serve(
         };
         match &tls {
             None => {
-                connections.spawn(conn.serve(tcp, ConnInfo { peer, tls: false }));
+                connections.spawn(async move {
+                    conn.serve(tcp, ConnInfo { peer, tls: false }).await;
+                    drop(held);
+                });
             }
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
                 connections.spawn(async move {
+                    let _held = held;
                     let handshake = acceptor.accept(tcp);
                     match tokio::time::timeout(config::TLS_HANDSHAKE_TIMEOUT, handshake).await {
                         Ok(Ok(stream)) => conn.serve(stream, ConnInfo { peer, tls: true }).await,
@@ -171,6 +214,9 @@ pub async fn serve(
     }
     drainer.abort();
     sweeper.abort();
+    if let Some(server) = metrics_server {
+        server.abort();
+    }
     state.closing.cancel();
     Ok(())
 }

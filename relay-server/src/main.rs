@@ -82,6 +82,35 @@ struct Args {
     /// Status for requests accepted by tunnels in ack mode.
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u16).range(200..300))]
     ack_status: u16,
+    /// In-flight requests one client address (IPv6: /64) may hold in one tunnel (then 429);
+    /// default: an eighth of --max-in-flight, at least 4.
+    #[arg(long, value_name = "N")]
+    max_in_flight_per_ip: Option<usize>,
+    /// Slowest request body accepted after --body-rate-grace, in bytes/s (then 408); 0 turns it off.
+    #[arg(long, value_name = "BYTES", default_value_t = hooktunnel_relay::config::DEFAULT_MIN_BODY_RATE)]
+    min_body_rate: u64,
+    /// Seconds a body may take before --min-body-rate applies.
+    #[arg(long, value_name = "SECS", default_value_t = hooktunnel_relay::config::DEFAULT_BODY_RATE_GRACE.as_secs())]
+    body_rate_grace: u64,
+    /// Largest body queued for an agent that is away (or in ack mode), in bytes (then 413).
+    #[arg(long, value_name = "BYTES", default_value_t = hooktunnel_relay::config::DEFAULT_QUEUE_MAX_ENTRY)]
+    queue_max_entry: usize,
+    /// Open connections one client address (IPv6: /64) may hold; more are closed at once.
+    /// Behind --trust-proxy this counts the proxy's own connections: raise it to suit.
+    #[arg(long, value_name = "N", default_value_t = hooktunnel_relay::config::DEFAULT_MAX_CONNS_PER_IP)]
+    max_conns_per_ip: usize,
+    /// Serve /_hooktunnel/metrics on the main listener to `Authorization: Bearer TOKEN` only
+    /// (without this and --metrics-listen, metrics are not served: 404).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "HOOKTUNNEL_RELAY_METRICS_TOKEN",
+        hide_env_values = true
+    )]
+    metrics_token: Option<String>,
+    /// Serve metrics without a token on this separate address, e.g. 127.0.0.1:9090.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 /// A rate flag value (`off` is `None`).
@@ -161,6 +190,17 @@ async fn main() -> anyhow::Result<()> {
         },
         queued_status: args.queued_status,
         ack_status: args.ack_status,
+        max_in_flight_per_ip: Some(
+            args.max_in_flight_per_ip
+                .unwrap_or_else(|| RelayConfig::default_in_flight_share(args.max_in_flight))
+                .max(1),
+        ),
+        min_body_rate: args.min_body_rate,
+        body_rate_grace: std::time::Duration::from_secs(args.body_rate_grace),
+        queue_max_entry: args.queue_max_entry,
+        max_conns_per_ip: args.max_conns_per_ip.max(1),
+        metrics_token: args.metrics_token.filter(|t| !t.is_empty()),
+        metrics_listen: args.metrics_listen,
         ..RelayConfig::default()
     };
     if let Some(files) = &config.tls {

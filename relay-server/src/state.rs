@@ -2,7 +2,7 @@
 //! answers, counters; plus handles to the durable registry and queue.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -37,6 +37,16 @@ pub struct Metrics {
     pub rate_limited: AtomicU64,
     /// Requests refused because a tunnel had too many in flight (503).
     pub overloaded: AtomicU64,
+    /// Requests refused because their address held its share of a tunnel's slots (429).
+    pub client_busy: AtomicU64,
+    /// Bodies cut for arriving slower than the minimum rate (408).
+    pub body_too_slow: AtomicU64,
+    /// Connections closed at accept: their address held `max_conns_per_ip`.
+    pub conns_refused: AtomicU64,
+    /// Failed accepts (out of file descriptors and the like).
+    pub accept_errors: AtomicU64,
+    /// Agent answers that broke the protocol (502).
+    pub protocol_errors: AtomicU64,
 }
 
 /// Shared state of one relay process.
@@ -77,6 +87,8 @@ pub struct Tunnel {
     pub replaced: CancellationToken,
     /// Requests waiting for this agent's answer right now.
     pub in_flight: AtomicUsize,
+    /// The same, per client address (IPv6: per /64); entries at zero are removed.
+    per_client: Mutex<HashMap<IpAddr, usize>>,
     pending: Mutex<HashMap<Ulid, oneshot::Sender<Response>>>,
 }
 
@@ -160,6 +172,7 @@ impl AppState {
             queued: Notify::new(),
             replaced: CancellationToken::new(),
             in_flight: AtomicUsize::new(0),
+            per_client: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
         });
         tunnels.insert(name.to_owned(), tunnel.clone());
@@ -199,23 +212,60 @@ impl Drop for Waiting<'_> {
     }
 }
 
-/// One slot of a tunnel's in-flight budget; released on drop.
-pub struct InFlight(Arc<Tunnel>);
+/// One slot of a tunnel's in-flight budget, held by one client address;
+/// released on drop.
+pub struct InFlight {
+    tunnel: Arc<Tunnel>,
+    client: IpAddr,
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+        let mut per_client = lock(&self.tunnel.per_client);
+        if let Some(held) = per_client.get_mut(&self.client) {
+            *held -= 1;
+            if *held == 0 {
+                per_client.remove(&self.client);
+            }
+        }
+        drop(per_client);
+        self.tunnel.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
+/// Why no in-flight slot was given.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SlotRefused {
+    /// The tunnel holds its whole budget.
+    Tunnel,
+    /// This client address holds its share.
+    Client,
+}
+
 impl Tunnel {
-    /// Takes an in-flight slot, or `None` when `max` requests already wait.
-    pub fn try_begin(self: &Arc<Self>, max: usize) -> Option<InFlight> {
+    /// Takes an in-flight slot for `client` (a [`crate::limit::ip_key`]):
+    /// refused when `max` requests already wait, or `client` holds `per_client` of them.
+    pub fn try_begin(
+        self: &Arc<Self>,
+        client: IpAddr,
+        max: usize,
+        per_client: usize,
+    ) -> Result<InFlight, SlotRefused> {
+        let mut held = lock(&self.per_client);
         if self.in_flight.fetch_add(1, Ordering::SeqCst) >= max {
             self.in_flight.fetch_sub(1, Ordering::SeqCst);
-            return None;
+            return Err(SlotRefused::Tunnel);
         }
-        Some(InFlight(self.clone()))
+        let mine = held.get(&client).copied().unwrap_or(0);
+        if mine >= per_client {
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            return Err(SlotRefused::Client);
+        }
+        held.insert(client, mine + 1);
+        Ok(InFlight {
+            tunnel: self.clone(),
+            client,
+        })
     }
 
     /// Registers interest in the answer to `id`.

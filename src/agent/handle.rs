@@ -124,6 +124,20 @@ impl Pipeline {
     }
 
     async fn forward(&self, request: &protocol::Request) -> Forwarded {
+        // A frame that breaks the protocol is answered at once, never passed
+        // on (a short body under a larger Content-Length would hang the app).
+        if let Err(violation) = protocol::check_request(request) {
+            let message = format!("the relay sent an invalid request: {violation}");
+            return Forwarded {
+                response: crate::forward::own_answer(
+                    502,
+                    protocol::HttpErrorCode::ProtocolError,
+                    &message,
+                ),
+                error: Some(message),
+                duration_us: 0,
+            };
+        }
         self.forwarder
             .forward(Outgoing {
                 method: &request.method,
@@ -141,7 +155,8 @@ impl Pipeline {
         loop {
             let forwarded = self.forward(request).await;
             let failed = forwarded.error.is_some() || forwarded.response.status >= 500;
-            if !failed {
+            // Sending an invalid frame again cannot make it valid.
+            if !failed || protocol::check_request(request).is_err() {
                 return forwarded;
             }
             let why = forwarded

@@ -1218,3 +1218,5 @@ async fn real_agent_reaches_a_tls_relay_with_ca_cert_and_refuses_without_it() {
     assert_eq!(app.seen().len(), 1);
     agent.stop().await;
 }
+
+mod outsider;

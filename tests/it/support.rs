@@ -135,10 +135,15 @@ async fn respond(req: Request, record: Arc<Mutex<Vec<Seen>>>) -> Response {
         .unwrap()
 }
 
+/// The metrics token of test relays that set none.
+pub const TEST_METRICS_TOKEN: &str = "test-metrics-token";
+
 /// A relay on a loopback port.
 pub struct Relay {
     pub url: String,
     pub addr: SocketAddr,
+    /// The `--metrics-token` [`Relay::metric`] presents.
+    metrics_token: String,
     cancel: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
@@ -149,7 +154,12 @@ impl Relay {
     }
 
     /// Starts on a given address (to restart a relay where agents expect it).
-    pub async fn start_at(addr: SocketAddr, config: RelayConfig) -> Self {
+    /// Metrics need a token: tests get [`TEST_METRICS_TOKEN`] unless they set one.
+    pub async fn start_at(addr: SocketAddr, mut config: RelayConfig) -> Self {
+        let metrics_token = config
+            .metrics_token
+            .get_or_insert_with(|| TEST_METRICS_TOKEN.to_owned())
+            .clone();
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let cancel = CancellationToken::new();
@@ -162,6 +172,7 @@ impl Relay {
         Self {
             url: format!("http://{addr}"),
             addr,
+            metrics_token,
             cancel,
             task,
         }
@@ -185,7 +196,10 @@ impl Relay {
             &client(),
             "GET",
             &format!("{}/_hooktunnel/metrics", self.url),
-            &[],
+            &[(
+                "authorization",
+                format!("Bearer {}", self.metrics_token).as_bytes(),
+            )],
             "",
         )
         .await;

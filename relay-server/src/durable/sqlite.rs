@@ -10,6 +10,7 @@ use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension as _, params};
 use ulid::Ulid;
 
+use super::policy::{self, Usage};
 use super::{
     Claim, DeliveryQueue, DurableError, Enqueue, EnqueueError, NameRegistry, Pending, QueuedAnswer,
     Stored, key_hash,
@@ -62,6 +63,13 @@ impl SqliteDurable {
             );
             CREATE INDEX IF NOT EXISTS queue_by_name ON queue(name, seq);",
         )?;
+        // Databases from before per-client queue shares lack the column.
+        let has_client = conn
+            .prepare("SELECT 1 FROM pragma_table_info('queue') WHERE name = 'client'")?
+            .exists([])?;
+        if !has_client {
+            conn.execute_batch("ALTER TABLE queue ADD COLUMN client TEXT NOT NULL DEFAULT ''")?;
+        }
         Ok(Self { conn })
     }
 
@@ -125,6 +133,7 @@ impl DeliveryQueue for SqliteDurable {
         let Enqueue {
             name,
             id,
+            client,
             frame,
             limits,
             now_ms,
@@ -146,28 +155,26 @@ impl DeliveryQueue for SqliteDurable {
         if expired > 0 {
             tracing::warn!(tunnel = %name, expired, "dropped queued requests older than the queue's max age");
         }
-        let (count, bytes): (i64, i64) = tx
+        let (count, bytes, client_count, client_bytes): (i64, i64, i64, i64) = tx
             .query_row(
-                "SELECT COUNT(*), COALESCE(SUM(LENGTH(frame)), 0) FROM queue WHERE name = ?1",
-                [name],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                "SELECT COUNT(*), COALESCE(SUM(LENGTH(frame)), 0),
+                        COALESCE(SUM(client = ?2), 0),
+                        COALESCE(SUM(CASE WHEN client = ?2 THEN LENGTH(frame) ELSE 0 END), 0)
+                 FROM queue WHERE name = ?1",
+                params![name, client],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .map_err(DurableError::from)?;
-        if count as u64 >= limits.max_count {
-            return Err(EnqueueError::Full(format!(
-                "{count} requests waiting, limit {}",
-                limits.max_count
-            )));
-        }
-        if bytes as u64 + frame.len() as u64 > limits.max_bytes {
-            return Err(EnqueueError::Full(format!(
-                "{bytes} bytes waiting, limit {}",
-                limits.max_bytes
-            )));
-        }
+        let usage = Usage {
+            count: count as u64,
+            bytes: bytes as u64,
+            client_count: client_count as u64,
+            client_bytes: client_bytes as u64,
+        };
+        policy::admit(limits, usage, frame.len() as u64).map_err(EnqueueError::Full)?;
         tx.execute(
-            "INSERT INTO queue (id, name, received_at_ms, frame) VALUES (?1, ?2, ?3, ?4)",
-            params![id.to_string(), name, *now_ms as i64, &frame[..]],
+            "INSERT INTO queue (id, name, received_at_ms, frame, client) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![id.to_string(), name, *now_ms as i64, &frame[..], client],
         )
         .map_err(DurableError::from)?;
         tx.commit().map_err(DurableError::from)?;
@@ -231,10 +238,12 @@ mod tests {
         max_age: Duration::from_secs(60),
     };
 
+    /// An entry from a client of its own (shares are tested below).
     fn entry(name: &str, id: Ulid, frame: &'static [u8], now_ms: u64) -> Enqueue {
         Enqueue {
             name: name.into(),
             id,
+            client: id.to_string(),
             frame: Bytes::from_static(frame),
             limits: LIMITS,
             now_ms,
@@ -293,6 +302,47 @@ mod tests {
         d.enqueue(&entry("demo", ids[3], b"frame", 1_000 + 61_000))
             .unwrap();
         assert_eq!(d.depth("demo").unwrap(), 1);
+    }
+
+    #[test]
+    fn one_client_gets_its_share_and_others_still_get_in() {
+        let d = SqliteDurable::open(None).unwrap();
+        let limits = QueueLimits {
+            max_count: 16,
+            ..LIMITS
+        };
+        let from = |client: &str| Enqueue {
+            client: client.into(),
+            limits,
+            ..entry("demo", crate::protocol::next_id(), b"frame", 1_000)
+        };
+        for _ in 0..4 {
+            d.enqueue(&from("a")).unwrap();
+        }
+        let refused = d.enqueue(&from("a"));
+        assert!(
+            matches!(&refused, Err(EnqueueError::Full(why)) if why.contains("share")),
+            "{refused:?}"
+        );
+        d.enqueue(&from("b")).unwrap();
+        assert_eq!(d.depth("demo").unwrap(), 5);
+    }
+
+    #[test]
+    fn an_old_database_gains_the_client_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join("relay.sqlite3")).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE queue (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
+             name TEXT NOT NULL, received_at_ms INTEGER NOT NULL, frame BLOB NOT NULL);",
+        )
+        .unwrap();
+        drop(conn);
+        let d = SqliteDurable::open(Some(dir.path())).unwrap();
+        d.enqueue(&entry("demo", crate::protocol::next_id(), b"f", 1))
+            .unwrap();
+        drop(d);
+        SqliteDurable::open(Some(dir.path())).unwrap();
     }
 
     /// The debug assertion that keeps SQLite off the runtime's threads.

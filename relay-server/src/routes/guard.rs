@@ -1,5 +1,5 @@
-//! Checks every request passes before routing: URL length (414), one `Host`
-//! (400), unambiguous framing (400) and the per-IP rate (429).
+//! Checks every request passes before routing: URL length (414), exactly one
+//! `Host` on HTTP/1.1 (400), unambiguous framing (400) and the per-IP rate (429).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -22,7 +22,8 @@ pub async fn guard(
     req: Request,
     next: Next,
 ) -> Response {
-    match check(&state, info, req.uri(), req.headers()) {
+    let host_required = req.version() == axum::http::Version::HTTP_11;
+    match check(&state, info, req.uri(), req.headers(), host_required) {
         Err(refused) => refused.into_response(),
         Ok(()) => next.run(req).await,
     }
@@ -33,13 +34,17 @@ fn check(
     info: ConnInfo,
     uri: &axum::http::Uri,
     headers: &HeaderMap,
+    host_required: bool,
 ) -> Result<(), RelayError> {
     let target_len = uri.path_and_query().map_or(0, |p| p.as_str().len());
     if target_len > MAX_URI_BYTES {
         return Err(RelayError::UriTooLong(target_len));
     }
-    if headers.get_all(header::HOST).iter().count() > 1 {
-        return Err(RelayError::AmbiguousHost);
+    match headers.get_all(header::HOST).iter().count() {
+        // RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request without Host.
+        0 if host_required => return Err(RelayError::MissingHost),
+        0 | 1 => {}
+        _ => return Err(RelayError::AmbiguousHost),
     }
     if headers.contains_key(header::TRANSFER_ENCODING)
         && headers.contains_key(header::CONTENT_LENGTH)

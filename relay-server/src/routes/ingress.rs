@@ -7,18 +7,19 @@ use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse as _, Response};
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use ulid::Ulid;
 
 use super::ConnInfo;
+use super::body::{BodyLimits, declared_length, read_body};
 use std::sync::atomic::Ordering;
 
 use crate::durable::{Enqueue, EnqueueError};
 use crate::error::RelayError;
 use crate::forwarded::{self, Seen};
+use crate::limit;
 use crate::name::{self, NameError};
 use crate::protocol::{self, Mode, RelayMessage, Request, now_ms};
-use crate::state::{AppState, Tunnel, Waiting};
+use crate::state::{AppState, SlotRefused, Tunnel, Waiting};
 
 /// Where a public request is headed.
 #[derive(Debug, PartialEq, Eq)]
@@ -100,36 +101,6 @@ pub fn request_host<'a>(uri: &'a axum::http::Uri, headers: &'a HeaderMap) -> Opt
     })
 }
 
-/// The declared `Content-Length`, when there is exactly one valid value.
-fn declared_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(axum::http::header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
-
-/// Reads the body: 413 past the limit (declared or streamed; nothing past
-/// the limit is buffered), 408 when it does not arrive in time.
-async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Bytes, RelayError> {
-    let limit = state.config.max_body_bytes;
-    if declared_length(headers).is_some_and(|n| n > limit as u64) {
-        // Refused before reading, so `Expect: 100-continue` senders never send it.
-        return Err(RelayError::BodyTooLarge(limit));
-    }
-    let reading = Limited::new(body, limit).collect();
-    match tokio::time::timeout(state.config.body_read_timeout, reading).await {
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            Err(RelayError::BodyTooLarge(limit))
-        }
-        Ok(Err(_)) => Err(RelayError::BadBody),
-        Err(_) => Err(RelayError::BodyTimeout(state.config.body_read_timeout)),
-    }
-}
-
 /// Every request no control route takes: route, capture, forward or queue.
 pub async fn ingress(
     State(state): State<Arc<AppState>>,
@@ -178,21 +149,59 @@ async fn capture(
             wait,
         });
     }
+    let client = limit::ip_key(forwarded::client_ip(
+        &parts.headers,
+        conn.peer.ip(),
+        state.config.trust_proxy,
+    ));
     let _slot = match &live {
         Some(tunnel) if !needs_queue => {
             let max = state.config.max_in_flight_per_tunnel;
-            let Some(slot) = tunnel.try_begin(max) else {
-                state.metrics.overloaded.fetch_add(1, Ordering::Relaxed);
-                return Err(RelayError::TunnelBusy {
-                    name: route.name,
-                    max,
-                });
-            };
-            Some(slot)
+            let per_client = state.config.max_in_flight_per_ip.unwrap_or(max);
+            match tunnel.try_begin(client, max, per_client) {
+                Ok(slot) => Some(slot),
+                Err(SlotRefused::Tunnel) => {
+                    state.metrics.overloaded.fetch_add(1, Ordering::Relaxed);
+                    return Err(RelayError::TunnelBusy {
+                        name: route.name,
+                        max,
+                    });
+                }
+                Err(SlotRefused::Client) => {
+                    state.metrics.client_busy.fetch_add(1, Ordering::Relaxed);
+                    return Err(RelayError::ClientBusy {
+                        name: route.name,
+                        max: per_client,
+                    });
+                }
+            }
         }
         _ => None,
     };
-    let body = read_body(state, &parts.headers, body).await?;
+    let config = &state.config;
+    let mut limits = BodyLimits {
+        max: config.max_body_bytes,
+        timeout: config.body_read_timeout,
+        min_rate: config.min_body_rate,
+        grace: config.body_rate_grace,
+    };
+    let queued_max = config.queue_max_entry.min(config.max_body_bytes);
+    if needs_queue && queued_max < limits.max {
+        if declared_length(&parts.headers).is_some_and(|n| n > queued_max as u64) {
+            return Err(RelayError::QueuedBodyTooLarge(queued_max));
+        }
+        limits.max = queued_max;
+    }
+    let body = match read_body(limits, &parts.headers, body).await {
+        Err(RelayError::BodyTooLarge(_)) if needs_queue && limits.max == queued_max => {
+            return Err(RelayError::QueuedBodyTooLarge(queued_max));
+        }
+        Err(e @ RelayError::BodyTooSlow(_)) => {
+            state.metrics.body_too_slow.fetch_add(1, Ordering::Relaxed);
+            return Err(e);
+        }
+        read => read?,
+    };
     state.metrics.requests.fetch_add(1, Ordering::Relaxed);
     let scheme = if conn.tls || state.base_url.starts_with("https://") {
         "https"
@@ -213,6 +222,7 @@ async fn capture(
         None => format!("{}{path_and_query}", state.base_url),
     };
     let id = protocol::next_id();
+    let head = parts.method == axum::http::Method::HEAD;
     let request = Request {
         id,
         method: parts.method.as_str().to_owned(),
@@ -226,8 +236,8 @@ async fn capture(
         body,
     };
     match live {
-        Some(tunnel) if !needs_queue => forward_live(state, &tunnel, request).await,
-        live => queue(state, &route.name, live.as_deref(), request).await,
+        Some(tunnel) if !needs_queue => forward_live(state, &tunnel, request, head).await,
+        live => queue(state, &route.name, client, live.as_deref(), request).await,
     }
 }
 
@@ -251,6 +261,7 @@ async fn forward_live(
     state: &AppState,
     tunnel: &Tunnel,
     request: Request,
+    head: bool,
 ) -> Result<Response, RelayError> {
     let id = request.id;
     let answer = tunnel.expect(id);
@@ -264,7 +275,17 @@ async fn forward_live(
         return Err(RelayError::AgentDisconnected);
     }
     match tokio::time::timeout(state.config.response_timeout, answer).await {
-        Ok(Ok(response)) => Ok(to_http(response)),
+        Ok(Ok(response)) => match protocol::check_response(&response, head) {
+            Ok(()) => Ok(to_http(response, head)),
+            Err(violation) => {
+                state
+                    .metrics
+                    .protocol_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(tunnel = %tunnel.name, %id, %violation, "agent answer breaks the protocol");
+                Err(RelayError::ProtocolError(violation.to_string()))
+            }
+        },
         Ok(Err(_)) => Err(RelayError::AgentDisconnected),
         Err(_) => Err(RelayError::AgentTimeout),
     }
@@ -274,12 +295,14 @@ async fn forward_live(
 async fn queue(
     state: &AppState,
     name: &str,
+    client: std::net::IpAddr,
     live: Option<&Tunnel>,
     request: Request,
 ) -> Result<Response, RelayError> {
     let id = request.id;
     let entry = Enqueue {
         name: name.to_owned(),
+        client: client.to_string(),
         id,
         frame: RelayMessage::Request(request).encode(),
         limits: state.config.queue_limits,
@@ -328,13 +351,24 @@ async fn queue(
     Ok(response)
 }
 
-fn to_http(answer: protocol::Response) -> Response {
+/// The sender's response from a checked answer. `204` and `304` never
+/// carry a body or a `Content-Length` (RFC 9110 §8.6, §15.3.5, §15.4.5);
+/// a `HEAD` answer keeps the app's `Content-Length` and no body.
+fn to_http(answer: protocol::Response, head: bool) -> Response {
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
-    let mut response = Response::new(Body::from(Bytes::clone(&answer.body)));
+    let bodyless = matches!(answer.status, 204 | 304);
+    let body = if bodyless || head {
+        Body::empty()
+    } else {
+        Body::from(Bytes::clone(&answer.body))
+    };
+    let mut response = Response::new(body);
     *response.status_mut() = status;
+    // Only a HEAD answer keeps the app's length (of the body GET would get).
+    let keep_length = head && !bodyless;
     let headers = response.headers_mut();
     for h in protocol::strip_hop_by_hop(&answer.headers) {
-        if h.name.eq_ignore_ascii_case("content-length") {
+        if h.name.eq_ignore_ascii_case("content-length") && !keep_length {
             continue;
         }
         if let (Ok(name), Ok(value)) = (

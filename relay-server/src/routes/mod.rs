@@ -1,5 +1,6 @@
 //! HTTP routes: control routes under `/_hooktunnel/`, everything else is ingress.
 
+mod body;
 mod connect;
 mod guard;
 pub mod ingress;
@@ -31,7 +32,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route(CONNECT_PATH, get(connect::connect))
         .route("/_hooktunnel/health", get(health))
-        .route("/_hooktunnel/metrics", get(metrics))
+        .route("/_hooktunnel/metrics", get(guarded_metrics))
         .fallback(ingress::ingress)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -49,6 +50,38 @@ async fn health(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
     }))
 }
 
+/// The router for `--metrics-listen`: metrics only, no token (the address is the guard).
+pub fn metrics_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/_hooktunnel/metrics", get(metrics))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+/// Metrics on the public listener: only with `--metrics-token` and the right
+/// bearer token (else 401). Without a token they are not served here at all
+/// (404, as for any unknown control route), so nothing about the relay's
+/// traffic is public by default.
+async fn guarded_metrics(
+    State(state): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let Some(token) = &state.config.metrics_token else {
+        return crate::error::RelayError::NotFound.into_response();
+    };
+    let presented = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let same: bool = subtle::ConstantTimeEq::ct_eq(presented.as_bytes(), token.as_bytes()).into();
+    if !same {
+        return crate::error::RelayError::MetricsUnauthorized.into_response();
+    }
+    metrics(State(state)).await.into_response()
+}
+
 /// Prometheus text format counters.
 async fn metrics(State(state): State<Arc<AppState>>) -> String {
     use std::sync::atomic::Ordering::Relaxed;
@@ -61,7 +94,12 @@ async fn metrics(State(state): State<Arc<AppState>>) -> String {
          # TYPE hooktunnel_acked_total counter\nhooktunnel_acked_total {}\n\
          # TYPE hooktunnel_handshakes_refused_total counter\nhooktunnel_handshakes_refused_total {}\n\
          # TYPE hooktunnel_rate_limited_total counter\nhooktunnel_rate_limited_total {}\n\
-         # TYPE hooktunnel_tunnel_busy_total counter\nhooktunnel_tunnel_busy_total {}\n",
+         # TYPE hooktunnel_tunnel_busy_total counter\nhooktunnel_tunnel_busy_total {}\n\
+         # TYPE hooktunnel_client_busy_total counter\nhooktunnel_client_busy_total {}\n\
+         # TYPE hooktunnel_body_too_slow_total counter\nhooktunnel_body_too_slow_total {}\n\
+         # TYPE hooktunnel_conns_refused_total counter\nhooktunnel_conns_refused_total {}\n\
+         # TYPE hooktunnel_accept_errors_total counter\nhooktunnel_accept_errors_total {}\n\
+         # TYPE hooktunnel_protocol_errors_total counter\nhooktunnel_protocol_errors_total {}\n",
         state.tunnel_count(),
         m.requests.load(Relaxed),
         m.queued.load(Relaxed),
@@ -70,6 +108,11 @@ async fn metrics(State(state): State<Arc<AppState>>) -> String {
         m.refused.load(Relaxed),
         m.rate_limited.load(Relaxed),
         m.overloaded.load(Relaxed),
+        m.client_busy.load(Relaxed),
+        m.body_too_slow.load(Relaxed),
+        m.conns_refused.load(Relaxed),
+        m.accept_errors.load(Relaxed),
+        m.protocol_errors.load(Relaxed),
     )
 }
 

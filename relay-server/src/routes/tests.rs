@@ -111,6 +111,7 @@ async fn the_guard_refuses_long_targets_and_ambiguous_heads_on_every_route() {
     assert_eq!(code(&response), Some(HttpErrorCode::AmbiguousHost));
     assert!(closes(&response));
     let both_lengths = Request::post("/t/demo/")
+        .header(header::HOST, "relay.test")
         .header(header::CONTENT_LENGTH, "3")
         .header(header::TRANSFER_ENCODING, "chunked");
     let response = call(&state, both_lengths).await;
@@ -226,4 +227,91 @@ async fn a_sender_that_disconnects_leaves_nothing_in_flight() {
         body: bytes::Bytes::new(),
     };
     assert!(!tunnel.complete(late), "the waiter was forgotten");
+}
+
+#[tokio::test]
+async fn http11_without_host_is_400_and_http10_is_not() {
+    let state = state(RelayConfig::default()).await;
+    let response = call(&state, Request::get("/t/demo/")).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(code(&response), Some(HttpErrorCode::MissingHost));
+    assert!(closes(&response));
+    let response = call(
+        &state,
+        Request::get("/_hooktunnel/health").version(axum::http::Version::HTTP_10),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn metrics_are_not_public_by_default() {
+    let state = state(RelayConfig::default()).await;
+    let response = call(&state, get("/_hooktunnel/metrics")).await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(code(&response), Some(HttpErrorCode::NotFound));
+    let state = state_with_token().await;
+    let response = call(&state, get("/_hooktunnel/metrics")).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let response = call(
+        &state,
+        get("/_hooktunnel/metrics").header(header::AUTHORIZATION, "Bearer tok"),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        text(response)
+            .await
+            .contains("hooktunnel_conns_refused_total")
+    );
+}
+
+async fn state_with_token() -> Arc<AppState> {
+    state(RelayConfig {
+        metrics_token: Some("tok".into()),
+        ..RelayConfig::default()
+    })
+    .await
+}
+
+mod arbitrary {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Every answer the router may give to anything (no agent is connected).
+    const DEFINED: [u16; 8] = [200, 400, 401, 404, 408, 413, 414, 429];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn any_method_target_headers_and_body_get_a_defined_answer(
+            method in prop_oneof![Just("GET".to_owned()), Just("POST".to_owned()), "[!-~]{1,10}"],
+            target in prop_oneof!["/t/[a-z0-9-]{0,12}/[ -~]{0,40}", "/[ -~]{0,80}", "[ -~]{0,20}"],
+            headers in proptest::collection::vec(("[a-zA-Z0-9-]{1,16}", proptest::collection::vec(any::<u8>(), 0..30)), 0..6),
+            body in proptest::collection::vec(any::<u8>(), 0..300),
+            http10 in any::<bool>(),
+        ) {
+            let mut builder = Request::builder().method(method.as_str()).uri(target.as_str());
+            if http10 {
+                builder = builder.version(axum::http::Version::HTTP_10);
+            }
+            for (name, value) in &headers {
+                builder = builder.header(name.as_str(), value.as_slice());
+            }
+            let Ok(mut req) = builder.body(Body::from(body)) else {
+                // Not a request hyper would hand the router.
+                return Ok(());
+            };
+            req.extensions_mut().insert(ConnInfo { peer: PEER.parse().unwrap(), tls: false });
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let status = rt.block_on(async {
+                let state = state(RelayConfig::default()).await;
+                let response = bounded(router(state).oneshot(req)).await.unwrap();
+                let status = response.status().as_u16();
+                let _ = bounded(response.into_body().collect()).await;
+                status
+            });
+            prop_assert!(DEFINED.contains(&status), "{status}");
+        }
+    }
 }
