@@ -68,6 +68,17 @@ pub enum Command {
     /// HOOKTUNNEL_VERIFY is used; with none, the event goes out unsigned.
     #[command(after_help = TRIGGER_EXAMPLES)]
     Trigger(TriggerArgs),
+    /// Show this machine's tunnels (name, public URL, relay, online or not),
+    /// the names remembered per relay, the history size and where files are.
+    Status(StatusArgs),
+}
+
+/// `hooktunnel status`.
+#[derive(clap::Args, Debug)]
+pub struct StatusArgs {
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// How senders are answered.
@@ -82,9 +93,18 @@ pub enum ModeArg {
 /// `hooktunnel listen`.
 #[derive(clap::Args, Debug)]
 pub struct ListenArgs {
-    /// Local app: a port (3000) or a base URL (http://127.0.0.1:8080/prefix).
+    /// Local app: a port (3000), HOST:PORT, or a base URL
+    /// (http://127.0.0.1:8080/prefix, https://localhost:8443).
     #[arg(value_name = "PORT|URL")]
     pub target: String,
+    /// Accept any TLS certificate from an https:// local app (the
+    /// self-signed ones dev servers make). Off by default.
+    #[arg(long)]
+    pub insecure_local: bool,
+    /// Send this Host header to the local app instead of the target's
+    /// host:port (for apps that route by virtual host).
+    #[arg(long, value_name = "VALUE")]
+    pub host_header: Option<String>,
     /// Relay base URL (default: $HOOKTUNNEL_RELAY, then the config file, else an embedded relay).
     #[arg(long, env = "HOOKTUNNEL_RELAY")]
     pub relay: Option<String>,
@@ -343,9 +363,10 @@ pub struct TriggerArgs {
     /// (e.g. /webhooks/stripe) is appended.
     #[arg(long, value_name = "PORT|URL", conflicts_with = "tunnel")]
     pub to: Option<String>,
-    /// Send through this machine's tunnel: <relay>/t/<name><path>, with the
-    /// name from config.toml and the relay from HOOKTUNNEL_RELAY, config.toml,
-    /// or the embedded default http://127.0.0.1:7070.
+    /// Send through this machine's tunnel: the public URL of the running
+    /// `listen` (see `hooktunnel status`); with none running, <relay>/t/<name>
+    /// with the name remembered for the relay from HOOKTUNNEL_RELAY,
+    /// config.toml, or the embedded default http://127.0.0.1:7070.
     #[arg(long)]
     pub tunnel: bool,
     /// Sign with this secret: PROVIDER:SECRET (the provider must be the event's).

@@ -13,7 +13,7 @@ pub use crate::agent::tunnel::{ListenSettings, Running, start};
 use crate::cli::{ListenArgs, ModeArg};
 use crate::config::Paths;
 use crate::event::AgentEvent;
-use crate::forward::Target;
+use crate::forward::{ForwardOptions, Target};
 use crate::output::{self, Format};
 
 /// Runs `listen`.
@@ -21,6 +21,10 @@ pub async fn run(args: ListenArgs, paths: Paths) -> anyhow::Result<()> {
     let timeout = super::timeout(args.timeout)?;
     let settings = ListenSettings {
         target: Target::parse(&args.target)?,
+        forward: ForwardOptions {
+            insecure_local: args.insecure_local,
+            host_header: args.host_header.clone(),
+        },
         relay: args.relay.clone(),
         token: args.token.clone(),
         name: args.name.clone(),

@@ -6,6 +6,7 @@ pub mod listen;
 pub mod replay;
 pub mod requests;
 pub mod show;
+pub mod status;
 pub mod trigger;
 
 use std::time::Duration;
@@ -28,6 +29,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Export(args) => export::run(&args, &paths),
         Command::Clear(args) => clear::run(&args, &paths),
         Command::Trigger(args) => trigger::run(&args, &paths).await,
+        Command::Status(args) => status::run(&args, &paths),
     }
 }
 
