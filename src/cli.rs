@@ -151,8 +151,9 @@ pub struct ListenArgs {
     /// Address for the embedded relay when no relay is configured (falls back to a free port if 7070 is taken).
     #[arg(long, value_name = "ADDR", default_value_t = crate::config::EMBEDDED_RELAY_ADDR)]
     pub embedded_listen: std::net::SocketAddr,
-    /// Most exchanges kept in history; the oldest are evicted first (config: `keep`; default 10000).
-    #[arg(long, value_name = "N")]
+    /// Most exchanges kept in history, at least 1; the oldest are evicted first (config: `keep`;
+    /// default 10000). To keep nothing, run `hooktunnel clear --yes` after.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub keep: Option<u64>,
     /// Most body bytes kept in history (config: `keep_bytes`; default 1 GiB).
     #[arg(long, value_name = "BYTES")]

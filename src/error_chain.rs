@@ -14,6 +14,24 @@ pub fn root_cause(err: &dyn Error) -> String {
     last
 }
 
+/// The whole chain on one line, `outer: cause: root`, without repeating a
+/// cause that its parent's message already ends with (`cannot create X: File
+/// exists (os error 17)` over the same io error prints it once).
+pub fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.ends_with(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -21,6 +39,24 @@ mod tests {
     #[derive(Debug, thiserror::Error)]
     #[error("outer")]
     struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn one_line_drops_causes_already_said() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot create /x: {0}")]
+        struct Create(#[source] std::io::Error);
+        let io = std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            "File exists (os error 17)",
+        );
+        let err = anyhow::Error::new(Create(io)).context("cannot open the history");
+        assert_eq!(
+            one_line(&err),
+            "cannot open the history: cannot create /x: File exists (os error 17)"
+        );
+        let plain = anyhow::anyhow!("root").context("middle").context("outer");
+        assert_eq!(one_line(&plain), "outer: middle: root");
+    }
 
     #[test]
     fn innermost_message_wins() {

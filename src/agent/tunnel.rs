@@ -152,6 +152,12 @@ pub async fn start(settings: ListenSettings, cancel: CancellationToken) -> anyho
         .into_iter()
         .map(|(spec, _)| spec)
         .collect();
+    if config.keep == Some(0) {
+        anyhow::bail!(
+            "`keep = 0` in {} would keep no history; set it to 1 or more (or run `hooktunnel clear` to empty the history)",
+            config_path.display()
+        );
+    }
     let retention = Retention::resolve(settings.keep, settings.keep_bytes, &config);
     let store = StoreWriter::spawn_with_retention(settings.paths.db(), retention)?;
     let (events, events_rx) = events::channel(EVENT_CAPACITY);

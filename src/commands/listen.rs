@@ -25,8 +25,9 @@ pub async fn run(args: ListenArgs, paths: Paths) -> anyhow::Result<()> {
             insecure_local: args.insecure_local,
             host_header: args.host_header.clone(),
         },
-        relay: args.relay.clone(),
-        token: args.token.clone(),
+        // `HOOKTUNNEL_RELAY=` (set but empty) means "not set", as in most tools.
+        relay: args.relay.clone().filter(|r| !r.trim().is_empty()),
+        token: args.token.clone().filter(|t| !t.is_empty()),
         name: args.name.clone(),
         mode: match args.mode {
             ModeArg::Proxy => Mode::Proxy,

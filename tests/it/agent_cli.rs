@@ -397,3 +397,115 @@ async fn files_are_private_whatever_the_umask() {
     assert_eq!(mode(&home), 0o700);
     assert_eq!(mode(&db), 0o600);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn relay_connection_failures_say_what_to_do() {
+    let home = tempfile::tempdir().unwrap();
+    let relay = Relay::start(RelayConfig {
+        tokens: vec!["right".into()],
+        ..RelayConfig::default()
+    })
+    .await;
+    let run = hooktunnel_run(home.path(), &["listen", "3000", "--relay", &relay.url]).await;
+    assert!(
+        run.stderr
+            .contains("needs a token: pass --token or set HOOKTUNNEL_TOKEN"),
+        "{run:?}"
+    );
+    assert!(!run.stderr.contains("refused the token"), "{run:?}");
+    let run = hooktunnel_run(
+        home.path(),
+        &["listen", "3000", "--relay", &relay.url, "--token", "wrong"],
+    )
+    .await;
+    assert!(run.stderr.contains("refused the token"), "{run:?}");
+
+    // A TLS relay with a certificate from a CA the agent does not know.
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+    let pki = tempfile::tempdir().unwrap();
+    let (cert_file, key_file) = (pki.path().join("c.pem"), pki.path().join("k.pem"));
+    std::fs::write(&cert_file, cert.cert.pem()).unwrap();
+    std::fs::write(&key_file, cert.signing_key.serialize_pem()).unwrap();
+    let tls = Relay::start(RelayConfig {
+        tls: Some(hooktunnel_relay::config::TlsFiles {
+            cert: cert_file,
+            key: key_file,
+        }),
+        ..RelayConfig::default()
+    })
+    .await;
+    let plain = format!("http://{}", tls.addr);
+    let run = hooktunnel_run(home.path(), &["listen", "3000", "--relay", &plain]).await;
+    assert!(run.stderr.contains("use https://"), "{run:?}");
+    let secure = format!("https://{}", tls.addr);
+    let run = hooktunnel_run(home.path(), &["listen", "3000", "--relay", &secure]).await;
+    assert!(run.stderr.contains("--ca-cert"), "{run:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cli_messages_are_exact() {
+    let home = tempfile::tempdir().unwrap();
+    let app = LocalApp::start().await;
+    let mut slow = exchange("01KB0000000000000000000001");
+    slow.path = "/slow".into();
+    slow.target = format!("http://127.0.0.1:{}", app.port());
+    let mut store = Store::open(&Paths::at(home.path()).db()).unwrap();
+    store.insert(&slow).unwrap();
+    drop(store);
+
+    // -n 0 lists nothing without claiming the history is empty.
+    let run = hooktunnel_run(home.path(), &["requests", "-n", "0"]).await;
+    assert!(run.ok && run.stdout.is_empty(), "{run:?}");
+    for bad in ["999", "6xx"] {
+        let run = hooktunnel_run(home.path(), &["requests", "--status", bad]).await;
+        assert!(
+            !run.ok && run.stderr.contains("100 to 599"),
+            "{bad}: {run:?}"
+        );
+    }
+    let run = hooktunnel_run(home.path(), &["listen", "3000", "--keep", "0"]).await;
+    assert_eq!(run.code, Some(2), "{run:?}");
+
+    // Singular nouns.
+    let run = hooktunnel_run(home.path(), &["replay", "last", "--dry-run"]).await;
+    assert!(run.stdout.contains("(1 header, body"), "{run:?}");
+    let run = hooktunnel_run(home.path(), &["clear"]).await;
+    assert!(
+        run.stderr.contains("delete 1 stored exchange without"),
+        "{run:?}"
+    );
+
+    // A timeout is not "is the app running?".
+    let run = hooktunnel_run(home.path(), &["replay", "last", "--timeout", "0.3"]).await;
+    assert!(!run.ok, "{run:?}");
+    assert!(!run.stderr.contains("Is the app running"), "{run:?}");
+    assert!(run.stderr.contains("--timeout"), "{run:?}");
+
+    // A cause is said once.
+    let file = home.path().join("not-a-dir");
+    std::fs::write(&file, "x").unwrap();
+    let run = hooktunnel_run(&file, &["requests"]).await;
+    assert!(!run.ok);
+    assert_eq!(run.stderr.matches("not a directory").count(), 1, "{run:?}");
+
+    // An empty HOOKTUNNEL_RELAY is unset: the embedded relay starts.
+    let mut child = hooktunnel_cmd(home.path())
+        .args([
+            "listen",
+            &app.port().to_string(),
+            "--json",
+            "--embedded-listen",
+            "127.0.0.1:0",
+        ])
+        .env("HOOKTUNNEL_RELAY", "")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = bounded("ready", lines.next_line()).await.unwrap();
+    let _ = child.start_kill();
+    let _ = bounded("listen to stop", child.wait()).await;
+    let first = first.unwrap_or_default();
+    assert!(first.contains("\"embedded\":true"), "{first}");
+}

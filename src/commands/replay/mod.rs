@@ -174,6 +174,25 @@ fn enforce_retention(store: &mut Store, paths: &Paths) {
 }
 
 /// Why a replay did not get an answer from the app, if it did not.
+/// What to do after a failed replay: a timeout means the app is up but
+/// slow, anything else that it may not be running.
+fn advice(replay: &Exchange, original: &str) -> String {
+    let timed_out = replay
+        .response
+        .as_ref()
+        .and_then(hooktunnel_error)
+        .is_some_and(|code| code.parse() == Ok(HttpErrorCode::LocalTimeout));
+    if timed_out {
+        format!(
+            "The app took longer than --timeout; make it answer sooner, or run `hooktunnel replay {original} --timeout SECS` with more time."
+        )
+    } else {
+        format!(
+            "Is the app running? Start it and run `hooktunnel replay {original}` again, or send elsewhere with --to PORT|URL."
+        )
+    }
+}
+
 fn failure(replay: &Exchange) -> Option<String> {
     let Some(response) = &replay.response else {
         return Some(
