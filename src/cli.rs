@@ -288,12 +288,19 @@ pub struct ReplayArgs {
     /// apps that drop ids they have already seen.
     #[arg(long, requires = "resign")]
     pub new_id: bool,
+    /// With --resign: sign even when the request carries another provider's
+    /// signature (which is then left as it was, stale).
+    #[arg(long, requires = "resign")]
+    pub force: bool,
     /// Bulk replay: also replay exchanges that are themselves replays.
     #[arg(long, conflicts_with = "id")]
     pub include_replays: bool,
     /// Seconds the target has to answer.
     #[arg(long, value_name = "SECS", default_value_t = 30.0)]
     pub timeout: f64,
+    /// Accept any TLS certificate from an https:// target (self-signed dev servers).
+    #[arg(long)]
+    pub insecure_local: bool,
     /// Which exchanges to replay when no ID is given (oldest first).
     #[command(flatten)]
     pub filter: FilterArgs,

@@ -509,3 +509,38 @@ async fn cli_messages_are_exact() {
     let first = first.unwrap_or_default();
     assert!(first.contains("\"embedded\":true"), "{first}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn resign_refuses_a_provider_other_than_the_requests() {
+    let home = tempfile::tempdir().unwrap();
+    let mut stripe = exchange("01KB0000000000000000000002");
+    stripe
+        .request_headers
+        .push(Header::new("stripe-signature", "t=1,v1=00"));
+    let mut store = Store::open(&Paths::at(home.path()).db()).unwrap();
+    store.insert(&stripe).unwrap();
+    drop(store);
+    let run = hooktunnel_run(
+        home.path(),
+        &["replay", "last", "--resign", "github:x", "--dry-run"],
+    )
+    .await;
+    assert!(!run.ok, "{run:?}");
+    assert!(
+        run.stderr.contains("this request is signed by stripe") && run.stderr.contains("--force"),
+        "{run:?}"
+    );
+    let run = hooktunnel_run(
+        home.path(),
+        &[
+            "replay",
+            "last",
+            "--resign",
+            "github:x",
+            "--force",
+            "--dry-run",
+        ],
+    )
+    .await;
+    assert!(run.ok, "{run:?}");
+}

@@ -87,6 +87,8 @@ struct Plan<'a> {
     opts: ReplayOptions,
     resign: Option<Resign>,
     new_id: bool,
+    /// `--force`: re-sign even for a provider other than the request's.
+    force: bool,
     paths: &'a Paths,
 }
 
@@ -101,6 +103,18 @@ impl Plan<'_> {
             return Ok(None);
         };
         let (spec, source) = resign.signer(&request.headers, self.paths)?;
+        // Another provider's signature would be left stale next to the new
+        // one, and the app would most likely check the stale one.
+        if let Some(signed_by) = verify::detect(&request.headers)
+            && signed_by != spec.provider
+            && !self.force
+        {
+            anyhow::bail!(
+                "--resign is for {} but this request is signed by {signed_by}; pass --resign {signed_by}:SECRET (or --force to add a {} signature anyway)",
+                spec.provider,
+                spec.provider
+            );
+        }
         request.headers = verify::resign(
             spec.provider,
             &spec.secret,
@@ -143,9 +157,11 @@ pub async fn run(args: &ReplayArgs, paths: &Paths) -> anyhow::Result<()> {
         opts: ReplayOptions {
             to: args.to.as_deref().map(Target::parse).transpose()?,
             timeout: Some(timeout),
+            insecure_local: args.insecure_local,
         },
         resign: resign.as_deref().map(Resign::parse).transpose()?,
         new_id: args.new_id,
+        force: args.force,
         paths,
     };
     let mut store = Store::open(&paths.db()).context("cannot open the history")?;
