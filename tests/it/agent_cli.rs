@@ -544,3 +544,29 @@ async fn resign_refuses_a_provider_other_than_the_requests() {
     .await;
     assert!(run.ok, "{run:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ack_deliveries_that_gave_up_are_marked_as_errors() {
+    let relay = Relay::start(RelayConfig::default()).await;
+    let app = LocalApp::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let mut s = settings(Some(&relay.url), &app.port().to_string(), home.path());
+    s.mode = hooktunnel_relay::protocol::Mode::Ack;
+    s.max_attempts = 2;
+    let mut agent = Agent::start(s).await;
+    let url = format!("{}/status/503", agent.public_url);
+    assert_eq!(send(&client(), "POST", &url, &[], "x").await.status, 200);
+    let done = agent.next_exchange().await;
+    assert_eq!(done.status, Some(503));
+    let stored = crate::support::wait_stored(home.path(), &done.id).await;
+    assert!(
+        stored
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("gave up after 2 attempts")),
+        "{stored:?}"
+    );
+    let run = hooktunnel_run(home.path(), &["requests", "--status", "error", "--json"]).await;
+    assert!(run.stdout.contains(&done.id.to_string()), "{run:?}");
+    agent.stop().await;
+}
