@@ -215,7 +215,7 @@ fn destination(
     let relay = configured.unwrap_or_else(config::default_relay_url);
     let Some(name) = config.name_for(&key) else {
         anyhow::bail!(
-            "no tunnel is running on this machine and {} names none for {relay}: start `hooktunnel listen <PORT>`, or use --to",
+            "this machine has no tunnel yet: none is running and {} names none for {relay}; start `hooktunnel listen <PORT>`, or use --to",
             config_path.display()
         );
     };
