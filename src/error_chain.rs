@@ -15,13 +15,19 @@ pub fn root_cause(err: &dyn Error) -> String {
 }
 
 /// The whole chain on one line, `outer: cause: root`, without repeating a
-/// cause that its parent's message already ends with (`cannot create X: File
-/// exists (os error 17)` over the same io error prints it once).
+/// cause that an outer message already says (`cannot create X: File exists
+/// (os error 17)` over the same io error prints it once; SQLite's "unable to
+/// open database file" appears once, not three times).
 pub fn one_line(err: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in err.chain() {
         let text = cause.to_string();
-        if line.ends_with(&text) {
+        // SQLite's innermost error is `Error code 14: <what its parent said>`.
+        let said = text
+            .strip_prefix("Error code ")
+            .and_then(|rest| rest.split_once(": "))
+            .map_or(text.as_str(), |(_, what)| what);
+        if line.contains(said) {
             continue;
         }
         if !line.is_empty() {
@@ -53,6 +59,14 @@ mod tests {
         assert_eq!(
             one_line(&err),
             "cannot open the history: cannot create /x: File exists (os error 17)"
+        );
+        let sqlite = rusqlite::Connection::open("/nonexistent-dir/x/h.sqlite3").unwrap_err();
+        let err = anyhow::Error::new(sqlite).context("cannot open the history");
+        assert_eq!(
+            one_line(&err)
+                .matches("unable to open database file")
+                .count(),
+            1
         );
         let plain = anyhow::anyhow!("root").context("middle").context("outer");
         assert_eq!(one_line(&plain), "outer: middle: root");
