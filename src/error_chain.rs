@@ -40,6 +40,7 @@ pub fn one_line(err: &anyhow::Error) -> String {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[derive(Debug, thiserror::Error)]
