@@ -76,6 +76,17 @@ pub enum Command {
     /// HOOKTUNNEL_VERIFY is used; with none, the event goes out unsigned.
     #[command(after_help = TRIGGER_EXAMPLES)]
     Trigger(TriggerArgs),
+    /// Show this machine's tunnels (name, public URL, relay, online or not),
+    /// the names remembered per relay, the history size and where files are.
+    Status(StatusArgs),
+}
+
+/// `hooktunnel status`.
+#[derive(clap::Args, Debug)]
+pub struct StatusArgs {
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// How senders are answered.
@@ -90,9 +101,18 @@ pub enum ModeArg {
 /// `hooktunnel listen`.
 #[derive(clap::Args, Debug)]
 pub struct ListenArgs {
-    /// Local app: a port (3000) or a base URL (http://127.0.0.1:8080/prefix).
+    /// Local app: a port (3000), HOST:PORT, or a base URL
+    /// (http://127.0.0.1:8080/prefix, https://localhost:8443).
     #[arg(value_name = "PORT|URL")]
     pub target: String,
+    /// Accept any TLS certificate from an https:// local app (the
+    /// self-signed ones dev servers make). Off by default.
+    #[arg(long)]
+    pub insecure_local: bool,
+    /// Send this Host header to the local app instead of the target's
+    /// host:port (for apps that route by virtual host).
+    #[arg(long, value_name = "VALUE")]
+    pub host_header: Option<String>,
     /// Relay base URL (default: $HOOKTUNNEL_RELAY, then the config file, else an embedded relay).
     #[arg(long, env = "HOOKTUNNEL_RELAY")]
     pub relay: Option<String>,
@@ -139,8 +159,9 @@ pub struct ListenArgs {
     /// Address for the embedded relay when no relay is configured (falls back to a free port if 7070 is taken).
     #[arg(long, value_name = "ADDR", default_value_t = crate::config::EMBEDDED_RELAY_ADDR)]
     pub embedded_listen: std::net::SocketAddr,
-    /// Most exchanges kept in history; the oldest are evicted first (config: `keep`; default 10000).
-    #[arg(long, value_name = "N")]
+    /// Most exchanges kept in history, at least 1; the oldest are evicted first (config: `keep`;
+    /// default 10000). To keep nothing, run `hooktunnel clear --yes` after.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub keep: Option<u64>,
     /// Most body bytes kept in history (config: `keep_bytes`; default 1 GiB).
     #[arg(long, value_name = "BYTES")]
@@ -357,12 +378,19 @@ pub struct ReplayArgs {
     /// apps that drop ids they have already seen.
     #[arg(long, requires = "resign")]
     pub new_id: bool,
+    /// With --resign: sign even when the request carries another provider's
+    /// signature (which is then left as it was, stale).
+    #[arg(long, requires = "resign")]
+    pub force: bool,
     /// Bulk replay: also replay exchanges that are themselves replays.
     #[arg(long, conflicts_with = "id")]
     pub include_replays: bool,
     /// Seconds the target has to answer.
     #[arg(long, value_name = "SECS", default_value_t = 30.0)]
     pub timeout: f64,
+    /// Accept any TLS certificate from an https:// target (self-signed dev servers).
+    #[arg(long)]
+    pub insecure_local: bool,
     /// Which exchanges to replay when no ID is given (oldest first).
     #[command(flatten)]
     pub filter: FilterArgs,
@@ -433,9 +461,10 @@ pub struct TriggerArgs {
     /// (e.g. /webhooks/stripe) is appended.
     #[arg(long, value_name = "PORT|URL", conflicts_with = "tunnel")]
     pub to: Option<String>,
-    /// Send through this machine's tunnel: <relay>/t/<name><path>, with the
-    /// name from config.toml and the relay from HOOKTUNNEL_RELAY, config.toml,
-    /// or the embedded default http://127.0.0.1:7070.
+    /// Send through this machine's tunnel: the public URL of the running
+    /// `listen` (see `hooktunnel status`); with none running, <relay>/t/<name>
+    /// with the name remembered for the relay from HOOKTUNNEL_RELAY,
+    /// config.toml, or the embedded default http://127.0.0.1:7070.
     #[arg(long)]
     pub tunnel: bool,
     /// Sign with this secret: PROVIDER:SECRET (the provider must be the event's).

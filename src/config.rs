@@ -3,6 +3,7 @@
 //! Settings come from flags, then environment (`HOOKTUNNEL_RELAY`,
 //! `HOOKTUNNEL_TOKEN`, `HOOKTUNNEL_HOME`), then `config.toml`.
 
+use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -72,9 +73,14 @@ pub struct ConfigFile {
     /// Relay token.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
-    /// Tunnel name this agent uses (written on first run).
+    /// Tunnel name from before names were kept per relay; used only when
+    /// `names` is empty.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Tunnel name per relay (`relay URL = "name"`, `embedded` for the
+    /// embedded relay), written whenever a relay grants one.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub names: BTreeMap<String, String>,
     /// Secret proving this agent owns its name (written on first run).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agent_key: Option<String>,
@@ -103,6 +109,7 @@ impl std::fmt::Debug for ConfigFile {
             .field("relay", &self.relay)
             .field("token", &redact(&self.token))
             .field("name", &self.name)
+            .field("names", &self.names)
             .field("agent_key", &redact(&self.agent_key))
             .field("verify", &format_args!("[{} redacted]", self.verify.len()))
             .field("keep", &self.keep)
@@ -113,6 +120,18 @@ impl std::fmt::Debug for ConfigFile {
     }
 }
 
+/// The key of a relay in [`ConfigFile::names`].
+pub fn relay_key(relay: &str, embedded: bool) -> String {
+    if embedded {
+        EMBEDDED_KEY.to_owned()
+    } else {
+        relay.trim().trim_end_matches('/').to_owned()
+    }
+}
+
+/// [`ConfigFile::names`] key of the embedded relay (its port may change).
+pub const EMBEDDED_KEY: &str = "embedded";
+
 impl ConfigFile {
     /// Whether displays mask secret header values: `mask_secrets` in the
     /// config at `paths`, on when unset or when the file cannot be read.
@@ -121,6 +140,25 @@ impl ConfigFile {
             .ok()
             .and_then(|c| c.mask_secrets)
             .unwrap_or(true)
+    }
+
+    /// The name remembered for a relay (see [`relay_key`]).
+    pub fn name_for(&self, key: &str) -> Option<&str> {
+        match self.names.get(key) {
+            Some(name) => Some(name.as_str()),
+            None if self.names.is_empty() => self.name.as_deref(),
+            None => None,
+        }
+        .filter(|n| !n.is_empty())
+    }
+
+    /// Remembers `name` for a relay; true when that changed anything.
+    pub fn remember_name(&mut self, key: &str, name: &str) -> bool {
+        if self.names.get(key).map(String::as_str) == Some(name) {
+            return false;
+        }
+        self.names.insert(key.to_owned(), name.to_owned());
+        true
     }
 
     /// Reads the file; a missing file is an empty config.
@@ -137,7 +175,7 @@ impl ConfigFile {
     /// Writes the file atomically, readable by the owner only (it holds secrets).
     pub fn save(&self, path: &Path) -> anyhow::Result<()> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
+            crate::private::ensure_dir(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
         }
         let text = toml::to_string_pretty(self).context("cannot serialise config")?;
@@ -244,6 +282,27 @@ mod tests {
         assert!(!ConfigFile::masks_secrets(&paths));
         std::fs::write(paths.config_file(), "mask_secrets = true\n").unwrap();
         assert!(ConfigFile::masks_secrets(&paths));
+    }
+
+    #[test]
+    fn names_are_kept_per_relay() {
+        let mut cfg = ConfigFile {
+            name: Some("old".into()),
+            ..ConfigFile::default()
+        };
+        // A file from before per-relay names still gives its name.
+        assert_eq!(cfg.name_for("https://a.example"), Some("old"));
+        let a = relay_key("https://a.example/", false);
+        assert!(cfg.remember_name(&a, "app-a"));
+        assert!(!cfg.remember_name(&a, "app-a"));
+        assert!(cfg.remember_name(&relay_key("http://x:1", true), "local"));
+        assert_eq!(cfg.name_for("https://a.example"), Some("app-a"));
+        assert_eq!(cfg.name_for(EMBEDDED_KEY), Some("local"));
+        assert_eq!(cfg.name_for("https://b.example"), None);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        cfg.save(&path).unwrap();
+        assert_eq!(ConfigFile::load(&path).unwrap(), cfg);
     }
 
     #[test]

@@ -46,6 +46,9 @@ pub enum FilterError {
     /// The status part is not a code, a class or `error`.
     #[error("bad status {0:?}: expected a code like 404, a class like 4xx, or \"error\"")]
     BadStatus(String),
+    /// A three-digit status outside 100–599.
+    #[error("status {0:?} is not an HTTP status: codes run from 100 to 599 (classes 1xx to 5xx)")]
+    StatusRange(String),
     /// The since part is neither a duration nor an RFC 3339 time.
     #[error(
         "bad since {input:?}: expected a duration like 10m, 2h or 1d, or an RFC 3339 time ({reason})"

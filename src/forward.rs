@@ -9,9 +9,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, Limited};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+
+mod local_tls;
 
 use crate::exchange::{ExchangeResponse, Header};
 use hooktunnel_protocol::{self as protocol, ERROR_HEADER, HttpErrorCode};
@@ -21,22 +24,43 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest local response passed back through the tunnel.
 pub const MAX_RESPONSE_BYTES: usize = protocol::MAX_RESPONSE_BYTES;
 
+/// The forms a target may take, for error messages.
+pub const TARGET_FORMS: &str = "PORT (1-65535), HOST:PORT, or http(s)://HOST[:PORT][/base], e.g. 3000, localhost:8080, https://127.0.0.1:8443/api";
+
 /// Why a target could not be understood.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum TargetError {
-    /// Not a port and not an http URL.
-    #[error("'{0}' is not a port or an http:// URL (examples: 3000, http://localhost:8080/api)")]
-    Invalid(String),
-    /// An https:// URL.
-    #[error(
-        "https:// local targets are not supported yet; point hooktunnel at the app's plain http port"
-    )]
+#[error("'{input}' is not a local target: {why}; use {TARGET_FORMS}")]
+pub struct TargetError {
+    /// What was given.
+    pub input: String,
+    /// What is wrong with it.
+    pub why: &'static str,
+}
+
+/// How the local app is spoken to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheme {
+    /// Plain HTTP.
+    Http,
+    /// HTTP over TLS (see [`ForwardOptions::insecure_local`]).
     Https,
+}
+
+impl Scheme {
+    /// `http` or `https`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
 }
 
 /// Where the local app lives: scheme, authority and an optional path prefix.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
+    /// `http` or `https`.
+    pub scheme: Scheme,
     /// `host:port`.
     pub authority: String,
     /// Path prefix without a trailing slash (often empty).
@@ -44,47 +68,81 @@ pub struct Target {
 }
 
 impl Target {
-    /// Parses `3000`, `localhost:3000` or `http://host:port/prefix`.
+    /// Parses `3000`, `localhost:3000` or `http(s)://host[:port][/prefix]`.
     pub fn parse(input: &str) -> Result<Self, TargetError> {
-        let invalid = || TargetError::Invalid(input.to_owned());
-        if input.starts_with("https://") {
-            return Err(TargetError::Https);
+        let fail = |why| TargetError {
+            input: input.to_owned(),
+            why,
+        };
+        if !input.is_empty() && input.bytes().all(|b| b.is_ascii_digit()) {
+            return match input.parse::<u16>() {
+                Ok(port) if port > 0 => Ok(Self {
+                    scheme: Scheme::Http,
+                    authority: format!("localhost:{port}"),
+                    base_path: String::new(),
+                }),
+                _ => Err(fail("a port must be between 1 and 65535")),
+            };
         }
-        if let Ok(port) = input.parse::<u16>() {
-            if port == 0 {
-                return Err(invalid());
-            }
-            return Ok(Self {
-                authority: format!("localhost:{port}"),
-                base_path: String::new(),
-            });
-        }
-        let rest = input.strip_prefix("http://").unwrap_or(input);
+        let (scheme, rest) = if let Some(rest) = input.strip_prefix("http://") {
+            (Some(Scheme::Http), rest)
+        } else if let Some(rest) = input.strip_prefix("https://") {
+            (Some(Scheme::Https), rest)
+        } else if input.contains("://") {
+            return Err(fail("only http:// and https:// are supported"));
+        } else {
+            (None, input)
+        };
         let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-        let uri: http::uri::Authority = authority.parse().map_err(|_| invalid())?;
-        let host = uri.host();
+        if authority.is_empty() {
+            return Err(fail("the host is missing"));
+        }
+        if authority.contains('@') {
+            return Err(fail("user names and passwords are not supported"));
+        }
+        if path.contains(['?', '#']) {
+            return Err(fail("a base path cannot have a query or fragment"));
+        }
+        let parsed: http::uri::Authority = authority
+            .parse()
+            .map_err(|_| fail("the host or port is malformed"))?;
+        let host = parsed.host();
         let host_ok = (host.starts_with('[') && host.ends_with(']'))
             || (!host.is_empty()
                 && host
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-'));
-        if !host_ok || authority.contains('@') || path.contains(['?', '#']) {
-            return Err(invalid());
+        if !host_ok {
+            return Err(fail("the host is malformed"));
         }
-        let authority = if uri.port().is_some() {
-            authority.to_owned()
-        } else {
-            format!("{authority}:80")
+        // `Authority` drops a port that does not fit in u16; read it as written.
+        let written_port = (!authority.ends_with(']'))
+            .then(|| authority.rsplit_once(':').map(|(_, p)| p))
+            .flatten();
+        let port = match (written_port, scheme) {
+            (Some(port), _) => match port.parse::<u16>() {
+                Ok(p) if p > 0 => p,
+                _ => return Err(fail("a port must be between 1 and 65535")),
+            },
+            (None, Some(Scheme::Http)) => 80,
+            (None, Some(Scheme::Https)) => 443,
+            (None, None) => return Err(fail("give a port (HOST:PORT) or a URL")),
         };
         Ok(Self {
-            authority,
+            scheme: scheme.unwrap_or(Scheme::Http),
+            authority: format!("{host}:{port}"),
             base_path: path.trim_end_matches('/').to_owned(),
         })
     }
 
     /// The base URL, e.g. `http://localhost:3000`.
     pub fn base_url(&self) -> String {
-        format!("http://{}{}", self.authority, self.base_path)
+        format!(
+            "{}://{}{}",
+            self.scheme.as_str(),
+            self.authority,
+            self.base_path
+        )
     }
 
     /// The full URL for a request path: base plus path, verbatim.
@@ -94,8 +152,18 @@ impl Target {
         } else {
             format!("/{path_and_query}")
         };
-        format!("http://{}{}{path}", self.authority, self.base_path)
+        format!("{}{path}", self.base_url())
     }
+}
+
+/// How the forwarder talks to the local app beyond the target itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ForwardOptions {
+    /// Accept any certificate from an `https://` local app (self-signed dev
+    /// servers). The handshake is still checked; the identity is not.
+    pub insecure_local: bool,
+    /// Send this `Host` instead of the target's authority.
+    pub host_header: Option<String>,
 }
 
 /// A request to send to the local app.
@@ -125,26 +193,47 @@ pub struct Forwarded {
 /// The pooled client for one local target.
 #[derive(Clone)]
 pub struct Forwarder {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     target: Target,
     timeout: Duration,
+    host: String,
 }
 
 impl Forwarder {
-    /// Builds the pooled client.
+    /// Builds the pooled client with default options.
     pub fn new(target: Target, timeout: Duration) -> Self {
+        Self::with_options(target, timeout, &ForwardOptions::default())
+    }
+
+    /// Builds the pooled client.
+    pub fn with_options(target: Target, timeout: Duration, options: &ForwardOptions) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
-        connector.enforce_http(true);
+        connector.enforce_http(false);
         connector.set_connect_timeout(Some(timeout));
+        let tls = if options.insecure_local {
+            local_tls::insecure()
+        } else {
+            local_tls::verified()
+        };
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(256)
             .build(connector);
+        let host = options
+            .host_header
+            .clone()
+            .unwrap_or_else(|| target.authority.clone());
         Self {
             client,
             target,
             timeout,
+            host,
         }
     }
 
@@ -197,7 +286,7 @@ impl Forwarder {
                 continue;
             }
             if h.name.eq_ignore_ascii_case("host") {
-                builder = builder.header(http::header::HOST, self.target.authority.as_str());
+                builder = builder.header(http::header::HOST, self.host.as_str());
                 continue;
             }
             builder = builder.header(h.name.as_str(), h.value.as_slice());
@@ -252,19 +341,38 @@ mod tests {
         assert_eq!(t.base_url(), "http://localhost:3000");
         let t = Target::parse("http://127.0.0.1:8080/api/").unwrap();
         assert_eq!(t.url_for("/hook?x=1"), "http://127.0.0.1:8080/api/hook?x=1");
-        let t = Target::parse("example.test").unwrap();
-        assert_eq!(t.authority, "example.test:80");
-        assert_eq!(Target::parse("https://x"), Err(TargetError::Https));
-        for bad in [
-            "0",
-            "",
-            "http://",
-            "http://a b",
-            "http://h/p?q",
-            "not-a-port!",
-            "u@h:1",
+        let t = Target::parse("example.test:8080").unwrap();
+        assert_eq!(t.base_url(), "http://example.test:8080");
+        let t = Target::parse("https://x").unwrap();
+        assert_eq!((t.scheme, t.authority.as_str()), (Scheme::Https, "x:443"));
+        assert_eq!(Target::parse("http://[::1]").unwrap().authority, "[::1]:80");
+        assert_eq!(
+            Target::parse("https://127.0.0.1:8443/api")
+                .unwrap()
+                .url_for("/h"),
+            "https://127.0.0.1:8443/api/h"
+        );
+    }
+
+    #[test]
+    fn bad_targets_say_why_and_show_the_accepted_forms() {
+        for (bad, why) in [
+            ("0", "between 1 and 65535"),
+            ("70000", "between 1 and 65535"),
+            ("localhost:70000", "between 1 and 65535"),
+            ("http://h:0", "between 1 and 65535"),
+            ("abc", "give a port"),
+            ("ftp://x", "only http:// and https://"),
+            ("", "host is missing"),
+            ("http://", "host is missing"),
+            ("http://a b", "malformed"),
+            ("http://h:1/p?q", "query"),
+            ("not-a-port!", "malformed"),
+            ("u@h:1", "user names"),
         ] {
-            assert!(Target::parse(bad).is_err(), "{bad}");
+            let err = Target::parse(bad).unwrap_err().to_string();
+            assert!(err.contains(why), "{bad}: {err}");
+            assert!(err.contains("PORT (1-65535), HOST:PORT"), "{bad}: {err}");
         }
     }
 

@@ -15,6 +15,8 @@
 //! | [`agent`] | the WebSocket session with the relay |
 //! | [`event`] | what the agent reports to its consumers |
 //! | [`output`] | plain and NDJSON printers of those events |
+//! | [`private`] | owner-only directories and files, whatever the umask |
+//! | [`running`] | the state file of a running `listen`, read by `status` and `trigger --tunnel` |
 //! | [`replay`] | re-sending stored requests through the forwarder |
 //! | [`editor`] | editing a request in `$VISUAL`/`$EDITOR` before a replay |
 //! | [`secrets`] | the one lookup of signature secrets (flags, env, config) |
@@ -48,7 +50,9 @@ pub mod logging;
 pub mod mask;
 pub mod output;
 pub mod pretty;
+pub mod private;
 pub mod replay;
+pub mod running;
 pub mod sanitize;
 pub mod secrets;
 pub mod stats;

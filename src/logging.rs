@@ -27,9 +27,17 @@ pub fn init() {
 /// Sends log lines to `path` (appending) until the returned guard drops.
 pub fn divert_to(path: &Path) -> io::Result<Diverted> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        crate::private::ensure_dir(dir)?;
     }
-    let file = OpenOptions::new().create(true).append(true).open(path)?;
+    let mut options = OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let file = options.open(path)?;
+    crate::private::restrict_file(path)?;
     if let Ok(mut slot) = DIVERTED.lock() {
         *slot = Some(file);
     }

@@ -25,7 +25,10 @@ fn main() -> ExitCode {
             {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("hooktunnel: error: {err:#}");
+            eprintln!(
+                "hooktunnel: error: {}",
+                hooktunnel::error_chain::one_line(&err)
+            );
             ExitCode::FAILURE
         }
     }

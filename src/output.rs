@@ -24,6 +24,11 @@ pub fn color_enabled(is_terminal: bool) -> bool {
     is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
+/// `1 header`, `2 headers`: a count with the right form of its noun.
+pub fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// Human-readable byte size.
 pub fn size(bytes: u64) -> String {
     match bytes {

@@ -16,6 +16,8 @@ pub struct ReplayOptions {
     pub to: Option<Target>,
     /// Local app timeout (default: the forwarder's default).
     pub timeout: Option<Duration>,
+    /// Accept any certificate from an `https://` local app.
+    pub insecure_local: bool,
 }
 
 /// What to send: the original request, possibly edited or re-signed.
@@ -93,9 +95,13 @@ pub async fn send(
     opts: &ReplayOptions,
 ) -> anyhow::Result<Exchange> {
     let target = destination(original, opts)?;
-    let forwarder = Forwarder::new(
+    let forwarder = Forwarder::with_options(
         target.clone(),
         opts.timeout.unwrap_or(crate::forward::DEFAULT_TIMEOUT),
+        &crate::forward::ForwardOptions {
+            insecure_local: opts.insecure_local,
+            host_header: None,
+        },
     );
     let received_at_ms = now_ms();
     let forwarded = forwarder

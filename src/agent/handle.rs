@@ -153,7 +153,7 @@ impl Pipeline {
         let mut delays = crate::agent::reconnect::retry_delays();
         let mut attempt = 1;
         loop {
-            let forwarded = self.forward(request).await;
+            let mut forwarded = self.forward(request).await;
             let failed = forwarded.error.is_some() || forwarded.response.status >= 500;
             // Sending an invalid frame again cannot make it valid.
             if !failed || protocol::check_request(request).is_err() {
@@ -168,6 +168,9 @@ impl Pipeline {
                     "{} {} failed {attempt} times ({why}); recorded as failed — `hooktunnel replay {}` sends it again",
                     request.method, request.target, request.id
                 )));
+                // Marked, so `requests --status error` finds deliveries that
+                // gave up even when the app's own 5xx was the last answer.
+                forwarded.error = Some(format!("delivery gave up after {attempt} attempts: {why}"));
                 return forwarded;
             }
             let delay = delays.next().unwrap_or(Duration::from_secs(30));

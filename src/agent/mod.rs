@@ -98,6 +98,16 @@ pub enum AgentError {
         /// Config file path, for the hint.
         config: String,
     },
+    /// The relay needs a token and none was given.
+    #[error(
+        "the relay at {relay} needs a token: pass --token or set HOOKTUNNEL_TOKEN (or `token` in {config})"
+    )]
+    TokenRequired {
+        /// The relay URL.
+        relay: String,
+        /// Config file path, for the hint.
+        config: String,
+    },
     /// The relay refused the handshake.
     #[error("the relay refused the tunnel: {message}")]
     Refused {
@@ -138,6 +148,7 @@ impl AgentError {
         match self {
             AgentError::BadRelayUrl(_)
             | AgentError::Unauthorized { .. }
+            | AgentError::TokenRequired { .. }
             | AgentError::CaCert { .. } => true,
             AgentError::Refused { code, .. } => matches!(
                 code,
@@ -213,6 +224,12 @@ pub async fn connect(opts: &AgentOptions, config_hint: &str) -> Result<Session, 
                 reason: "timed out".into(),
             })?
             .map_err(|e| match e {
+                tungstenite::Error::Http(resp) if resp.status() == 401 && opts.token.is_none() => {
+                    AgentError::TokenRequired {
+                        relay: opts.relay.clone(),
+                        config: config_hint.to_owned(),
+                    }
+                }
                 tungstenite::Error::Http(resp) if resp.status() == 401 => {
                     AgentError::Unauthorized {
                         relay: opts.relay.clone(),
@@ -225,7 +242,7 @@ pub async fn connect(opts: &AgentOptions, config_hint: &str) -> Result<Session, 
                 },
                 other => AgentError::Connect {
                     relay: opts.relay.clone(),
-                    reason: root_cause(&other),
+                    reason: connect_hint(&url, root_cause(&other)),
                 },
             })?;
     let hello = AgentMessage::Hello(Hello {
@@ -266,6 +283,21 @@ pub async fn connect(opts: &AgentOptions, config_hint: &str) -> Result<Session, 
         socket,
         ping_interval: opts.ping_interval,
     })
+}
+
+/// Adds what to do to the common connection failures: plain HTTP sent to a
+/// TLS port (the answer is a TLS alert, which does not parse as HTTP), and a
+/// certificate from a CA nobody configured.
+fn connect_hint(url: &str, reason: String) -> String {
+    if url.starts_with("ws://") && reason.contains("HTTP version") {
+        format!("{reason} (the relay looks like it speaks TLS: use https:// in --relay)")
+    } else if reason.contains("UnknownIssuer") {
+        format!(
+            "{reason} (the relay's certificate is from an unknown CA: pass its CA with --ca-cert FILE or HOOKTUNNEL_CA_CERT)"
+        )
+    } else {
+        reason
+    }
 }
 
 /// A TLS connector trusting the public web roots plus the CA in `path`.

@@ -16,7 +16,7 @@ use super::events::{self, EVENT_CAPACITY};
 use super::{AgentOptions, Pipeline, handle, supervisor};
 use crate::config::{ConfigFile, EMBEDDED_RELAY_ADDR, Paths};
 use crate::event::{AgentEvent, Ready};
-use crate::forward::{Forwarder, Target};
+use crate::forward::{ForwardOptions, Forwarder, Target};
 use crate::store::writer::{Retention, StoreWriter};
 use crate::verify::SecretSpec;
 
@@ -25,6 +25,8 @@ use crate::verify::SecretSpec;
 pub struct ListenSettings {
     /// The local app.
     pub target: Target,
+    /// TLS and `Host` choices for the local app.
+    pub forward: ForwardOptions,
     /// Relay URL; `None` starts an embedded relay.
     pub relay: Option<String>,
     /// Relay token.
@@ -124,10 +126,14 @@ pub async fn start(settings: ListenSettings, cancel: CancellationToken) -> anyho
             true,
         ),
     };
+    let relay_key = crate::config::relay_key(&relay, embedded);
     let mut opts = AgentOptions {
         relay: relay.clone(),
         token: settings.token.clone().or_else(|| config.token.clone()),
-        name: settings.name.clone().or_else(|| config.name.clone()),
+        name: settings
+            .name
+            .clone()
+            .or_else(|| config.name_for(&relay_key).map(str::to_owned)),
         key: config.agent_key.clone(),
         mode: settings.mode,
         queued_response: settings.queued_response.clone(),
@@ -138,19 +144,25 @@ pub async fn start(settings: ListenSettings, cancel: CancellationToken) -> anyho
     let session = super::connect(&opts, &hint).await?;
     // Reconnects ask for the granted name, so the URL survives a dropped link.
     opts.name = Some(session.welcome.name.clone());
-    if settings.name.is_none() && config.name.as_deref() != Some(session.welcome.name.as_str()) {
-        // Remember the name so the next run gets the same URL.
-        config.name = Some(session.welcome.name.clone());
+    // Remember the name for this relay so the next run gets the same URL.
+    if config.remember_name(&relay_key, &session.welcome.name) {
         config.save(&config_path)?;
     }
     let verify = crate::secrets::resolve(&settings.verify, "--verify", &settings.paths)?
         .into_iter()
         .map(|(spec, _)| spec)
         .collect();
+    if config.keep == Some(0) {
+        anyhow::bail!(
+            "`keep = 0` in {} would keep no history; set it to 1 or more (or run `hooktunnel clear` to empty the history)",
+            config_path.display()
+        );
+    }
     let retention = Retention::resolve(settings.keep, settings.keep_bytes, &config);
     let store = StoreWriter::spawn_with_retention(settings.paths.db(), retention)?;
     let (events, events_rx) = events::channel(EVENT_CAPACITY);
-    let forwarder = Forwarder::new(settings.target.clone(), settings.timeout);
+    let forwarder =
+        Forwarder::with_options(settings.target.clone(), settings.timeout, &settings.forward);
     let (ordered, ordered_rx) = handle::ordered_channel();
     let pipeline = Arc::new(Pipeline {
         forwarder,
@@ -173,6 +185,18 @@ pub async fn start(settings: ListenSettings, cancel: CancellationToken) -> anyho
         .first()
         .cloned()
         .unwrap_or_default();
+    let published = crate::running::publish(
+        &settings.paths,
+        &crate::running::TunnelState {
+            pid: std::process::id(),
+            name: session.welcome.name.clone(),
+            public_url: public_url.clone(),
+            relay: relay.clone(),
+            embedded,
+            target: settings.target.base_url(),
+            since_ms: crate::clock::now_ms(),
+        },
+    )?;
     pipeline.events.send(AgentEvent::Ready(Ready {
         public_url: public_url.clone(),
         target: settings.target.base_url(),
@@ -194,6 +218,8 @@ pub async fn start(settings: ListenSettings, cancel: CancellationToken) -> anyho
                 "agent events were dropped because the display fell behind"
             );
         }
+        // `status` and `trigger --tunnel` see the tunnel as gone.
+        drop(published);
         served
     });
     Ok(Running {

@@ -6,6 +6,7 @@ use anyhow::Context as _;
 
 use crate::cli::ClearArgs;
 use crate::config::Paths;
+use crate::output;
 use crate::store::Store;
 
 /// Runs `clear`.
@@ -24,13 +25,19 @@ pub fn run(args: &ClearArgs, paths: &Paths) -> anyhow::Result<()> {
     if !args.yes {
         if !std::io::stdin().is_terminal() {
             anyhow::bail!(
-                "refusing to delete {count} stored exchanges without confirmation; pass --yes to clear from a script"
+                "refusing to delete {} without confirmation; pass --yes to clear from a script",
+                output::plural(count, "stored exchange", "stored exchanges")
             );
         }
         let mut err = std::io::stderr().lock();
         write!(
             err,
-            "Delete all {count} stored exchanges from {}? This cannot be undone. [y/N] ",
+            "Delete {} from {}? This cannot be undone. [y/N] ",
+            if count == 1 {
+                "the 1 stored exchange".to_owned()
+            } else {
+                format!("all {count} stored exchanges")
+            },
             db.display()
         )?;
         err.flush()?;

@@ -13,7 +13,7 @@ pub use crate::agent::tunnel::{ListenSettings, Running, start};
 use crate::cli::{ListenArgs, ModeArg};
 use crate::config::Paths;
 use crate::event::AgentEvent;
-use crate::forward::Target;
+use crate::forward::{ForwardOptions, Target};
 use crate::output::{self, Format};
 
 /// Runs `listen`.
@@ -21,8 +21,13 @@ pub async fn run(args: ListenArgs, paths: Paths) -> anyhow::Result<()> {
     let timeout = super::timeout(args.timeout)?;
     let settings = ListenSettings {
         target: Target::parse(&args.target)?,
-        relay: args.relay.clone(),
-        token: args.token.clone(),
+        forward: ForwardOptions {
+            insecure_local: args.insecure_local,
+            host_header: args.host_header.clone(),
+        },
+        // `HOOKTUNNEL_RELAY=` (set but empty) means "not set", as in most tools.
+        relay: args.relay.clone().filter(|r| !r.trim().is_empty()),
+        token: args.token.clone().filter(|t| !t.is_empty()),
         name: args.name.clone(),
         mode: match args.mode {
             ModeArg::Proxy => Mode::Proxy,

@@ -7,6 +7,7 @@ pub mod replay;
 pub mod requests;
 pub mod show;
 pub mod stats;
+pub mod status;
 pub mod trigger;
 
 use std::time::Duration;
@@ -34,6 +35,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Export(args) => export::run(&args, &paths),
         Command::Clear(args) => clear::run(&args, &paths),
         Command::Trigger(args) => trigger::run(&args, &paths).await,
+        Command::Status(args) => status::run(&args, &paths),
     }
 }
 

@@ -30,6 +30,10 @@ pub fn run(args: &RequestsArgs, paths: &Paths) -> anyhow::Result<()> {
         return Ok(());
     }
     if rows.is_empty() {
+        if args.limit == 0 {
+            // `-n 0` asked for no rows; the history may well have some.
+            return Ok(());
+        }
         if filter.is_empty() {
             writeln!(
                 out,

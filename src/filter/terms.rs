@@ -29,6 +29,13 @@ impl StatusMatch {
         if b.len() != 3 || !(b'1'..=b'9').contains(&b[0]) {
             return Err(bad());
         }
+        // HTTP status codes run from 100 to 599 (RFC 9110 §15).
+        let shaped = b[1..]
+            .iter()
+            .all(|c| c.is_ascii_digit() || c.eq_ignore_ascii_case(&b'x'));
+        if b[0] > b'5' && shaped {
+            return Err(FilterError::StatusRange(s.to_owned()));
+        }
         if b[1..].iter().all(|c| c.eq_ignore_ascii_case(&b'x')) {
             return Ok(Self::Class(b[0] - b'0'));
         }

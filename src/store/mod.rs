@@ -4,6 +4,7 @@
 //! [`Store`] is one connection for reads and direct writes; [`writer`] runs
 //! the batching writer that the live path uses.
 
+mod resolve;
 mod schema;
 pub mod stats;
 pub mod writer;
@@ -41,12 +42,30 @@ pub enum StoreError {
     /// The history is empty.
     #[error("history is empty: nothing captured yet")]
     Empty,
-    /// The directory could not be created.
+    /// What the user typed is part of several ids.
+    #[error("ambiguous: '{what}' matches {}{}; type more of the id", .ids.join(", "), more_note(*.more))]
+    Ambiguous {
+        /// What was typed.
+        what: String,
+        /// The first few matching ids, newest first.
+        ids: Vec<String>,
+        /// How many more match.
+        more: u64,
+    },
+    /// The directory (or a database file) could not be created or made private.
     #[error("cannot create {path}: {source}")]
     Dir {
         path: String,
         source: std::io::Error,
     },
+}
+
+fn more_note(more: u64) -> String {
+    if more == 0 {
+        String::new()
+    } else {
+        format!(" (and {more} more)")
+    }
 }
 
 /// One open connection to the history database.
@@ -96,9 +115,19 @@ const FULL_COLUMNS: &str = "id, tunnel, received_at_ms, method, path, target, re
 impl Store {
     /// Opens (creating and migrating as needed) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        // Captured headers hold credentials: the directory and every file
+        // of the database (WAL and shared memory too) are the owner's only,
+        // whatever the umask.
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+            crate::private::ensure_dir(dir).map_err(|source| StoreError::Dir {
                 path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        let files = crate::private::sqlite_files(path);
+        for file in &files {
+            crate::private::touch(file).map_err(|source| StoreError::Dir {
+                path: file.display().to_string(),
                 source,
             })?;
         }
@@ -107,6 +136,12 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        for file in &files {
+            crate::private::restrict_file(file).map_err(|source| StoreError::Dir {
+                path: file.display().to_string(),
+                source,
+            })?;
+        }
         let mut store = Self { conn };
         schema::migrate(&mut store.conn)?;
         Ok(store)
@@ -256,36 +291,6 @@ impl Store {
         ))?;
         let row = stmt.query_row([], full_from_row).optional()?;
         row.transpose()
-    }
-
-    /// Resolves what a user typed: `last`, a full id, or a unique id prefix/suffix.
-    pub fn resolve(&self, what: &str) -> Result<Exchange, StoreError> {
-        if what.eq_ignore_ascii_case("last") {
-            return self.last()?.ok_or(StoreError::Empty);
-        }
-        if let Ok(id) = Ulid::from_string(what) {
-            return self
-                .get(&id)?
-                .ok_or_else(|| StoreError::NotFound(what.to_owned()));
-        }
-        let pattern = what.to_ascii_uppercase();
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT id FROM exchanges WHERE id LIKE ?1 || '%' OR id LIKE '%' || ?1 LIMIT 2",
-        )?;
-        let ids: Vec<String> = stmt
-            .query_map([&pattern], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
-        match ids.as_slice() {
-            [one] => {
-                let id = Ulid::from_string(one).map_err(|e| StoreError::Corrupt {
-                    id: one.clone(),
-                    why: e.to_string(),
-                })?;
-                self.get(&id)?
-                    .ok_or_else(|| StoreError::NotFound(what.to_owned()))
-            }
-            _ => Err(StoreError::NotFound(what.to_owned())),
-        }
     }
 
     /// Deletes everything; returns how many exchanges were removed.

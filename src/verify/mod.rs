@@ -67,12 +67,14 @@ pub fn detect(headers: &[Header]) -> Option<Provider> {
     Provider::ALL.into_iter().find(|p| p.is_present(headers))
 }
 
-/// The verdict for a request given the configured secrets, or `None` when none applies.
+/// The verdict for a request given the configured secrets, or `None` when
+/// no secret is configured.
 ///
 /// Specs whose provider is [`detect`]ed are tried (valid if any verifies, which
 /// allows secret rotation); with no detected match, a single configured spec is
-/// used anyway (so a missing signature is reported). The reason is the error's
-/// `Display`.
+/// used anyway (so a missing signature is reported), and several give an
+/// invalid verdict naming them all (`missing signature header`). The reason
+/// is the error's `Display`.
 pub fn verdict(
     specs: &[SecretSpec],
     headers: &[Header],
@@ -87,8 +89,20 @@ pub fn verdict(
         .collect();
     if candidates.is_empty() {
         match specs {
+            [] => return None,
             [only] => candidates.push(only),
-            _ => return None,
+            _ => {
+                let mut names: Vec<&str> = specs.iter().map(|s| s.provider.name()).collect();
+                names.dedup();
+                return Some(SignatureVerdict {
+                    provider: names.join("/"),
+                    valid: false,
+                    reason: Some(format!(
+                        "missing signature header (expected one of {})",
+                        names.join(", ")
+                    )),
+                });
+            }
         }
     }
     let provider = candidates.first()?.provider;
@@ -256,8 +270,16 @@ mod tests {
         assert!(!v.valid);
         assert!(v.reason.unwrap().contains("mismatch"));
 
-        // Several specs, none detected: no verdict.
-        assert_eq!(verdict(&specs, &[], body, None, 0), None);
+        // Several specs, none detected: missing, naming them.
+        let v = verdict(&specs, &[], body, None, 0).unwrap();
+        assert!(!v.valid);
+        assert!(
+            v.reason
+                .as_deref()
+                .unwrap()
+                .starts_with("missing signature header"),
+            "{v:?}"
+        );
         // One spec, nothing detected: reported as missing.
         let v = verdict(&specs[1..2], &[], body, None, 0).unwrap();
         assert!(!v.valid);

@@ -219,6 +219,7 @@ pub async fn replay(
             .transpose()
             .map_err(|e| ServiceError::BadRequest(format!("bad `to`: {e}")))?,
         timeout: None,
+        insecure_local: false,
     };
     let exchange = replay::send(&original, request, &opts)
         .await

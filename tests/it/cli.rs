@@ -53,7 +53,7 @@ fn bad_arguments_fail_with_usage_errors() {
         .assert()
         .failure()
         .code(1)
-        .stderr(predicate::str::contains("is not a port or an http:// URL"));
+        .stderr(predicate::str::contains("is not a local target"));
     hooktunnel(home.path())
         .args(["listen", "3000", "--timeout=0"])
         .assert()

@@ -6,6 +6,7 @@
 
 mod support;
 
+mod agent_cli;
 mod cli;
 mod delivery;
 mod e2e;

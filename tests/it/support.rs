@@ -228,6 +228,7 @@ pub struct Agent {
 pub fn settings(relay: Option<&str>, target: &str, home: &Path) -> ListenSettings {
     ListenSettings {
         target: Target::parse(target).unwrap(),
+        forward: hooktunnel::forward::ForwardOptions::default(),
         relay: relay.map(str::to_owned),
         token: None,
         name: None,

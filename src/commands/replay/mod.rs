@@ -87,6 +87,8 @@ struct Plan<'a> {
     opts: ReplayOptions,
     resign: Option<Resign>,
     new_id: bool,
+    /// `--force`: re-sign even for a provider other than the request's.
+    force: bool,
     paths: &'a Paths,
 }
 
@@ -101,6 +103,18 @@ impl Plan<'_> {
             return Ok(None);
         };
         let (spec, source) = resign.signer(&request.headers, self.paths)?;
+        // Another provider's signature would be left stale next to the new
+        // one, and the app would most likely check the stale one.
+        if let Some(signed_by) = verify::detect(&request.headers)
+            && signed_by != spec.provider
+            && !self.force
+        {
+            anyhow::bail!(
+                "--resign is for {} but this request is signed by {signed_by}; pass --resign {signed_by}:SECRET (or --force to add a {} signature anyway)",
+                spec.provider,
+                spec.provider
+            );
+        }
         request.headers = verify::resign(
             spec.provider,
             &spec.secret,
@@ -143,9 +157,11 @@ pub async fn run(args: &ReplayArgs, paths: &Paths) -> anyhow::Result<()> {
         opts: ReplayOptions {
             to: args.to.as_deref().map(Target::parse).transpose()?,
             timeout: Some(timeout),
+            insecure_local: args.insecure_local,
         },
         resign: resign.as_deref().map(Resign::parse).transpose()?,
         new_id: args.new_id,
+        force: args.force,
         paths,
     };
     let mut store = Store::open(&paths.db()).context("cannot open the history")?;
@@ -174,6 +190,25 @@ fn enforce_retention(store: &mut Store, paths: &Paths) {
 }
 
 /// Why a replay did not get an answer from the app, if it did not.
+/// What to do after a failed replay: a timeout means the app is up but
+/// slow, anything else that it may not be running.
+fn advice(replay: &Exchange, original: &str) -> String {
+    let timed_out = replay
+        .response
+        .as_ref()
+        .and_then(hooktunnel_error)
+        .is_some_and(|code| code.parse() == Ok(HttpErrorCode::LocalTimeout));
+    if timed_out {
+        format!(
+            "The app took longer than --timeout; make it answer sooner, or run `hooktunnel replay {original} --timeout SECS` with more time."
+        )
+    } else {
+        format!(
+            "Is the app running? Start it and run `hooktunnel replay {original}` again, or send elsewhere with --to PORT|URL."
+        )
+    }
+}
+
 fn failure(replay: &Exchange) -> Option<String> {
     let Some(response) = &replay.response else {
         return Some(

@@ -48,11 +48,11 @@ pub(super) async fn single(
     if args.dry_run {
         writeln!(
             std::io::stdout(),
-            "Would replay {} → {} {} ({} headers, body {}); nothing sent (--dry-run).",
+            "Would replay {} → {} {} ({}, body {}); nothing sent (--dry-run).",
             original.id,
             sanitize::escape(&request.method),
             sanitize::escape(&target.url_for(&request.path)),
-            request.headers.len(),
+            output::plural(request.headers.len() as u64, "header", "headers"),
             output::size(request.body.len() as u64),
         )?;
         return Ok(());
@@ -94,8 +94,8 @@ pub(super) async fn single(
     }
     match failed {
         Some(why) => Err(anyhow::anyhow!(
-            "{why}\n  Is the app running? Start it and run `hooktunnel replay {}` again, or send elsewhere with --to PORT|URL. (This attempt is recorded as {}.)",
-            original.id,
+            "{why}\n  {} (This attempt is recorded as {}.)",
+            super::advice(&replay, &original.id.to_string()),
             replay.id
         )),
         None => Ok(()),
@@ -118,10 +118,10 @@ async fn edit(original: &Exchange) -> anyhow::Result<Option<(ReplayRequest, Stri
         EditOutcome::Cancelled => None,
         EditOutcome::Edited(request) => {
             let message = format!(
-                "sending the edited request ({} {}, {} headers, body {})",
+                "sending the edited request ({} {}, {}, body {})",
                 sanitize::escape(&request.method),
                 sanitize::escape(&request.path),
-                request.headers.len(),
+                output::plural(request.headers.len() as u64, "header", "headers"),
                 output::size(request.body.len() as u64)
             );
             Some((request, message))

@@ -13,7 +13,7 @@ use crate::cli::TriggerArgs;
 use crate::clock::now_ms;
 use crate::config::{self, ConfigFile, Paths};
 use crate::exchange::ExchangeResponse;
-use crate::forward::{Forwarder, Outgoing, Target, TargetError};
+use crate::forward::{Forwarder, Outgoing, Target};
 use crate::sanitize;
 use crate::secrets::{self, SecretSource};
 use crate::verify;
@@ -194,27 +194,32 @@ fn destination(
             "say where to send it: --to PORT|URL (your app directly) or --tunnel (through this machine's tunnel)"
         );
     }
+    // The running tunnel knows its real public URL (any port, https, a
+    // subdomain); without one, the remembered name on the configured relay
+    // still reaches the relay's queue.
+    if let Some(live) = crate::running::live(paths) {
+        let target = Target::parse(&live.public_url)
+            .with_context(|| format!("the running tunnel's URL {} is unusable", live.public_url))?;
+        return Ok((target, sample_path.to_owned(), Via::Tunnel));
+    }
     let config_path = paths.config_file();
     let config = ConfigFile::load(&config_path)?;
-    let Some(name) = config.name.filter(|n| !n.is_empty()) else {
+    let configured = std::env::var("HOOKTUNNEL_RELAY")
+        .ok()
+        .filter(|r| !r.is_empty())
+        .or(config.relay.clone());
+    let key = config::relay_key(
+        configured.as_deref().unwrap_or_default(),
+        configured.is_none(),
+    );
+    let relay = configured.unwrap_or_else(config::default_relay_url);
+    let Some(name) = config.name_for(&key) else {
         anyhow::bail!(
-            "this machine has no tunnel yet ({} names none): run `hooktunnel listen <PORT>` once, or use --to",
+            "this machine has no tunnel yet: none is running and {} names none for {relay}; start `hooktunnel listen <PORT>`, or use --to",
             config_path.display()
         );
     };
-    let relay = std::env::var("HOOKTUNNEL_RELAY")
-        .ok()
-        .filter(|r| !r.is_empty())
-        .or(config.relay)
-        .unwrap_or_else(config::default_relay_url);
-    let target = match Target::parse(&relay) {
-        Ok(t) => t,
-        Err(TargetError::Https) => anyhow::bail!(
-            "the relay {relay} uses https, which `trigger --tunnel` cannot send to yet; \
-             send to your app directly with --to PORT"
-        ),
-        Err(e) => return Err(e).context("the configured relay URL is unusable"),
-    };
+    let target = Target::parse(&relay).context("the configured relay URL is unusable")?;
     Ok((target, format!("/t/{name}{sample_path}"), Via::Tunnel))
 }
 
