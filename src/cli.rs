@@ -94,6 +94,10 @@ pub struct ListenArgs {
     /// Tunnel name to ask for; it becomes part of the public URL.
     #[arg(long)]
     pub name: Option<String>,
+    /// Replace the tunnel's live agent (another `listen` with this key, on
+    /// this or another machine) instead of refusing to start; it stops.
+    #[arg(long)]
+    pub takeover: bool,
     /// How senders are answered: `proxy` returns the local app's response; `ack` answers 200 as
     /// soon as the relay has stored the request, then delivers it (for senders with short timeouts).
     #[arg(long, value_enum, default_value_t = ModeArg::Proxy)]

@@ -8,6 +8,7 @@
 //! | [`durable`] | name ownership and the offline queue: SQLite behind traits, owned by one database thread |
 //! | `error` | every answer the relay gives itself, one enum implementing `IntoResponse` |
 //! | `state` | live tunnels, requests awaiting answers, counters |
+//! | `session` | one agent per tunnel: who may replace a live session |
 //! | `routes` | the router: guard middleware, ingress, agent socket, health, metrics |
 //! | [`wire`] | the batched WebSocket writer loop (relay and agent) |
 //! | [`tls`] | the rustls acceptor for `--tls-cert`/`--tls-key` |
@@ -28,6 +29,7 @@ mod limit;
 pub mod name;
 pub mod protocol;
 mod routes;
+mod session;
 mod state;
 pub mod tls;
 pub mod wire;
@@ -170,6 +172,9 @@ pub async fn serve(
     drainer.abort();
     sweeper.abort();
     state.closing.cancel();
+    // Agents get a close frame with the reason before the process exits.
+    state.sessions.close();
+    let _ = tokio::time::timeout(Duration::from_secs(3), state.sessions.wait()).await;
     Ok(())
 }
 

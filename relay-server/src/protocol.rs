@@ -161,6 +161,16 @@ pub struct Hello {
     /// What senders get while this agent is away (default: 202 with a JSON body).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queued_response: Option<QueuedResponse>,
+    /// The agent machine's host name, shown to a second agent asking for the same tunnel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Random id of this agent run, the same on each of its reconnects: a
+    /// reconnect replaces the run's own stale session, another run is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// Replace a live session of the same key (`listen --takeover`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub takeover: bool,
 }
 
 /// A tunnel's custom answer for requests queued while its agent is away.
@@ -254,6 +264,12 @@ pub enum ErrorCode {
     MalformedFrame,
     /// Authentication failed.
     Unauthorized,
+    /// Another run of an agent with the same key holds the tunnel right now.
+    AlreadyOnline,
+    /// A newer agent run took the tunnel over (`--takeover`); do not reconnect.
+    TakenOver,
+    /// The key holds as many names as the relay allows.
+    TooManyNames,
     /// A code this build does not know (kept for forward compatibility).
     #[serde(other)]
     Unknown,
@@ -498,6 +514,9 @@ mod tests {
                     status: 200,
                     body: None,
                 }),
+                host: None,
+                instance: None,
+                takeover: false,
             }),
             AgentMessage::Response(Response {
                 id,

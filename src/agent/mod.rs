@@ -67,6 +67,13 @@ pub struct AgentOptions {
     pub ca_cert: Option<std::path::PathBuf>,
     /// How often to ping the relay; silence for two intervals means the link is dead.
     pub ping_interval: Duration,
+    /// This machine's name, shown to another run asking for the same tunnel.
+    pub host: Option<String>,
+    /// This run's id, the same on every reconnect, so the relay lets a
+    /// reconnect replace the run's own stale session (and refuses other runs).
+    pub instance: String,
+    /// Replace a live session of the same tunnel (`--takeover`).
+    pub takeover: bool,
 }
 
 impl std::fmt::Debug for AgentOptions {
@@ -78,6 +85,8 @@ impl std::fmt::Debug for AgentOptions {
             .field("key", &self.key.as_ref().map(|_| "<redacted>"))
             .field("mode", &self.mode)
             .field("ca_cert", &self.ca_cert)
+            .field("host", &self.host)
+            .field("takeover", &self.takeover)
             .finish()
     }
 }
@@ -127,6 +136,9 @@ pub enum AgentError {
     /// The link dropped.
     #[error("connection to the relay lost: {0}")]
     Lost(String),
+    /// Another run took the tunnel over; this one must not come back.
+    #[error("stopped: {0}")]
+    TakenOver(String),
     /// The relay said something we did not understand.
     #[error("protocol error: {0}")]
     Protocol(String),
@@ -138,10 +150,13 @@ impl AgentError {
         match self {
             AgentError::BadRelayUrl(_)
             | AgentError::Unauthorized { .. }
-            | AgentError::CaCert { .. } => true,
+            | AgentError::CaCert { .. }
+            | AgentError::TakenOver(_) => true,
             AgentError::Refused { code, .. } => matches!(
                 code,
                 ErrorCode::NameTaken
+                    | ErrorCode::AlreadyOnline
+                    | ErrorCode::TooManyNames
                     | ErrorCode::InvalidName
                     | ErrorCode::UnsupportedVersion
                     | ErrorCode::Unauthorized
@@ -174,6 +189,18 @@ pub fn connect_url(relay: &str) -> Result<String, AgentError> {
         return Err(AgentError::BadRelayUrl(relay.to_owned()));
     };
     Ok(format!("{ws}{}", protocol::CONNECT_PATH))
+}
+
+/// This machine's host name, for the relay to show another run of the same tunnel.
+pub fn host_name() -> Option<String> {
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    (!host.is_empty()).then_some(host)
+}
+
+/// A fresh id for one agent run.
+pub fn new_instance_id() -> String {
+    let bytes: [u8; 8] = rand::random();
+    hex::encode(bytes)
 }
 
 /// Connects and completes the handshake.
@@ -234,6 +261,9 @@ pub async fn connect(opts: &AgentOptions, config_hint: &str) -> Result<Session, 
         key: opts.key.clone(),
         mode: opts.mode,
         queued_response: opts.queued_response.clone(),
+        host: opts.host.clone(),
+        instance: Some(opts.instance.clone()),
+        takeover: opts.takeover,
     });
     socket
         .send(Message::Binary(hello.encode()))
@@ -353,6 +383,9 @@ impl Session {
                                 drop(permit);
                             });
                         }
+                        Ok(RelayMessage::Error(e)) if e.code == ErrorCode::TakenOver => {
+                            return AgentError::TakenOver(e.message);
+                        }
                         Ok(RelayMessage::Error(e)) => {
                             tracing::warn!(code = ?e.code, message = %e.message, "relay reported an error");
                         }
@@ -366,7 +399,7 @@ impl Session {
                         return AgentError::Lost(if reason.is_empty() {
                             "the relay closed the connection".into()
                         } else {
-                            reason
+                            format!("the relay closed the connection ({reason})")
                         });
                     }
                     _ => {}

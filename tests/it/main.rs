@@ -11,5 +11,6 @@ mod delivery;
 mod e2e;
 mod history;
 mod security;
+mod sessions;
 mod signatures;
 mod tui_tmux;
