@@ -228,6 +228,80 @@ impl Default for RelayConfig {
     }
 }
 
+impl RelayConfig {
+    /// The effective settings as `(name, value)` pairs for the startup log,
+    /// in words rather than a Debug dump; tokens appear only as a count.
+    pub fn describe(&self) -> Vec<(&'static str, String)> {
+        let or = |value: &Option<String>, none: &str| value.clone().unwrap_or_else(|| none.into());
+        let rate = |r: &Option<RateLimit>| r.map_or_else(|| "off".into(), |r| r.to_string());
+        let tokens = self.tokens.len() + self.token_hashes.len();
+        vec![
+            (
+                "public url",
+                or(&self.public_url, "(from the listen address)"),
+            ),
+            (
+                "subdomains",
+                self.domain
+                    .as_ref()
+                    .map_or_else(|| "off (use --domain)".into(), |d| format!("<name>.{d}")),
+            ),
+            (
+                "data dir",
+                self.data_dir.as_ref().map_or_else(
+                    || "none: queue and names in memory, lost on restart".into(),
+                    |d| d.display().to_string(),
+                ),
+            ),
+            (
+                "agent tokens",
+                if tokens == 0 {
+                    "none: any agent may connect".into()
+                } else {
+                    format!("{tokens} accepted")
+                },
+            ),
+            (
+                "tls",
+                self.tls.as_ref().map_or_else(
+                    || "off".into(),
+                    |t| format!("cert {}, key {}", t.cert.display(), t.key.display()),
+                ),
+            ),
+            ("trust proxy headers", self.trust_proxy.to_string()),
+            ("rate per ip", rate(&self.rate_per_ip)),
+            ("rate per tunnel", rate(&self.rate_per_tunnel)),
+            (
+                "max in flight per tunnel",
+                self.max_in_flight_per_tunnel.to_string(),
+            ),
+            ("max body", format!("{} bytes", self.max_body_bytes)),
+            (
+                "queue per tunnel",
+                format!(
+                    "{} requests, {} bytes, {}s",
+                    self.queue_limits.max_count,
+                    self.queue_limits.max_bytes,
+                    self.queue_limits.max_age.as_secs()
+                ),
+            ),
+            (
+                "timeouts",
+                format!(
+                    "head {}s, body {}s, agent answer {}s",
+                    self.header_read_timeout.as_secs(),
+                    self.body_read_timeout.as_secs(),
+                    self.response_timeout.as_secs()
+                ),
+            ),
+            (
+                "statuses",
+                format!("queued {}, ack {}", self.queued_status, self.ack_status),
+            ),
+        ]
+    }
+}
+
 impl std::fmt::Debug for RelayConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Tokens are secrets: show how many, never what.
@@ -266,6 +340,27 @@ mod tests {
         assert!(!shown.contains("s3cret"), "{shown}");
         assert!(!shown.contains("0707"), "{shown}");
         assert!(shown.contains("[1 redacted]"));
+    }
+
+    #[test]
+    fn describe_is_readable_and_never_shows_tokens() {
+        let config = RelayConfig {
+            tokens: vec!["s3cret-token".into()],
+            token_hashes: vec![[7; 32]],
+            domain: Some("hooks.example.com".into()),
+            ..RelayConfig::default()
+        };
+        let lines = config.describe();
+        let text: Vec<String> = lines.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        let text = text.join("\n");
+        assert!(!text.contains("s3cret"), "{text}");
+        assert!(!text.contains("0707"), "{text}");
+        assert!(!text.contains('{'), "no Debug dump: {text}");
+        assert!(text.contains("agent tokens: 2 accepted"), "{text}");
+        assert!(
+            text.contains("subdomains: <name>.hooks.example.com"),
+            "{text}"
+        );
     }
 
     #[test]
