@@ -1,6 +1,21 @@
 //! The command-line contract. Doc comments here are the `--help` text.
 
+use std::sync::LazyLock;
+
 use clap::{Parser, Subcommand, ValueEnum};
+
+/// `--version`: the build and the relay protocol it speaks.
+pub static VERSION: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{} (protocol {})",
+        env!("CARGO_PKG_VERSION"),
+        hooktunnel_relay::protocol::PROTOCOL_VERSION
+    )
+});
+
+const LOG_HELP: &str = "Diagnostics go to stderr at `warn` by default: -v for info, -vv for debug, \
+-vvv for trace, -q for errors only. HOOKTUNNEL_LOG sets the level in full (an env-filter \
+such as `hooktunnel=debug`) when neither -v nor -q is given.";
 
 /// A stable public URL for your local app: every webhook captured, shown
 /// live, and replayable with one command.
@@ -10,15 +25,35 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[derive(Parser, Debug)]
 #[command(
     name = "hooktunnel",
-    version,
+    version = VERSION.as_str(),
     about,
     long_about,
-    propagate_version = true
+    propagate_version = true,
+    after_long_help = LOG_HELP
 )]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// More diagnostics on stderr (-v info, -vv debug, -vvv trace); overrides HOOKTUNNEL_LOG.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// Only errors on stderr; overrides HOOKTUNNEL_LOG.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+impl Cli {
+    /// The log level the flags ask for; `None` leaves it to `HOOKTUNNEL_LOG`.
+    pub fn log_level(&self) -> Option<&'static str> {
+        match (self.quiet, self.verbose) {
+            (true, _) => Some("error"),
+            (false, 0) => None,
+            (false, 1) => Some("info"),
+            (false, 2) => Some("debug"),
+            (false, _) => Some("trace"),
+        }
+    }
 }
 
 /// Subcommands.
@@ -68,6 +103,25 @@ pub enum Command {
     /// HOOKTUNNEL_VERIFY is used; with none, the event goes out unsigned.
     #[command(after_help = TRIGGER_EXAMPLES)]
     Trigger(TriggerArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell).
+    #[command(after_help = COMPLETIONS_EXAMPLES)]
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff), e.g. `hooktunnel man | man -l -`.
+    Man,
+}
+
+const COMPLETIONS_EXAMPLES: &str = "Examples:
+  hooktunnel completions bash > ~/.local/share/bash-completion/completions/hooktunnel
+  hooktunnel completions zsh > \"${fpath[1]}/_hooktunnel\"
+  hooktunnel completions fish > ~/.config/fish/completions/hooktunnel.fish
+  hooktunnel completions powershell >> $PROFILE";
+
+/// `hooktunnel completions`.
+#[derive(clap::Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// How senders are answered.

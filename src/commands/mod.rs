@@ -1,6 +1,7 @@
 //! One module per subcommand, each with a `run`.
 
 pub mod clear;
+pub mod completions;
 pub mod export;
 pub mod listen;
 pub mod replay;
@@ -15,6 +16,12 @@ use crate::config::Paths;
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    // These print facts about the binary: no home directory needed.
+    match &cli.command {
+        Command::Completions(args) => return completions::completions(args.shell),
+        Command::Man => return completions::man(),
+        _ => {}
+    }
     let paths = Paths::discover()?;
     match cli.command {
         Command::Listen(args) => listen::run(args, paths).await,
@@ -28,6 +35,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Export(args) => export::run(&args, &paths),
         Command::Clear(args) => clear::run(&args, &paths),
         Command::Trigger(args) => trigger::run(&args, &paths).await,
+        Command::Completions(_) | Command::Man => Ok(()),
     }
 }
 

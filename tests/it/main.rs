@@ -10,6 +10,7 @@ mod cli;
 mod delivery;
 mod e2e;
 mod history;
+mod install;
 mod security;
 mod sessions;
 mod signatures;
