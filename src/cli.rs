@@ -103,6 +103,14 @@ pub enum Command {
     /// HOOKTUNNEL_VERIFY is used; with none, the event goes out unsigned.
     #[command(after_help = TRIGGER_EXAMPLES)]
     Trigger(TriggerArgs),
+    /// Free a tunnel name on the relay so anyone may claim it; its queued requests are deleted.
+    ///
+    /// Only the agent key that holds the name (this machine's, in config.toml)
+    /// can release it, and only while no `listen` serves it.
+    #[command(
+        after_help = "Examples:\n  hooktunnel release my-app --relay https://hooks.example.com\n  hooktunnel release old-name --yes    # scripts: no question"
+    )]
+    Release(ReleaseArgs),
     /// Print a shell completion script (bash, zsh, fish, powershell).
     #[command(after_help = COMPLETIONS_EXAMPLES)]
     Completions(CompletionsArgs),
@@ -115,6 +123,25 @@ const COMPLETIONS_EXAMPLES: &str = "Examples:
   hooktunnel completions zsh > \"${fpath[1]}/_hooktunnel\"
   hooktunnel completions fish > ~/.config/fish/completions/hooktunnel.fish
   hooktunnel completions powershell >> $PROFILE";
+
+/// `hooktunnel release`.
+#[derive(clap::Args, Debug)]
+pub struct ReleaseArgs {
+    /// The tunnel name to free.
+    pub name: String,
+    /// Relay base URL (default: $HOOKTUNNEL_RELAY, then the config file).
+    #[arg(long, env = "HOOKTUNNEL_RELAY")]
+    pub relay: Option<String>,
+    /// Relay token (default: $HOOKTUNNEL_TOKEN, then the config file).
+    #[arg(long, env = "HOOKTUNNEL_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Also trust this PEM CA certificate for a wss:// relay.
+    #[arg(long, value_name = "FILE", env = "HOOKTUNNEL_CA_CERT")]
+    pub ca_cert: Option<std::path::PathBuf>,
+    /// Do not ask; required when stdin is not a terminal.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
 
 /// `hooktunnel completions`.
 #[derive(clap::Args, Debug)]

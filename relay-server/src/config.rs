@@ -34,6 +34,8 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(20);
 pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default cap on requests waiting for one tunnel's agent at once.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1000;
+/// Default cap on tunnel names one agent key may hold.
+pub const DEFAULT_MAX_NAMES_PER_KEY: u64 = 10;
 
 /// A token-bucket rate: `count` requests per `period`, bursts up to `burst`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -196,6 +198,8 @@ pub struct RelayConfig {
     pub body_read_timeout: Duration,
     /// Serve https/wss with these PEM files.
     pub tls: Option<TlsFiles>,
+    /// Most tunnel names one agent key may hold (`hooktunnel release` frees one).
+    pub max_names_per_key: u64,
 }
 
 impl Default for RelayConfig {
@@ -224,6 +228,7 @@ impl Default for RelayConfig {
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             tls: None,
+            max_names_per_key: DEFAULT_MAX_NAMES_PER_KEY,
         }
     }
 }
@@ -317,7 +322,8 @@ impl std::fmt::Debug for RelayConfig {
         show! {
             public_url, domain, data_dir, max_body_bytes, response_timeout, queue_limits,
             queued_status, ack_status, trust_proxy, rate_per_ip, rate_per_tunnel,
-            max_in_flight_per_tunnel, header_read_timeout, body_read_timeout, tls
+            max_in_flight_per_tunnel, header_read_timeout, body_read_timeout, tls,
+            max_names_per_key
         }
         d.finish()
     }

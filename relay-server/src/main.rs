@@ -90,6 +90,9 @@ struct Args {
     /// Seconds a client has to send a complete request body (then 408).
     #[arg(long, value_name = "SECS", default_value_t = hooktunnel_relay::config::DEFAULT_BODY_READ_TIMEOUT.as_secs())]
     body_timeout: u64,
+    /// Most tunnel names one agent key may hold; `hooktunnel release NAME` frees one.
+    #[arg(long, value_name = "N", default_value_t = hooktunnel_relay::config::DEFAULT_MAX_NAMES_PER_KEY)]
+    max_names_per_key: u64,
     /// Largest request body accepted, in bytes.
     #[arg(long, default_value_t = hooktunnel_relay::config::DEFAULT_MAX_BODY_BYTES)]
     max_body: usize,
@@ -229,6 +232,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         },
         queued_status: args.queued_status,
         ack_status: args.ack_status,
+        max_names_per_key: args.max_names_per_key,
         ..RelayConfig::default()
     };
     // Fail before binding, with the file named, rather than after "listening".

@@ -173,6 +173,32 @@ pub struct Hello {
     pub takeover: bool,
 }
 
+/// Sent instead of `hello`: free a tunnel name this key owns (its queue is
+/// deleted). The relay answers `released` (or `error`) and closes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Release {
+    /// Protocol version the agent speaks.
+    pub version: u32,
+    /// The name to free.
+    pub name: String,
+    /// The agent key that owns it.
+    pub key: String,
+    /// Only report what would be deleted.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// The relay's answer to `release`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Released {
+    /// The name.
+    pub name: String,
+    /// Queued requests deleted with it (or that would be, on a dry run).
+    pub queued: u64,
+    /// False on a dry run.
+    pub released: bool,
+}
+
 /// A tunnel's custom answer for requests queued while its agent is away.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueuedResponse {
@@ -270,6 +296,8 @@ pub enum ErrorCode {
     TakenOver,
     /// The key holds as many names as the relay allows.
     TooManyNames,
+    /// No key holds the tunnel name.
+    UnknownName,
     /// A code this build does not know (kept for forward compatibility).
     #[serde(other)]
     Unknown,
@@ -296,6 +324,8 @@ pub enum AgentMessage {
     Ack(Ack),
     /// Reports a problem.
     Error(ErrorMessage),
+    /// Frees a name (instead of `hello`).
+    Release(Release),
 }
 
 /// Messages the relay sends.
@@ -308,6 +338,8 @@ pub enum RelayMessage {
     Request(Request),
     /// Reports a problem; after a handshake error the relay closes the socket.
     Error(ErrorMessage),
+    /// Answers `release`.
+    Released(Released),
 }
 
 /// A message that travels as one frame; at most one of its kinds has a body.

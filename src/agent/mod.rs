@@ -10,10 +10,12 @@
 //! | [`events`] | the bounded channel to the printer or TUI |
 //! | [`seen`] | exactly-once lookups in the history, off the runtime |
 //! | [`reconnect`] | backoff delays |
+//! | [`release`] | freeing a tunnel name on the relay |
 
 pub mod events;
 pub mod handle;
 pub mod reconnect;
+pub mod release;
 pub mod seen;
 pub mod supervisor;
 pub mod tunnel;
@@ -205,6 +207,58 @@ pub fn new_instance_id() -> String {
 
 /// Connects and completes the handshake.
 pub async fn connect(opts: &AgentOptions, config_hint: &str) -> Result<Session, AgentError> {
+    let mut socket = open_socket(opts, config_hint).await?;
+    let hello = AgentMessage::Hello(Hello {
+        version: PROTOCOL_VERSION,
+        name: opts.name.clone(),
+        key: opts.key.clone(),
+        mode: opts.mode,
+        queued_response: opts.queued_response.clone(),
+        host: opts.host.clone(),
+        instance: Some(opts.instance.clone()),
+        takeover: opts.takeover,
+    });
+    socket
+        .send(Message::Binary(hello.encode()))
+        .await
+        .map_err(|e| AgentError::Lost(root_cause(&e)))?;
+    let RelayMessage::Welcome(welcome) = next_reply(&mut socket).await? else {
+        return Err(AgentError::Protocol("expected welcome".into()));
+    };
+    Ok(Session {
+        welcome,
+        socket,
+        ping_interval: opts.ping_interval,
+    })
+}
+
+/// The relay's next message during a handshake; its `error` is a refusal.
+async fn next_reply(socket: &mut Socket) -> Result<RelayMessage, AgentError> {
+    loop {
+        let next = tokio::time::timeout(hooktunnel_relay::config::HANDSHAKE_TIMEOUT, socket.next())
+            .await
+            .map_err(|_| AgentError::Protocol("no answer from the relay".into()))?;
+        match next {
+            Some(Ok(Message::Binary(frame))) => match RelayMessage::decode(&frame) {
+                Ok(RelayMessage::Error(e)) => {
+                    return Err(AgentError::Refused {
+                        code: e.code,
+                        message: e.message,
+                    });
+                }
+                Ok(message) => return Ok(message),
+                Err(e) => return Err(AgentError::Protocol(e.to_string())),
+            },
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            Some(Ok(_)) => return Err(AgentError::Protocol("expected a binary frame".into())),
+            Some(Err(e)) => return Err(AgentError::Lost(root_cause(&e))),
+            None => return Err(AgentError::Lost("closed during handshake".into())),
+        }
+    }
+}
+
+/// Opens the WebSocket to the relay (token, TLS, limits); nothing said yet.
+async fn open_socket(opts: &AgentOptions, config_hint: &str) -> Result<Socket, AgentError> {
     let url = connect_url(&opts.relay)?;
     let mut request = url
         .as_str()
@@ -232,70 +286,27 @@ pub async fn connect(opts: &AgentOptions, config_hint: &str) -> Result<Session, 
     };
     let connecting =
         tokio_tungstenite::connect_async_tls_with_config(request, Some(config), true, connector);
-    let (mut socket, _) =
-        tokio::time::timeout(hooktunnel_relay::config::HANDSHAKE_TIMEOUT, connecting)
-            .await
-            .map_err(|_| AgentError::Connect {
-                relay: opts.relay.clone(),
-                reason: "timed out".into(),
-            })?
-            .map_err(|e| match e {
-                tungstenite::Error::Http(resp) if resp.status() == 401 => {
-                    AgentError::Unauthorized {
-                        relay: opts.relay.clone(),
-                        config: config_hint.to_owned(),
-                    }
-                }
-                tungstenite::Error::Http(resp) => AgentError::Connect {
-                    relay: opts.relay.clone(),
-                    reason: format!("HTTP {} (is this a hooktunnel relay?)", resp.status()),
-                },
-                other => AgentError::Connect {
-                    relay: opts.relay.clone(),
-                    reason: root_cause(&other),
-                },
-            })?;
-    let hello = AgentMessage::Hello(Hello {
-        version: PROTOCOL_VERSION,
-        name: opts.name.clone(),
-        key: opts.key.clone(),
-        mode: opts.mode,
-        queued_response: opts.queued_response.clone(),
-        host: opts.host.clone(),
-        instance: Some(opts.instance.clone()),
-        takeover: opts.takeover,
-    });
-    socket
-        .send(Message::Binary(hello.encode()))
+    let (socket, _) = tokio::time::timeout(hooktunnel_relay::config::HANDSHAKE_TIMEOUT, connecting)
         .await
-        .map_err(|e| AgentError::Lost(root_cause(&e)))?;
-    let welcome = loop {
-        let next = tokio::time::timeout(hooktunnel_relay::config::HANDSHAKE_TIMEOUT, socket.next())
-            .await
-            .map_err(|_| AgentError::Protocol("no welcome from the relay".into()))?;
-        match next {
-            Some(Ok(Message::Binary(frame))) => match RelayMessage::decode(&frame) {
-                Ok(RelayMessage::Welcome(w)) => break w,
-                Ok(RelayMessage::Error(e)) => {
-                    return Err(AgentError::Refused {
-                        code: e.code,
-                        message: e.message,
-                    });
-                }
-                Ok(_) => return Err(AgentError::Protocol("expected welcome".into())),
-                Err(e) => return Err(AgentError::Protocol(e.to_string())),
+        .map_err(|_| AgentError::Connect {
+            relay: opts.relay.clone(),
+            reason: "timed out".into(),
+        })?
+        .map_err(|e| match e {
+            tungstenite::Error::Http(resp) if resp.status() == 401 => AgentError::Unauthorized {
+                relay: opts.relay.clone(),
+                config: config_hint.to_owned(),
             },
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-            Some(Ok(_)) => return Err(AgentError::Protocol("expected a binary welcome".into())),
-            Some(Err(e)) => return Err(AgentError::Lost(root_cause(&e))),
-            None => return Err(AgentError::Lost("closed during handshake".into())),
-        }
-    };
-    Ok(Session {
-        welcome,
-        socket,
-        ping_interval: opts.ping_interval,
-    })
+            tungstenite::Error::Http(resp) => AgentError::Connect {
+                relay: opts.relay.clone(),
+                reason: format!("HTTP {} (is this a hooktunnel relay?)", resp.status()),
+            },
+            other => AgentError::Connect {
+                relay: opts.relay.clone(),
+                reason: root_cause(&other),
+            },
+        })?;
+    Ok(socket)
 }
 
 /// A TLS connector trusting the public web roots plus the CA in `path`.
@@ -389,7 +400,7 @@ impl Session {
                         Ok(RelayMessage::Error(e)) => {
                             tracing::warn!(code = ?e.code, message = %e.message, "relay reported an error");
                         }
-                        Ok(RelayMessage::Welcome(_)) => {}
+                        Ok(RelayMessage::Welcome(_) | RelayMessage::Released(_)) => {}
                         Err(e) => {
                             tracing::warn!(error = %e, "malformed frame from the relay ignored")
                         }

@@ -4,6 +4,7 @@ pub mod clear;
 pub mod completions;
 pub mod export;
 pub mod listen;
+pub mod release;
 pub mod replay;
 pub mod requests;
 pub mod show;
@@ -35,6 +36,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Export(args) => export::run(&args, &paths),
         Command::Clear(args) => clear::run(&args, &paths),
         Command::Trigger(args) => trigger::run(&args, &paths).await,
+        Command::Release(args) => release::run(&args, &paths).await,
         Command::Completions(_) | Command::Man => Ok(()),
     }
 }

@@ -137,3 +137,101 @@ async fn relay_shutdown_tells_agents_why() {
     assert!(reason.contains("relay restarting"), "{reason}");
     agent.stop().await;
 }
+
+#[tokio::test]
+async fn names_are_capped_per_key_and_release_frees_one_with_its_queue() {
+    let data = tempfile::tempdir().unwrap();
+    let relay = Relay::start(RelayConfig {
+        data_dir: Some(data.path().to_path_buf()),
+        max_names_per_key: 2,
+        ..RelayConfig::default()
+    })
+    .await;
+    let app = LocalApp::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let with_name = |name: &str| {
+        let mut s = settings(Some(&relay.url), &app.port().to_string(), home.path());
+        s.name = Some(name.into());
+        s
+    };
+    let first = Agent::start(with_name("first")).await;
+    let first_url = first.public_url.clone();
+    first.stop().await;
+    Agent::start(with_name("second")).await.stop().await;
+
+    let refused = bounded(
+        "a third name",
+        listen::start(
+            with_name("third"),
+            tokio_util::sync::CancellationToken::new(),
+        ),
+    )
+    .await;
+    let err = format!("{:#}", refused.err().expect("past the cap"));
+    assert!(err.contains("already holds 2 tunnel names"), "{err}");
+    assert!(err.contains("hooktunnel release NAME"), "{err}");
+
+    for i in 0..2 {
+        let queued = send(&client(), "POST", &first_url, &[], format!("q{i}")).await;
+        assert_eq!(queued.status, 202);
+    }
+    let unconfirmed =
+        hooktunnel_run(home.path(), &["release", "first", "--relay", &relay.url]).await;
+    assert!(!unconfirmed.ok, "{unconfirmed:?}");
+    assert!(
+        unconfirmed
+            .stderr
+            .contains("its 2 queued requests would be deleted")
+            && unconfirmed.stderr.contains("--yes"),
+        "{}",
+        unconfirmed.stderr
+    );
+
+    let released = hooktunnel_run(
+        home.path(),
+        &["release", "first", "--relay", &relay.url, "--yes"],
+    )
+    .await;
+    assert!(released.ok, "{released:?}");
+    assert!(
+        released.stdout.contains("Released 'first'")
+            && released.stdout.contains("deleted 2 queued requests"),
+        "{}",
+        released.stdout
+    );
+    let gone = send(&client(), "POST", &first_url, &[], "after").await;
+    assert_eq!(gone.status, 404, "a released name queues nothing");
+
+    // The freed slot takes a new name; a live name cannot be released.
+    let third = Agent::start(with_name("third")).await;
+    let live = hooktunnel_run(
+        home.path(),
+        &["release", "third", "--relay", &relay.url, "--yes"],
+    )
+    .await;
+    assert!(!live.ok);
+    assert!(
+        live.stderr.contains("stop that listen first"),
+        "{}",
+        live.stderr
+    );
+    third.stop().await;
+
+    let stranger = tempfile::tempdir().unwrap();
+    std::fs::write(
+        stranger.path().join("config.toml"),
+        "agent_key = \"someone-else\"\n",
+    )
+    .unwrap();
+    let theft = hooktunnel_run(
+        stranger.path(),
+        &["release", "second", "--relay", &relay.url, "--yes"],
+    )
+    .await;
+    assert!(!theft.ok);
+    assert!(
+        theft.stderr.contains("belongs to another agent key"),
+        "{}",
+        theft.stderr
+    );
+}

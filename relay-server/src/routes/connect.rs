@@ -4,18 +4,14 @@
 //! be read through a byte budget: until the tunnel is registered an agent may
 //! send at most [`MAX_HELLO_BYTES`], whatever it declares in frame headers.
 
-use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll, ready};
+use std::sync::atomic::Ordering;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse as _, Response};
 use futures_util::{SinkExt as _, StreamExt as _};
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{timeout, timeout_at};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -23,13 +19,14 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 
+use super::budget::{Budget, Budgeted};
 use crate::config::{HANDSHAKE_TIMEOUT, MAX_HELLO_BYTES};
 use crate::durable::{self, Claim};
 use crate::error::RelayError;
 use crate::name;
 use crate::protocol::{
     AgentMessage, ErrorCode, ErrorMessage, Hello, MAX_HEADER_BYTES, MAX_RESPONSE_BYTES,
-    PING_INTERVAL, PROTOCOL_VERSION, RelayMessage, Welcome,
+    PING_INTERVAL, PROTOCOL_VERSION, RelayMessage, Release, Welcome,
 };
 use crate::session::{self, Claimant};
 use crate::state::{AppState, RegisterError, Tunnel};
@@ -111,86 +108,6 @@ fn websocket_accept(headers: &HeaderMap) -> Option<HeaderValue> {
     HeaderValue::from_str(&derive_accept_key(key.as_bytes())).ok()
 }
 
-/// Bytes an agent may still send; `usize::MAX` once its tunnel is registered.
-#[derive(Clone)]
-struct Budget(Arc<AtomicUsize>);
-
-impl Budget {
-    fn new(bytes: usize) -> Self {
-        Self(Arc::new(AtomicUsize::new(bytes)))
-    }
-
-    /// Lifts the limit.
-    fn lift(&self) {
-        self.0.store(usize::MAX, Ordering::Relaxed);
-    }
-
-    /// Takes `n` bytes; false when the budget is exceeded.
-    fn spend(&self, n: usize) -> bool {
-        self.0
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| match left {
-                usize::MAX => Some(left),
-                left => Some(left.saturating_sub(n)),
-            })
-            .is_ok_and(|left| left == usize::MAX || n <= left)
-    }
-}
-
-/// An I/O stream whose reads are charged to a [`Budget`].
-struct Budgeted<S> {
-    inner: S,
-    budget: Budget,
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Budgeted<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
-        if !this.budget.spend(buf.filled().len() - before) {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "agent sent more than the pre-handshake limit",
-            )));
-        }
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Budgeted<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-}
-
 async fn send(socket: &mut WebSocket, msg: &RelayMessage) -> bool {
     socket.send(Message::Binary(msg.encode())).await.is_ok()
 }
@@ -206,9 +123,17 @@ async fn refuse(mut socket: WebSocket, code: ErrorCode, message: String) {
     let _ = socket.close(None).await;
 }
 
+/// What an agent opens its socket for.
+enum First {
+    /// A tunnel session.
+    Hello(Hello),
+    /// Freeing a name (`hooktunnel release`).
+    Release(Release),
+}
+
 /// Reads the agent's `hello` within the handshake deadline (one deadline for
 /// the whole wait: pings do not extend it).
-async fn read_hello(socket: &mut WebSocket) -> Result<Hello, (ErrorCode, String)> {
+async fn read_hello(socket: &mut WebSocket) -> Result<First, (ErrorCode, String)> {
     let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
     let first = loop {
         match timeout_at(deadline, socket.next()).await {
@@ -241,7 +166,10 @@ async fn read_hello(socket: &mut WebSocket) -> Result<Hello, (ErrorCode, String)
         }
     };
     match AgentMessage::decode(&first) {
-        Ok(AgentMessage::Hello(hello)) if hello.version == PROTOCOL_VERSION => Ok(hello),
+        Ok(AgentMessage::Hello(hello)) if hello.version == PROTOCOL_VERSION => {
+            Ok(First::Hello(hello))
+        }
+        Ok(AgentMessage::Release(release)) => Ok(First::Release(release)),
         Ok(AgentMessage::Hello(hello)) => Err((
             ErrorCode::UnsupportedVersion,
             format!(
@@ -259,7 +187,17 @@ async fn read_hello(socket: &mut WebSocket) -> Result<Hello, (ErrorCode, String)
 
 async fn session(mut socket: WebSocket, state: Arc<AppState>, budget: Budget) {
     let hello = match read_hello(&mut socket).await {
-        Ok(hello) => hello,
+        Ok(First::Hello(hello)) => hello,
+        Ok(First::Release(release)) => {
+            return match super::release::release_name(&state, &release).await {
+                Ok(released) => {
+                    tracing::info!(tunnel = %released.name, queued = released.queued, released = released.released, "name release");
+                    let _ = send(&mut socket, &RelayMessage::Released(released)).await;
+                    let _ = socket.close(None).await;
+                }
+                Err((code, message)) => refuse(socket, code, message).await,
+            };
+        }
         Err((code, message)) => {
             state.metrics.refused.fetch_add(1, Ordering::Relaxed);
             return refuse(socket, code, message).await;
@@ -410,8 +348,22 @@ async fn admit(
             "the relay could not record the tunnel name; try again".to_owned(),
         )
     };
-    match state.durable.claim(&name, key).await.map_err(internal)? {
+    let max_names = state.config.max_names_per_key;
+    match state
+        .durable
+        .claim_within(&name, key, max_names)
+        .await
+        .map_err(internal)?
+    {
         Claim::Granted => {}
+        Claim::TooMany { held } => {
+            return Err((
+                ErrorCode::TooManyNames,
+                format!(
+                    "this agent key already holds {held} tunnel names, the most this relay allows (--max-names-per-key {max_names}); free one with `hooktunnel release NAME`, or reuse a name with --name"
+                ),
+            ));
+        }
         Claim::Taken => {
             return Err((
                 ErrorCode::NameTaken,
@@ -507,8 +459,8 @@ async fn pump(
                         Ok(AgentMessage::Error(e)) => {
                             tracing::warn!(tunnel = %tunnel.name, code = ?e.code, message = ?e.message, "agent reported an error")
                         }
-                        Ok(AgentMessage::Hello(_)) => {
-                            tracing::debug!(tunnel = %tunnel.name, "repeated hello ignored")
+                        Ok(AgentMessage::Hello(_) | AgentMessage::Release(_)) => {
+                            tracing::debug!(tunnel = %tunnel.name, "handshake message mid-session ignored")
                         }
                         Err(e) => {
                             tracing::warn!(tunnel = %tunnel.name, error = ?e, "malformed frame from agent ignored")

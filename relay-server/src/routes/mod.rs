@@ -1,8 +1,10 @@
 //! HTTP routes: control routes under `/_hooktunnel/`, everything else is ingress.
 
+mod budget;
 mod connect;
 mod guard;
 pub mod ingress;
+mod release;
 
 use std::net::SocketAddr;
 
