@@ -9,6 +9,7 @@
 //! | `error` | every answer the relay gives itself, one enum implementing `IntoResponse` |
 //! | `state` | live tunnels, requests awaiting answers, counters |
 //! | `session` | one agent per tunnel: who may replace a live session |
+//! | `refusals` | coalesced notes to an agent about requests the relay refused |
 //! | `routes` | the router: guard middleware, ingress, agent socket, health, metrics |
 //! | [`wire`] | the batched WebSocket writer loop (relay and agent) |
 //! | [`tls`] | the rustls acceptor for `--tls-cert`/`--tls-key` |
@@ -28,6 +29,7 @@ mod forwarded;
 mod limit;
 pub mod name;
 pub mod protocol;
+mod refusals;
 mod routes;
 mod session;
 mod state;

@@ -199,6 +199,30 @@ pub struct Released {
     pub released: bool,
 }
 
+/// Requests for this tunnel the relay answered itself (too large, rate
+/// limited, …) and so never reached the agent; coalesced, at most about one
+/// note per second.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refused {
+    /// Requests refused since the last note.
+    pub count: u64,
+    /// The first few of them.
+    pub examples: Vec<RefusedRequest>,
+}
+
+/// One request the relay refused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedRequest {
+    /// HTTP method.
+    pub method: String,
+    /// Path and query (tunnel prefix removed), cut to a few hundred bytes.
+    pub path: String,
+    /// The status the sender got.
+    pub status: u16,
+    /// The `x-hooktunnel-error` code, e.g. `body_too_large`.
+    pub reason: String,
+}
+
 /// A tunnel's custom answer for requests queued while its agent is away.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueuedResponse {
@@ -340,6 +364,8 @@ pub enum RelayMessage {
     Error(ErrorMessage),
     /// Answers `release`.
     Released(Released),
+    /// Requests the relay refused before they reached the agent.
+    Refused(Refused),
 }
 
 /// A message that travels as one frame; at most one of its kinds has a body.
@@ -612,6 +638,11 @@ mod tests {
             AgentMessage::decode(&unknown),
             Err(ProtocolError::Malformed(_))
         ));
+        // Agents skip messages from newer relays by this wording.
+        let Err(ProtocolError::Malformed(why)) = RelayMessage::decode(&unknown) else {
+            panic!("unknown types are malformed");
+        };
+        assert!(why.contains("unknown variant"), "{why}");
         let ack_with_body = encode_frame(&AgentMessage::Ack(Ack { id: Ulid::nil() }), b"surprise");
         let refused = Err(ProtocolError::UnexpectedBody(8));
         assert_eq!(AgentMessage::decode(&ack_with_body), refused);

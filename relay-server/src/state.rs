@@ -90,6 +90,8 @@ pub struct Tunnel {
     pub since_ms: u64,
     /// When anything last arrived from the agent (pongs included).
     last_seen_ms: AtomicU64,
+    /// Refused requests waiting to be noted to the agent.
+    refusals: Mutex<crate::refusals::Pending>,
     /// Requests waiting for this agent's answer right now.
     pub in_flight: AtomicUsize,
     pending: Mutex<HashMap<Ulid, oneshot::Sender<Response>>>,
@@ -228,6 +230,7 @@ impl AppState {
             instance: claimant.instance,
             since_ms: now,
             last_seen_ms: AtomicU64::new(now),
+            refusals: Mutex::new(crate::refusals::Pending::default()),
             in_flight: AtomicUsize::new(0),
             pending: Mutex::new(HashMap::new()),
         });
@@ -283,6 +286,16 @@ impl Tunnel {
     pub fn heard_from(&self) {
         self.last_seen_ms
             .store(crate::protocol::now_ms(), Ordering::Relaxed);
+    }
+
+    /// Notes a request the relay refused, for the agent (coalesced).
+    pub fn refused(self: &Arc<Self>, refused: crate::protocol::RefusedRequest) {
+        crate::refusals::note(self, &self.refusals, refused);
+    }
+
+    /// The refusals gathered since the last note.
+    pub fn take_refusals(&self) -> Option<crate::protocol::Refused> {
+        lock(&self.refusals).take()
     }
 
     /// Why this session was replaced, when another run took it over.

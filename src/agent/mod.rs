@@ -11,10 +11,12 @@
 //! | [`seen`] | exactly-once lookups in the history, off the runtime |
 //! | [`reconnect`] | backoff delays |
 //! | [`release`] | freeing a tunnel name on the relay |
+//! | [`refused`] | the line for requests the relay refused |
 
 pub mod events;
 pub mod handle;
 pub mod reconnect;
+pub mod refused;
 pub mod release;
 pub mod seen;
 pub mod supervisor;
@@ -400,7 +402,18 @@ impl Session {
                         Ok(RelayMessage::Error(e)) => {
                             tracing::warn!(code = ?e.code, message = %e.message, "relay reported an error");
                         }
+                        Ok(RelayMessage::Refused(note)) => {
+                            pipeline
+                                .events
+                                .send(crate::event::AgentEvent::Notice(refused::notice(&note)));
+                        }
                         Ok(RelayMessage::Welcome(_) | RelayMessage::Released(_)) => {}
+                        // A newer relay's message type: tolerated, for forward compatibility.
+                        Err(protocol::ProtocolError::Malformed(e))
+                            if e.contains("unknown variant") =>
+                        {
+                            tracing::debug!(error = %e, "unknown message from the relay ignored")
+                        }
                         Err(e) => {
                             tracing::warn!(error = %e, "malformed frame from the relay ignored")
                         }

@@ -235,3 +235,56 @@ async fn names_are_capped_per_key_and_release_frees_one_with_its_queue() {
         theft.stderr
     );
 }
+
+#[tokio::test]
+async fn requests_the_relay_refused_are_noted_to_the_agent() {
+    let relay = Relay::start(RelayConfig {
+        max_body_bytes: 16,
+        ..RelayConfig::default()
+    })
+    .await;
+    let app = LocalApp::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let mut agent = Agent::start(settings(
+        Some(&relay.url),
+        &app.port().to_string(),
+        home.path(),
+    ))
+    .await;
+    for _ in 0..3 {
+        let answer = send(
+            &client(),
+            "POST",
+            &format!("{}/hooks/big", agent.public_url),
+            &[],
+            "x".repeat(100),
+        )
+        .await;
+        assert_eq!(answer.status, 413);
+    }
+    let mut noted = 0;
+    let mut lines = Vec::new();
+    while noted < 3 {
+        match bounded("a refusal note", agent.running.events.recv()).await {
+            Some(AgentEvent::Notice(line)) => {
+                let count: u64 = line
+                    .strip_prefix("relay refused ")
+                    .and_then(|rest| rest.split(' ').next())
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or_else(|| panic!("not a refusal note: {line}"));
+                assert!(line.contains("(413 body too large)"), "{line}");
+                assert!(line.contains("POST /hooks/big"), "{line}");
+                noted += count;
+                lines.push(line);
+            }
+            Some(_) => continue,
+            None => panic!("agent stopped"),
+        }
+    }
+    assert_eq!(noted, 3, "{lines:?}");
+    assert!(
+        app.seen().is_empty(),
+        "refused requests never reach the app"
+    );
+    agent.stop().await;
+}
