@@ -153,3 +153,138 @@ fn version_names_the_protocol_and_log_flags_are_documented() {
         .failure()
         .stderr(predicate::str::contains("cannot be used with"));
 }
+
+/// `deploy/hooktunnel-relay.service` as `(section, key, value)` triples;
+/// fails on anything that is not a comment, a section or `key=value`.
+fn unit_entries(text: &str) -> Vec<(String, String, String)> {
+    let mut section = String::new();
+    let mut entries = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.to_owned();
+            continue;
+        }
+        let (key, value) = line
+            .split_once('=')
+            .unwrap_or_else(|| panic!("line {}: not key=value: {line}", n + 1));
+        assert!(!section.is_empty(), "line {}: outside a section", n + 1);
+        entries.push((
+            section.clone(),
+            key.trim().to_owned(),
+            value.trim().to_owned(),
+        ));
+    }
+    entries
+}
+
+#[test]
+fn the_relay_unit_is_hardened_and_verifies() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/hooktunnel-relay.service"
+    );
+    let text = std::fs::read_to_string(path).unwrap();
+    let entries = unit_entries(&text);
+    let get = |section: &str, key: &str| {
+        entries
+            .iter()
+            .find(|(s, k, _)| s == section && k == key)
+            .map(|(_, _, v)| v.as_str())
+            .unwrap_or_else(|| panic!("[{section}] {key} missing"))
+    };
+    for (key, value) in [
+        ("DynamicUser", "yes"),
+        ("NoNewPrivileges", "yes"),
+        ("ProtectSystem", "strict"),
+        ("ProtectHome", "yes"),
+        ("PrivateTmp", "yes"),
+        ("StateDirectory", "hooktunnel-relay"),
+    ] {
+        assert_eq!(get("Service", key), value, "{key}");
+    }
+    let exec = get("Service", "ExecStart");
+    assert!(exec.contains("hooktunnel-relay"), "{exec}");
+    // Every flag in ExecStart is one the relay knows (when its binary was
+    // built alongside, as `cargo test --workspace` does).
+    let relay =
+        std::path::Path::new(env!("CARGO_BIN_EXE_hooktunnel")).with_file_name("hooktunnel-relay");
+    match Command::new(&relay).arg("--help").output() {
+        Ok(out) if out.status.success() => {
+            let help = String::from_utf8_lossy(&out.stdout);
+            for flag in exec.split_whitespace().filter(|w| w.starts_with("--")) {
+                assert!(help.contains(flag), "the relay has no {flag}");
+            }
+        }
+        _ => eprintln!(
+            "notice: {} not built; ExecStart flags not checked",
+            relay.display()
+        ),
+    }
+    assert_eq!(get("Install", "WantedBy"), "multi-user.target");
+
+    if !have("systemd-analyze") {
+        eprintln!("notice: systemd-analyze not installed; the unit was only parsed");
+        return;
+    }
+    // verify wants ExecStart to exist: point it at a binary that does.
+    let dir = tempfile::tempdir().unwrap();
+    let unit = dir.path().join("hooktunnel-relay.service");
+    std::fs::write(
+        &unit,
+        text.replace(
+            "/usr/local/bin/hooktunnel-relay",
+            env!("CARGO_BIN_EXE_hooktunnel"),
+        ),
+    )
+    .unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&unit)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "systemd-analyze verify: {stderr}");
+    assert!(
+        !stderr.contains("hooktunnel-relay.service:"),
+        "warnings about the unit: {stderr}"
+    );
+}
+
+#[test]
+fn the_caddy_example_proxies_the_relay_and_its_subdomains() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/Caddyfile");
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.contains("*.hooks.example.com"), "wildcard subdomains");
+    assert!(
+        text.contains("reverse_proxy 127.0.0.1:8080"),
+        "the relay upstream"
+    );
+    assert!(
+        text.contains("/_hooktunnel/connect"),
+        "the agent WebSocket is named"
+    );
+    let opens = text.matches('{').count();
+    assert_eq!(opens, text.matches('}').count(), "balanced braces");
+    if have("caddy") {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("Caddyfile");
+        std::fs::write(&file, &text).unwrap();
+        let out = Command::new("caddy")
+            .args(["adapt", "--adapter", "caddyfile", "--config"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        // A stock caddy lacks the DNS module the wildcard certificate needs.
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() || stderr.contains("dns.providers.cloudflare"),
+            "caddy adapt: {stderr}"
+        );
+    } else {
+        eprintln!("notice: caddy not installed; the Caddyfile was only checked for content");
+    }
+}
