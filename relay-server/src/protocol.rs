@@ -15,8 +15,10 @@
 
 use std::time::Duration;
 
+mod control;
 mod error_code;
 
+pub use control::{Refused, RefusedRequest, Release, Released};
 pub use error_code::{HttpErrorCode, UnknownCode};
 
 use base64::Engine as _;
@@ -171,56 +173,6 @@ pub struct Hello {
     /// Replace a live session of the same key (`listen --takeover`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub takeover: bool,
-}
-
-/// Sent instead of `hello`: free a tunnel name this key owns (its queue is
-/// deleted). The relay answers `released` (or `error`) and closes.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Release {
-    /// Protocol version the agent speaks.
-    pub version: u32,
-    /// The name to free.
-    pub name: String,
-    /// The agent key that owns it.
-    pub key: String,
-    /// Only report what would be deleted.
-    #[serde(default)]
-    pub dry_run: bool,
-}
-
-/// The relay's answer to `release`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Released {
-    /// The name.
-    pub name: String,
-    /// Queued requests deleted with it (or that would be, on a dry run).
-    pub queued: u64,
-    /// False on a dry run.
-    pub released: bool,
-}
-
-/// Requests for this tunnel the relay answered itself (too large, rate
-/// limited, …) and so never reached the agent; coalesced, at most about one
-/// note per second.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Refused {
-    /// Requests refused since the last note.
-    pub count: u64,
-    /// The first few of them.
-    pub examples: Vec<RefusedRequest>,
-}
-
-/// One request the relay refused.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RefusedRequest {
-    /// HTTP method.
-    pub method: String,
-    /// Path and query (tunnel prefix removed), cut to a few hundred bytes.
-    pub path: String,
-    /// The status the sender got.
-    pub status: u16,
-    /// The `x-hooktunnel-error` code, e.g. `body_too_large`.
-    pub reason: String,
 }
 
 /// A tunnel's custom answer for requests queued while its agent is away.
