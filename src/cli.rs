@@ -1,6 +1,21 @@
 //! The command-line contract. Doc comments here are the `--help` text.
 
+use std::sync::LazyLock;
+
 use clap::{Parser, Subcommand, ValueEnum};
+
+/// `--version`: the build and the relay protocol it speaks.
+pub static VERSION: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{} (protocol {})",
+        env!("CARGO_PKG_VERSION"),
+        hooktunnel_relay::protocol::PROTOCOL_VERSION
+    )
+});
+
+const LOG_HELP: &str = "Diagnostics go to stderr at `warn` by default: -v for info, -vv for debug, \
+-vvv for trace, -q for errors only. HOOKTUNNEL_LOG sets the level in full (an env-filter \
+such as `hooktunnel=debug`) when neither -v nor -q is given.";
 
 /// A stable public URL for your local app: every webhook captured, shown
 /// live, and replayable with one command.
@@ -10,15 +25,35 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[derive(Parser, Debug)]
 #[command(
     name = "hooktunnel",
-    version,
+    version = VERSION.as_str(),
     about,
     long_about,
-    propagate_version = true
+    propagate_version = true,
+    after_long_help = LOG_HELP
 )]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// More diagnostics on stderr (-v info, -vv debug, -vvv trace); overrides HOOKTUNNEL_LOG.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// Only errors on stderr; overrides HOOKTUNNEL_LOG.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+impl Cli {
+    /// The log level the flags ask for; `None` leaves it to `HOOKTUNNEL_LOG`.
+    pub fn log_level(&self) -> Option<&'static str> {
+        match (self.quiet, self.verbose) {
+            (true, _) => Some("error"),
+            (false, 0) => None,
+            (false, 1) => Some("info"),
+            (false, 2) => Some("debug"),
+            (false, _) => Some("trace"),
+        }
+    }
 }
 
 /// Subcommands.
@@ -79,6 +114,19 @@ pub enum Command {
     /// Show this machine's tunnels (name, public URL, relay, online or not),
     /// the names remembered per relay, the history size and where files are.
     Status(StatusArgs),
+    /// Free a tunnel name on the relay so anyone may claim it; its queued requests are deleted.
+    ///
+    /// Only the agent key that holds the name (this machine's, in config.toml)
+    /// can release it, and only while no `listen` serves it.
+    #[command(
+        after_help = "Examples:\n  hooktunnel release my-app --relay https://hooks.example.com\n  hooktunnel release old-name --yes    # scripts: no question"
+    )]
+    Release(ReleaseArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell).
+    #[command(after_help = COMPLETIONS_EXAMPLES)]
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff), e.g. `hooktunnel man | man -l -`.
+    Man,
 }
 
 /// `hooktunnel status`.
@@ -87,6 +135,39 @@ pub struct StatusArgs {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+}
+
+const COMPLETIONS_EXAMPLES: &str = "Examples:
+  hooktunnel completions bash > ~/.local/share/bash-completion/completions/hooktunnel
+  hooktunnel completions zsh > \"${fpath[1]}/_hooktunnel\"
+  hooktunnel completions fish > ~/.config/fish/completions/hooktunnel.fish
+  hooktunnel completions powershell >> $PROFILE";
+
+/// `hooktunnel release`.
+#[derive(clap::Args, Debug)]
+pub struct ReleaseArgs {
+    /// The tunnel name to free.
+    pub name: String,
+    /// Relay base URL (default: $HOOKTUNNEL_RELAY, then the config file).
+    #[arg(long, env = "HOOKTUNNEL_RELAY")]
+    pub relay: Option<String>,
+    /// Relay token (default: $HOOKTUNNEL_TOKEN, then the config file).
+    #[arg(long, env = "HOOKTUNNEL_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Also trust this PEM CA certificate for a wss:// relay.
+    #[arg(long, value_name = "FILE", env = "HOOKTUNNEL_CA_CERT")]
+    pub ca_cert: Option<std::path::PathBuf>,
+    /// Do not ask; required when stdin is not a terminal.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+/// `hooktunnel completions`.
+#[derive(clap::Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// How senders are answered.
@@ -122,6 +203,10 @@ pub struct ListenArgs {
     /// Tunnel name to ask for; it becomes part of the public URL.
     #[arg(long)]
     pub name: Option<String>,
+    /// Replace the tunnel's live agent (another `listen` with this key, on
+    /// this or another machine) instead of refusing to start; it stops.
+    #[arg(long)]
+    pub takeover: bool,
     /// How senders are answered: `proxy` returns the local app's response; `ack` answers 200 as
     /// soon as the relay has stored the request, then delivers it (for senders with short timeouts).
     #[arg(long, value_enum, default_value_t = ModeArg::Proxy)]

@@ -10,15 +10,18 @@ use std::sync::Mutex;
 /// Where log lines go instead of stderr, while set.
 static DIVERTED: Mutex<Option<File>> = Mutex::new(None);
 
-/// Installs the global subscriber: level from `HOOKTUNNEL_LOG` (default
-/// `warn`), colour only when stderr is a terminal and `NO_COLOR` is unset.
-pub fn init() {
+/// Installs the global subscriber: level `level` (from -v/-q), else
+/// `HOOKTUNNEL_LOG`, else `warn`; colour only when stderr is a terminal and
+/// `NO_COLOR` is unset.
+pub fn init(level: Option<&str>) {
     let ansi = io::IsTerminal::is_terminal(&io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+    let filter = match level {
+        Some(level) => tracing_subscriber::EnvFilter::new(level),
+        None => tracing_subscriber::EnvFilter::try_from_env("HOOKTUNNEL_LOG")
+            .unwrap_or_else(|_| "warn".into()),
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("HOOKTUNNEL_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
+        .with_env_filter(filter)
         .with_ansi(ansi)
         .with_writer(|| Sink)
         .init();

@@ -6,7 +6,7 @@ use clap::Parser as _;
 
 fn main() -> ExitCode {
     let cli = hooktunnel::cli::Cli::parse();
-    hooktunnel::logging::init();
+    hooktunnel::logging::init(cli.log_level());
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

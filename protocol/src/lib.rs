@@ -16,9 +16,11 @@
 use std::time::Duration;
 
 mod check;
+mod control;
 mod error_code;
 
 pub use check::{Violation, check_request, check_response};
+pub use control::{Refused, RefusedRequest, Release, Released};
 pub use error_code::{HttpErrorCode, UnknownCode};
 
 use base64::Engine as _;
@@ -163,6 +165,16 @@ pub struct Hello {
     /// What senders get while this agent is away (default: 202 with a JSON body).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queued_response: Option<QueuedResponse>,
+    /// The agent machine's host name, shown to a second agent asking for the same tunnel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Random id of this agent run, the same on each of its reconnects: a
+    /// reconnect replaces the run's own stale session, another run is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// Replace a live session of the same key (`listen --takeover`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub takeover: bool,
 }
 
 /// A tunnel's custom answer for requests queued while its agent is away.
@@ -256,6 +268,14 @@ pub enum ErrorCode {
     MalformedFrame,
     /// Authentication failed.
     Unauthorized,
+    /// Another run of an agent with the same key holds the tunnel right now.
+    AlreadyOnline,
+    /// A newer agent run took the tunnel over (`--takeover`); do not reconnect.
+    TakenOver,
+    /// The key holds as many names as the relay allows.
+    TooManyNames,
+    /// No key holds the tunnel name.
+    UnknownName,
     /// A code this build does not know (kept for forward compatibility).
     #[serde(other)]
     Unknown,
@@ -282,6 +302,8 @@ pub enum AgentMessage {
     Ack(Ack),
     /// Reports a problem.
     Error(ErrorMessage),
+    /// Frees a name (instead of `hello`).
+    Release(Release),
 }
 
 /// Messages the relay sends.
@@ -294,6 +316,10 @@ pub enum RelayMessage {
     Request(Request),
     /// Reports a problem; after a handshake error the relay closes the socket.
     Error(ErrorMessage),
+    /// Answers `release`.
+    Released(Released),
+    /// Requests the relay refused before they reached the agent.
+    Refused(Refused),
 }
 
 /// A message that travels as one frame; at most one of its kinds has a body.
@@ -500,6 +526,9 @@ mod tests {
                     status: 200,
                     body: None,
                 }),
+                host: None,
+                instance: None,
+                takeover: false,
             }),
             AgentMessage::Response(Response {
                 id,
@@ -563,6 +592,11 @@ mod tests {
             AgentMessage::decode(&unknown),
             Err(ProtocolError::Malformed(_))
         ));
+        // Agents skip messages from newer relays by this wording.
+        let Err(ProtocolError::Malformed(why)) = RelayMessage::decode(&unknown) else {
+            panic!("unknown types are malformed");
+        };
+        assert!(why.contains("unknown variant"), "{why}");
         let ack_with_body = encode_frame(&AgentMessage::Ack(Ack { id: Ulid::nil() }), b"surprise");
         let refused = Err(ProtocolError::UnexpectedBody(8));
         assert_eq!(AgentMessage::decode(&ack_with_body), refused);

@@ -42,6 +42,8 @@ pub const DEFAULT_BODY_RATE_GRACE: Duration = Duration::from_secs(5);
 pub const DEFAULT_QUEUE_MAX_ENTRY: usize = 1024 * 1024;
 /// Default cap on open connections from one client address (IPv6: per /64).
 pub const DEFAULT_MAX_CONNS_PER_IP: usize = 256;
+/// Default cap on tunnel names one agent key may hold.
+pub const DEFAULT_MAX_NAMES_PER_KEY: u64 = 10;
 
 /// A token-bucket rate: `count` requests per `period`, bursts up to `burst`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -220,6 +222,8 @@ pub struct RelayConfig {
     pub metrics_token: Option<String>,
     /// Serves metrics (without a token) on this separate address instead.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Most tunnel names one agent key may hold (`hooktunnel release` frees one).
+    pub max_names_per_key: u64,
 }
 
 impl RelayConfig {
@@ -264,7 +268,82 @@ impl Default for RelayConfig {
             max_conns_per_ip: DEFAULT_MAX_CONNS_PER_IP,
             metrics_token: None,
             metrics_listen: None,
+            max_names_per_key: DEFAULT_MAX_NAMES_PER_KEY,
         }
+    }
+}
+
+impl RelayConfig {
+    /// The effective settings as `(name, value)` pairs for the startup log,
+    /// in words rather than a Debug dump; tokens appear only as a count.
+    pub fn describe(&self) -> Vec<(&'static str, String)> {
+        let or = |value: &Option<String>, none: &str| value.clone().unwrap_or_else(|| none.into());
+        let rate = |r: &Option<RateLimit>| r.map_or_else(|| "off".into(), |r| r.to_string());
+        let tokens = self.tokens.len() + self.token_hashes.len();
+        vec![
+            (
+                "public url",
+                or(&self.public_url, "(from the listen address)"),
+            ),
+            (
+                "subdomains",
+                self.domain
+                    .as_ref()
+                    .map_or_else(|| "off (use --domain)".into(), |d| format!("<name>.{d}")),
+            ),
+            (
+                "data dir",
+                self.data_dir.as_ref().map_or_else(
+                    || "none: queue and names in memory, lost on restart".into(),
+                    |d| d.display().to_string(),
+                ),
+            ),
+            (
+                "agent tokens",
+                if tokens == 0 {
+                    "none: any agent may connect".into()
+                } else {
+                    format!("{tokens} accepted")
+                },
+            ),
+            (
+                "tls",
+                self.tls.as_ref().map_or_else(
+                    || "off".into(),
+                    |t| format!("cert {}, key {}", t.cert.display(), t.key.display()),
+                ),
+            ),
+            ("trust proxy headers", self.trust_proxy.to_string()),
+            ("rate per ip", rate(&self.rate_per_ip)),
+            ("rate per tunnel", rate(&self.rate_per_tunnel)),
+            (
+                "max in flight per tunnel",
+                self.max_in_flight_per_tunnel.to_string(),
+            ),
+            ("max body", format!("{} bytes", self.max_body_bytes)),
+            (
+                "queue per tunnel",
+                format!(
+                    "{} requests, {} bytes, {}s",
+                    self.queue_limits.max_count,
+                    self.queue_limits.max_bytes,
+                    self.queue_limits.max_age.as_secs()
+                ),
+            ),
+            (
+                "timeouts",
+                format!(
+                    "head {}s, body {}s, agent answer {}s",
+                    self.header_read_timeout.as_secs(),
+                    self.body_read_timeout.as_secs(),
+                    self.response_timeout.as_secs()
+                ),
+            ),
+            (
+                "statuses",
+                format!("queued {}, ack {}", self.queued_status, self.ack_status),
+            ),
+        ]
     }
 }
 
@@ -288,7 +367,7 @@ impl std::fmt::Debug for RelayConfig {
             public_url, domain, data_dir, max_body_bytes, response_timeout, queue_limits,
             queued_status, ack_status, trust_proxy, rate_per_ip, rate_per_tunnel,
             max_in_flight_per_tunnel, header_read_timeout, body_read_timeout, tls,
-            max_in_flight_per_ip, min_body_rate, body_rate_grace, queue_max_entry, max_conns_per_ip, metrics_listen
+            max_in_flight_per_ip, min_body_rate, body_rate_grace, queue_max_entry, max_conns_per_ip, metrics_listen, max_names_per_key
         }
         d.finish()
     }
@@ -313,6 +392,27 @@ mod tests {
         assert!(!shown.contains("0707"), "{shown}");
         assert!(!shown.contains("m3trics"), "{shown}");
         assert!(shown.contains("[1 redacted]"));
+    }
+
+    #[test]
+    fn describe_is_readable_and_never_shows_tokens() {
+        let config = RelayConfig {
+            tokens: vec!["s3cret-token".into()],
+            token_hashes: vec![[7; 32]],
+            domain: Some("hooks.example.com".into()),
+            ..RelayConfig::default()
+        };
+        let lines = config.describe();
+        let text: Vec<String> = lines.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        let text = text.join("\n");
+        assert!(!text.contains("s3cret"), "{text}");
+        assert!(!text.contains("0707"), "{text}");
+        assert!(!text.contains('{'), "no Debug dump: {text}");
+        assert!(text.contains("agent tokens: 2 accepted"), "{text}");
+        assert!(
+            text.contains("subdomains: <name>.hooks.example.com"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -54,6 +54,26 @@ pub enum Claim {
     Granted,
     /// Another key owns the name.
     Taken,
+    /// The name is free but the key already holds `held` names, the most allowed.
+    TooMany {
+        /// Names the key holds.
+        held: u64,
+    },
+}
+
+/// Outcome of releasing a name.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Release {
+    /// The name is (or, on a dry run, would be) free; `queued` requests
+    /// waiting for it are (would be) deleted.
+    Released {
+        /// Queued requests deleted with the name.
+        queued: u64,
+    },
+    /// No key holds the name.
+    Unknown,
+    /// Another key owns the name.
+    NotOwner,
 }
 
 /// Limits on one tunnel's queue.
@@ -95,7 +115,15 @@ pub type Stored<T> = Result<T, DurableError>;
 /// Which key owns which name. Calls block; they run on the database thread.
 pub trait NameRegistry {
     /// Binds `name` to `key` unless another key holds it. Atomic.
-    fn claim(&self, name: &str, key: &str) -> Stored<Claim>;
+    fn claim(&self, name: &str, key: &str) -> Stored<Claim> {
+        self.claim_within(name, key, u64::MAX)
+    }
+    /// [`NameRegistry::claim`], refusing a new name to a key that already
+    /// holds `max_names`. Atomic.
+    fn claim_within(&self, name: &str, key: &str, max_names: u64) -> Stored<Claim>;
+    /// Frees `name` when `key` owns it, deleting its queue (nothing changes
+    /// when `dry_run`). Atomic.
+    fn release(&self, name: &str, key: &str, dry_run: bool) -> Stored<Release>;
     /// True when the name has ever been claimed.
     fn is_known(&self, name: &str) -> Stored<bool>;
     /// Stores the answer senders get while the agent is away.
@@ -211,6 +239,19 @@ impl Durable {
     pub async fn claim(&self, name: &str, key: &str) -> Stored<Claim> {
         let (name, key) = (name.to_owned(), key.to_owned());
         self.call(move |b| b.claim(&name, &key)).await?
+    }
+
+    /// See [`NameRegistry::claim_within`].
+    pub async fn claim_within(&self, name: &str, key: &str, max_names: u64) -> Stored<Claim> {
+        let (name, key) = (name.to_owned(), key.to_owned());
+        self.call(move |b| b.claim_within(&name, &key, max_names))
+            .await?
+    }
+
+    /// See [`NameRegistry::release`].
+    pub async fn release(&self, name: &str, key: &str, dry_run: bool) -> Stored<Release> {
+        let (name, key) = (name.to_owned(), key.to_owned());
+        self.call(move |b| b.release(&name, &key, dry_run)).await?
     }
 
     /// See [`NameRegistry::is_known`].

@@ -8,6 +8,8 @@
 //! | [`durable`] | name ownership and the offline queue: SQLite behind traits, owned by one database thread |
 //! | `error` | every answer the relay gives itself, one enum implementing `IntoResponse` |
 //! | `state` | live tunnels, requests awaiting answers, counters |
+//! | `session` | one agent per tunnel: who may replace a live session |
+//! | `refusals` | coalesced notes to an agent about requests the relay refused |
 //! | `routes` | the router: guard middleware, ingress, agent socket, health, metrics |
 //! | [`wire`] | the batched WebSocket writer loop (relay and agent) |
 //! | [`tls`] | the rustls acceptor for `--tls-cert`/`--tls-key` |
@@ -31,7 +33,9 @@ pub mod name;
 /// The wire protocol lives in its own crate; re-exported so relay code
 /// (and older callers) keep the short path.
 pub use hooktunnel_protocol as protocol;
+mod refusals;
 mod routes;
+mod session;
 mod state;
 pub mod tls;
 pub mod wire;
@@ -218,6 +222,9 @@ pub async fn serve(
         server.abort();
     }
     state.closing.cancel();
+    // Agents get a close frame with the reason before the process exits.
+    state.sessions.close();
+    let _ = tokio::time::timeout(Duration::from_secs(3), state.sessions.wait()).await;
     Ok(())
 }
 

@@ -1,17 +1,43 @@
 //! `hooktunnel-relay`: the deployable relay server.
 
+use std::io::IsTerminal as _;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::LazyLock;
 
 use anyhow::Context as _;
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use hooktunnel_relay::RelayConfig;
+use hooktunnel_relay::protocol::PROTOCOL_VERSION;
+
+/// `--version`: the build and the wire protocol it speaks.
+static VERSION: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{} (protocol {PROTOCOL_VERSION})",
+        env!("CARGO_PKG_VERSION")
+    )
+});
+
+/// How log lines are written.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    /// One line of text per event (colour only on a terminal without NO_COLOR).
+    Text,
+    /// One JSON object per line (journald, Loki).
+    Json,
+}
 
 /// Relay server for hooktunnel: gives agents stable public URLs and streams
 /// every request to them over one WebSocket.
+///
+/// Log level: RUST_LOG (default `info`), e.g. RUST_LOG=hooktunnel_relay=debug.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version = VERSION.as_str(), about, long_about)]
 struct Args {
+    /// Log line format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "HOOKTUNNEL_RELAY_LOG_FORMAT")]
+    log_format: LogFormat,
     /// Address to listen on.
     #[arg(long, default_value = "0.0.0.0:8080", env = "HOOKTUNNEL_RELAY_LISTEN")]
     listen: SocketAddr,
@@ -64,6 +90,9 @@ struct Args {
     /// Seconds a client has to send a complete request body (then 408).
     #[arg(long, value_name = "SECS", default_value_t = hooktunnel_relay::config::DEFAULT_BODY_READ_TIMEOUT.as_secs())]
     body_timeout: u64,
+    /// Most tunnel names one agent key may hold; `hooktunnel release NAME` frees one.
+    #[arg(long, value_name = "N", default_value_t = hooktunnel_relay::config::DEFAULT_MAX_NAMES_PER_KEY)]
+    max_names_per_key: u64,
     /// Largest request body accepted, in bytes.
     #[arg(long, default_value_t = hooktunnel_relay::config::DEFAULT_MAX_BODY_BYTES)]
     max_body: usize,
@@ -140,14 +169,56 @@ fn read_tokens_file(path: &std::path::Path) -> anyhow::Result<Vec<[u8; 32]>> {
     Ok(hashes)
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+/// Installs the log subscriber: `RUST_LOG` (default `info`), text or JSON
+/// on stderr, colour only for a terminal without `NO_COLOR`.
+fn init_logging(format: LogFormat) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => {
+            let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            builder.with_ansi(ansi).init();
+        }
+    }
+}
+
+/// Creates the data directory and proves it writable, so a bad path fails
+/// at startup with its name rather than on the first queued request.
+fn check_data_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create --data-dir {}", dir.display()))?;
+    let probe = dir.join(".hooktunnel-write-test");
+    std::fs::write(&probe, b"ok")
+        .with_context(|| format!("--data-dir {} is not writable", dir.display()))?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+fn main() -> ExitCode {
     let args = Args::parse();
+    init_logging(args.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("hooktunnel-relay: error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line with the causes, never a backtrace: this is an operator's message.
+            eprintln!("hooktunnel-relay: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(url) = &args.public_url
         && !(url.starts_with("http://") || url.starts_with("https://"))
     {
@@ -201,16 +272,24 @@ async fn main() -> anyhow::Result<()> {
         max_conns_per_ip: args.max_conns_per_ip.max(1),
         metrics_token: args.metrics_token.filter(|t| !t.is_empty()),
         metrics_listen: args.metrics_listen,
+        max_names_per_key: args.max_names_per_key,
         ..RelayConfig::default()
     };
+    // Fail before binding, with the file named, rather than after "listening".
     if let Some(files) = &config.tls {
-        // Fail before binding, with the file named, rather than after "listening".
         hooktunnel_relay::tls::acceptor(files)?;
+    }
+    if let Some(dir) = &config.data_dir {
+        check_data_dir(dir)?;
     }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    tracing::info!(addr = %listener.local_addr()?, ?config, "hooktunnel relay listening");
+    tracing::info!("hooktunnel-relay {}", VERSION.as_str());
+    for (name, value) in config.describe() {
+        tracing::info!("{name}: {value}");
+    }
+    tracing::info!(addr = %listener.local_addr()?, "hooktunnel relay listening");
     hooktunnel_relay::serve(listener, config, shutdown_signal()).await?;
     Ok(())
 }

@@ -16,6 +16,7 @@ use crate::config::RelayConfig;
 use crate::durable::Durable;
 use crate::limit::Limiter;
 use crate::protocol::{Mode, Response};
+use crate::session::{self, Claimant, Replace};
 
 /// Frames queued for one agent's socket before senders wait.
 pub const OUTBOUND_CAPACITY: usize = 1024;
@@ -68,6 +69,8 @@ pub struct AppState {
     pub ip_limiter: Option<Limiter<std::net::IpAddr>>,
     /// Per-tunnel rate limit.
     pub tunnel_limiter: Option<Limiter<String>>,
+    /// Agent session tasks, so shutdown can wait for their goodbyes.
+    pub sessions: tokio_util::task::TaskTracker,
     tunnels: Mutex<HashMap<String, Arc<Tunnel>>>,
     next_conn: AtomicU64,
 }
@@ -85,6 +88,20 @@ pub struct Tunnel {
     pub queued: Notify,
     /// Fires when a newer session with the same key takes over.
     pub replaced: CancellationToken,
+    /// What to tell this agent when it was replaced by another run (`--takeover`).
+    replaced_because: Mutex<Option<String>>,
+    /// Fires once this session is unregistered.
+    pub ended: CancellationToken,
+    /// The agent's host name, as it said in `hello` (cleaned).
+    pub host: Option<String>,
+    /// The agent run's id (see [`Claimant::instance`]).
+    instance: Option<String>,
+    /// When the session started, milliseconds since the Unix epoch.
+    pub since_ms: u64,
+    /// When anything last arrived from the agent (pongs included).
+    last_seen_ms: AtomicU64,
+    /// Refused requests waiting to be noted to the agent.
+    refusals: Mutex<crate::refusals::Pending>,
     /// Requests waiting for this agent's answer right now.
     pub in_flight: AtomicUsize,
     /// The same, per client address (IPv6: per /64); entries at zero are removed.
@@ -97,6 +114,15 @@ pub struct Tunnel {
 pub enum RegisterError {
     /// Another agent (another key) holds the name right now.
     Busy,
+    /// Another run with the same key holds it and is alive.
+    AlreadyOnline {
+        /// Its host name, when it said.
+        host: Option<String>,
+        /// When its session started (ms since the epoch).
+        since_ms: u64,
+        /// Fires when that session ends (a graceful stop racing this claim).
+        ended: CancellationToken,
+    },
 }
 
 /// Locks a mutex, recovering the data if a panicking thread poisoned it.
@@ -124,6 +150,7 @@ impl AppState {
             metrics: Metrics::default(),
             closing: CancellationToken::new(),
             in_flight: AtomicU64::new(0),
+            sessions: tokio_util::task::TaskTracker::new(),
             tunnels: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
         }
@@ -147,18 +174,56 @@ impl AppState {
         lock(&self.tunnels).len()
     }
 
-    /// Binds `name` to a new connection. A live session with the same key is
-    /// replaced (the agent reconnected before the relay noticed the old link died).
+    /// Binds `name` to a new connection of an agent that sends no host or
+    /// run id (a live session with the same key is replaced).
+    #[cfg(test)]
     pub fn register(
         &self,
         name: &str,
         mode: Mode,
         key_hash: Option<String>,
     ) -> Result<(Arc<Tunnel>, mpsc::Receiver<Bytes>), RegisterError> {
+        let claimant = Claimant {
+            mode,
+            key_hash,
+            ..Claimant::default()
+        };
+        self.register_session(name, claimant)
+    }
+
+    /// Binds `name` to a new connection, replacing a live session of the same
+    /// key only as [`session::may_replace`] allows.
+    pub fn register_session(
+        &self,
+        name: &str,
+        claimant: Claimant,
+    ) -> Result<(Arc<Tunnel>, mpsc::Receiver<Bytes>), RegisterError> {
+        let now = crate::protocol::now_ms();
         let mut tunnels = lock(&self.tunnels);
         if let Some(old) = tunnels.get(name) {
-            if old.key_hash.is_none() || old.key_hash != key_hash {
+            if old.key_hash.is_none() || old.key_hash != claimant.key_hash {
                 return Err(RegisterError::Busy);
+            }
+            let silent_for = std::time::Duration::from_millis(
+                now.saturating_sub(old.last_seen_ms.load(Ordering::Relaxed)),
+            );
+            match session::may_replace(old.instance.as_deref(), silent_for, &claimant) {
+                None => {
+                    return Err(RegisterError::AlreadyOnline {
+                        host: old.host.clone(),
+                        since_ms: old.since_ms,
+                        ended: old.ended.clone(),
+                    });
+                }
+                Some(Replace::TakeOver) => {
+                    *lock(&old.replaced_because) =
+                        Some(session::taken_over(claimant.host.as_deref()));
+                    tracing::info!(tunnel = %name, old_host = ?old.host, new_host = ?claimant.host, "tunnel taken over by another agent run");
+                }
+                Some(Replace::Stale) => {
+                    tracing::info!(tunnel = %name, ?silent_for, "replacing a silent session of the same key");
+                }
+                Some(Replace::Own) => {}
             }
             old.replaced.cancel();
         }
@@ -166,11 +231,18 @@ impl AppState {
         let tunnel = Arc::new(Tunnel {
             name: name.to_owned(),
             conn_id: self.next_conn.fetch_add(1, Ordering::Relaxed),
-            mode,
-            key_hash,
+            mode: claimant.mode,
+            key_hash: claimant.key_hash,
             outbound: tx,
             queued: Notify::new(),
             replaced: CancellationToken::new(),
+            replaced_because: Mutex::new(None),
+            ended: CancellationToken::new(),
+            host: claimant.host,
+            instance: claimant.instance,
+            since_ms: now,
+            last_seen_ms: AtomicU64::new(now),
+            refusals: Mutex::new(crate::refusals::Pending::default()),
             in_flight: AtomicUsize::new(0),
             per_client: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
@@ -185,6 +257,7 @@ impl AppState {
         if tunnels.get(&tunnel.name).map(|t| t.conn_id) == Some(tunnel.conn_id) {
             tunnels.remove(&tunnel.name);
         }
+        tunnel.ended.cancel();
     }
 
     /// Public URLs for a tunnel name, preferred first.
@@ -243,6 +316,27 @@ pub enum SlotRefused {
 }
 
 impl Tunnel {
+    /// Notes that the agent was heard from just now.
+    pub fn heard_from(&self) {
+        self.last_seen_ms
+            .store(crate::protocol::now_ms(), Ordering::Relaxed);
+    }
+
+    /// Notes a request the relay refused, for the agent (coalesced).
+    pub fn refused(self: &Arc<Self>, refused: crate::protocol::RefusedRequest) {
+        crate::refusals::note(self, &self.refusals, refused);
+    }
+
+    /// The refusals gathered since the last note.
+    pub fn take_refusals(&self) -> Option<crate::protocol::Refused> {
+        lock(&self.refusals).take()
+    }
+
+    /// Why this session was replaced, when another run took it over.
+    pub fn replaced_because(&self) -> Option<String> {
+        lock(&self.replaced_because).clone()
+    }
+
     /// Takes an in-flight slot for `client` (a [`crate::limit::ip_key`]):
     /// refused when `max` requests already wait, or `client` holds `per_client` of them.
     pub fn try_begin(

@@ -10,10 +10,14 @@
 //! | [`events`] | the bounded channel to the printer or TUI |
 //! | [`seen`] | exactly-once lookups in the history, off the runtime |
 //! | [`reconnect`] | backoff delays |
+//! | [`release`] | freeing a tunnel name on the relay |
+//! | [`refused`] | the line for requests the relay refused |
 
 pub mod events;
 pub mod handle;
 pub mod reconnect;
+pub mod refused;
+pub mod release;
 pub mod seen;
 pub mod supervisor;
 pub mod tunnel;
@@ -67,6 +71,13 @@ pub struct AgentOptions {
     pub ca_cert: Option<std::path::PathBuf>,
     /// How often to ping the relay; silence for two intervals means the link is dead.
     pub ping_interval: Duration,
+    /// This machine's name, shown to another run asking for the same tunnel.
+    pub host: Option<String>,
+    /// This run's id, the same on every reconnect, so the relay lets a
+    /// reconnect replace the run's own stale session (and refuses other runs).
+    pub instance: String,
+    /// Replace a live session of the same tunnel (`--takeover`).
+    pub takeover: bool,
 }
 
 impl std::fmt::Debug for AgentOptions {
@@ -78,6 +89,8 @@ impl std::fmt::Debug for AgentOptions {
             .field("key", &self.key.as_ref().map(|_| "<redacted>"))
             .field("mode", &self.mode)
             .field("ca_cert", &self.ca_cert)
+            .field("host", &self.host)
+            .field("takeover", &self.takeover)
             .finish()
     }
 }
@@ -137,6 +150,9 @@ pub enum AgentError {
     /// The link dropped.
     #[error("connection to the relay lost: {0}")]
     Lost(String),
+    /// Another run took the tunnel over; this one must not come back.
+    #[error("stopped: {0}")]
+    TakenOver(String),
     /// The relay said something we did not understand.
     #[error("protocol error: {0}")]
     Protocol(String),
@@ -149,10 +165,13 @@ impl AgentError {
             AgentError::BadRelayUrl(_)
             | AgentError::Unauthorized { .. }
             | AgentError::TokenRequired { .. }
-            | AgentError::CaCert { .. } => true,
+            | AgentError::CaCert { .. }
+            | AgentError::TakenOver(_) => true,
             AgentError::Refused { code, .. } => matches!(
                 code,
                 ErrorCode::NameTaken
+                    | ErrorCode::AlreadyOnline
+                    | ErrorCode::TooManyNames
                     | ErrorCode::InvalidName
                     | ErrorCode::UnsupportedVersion
                     | ErrorCode::Unauthorized
@@ -187,8 +206,72 @@ pub fn connect_url(relay: &str) -> Result<String, AgentError> {
     Ok(format!("{ws}{}", protocol::CONNECT_PATH))
 }
 
+/// This machine's host name, for the relay to show another run of the same tunnel.
+pub fn host_name() -> Option<String> {
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    (!host.is_empty()).then_some(host)
+}
+
+/// A fresh id for one agent run.
+pub fn new_instance_id() -> String {
+    let bytes: [u8; 8] = rand::random();
+    hex::encode(bytes)
+}
+
 /// Connects and completes the handshake.
 pub async fn connect(opts: &AgentOptions, config_hint: &str) -> Result<Session, AgentError> {
+    let mut socket = open_socket(opts, config_hint).await?;
+    let hello = AgentMessage::Hello(Hello {
+        version: PROTOCOL_VERSION,
+        name: opts.name.clone(),
+        key: opts.key.clone(),
+        mode: opts.mode,
+        queued_response: opts.queued_response.clone(),
+        host: opts.host.clone(),
+        instance: Some(opts.instance.clone()),
+        takeover: opts.takeover,
+    });
+    socket
+        .send(Message::Binary(hello.encode()))
+        .await
+        .map_err(|e| AgentError::Lost(root_cause(&e)))?;
+    let RelayMessage::Welcome(welcome) = next_reply(&mut socket).await? else {
+        return Err(AgentError::Protocol("expected welcome".into()));
+    };
+    Ok(Session {
+        welcome,
+        socket,
+        ping_interval: opts.ping_interval,
+    })
+}
+
+/// The relay's next message during a handshake; its `error` is a refusal.
+async fn next_reply(socket: &mut Socket) -> Result<RelayMessage, AgentError> {
+    loop {
+        let next = tokio::time::timeout(hooktunnel_relay::config::HANDSHAKE_TIMEOUT, socket.next())
+            .await
+            .map_err(|_| AgentError::Protocol("no answer from the relay".into()))?;
+        match next {
+            Some(Ok(Message::Binary(frame))) => match RelayMessage::decode(&frame) {
+                Ok(RelayMessage::Error(e)) => {
+                    return Err(AgentError::Refused {
+                        code: e.code,
+                        message: e.message,
+                    });
+                }
+                Ok(message) => return Ok(message),
+                Err(e) => return Err(AgentError::Protocol(e.to_string())),
+            },
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            Some(Ok(_)) => return Err(AgentError::Protocol("expected a binary frame".into())),
+            Some(Err(e)) => return Err(AgentError::Lost(root_cause(&e))),
+            None => return Err(AgentError::Lost("closed during handshake".into())),
+        }
+    }
+}
+
+/// Opens the WebSocket to the relay (token, TLS, limits); nothing said yet.
+async fn open_socket(opts: &AgentOptions, config_hint: &str) -> Result<Socket, AgentError> {
     let url = connect_url(&opts.relay)?;
     let mut request = url
         .as_str()
@@ -216,73 +299,33 @@ pub async fn connect(opts: &AgentOptions, config_hint: &str) -> Result<Session, 
     };
     let connecting =
         tokio_tungstenite::connect_async_tls_with_config(request, Some(config), true, connector);
-    let (mut socket, _) =
-        tokio::time::timeout(hooktunnel_relay::config::HANDSHAKE_TIMEOUT, connecting)
-            .await
-            .map_err(|_| AgentError::Connect {
-                relay: opts.relay.clone(),
-                reason: "timed out".into(),
-            })?
-            .map_err(|e| match e {
-                tungstenite::Error::Http(resp) if resp.status() == 401 && opts.token.is_none() => {
-                    AgentError::TokenRequired {
-                        relay: opts.relay.clone(),
-                        config: config_hint.to_owned(),
-                    }
-                }
-                tungstenite::Error::Http(resp) if resp.status() == 401 => {
-                    AgentError::Unauthorized {
-                        relay: opts.relay.clone(),
-                        config: config_hint.to_owned(),
-                    }
-                }
-                tungstenite::Error::Http(resp) => AgentError::Connect {
-                    relay: opts.relay.clone(),
-                    reason: format!("HTTP {} (is this a hooktunnel relay?)", resp.status()),
-                },
-                other => AgentError::Connect {
-                    relay: opts.relay.clone(),
-                    reason: connect_hint(&url, root_cause(&other)),
-                },
-            })?;
-    let hello = AgentMessage::Hello(Hello {
-        version: PROTOCOL_VERSION,
-        name: opts.name.clone(),
-        key: opts.key.clone(),
-        mode: opts.mode,
-        queued_response: opts.queued_response.clone(),
-    });
-    socket
-        .send(Message::Binary(hello.encode()))
+    let (socket, _) = tokio::time::timeout(hooktunnel_relay::config::HANDSHAKE_TIMEOUT, connecting)
         .await
-        .map_err(|e| AgentError::Lost(root_cause(&e)))?;
-    let welcome = loop {
-        let next = tokio::time::timeout(hooktunnel_relay::config::HANDSHAKE_TIMEOUT, socket.next())
-            .await
-            .map_err(|_| AgentError::Protocol("no welcome from the relay".into()))?;
-        match next {
-            Some(Ok(Message::Binary(frame))) => match RelayMessage::decode(&frame) {
-                Ok(RelayMessage::Welcome(w)) => break w,
-                Ok(RelayMessage::Error(e)) => {
-                    return Err(AgentError::Refused {
-                        code: e.code,
-                        message: e.message,
-                    });
+        .map_err(|_| AgentError::Connect {
+            relay: opts.relay.clone(),
+            reason: "timed out".into(),
+        })?
+        .map_err(|e| match e {
+            tungstenite::Error::Http(resp) if resp.status() == 401 && opts.token.is_none() => {
+                AgentError::TokenRequired {
+                    relay: opts.relay.clone(),
+                    config: config_hint.to_owned(),
                 }
-                Ok(_) => return Err(AgentError::Protocol("expected welcome".into())),
-                Err(e) => return Err(AgentError::Protocol(e.to_string())),
+            }
+            tungstenite::Error::Http(resp) if resp.status() == 401 => AgentError::Unauthorized {
+                relay: opts.relay.clone(),
+                config: config_hint.to_owned(),
             },
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-            Some(Ok(_)) => return Err(AgentError::Protocol("expected a binary welcome".into())),
-            Some(Err(e)) => return Err(AgentError::Lost(root_cause(&e))),
-            None => return Err(AgentError::Lost("closed during handshake".into())),
-        }
-    };
-    Ok(Session {
-        welcome,
-        socket,
-        ping_interval: opts.ping_interval,
-    })
+            tungstenite::Error::Http(resp) => AgentError::Connect {
+                relay: opts.relay.clone(),
+                reason: format!("HTTP {} (is this a hooktunnel relay?)", resp.status()),
+            },
+            other => AgentError::Connect {
+                relay: opts.relay.clone(),
+                reason: connect_hint(&url, root_cause(&other)),
+            },
+        })?;
+    Ok(socket)
 }
 
 /// Adds what to do to the common connection failures: plain HTTP sent to a
@@ -385,10 +428,24 @@ impl Session {
                                 drop(permit);
                             });
                         }
+                        Ok(RelayMessage::Error(e)) if e.code == ErrorCode::TakenOver => {
+                            return AgentError::TakenOver(e.message);
+                        }
                         Ok(RelayMessage::Error(e)) => {
                             tracing::warn!(code = ?e.code, message = %e.message, "relay reported an error");
                         }
-                        Ok(RelayMessage::Welcome(_)) => {}
+                        Ok(RelayMessage::Refused(note)) => {
+                            pipeline
+                                .events
+                                .send(crate::event::AgentEvent::Notice(refused::notice(&note)));
+                        }
+                        Ok(RelayMessage::Welcome(_) | RelayMessage::Released(_)) => {}
+                        // A newer relay's message type: tolerated, for forward compatibility.
+                        Err(protocol::ProtocolError::Malformed(e))
+                            if e.contains("unknown variant") =>
+                        {
+                            tracing::debug!(error = %e, "unknown message from the relay ignored")
+                        }
                         Err(e) => {
                             tracing::warn!(error = %e, "malformed frame from the relay ignored")
                         }
@@ -398,7 +455,7 @@ impl Session {
                         return AgentError::Lost(if reason.is_empty() {
                             "the relay closed the connection".into()
                         } else {
-                            reason
+                            format!("the relay closed the connection ({reason})")
                         });
                     }
                     _ => {}

@@ -22,6 +22,15 @@ pub async fn supervise(
     loop {
         let lost = match session.run(pipeline.clone(), cancel.clone()).await {
             Ok(()) => return Ok(()),
+            Err(e) if e.is_fatal() => {
+                // Taken over by another run: coming back would take it back.
+                pipeline
+                    .events
+                    .send(AgentEvent::Connection(ConnectionState::Offline(
+                        e.to_string(),
+                    )));
+                return Err(e.into());
+            }
             Err(e) => e,
         };
         let mut reason = lost.to_string();

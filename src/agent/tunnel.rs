@@ -55,6 +55,8 @@ pub struct ListenSettings {
     pub keep_bytes: Option<u64>,
     /// Keepalive ping interval (the protocol's default outside tests).
     pub ping_interval: Duration,
+    /// Replace a live session of the same tunnel instead of being refused.
+    pub takeover: bool,
 }
 
 /// A tunnel that is up and serving in the background.
@@ -139,9 +141,15 @@ pub async fn start(settings: ListenSettings, cancel: CancellationToken) -> anyho
         queued_response: settings.queued_response.clone(),
         ca_cert: settings.ca_cert.clone(),
         ping_interval: settings.ping_interval,
+        host: super::host_name(),
+        instance: super::new_instance_id(),
+        takeover: settings.takeover,
     };
     let hint = config_path.display().to_string();
     let session = super::connect(&opts, &hint).await?;
+    // Taking over is for the first connection: a reconnect replaces only
+    // this run's own session, so two runs never keep taking turns.
+    opts.takeover = false;
     // Reconnects ask for the granted name, so the URL survives a dropped link.
     opts.name = Some(session.welcome.name.clone());
     // Remember the name for this relay so the next run gets the same URL.

@@ -46,6 +46,7 @@ pub async fn run(args: ListenArgs, paths: Paths) -> anyhow::Result<()> {
         keep: args.keep,
         keep_bytes: args.keep_bytes,
         ping_interval: hooktunnel_protocol::PING_INTERVAL,
+        takeover: args.takeover,
     };
     let tui = !args.json && !args.no_tui && std::io::stdout().is_terminal();
     let format = if args.json {

@@ -1,8 +1,10 @@
 //! One module per subcommand, each with a `run`.
 
 pub mod clear;
+pub mod completions;
 pub mod export;
 pub mod listen;
+pub mod release;
 pub mod replay;
 pub mod requests;
 pub mod show;
@@ -17,6 +19,12 @@ use crate::config::Paths;
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    // These print facts about the binary: no home directory needed.
+    match &cli.command {
+        Command::Completions(args) => return completions::completions(args.shell),
+        Command::Man => return completions::man(),
+        _ => {}
+    }
     let paths = Paths::discover()?;
     match cli.command {
         Command::Listen(args) => listen::run(args, paths).await,
@@ -36,6 +44,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Clear(args) => clear::run(&args, &paths),
         Command::Trigger(args) => trigger::run(&args, &paths).await,
         Command::Status(args) => status::run(&args, &paths),
+        Command::Release(args) => release::run(&args, &paths).await,
+        Command::Completions(_) | Command::Man => Ok(()),
     }
 }
 

@@ -129,6 +129,9 @@ impl RawAgent {
             key: Some(key.into()),
             mode: Mode::Proxy,
             queued_response: None,
+            host: None,
+            instance: None,
+            takeover: false,
         });
         ws.send(Message::Binary(hello.encode())).await.unwrap();
         loop {

@@ -232,6 +232,7 @@ pub fn settings(relay: Option<&str>, target: &str, home: &Path) -> ListenSetting
         relay: relay.map(str::to_owned),
         token: None,
         name: None,
+        takeover: false,
         mode: Mode::Proxy,
         timeout: Duration::from_secs(10),
         embedded_listen: "127.0.0.1:0".parse().unwrap(),

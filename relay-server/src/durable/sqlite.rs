@@ -13,7 +13,7 @@ use ulid::Ulid;
 use super::policy::{self, Usage};
 use super::{
     Claim, DeliveryQueue, DurableError, Enqueue, EnqueueError, NameRegistry, Pending, QueuedAnswer,
-    Stored, key_hash,
+    Release, Stored, key_hash,
 };
 
 /// Single-node implementation on SQLite; owned by one thread.
@@ -61,7 +61,8 @@ impl SqliteDurable {
                 received_at_ms INTEGER NOT NULL,
                 frame BLOB NOT NULL
             );
-            CREATE INDEX IF NOT EXISTS queue_by_name ON queue(name, seq);",
+            CREATE INDEX IF NOT EXISTS queue_by_name ON queue(name, seq);
+            CREATE INDEX IF NOT EXISTS names_by_key ON names(key_hash);",
         )?;
         // Databases from before per-client queue shares lack the column.
         let has_client = conn
@@ -80,9 +81,24 @@ impl SqliteDurable {
 }
 
 impl NameRegistry for SqliteDurable {
-    fn claim(&self, name: &str, key: &str) -> Stored<Claim> {
+    fn claim_within(&self, name: &str, key: &str, max_names: u64) -> Stored<Claim> {
         let hash = key_hash(key);
         let conn = self.conn();
+        let known = conn
+            .prepare_cached("SELECT 1 FROM names WHERE name = ?1")?
+            .exists([name])?;
+        if !known {
+            // This thread owns the connection: nothing claims between the count and the insert.
+            let held: i64 = conn.query_row(
+                "SELECT COUNT(*) FROM names WHERE key_hash = ?1",
+                [&hash],
+                |r| r.get(0),
+            )?;
+            let held = u64::try_from(held).unwrap_or(0);
+            if held >= max_names {
+                return Ok(Claim::TooMany { held });
+            }
+        }
         // One statement: concurrent claims cannot both win.
         conn.execute(
             "INSERT OR IGNORE INTO names (name, key_hash) VALUES (?1, ?2)",
@@ -94,6 +110,35 @@ impl NameRegistry for SqliteDurable {
             })?;
         let same: bool = subtle::ConstantTimeEq::ct_eq(owner.as_bytes(), hash.as_bytes()).into();
         Ok(if same { Claim::Granted } else { Claim::Taken })
+    }
+
+    fn release(&self, name: &str, key: &str, dry_run: bool) -> Stored<Release> {
+        let hash = key_hash(key);
+        let tx = self.conn().unchecked_transaction()?;
+        let owner: Option<String> = tx
+            .query_row("SELECT key_hash FROM names WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        let Some(owner) = owner else {
+            return Ok(Release::Unknown);
+        };
+        let same: bool = subtle::ConstantTimeEq::ct_eq(owner.as_bytes(), hash.as_bytes()).into();
+        if !same {
+            return Ok(Release::NotOwner);
+        }
+        let queued: i64 =
+            tx.query_row("SELECT COUNT(*) FROM queue WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })?;
+        if !dry_run {
+            tx.execute("DELETE FROM queue WHERE name = ?1", [name])?;
+            tx.execute("DELETE FROM names WHERE name = ?1", [name])?;
+            tx.commit()?;
+        }
+        Ok(Release::Released {
+            queued: u64::try_from(queued).unwrap_or(0),
+        })
     }
 
     fn is_known(&self, name: &str) -> Stored<bool> {
@@ -264,6 +309,48 @@ mod tests {
         };
         d.set_queued_answer("demo", Some(&answer)).unwrap();
         assert_eq!(d.queued_answer("demo").unwrap(), Some(answer));
+    }
+
+    #[test]
+    fn names_are_capped_per_key_and_released_with_their_queue() {
+        let d = SqliteDurable::open(None).unwrap();
+        assert_eq!(d.claim_within("a", "k1", 2).unwrap(), Claim::Granted);
+        assert_eq!(d.claim_within("b", "k1", 2).unwrap(), Claim::Granted);
+        assert_eq!(
+            d.claim_within("c", "k1", 2).unwrap(),
+            Claim::TooMany { held: 2 }
+        );
+        // A name the key holds stays claimable; other keys are not affected.
+        assert_eq!(d.claim_within("a", "k1", 2).unwrap(), Claim::Granted);
+        assert_eq!(d.claim_within("c", "k2", 2).unwrap(), Claim::Granted);
+        let entry = Enqueue {
+            name: "a".into(),
+            id: crate::protocol::next_id(),
+            client: "203.0.113.1".into(),
+            frame: Bytes::from_static(b"frame"),
+            limits: crate::durable::QueueLimits {
+                max_count: 10,
+                max_bytes: 1000,
+                max_age: Duration::from_secs(60),
+            },
+            now_ms: crate::protocol::now_ms(),
+        };
+        d.enqueue(&entry).unwrap();
+        assert_eq!(d.release("a", "k2", false).unwrap(), Release::NotOwner);
+        assert_eq!(d.release("zz", "k1", false).unwrap(), Release::Unknown);
+        assert_eq!(
+            d.release("a", "k1", true).unwrap(),
+            Release::Released { queued: 1 }
+        );
+        assert_eq!(d.depth("a").unwrap(), 1, "a dry run changes nothing");
+        assert_eq!(
+            d.release("a", "k1", false).unwrap(),
+            Release::Released { queued: 1 }
+        );
+        assert_eq!(d.depth("a").unwrap(), 0);
+        assert!(!d.is_known("a").unwrap());
+        assert_eq!(d.claim_within("c", "k1", 2).unwrap(), Claim::Taken);
+        assert_eq!(d.claim_within("d", "k1", 2).unwrap(), Claim::Granted);
     }
 
     #[test]

@@ -4,33 +4,32 @@
 //! be read through a byte budget: until the tunnel is registered an agent may
 //! send at most [`MAX_HELLO_BYTES`], whatever it declares in frame headers.
 
-use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll, ready};
+use std::sync::atomic::Ordering;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse as _, Response};
 use futures_util::{SinkExt as _, StreamExt as _};
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{timeout, timeout_at};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 
+use super::budget::{Budget, Budgeted};
 use crate::config::{HANDSHAKE_TIMEOUT, MAX_HELLO_BYTES};
 use crate::durable::{self, Claim};
 use crate::error::RelayError;
 use crate::name;
 use crate::protocol::{
     AgentMessage, ErrorCode, ErrorMessage, Hello, MAX_HEADER_BYTES, MAX_RESPONSE_BYTES,
-    PING_INTERVAL, PROTOCOL_VERSION, RelayMessage, Welcome,
+    PING_INTERVAL, PROTOCOL_VERSION, RelayMessage, Release, Welcome,
 };
-use crate::state::{AppState, Tunnel};
+use crate::session::{self, Claimant};
+use crate::state::{AppState, RegisterError, Tunnel};
 use crate::wire::write_batched;
 
 type WebSocket = WebSocketStream<Budgeted<TokioIo<hyper::upgrade::Upgraded>>>;
@@ -39,6 +38,13 @@ type WebSocket = WebSocketStream<Budgeted<TokioIo<hyper::upgrade::Upgraded>>>;
 /// allocated eagerly and zero-filled, so it stays resident for every idle
 /// agent; larger messages still grow the buffer as they arrive.
 const READ_BUFFER_BYTES: usize = 8 * 1024;
+/// How long a claim for a tunnel held by another run of the same key waits
+/// for that run to go away (a graceful stop closes its socket within moments).
+const STOPPING_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+/// Longest the relay spends saying goodbye (error and close frames) to an agent.
+const GOODBYE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+/// The close reason agents see when the relay shuts down.
+pub const SHUTDOWN_REASON: &str = "relay restarting";
 
 /// `GET /_hooktunnel/connect`: token check (401), upgrade check (400), then 101.
 pub async fn connect(
@@ -54,7 +60,8 @@ pub async fn connect(
         return RelayError::NotWebsocket.into_response();
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
-    tokio::spawn(async move {
+    // Tracked, so shutdown can wait for the close frames it sends.
+    state.sessions.clone().spawn(async move {
         let upgraded = match on_upgrade.await {
             Ok(upgraded) => upgraded,
             Err(e) => {
@@ -101,86 +108,6 @@ fn websocket_accept(headers: &HeaderMap) -> Option<HeaderValue> {
     HeaderValue::from_str(&derive_accept_key(key.as_bytes())).ok()
 }
 
-/// Bytes an agent may still send; `usize::MAX` once its tunnel is registered.
-#[derive(Clone)]
-struct Budget(Arc<AtomicUsize>);
-
-impl Budget {
-    fn new(bytes: usize) -> Self {
-        Self(Arc::new(AtomicUsize::new(bytes)))
-    }
-
-    /// Lifts the limit.
-    fn lift(&self) {
-        self.0.store(usize::MAX, Ordering::Relaxed);
-    }
-
-    /// Takes `n` bytes; false when the budget is exceeded.
-    fn spend(&self, n: usize) -> bool {
-        self.0
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| match left {
-                usize::MAX => Some(left),
-                left => Some(left.saturating_sub(n)),
-            })
-            .is_ok_and(|left| left == usize::MAX || n <= left)
-    }
-}
-
-/// An I/O stream whose reads are charged to a [`Budget`].
-struct Budgeted<S> {
-    inner: S,
-    budget: Budget,
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Budgeted<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
-        if !this.budget.spend(buf.filled().len() - before) {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "agent sent more than the pre-handshake limit",
-            )));
-        }
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Budgeted<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-}
-
 async fn send(socket: &mut WebSocket, msg: &RelayMessage) -> bool {
     socket.send(Message::Binary(msg.encode())).await.is_ok()
 }
@@ -196,9 +123,17 @@ async fn refuse(mut socket: WebSocket, code: ErrorCode, message: String) {
     let _ = socket.close(None).await;
 }
 
+/// What an agent opens its socket for.
+enum First {
+    /// A tunnel session.
+    Hello(Hello),
+    /// Freeing a name (`hooktunnel release`).
+    Release(Release),
+}
+
 /// Reads the agent's `hello` within the handshake deadline (one deadline for
 /// the whole wait: pings do not extend it).
-async fn read_hello(socket: &mut WebSocket) -> Result<Hello, (ErrorCode, String)> {
+async fn read_hello(socket: &mut WebSocket) -> Result<First, (ErrorCode, String)> {
     let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
     let first = loop {
         match timeout_at(deadline, socket.next()).await {
@@ -231,7 +166,10 @@ async fn read_hello(socket: &mut WebSocket) -> Result<Hello, (ErrorCode, String)
         }
     };
     match AgentMessage::decode(&first) {
-        Ok(AgentMessage::Hello(hello)) if hello.version == PROTOCOL_VERSION => Ok(hello),
+        Ok(AgentMessage::Hello(hello)) if hello.version == PROTOCOL_VERSION => {
+            Ok(First::Hello(hello))
+        }
+        Ok(AgentMessage::Release(release)) => Ok(First::Release(release)),
         Ok(AgentMessage::Hello(hello)) => Err((
             ErrorCode::UnsupportedVersion,
             format!(
@@ -249,7 +187,17 @@ async fn read_hello(socket: &mut WebSocket) -> Result<Hello, (ErrorCode, String)
 
 async fn session(mut socket: WebSocket, state: Arc<AppState>, budget: Budget) {
     let hello = match read_hello(&mut socket).await {
-        Ok(hello) => hello,
+        Ok(First::Hello(hello)) => hello,
+        Ok(First::Release(release)) => {
+            return match super::release::release_name(&state, &release).await {
+                Ok(released) => {
+                    tracing::info!(tunnel = %released.name, queued = released.queued, released = released.released, "name release");
+                    let _ = send(&mut socket, &RelayMessage::Released(released)).await;
+                    let _ = socket.close(None).await;
+                }
+                Err((code, message)) => refuse(socket, code, message).await,
+            };
+        }
         Err((code, message)) => {
             state.metrics.refused.fetch_add(1, Ordering::Relaxed);
             return refuse(socket, code, message).await;
@@ -262,10 +210,19 @@ async fn session(mut socket: WebSocket, state: Arc<AppState>, budget: Budget) {
             return refuse(socket, code, message).await;
         }
     };
-    let Ok((tunnel, outbound)) = state.register(&name, hello.mode, key_hash) else {
-        let message =
-            format!("tunnel '{name}' is held by another agent right now; pick another --name");
-        return refuse(socket, ErrorCode::NameTaken, message).await;
+    let claimant = Claimant {
+        mode: hello.mode,
+        key_hash,
+        host: session::clean_host(hello.host.as_deref()),
+        instance: hello.instance.clone(),
+        takeover: hello.takeover,
+    };
+    let (tunnel, outbound) = match register(&state, &name, claimant).await {
+        Ok(registered) => registered,
+        Err((code, message)) => {
+            state.metrics.refused.fetch_add(1, Ordering::Relaxed);
+            return refuse(socket, code, message).await;
+        }
     };
     budget.lift();
     let welcome = RelayMessage::Welcome(Welcome {
@@ -275,16 +232,91 @@ async fn session(mut socket: WebSocket, state: Arc<AppState>, budget: Budget) {
         mode: hello.mode,
     });
     if send(&mut socket, &welcome).await {
-        tracing::info!(tunnel = %name, mode = ?hello.mode, "agent connected");
+        tracing::info!(tunnel = %name, mode = ?hello.mode, host = ?tunnel.host, "agent connected");
+        let stop = async {
+            tokio::select! {
+                () = tunnel.replaced.cancelled() => {
+                    tracing::info!(tunnel = %name, "session replaced by a newer one");
+                    Stop::Replaced(tunnel.replaced_because())
+                }
+                () = state.closing.cancelled() => Stop::Closing,
+            }
+        };
         tokio::select! {
-            () = pump(socket, &state, &tunnel, outbound) => {}
+            () = pump(socket, &state, &tunnel, outbound, stop) => {}
             () = deliver_queue(&state, &tunnel) => {}
-            () = tunnel.replaced.cancelled() => tracing::info!(tunnel = %name, "session replaced by a newer one"),
-            () = state.closing.cancelled() => {}
         }
         tracing::info!(tunnel = %name, "agent disconnected");
     }
     state.unregister(&tunnel);
+}
+
+/// Registers the live session, giving a stopping run of the same key a moment to go.
+async fn register(
+    state: &AppState,
+    name: &str,
+    claimant: Claimant,
+) -> Result<(Arc<Tunnel>, tokio::sync::mpsc::Receiver<bytes::Bytes>), (ErrorCode, String)> {
+    let mut waited = false;
+    loop {
+        match state.register_session(name, claimant.clone()) {
+            Ok(registered) => return Ok(registered),
+            Err(RegisterError::Busy) => {
+                return Err((
+                    ErrorCode::NameTaken,
+                    format!(
+                        "tunnel '{name}' is held by another agent right now; pick another --name"
+                    ),
+                ));
+            }
+            Err(RegisterError::AlreadyOnline { ended, .. }) if !waited => {
+                waited = true;
+                let _ = timeout(STOPPING_GRACE, ended.cancelled()).await;
+            }
+            Err(RegisterError::AlreadyOnline { host, since_ms, .. }) => {
+                return Err((
+                    ErrorCode::AlreadyOnline,
+                    session::already_online(name, host.as_deref(), since_ms),
+                ));
+            }
+        }
+    }
+}
+
+/// Why the relay ends a healthy session.
+enum Stop {
+    /// The relay shuts down.
+    Closing,
+    /// Another session took the tunnel: with a message when another run
+    /// took it over, without when the same run reconnected.
+    Replaced(Option<String>),
+}
+
+/// Tells the agent why the session ends, then closes the socket.
+async fn goodbye<S>(sink: &mut S, stop: Stop)
+where
+    S: futures_util::Sink<Message> + Unpin,
+{
+    let frame = match stop {
+        Stop::Closing => CloseFrame {
+            code: CloseCode::Restart,
+            reason: SHUTDOWN_REASON.into(),
+        },
+        Stop::Replaced(Some(message)) => {
+            let note = RelayMessage::Error(ErrorMessage {
+                code: ErrorCode::TakenOver,
+                message,
+            });
+            let _ = timeout(GOODBYE_TIMEOUT, sink.send(Message::Binary(note.encode()))).await;
+            CloseFrame {
+                code: CloseCode::Policy,
+                reason: "taken over".into(),
+            }
+        }
+        // The same run reconnected: this link is dead already.
+        Stop::Replaced(None) => return,
+    };
+    let _ = timeout(GOODBYE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
 }
 
 /// Decides the tunnel name and claims it for the agent's key.
@@ -316,8 +348,22 @@ async fn admit(
             "the relay could not record the tunnel name; try again".to_owned(),
         )
     };
-    match state.durable.claim(&name, key).await.map_err(internal)? {
+    let max_names = state.config.max_names_per_key;
+    match state
+        .durable
+        .claim_within(&name, key, max_names)
+        .await
+        .map_err(internal)?
+    {
         Claim::Granted => {}
+        Claim::TooMany { held } => {
+            return Err((
+                ErrorCode::TooManyNames,
+                format!(
+                    "this agent key already holds {held} tunnel names, the most this relay allows (--max-names-per-key {max_names}); free one with `hooktunnel release NAME`, or reuse a name with --name"
+                ),
+            ));
+        }
         Claim::Taken => {
             return Err((
                 ErrorCode::NameTaken,
@@ -360,69 +406,78 @@ async fn deliver_queue(state: &AppState, tunnel: &Tunnel) {
     }
 }
 
-/// Moves frames both ways until either side goes away.
+/// Moves frames both ways until either side goes away, or `stop` says why
+/// the relay ends the session (then the agent is told).
 async fn pump(
     socket: WebSocket,
     state: &AppState,
     tunnel: &Tunnel,
     mut outbound: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+    stop: impl std::future::Future<Output = Stop>,
 ) {
     let (mut sink, mut stream) = socket.split();
-    let writer = async {
-        if let Err(e) = write_batched(&mut sink, &mut outbound, PING_INTERVAL).await {
-            tracing::debug!(tunnel = %tunnel.name, error = %e, "agent socket write failed");
-        }
-    };
-    let reader = async {
-        let mut last_seen = tokio::time::Instant::now();
-        loop {
-            let next = timeout(PING_INTERVAL * 2 + PING_INTERVAL / 2, stream.next()).await;
-            let msg = match next {
-                Ok(Some(Ok(msg))) => msg,
-                Ok(_) => break,
-                Err(_) => {
-                    tracing::warn!(tunnel = %tunnel.name, idle = ?last_seen.elapsed(), "agent silent for two ping intervals; dropping");
-                    break;
-                }
-            };
-            last_seen = tokio::time::Instant::now();
-            match msg {
-                Message::Binary(frame) => match AgentMessage::decode_bytes(&frame) {
-                    Ok(AgentMessage::Response(response)) => {
-                        if !tunnel.complete(response) {
-                            tracing::debug!(tunnel = %tunnel.name, "answer for an unknown or expired request ignored");
-                        }
-                    }
-                    Ok(AgentMessage::Ack(ack)) => {
-                        match state.durable.ack(&tunnel.name, ack.id).await {
-                            Ok(true) => {
-                                state.metrics.acked.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Ok(false) => {
-                                tracing::debug!(tunnel = %tunnel.name, id = %ack.id, "ack for an id not queued here ignored")
-                            }
-                            Err(e) => {
-                                tracing::error!(tunnel = %tunnel.name, error = %e, "cannot delete an acked entry; it will be redelivered")
-                            }
-                        }
-                    }
-                    Ok(AgentMessage::Error(e)) => {
-                        tracing::warn!(tunnel = %tunnel.name, code = ?e.code, message = ?e.message, "agent reported an error")
-                    }
-                    Ok(AgentMessage::Hello(_)) => {
-                        tracing::debug!(tunnel = %tunnel.name, "repeated hello ignored")
-                    }
-                    Err(e) => {
-                        tracing::warn!(tunnel = %tunnel.name, error = ?e, "malformed frame from agent ignored")
-                    }
-                },
-                Message::Close(_) => break,
-                _ => {}
+    let stopped = {
+        let writer = async {
+            if let Err(e) = write_batched(&mut sink, &mut outbound, PING_INTERVAL).await {
+                tracing::debug!(tunnel = %tunnel.name, error = %e, "agent socket write failed");
             }
+        };
+        let reader = async {
+            let mut last_seen = tokio::time::Instant::now();
+            loop {
+                let next = timeout(PING_INTERVAL * 2 + PING_INTERVAL / 2, stream.next()).await;
+                let msg = match next {
+                    Ok(Some(Ok(msg))) => msg,
+                    Ok(_) => break,
+                    Err(_) => {
+                        tracing::warn!(tunnel = %tunnel.name, idle = ?last_seen.elapsed(), "agent silent for two ping intervals; dropping");
+                        break;
+                    }
+                };
+                last_seen = tokio::time::Instant::now();
+                tunnel.heard_from();
+                match msg {
+                    Message::Binary(frame) => match AgentMessage::decode_bytes(&frame) {
+                        Ok(AgentMessage::Response(response)) => {
+                            if !tunnel.complete(response) {
+                                tracing::debug!(tunnel = %tunnel.name, "answer for an unknown or expired request ignored");
+                            }
+                        }
+                        Ok(AgentMessage::Ack(ack)) => {
+                            match state.durable.ack(&tunnel.name, ack.id).await {
+                                Ok(true) => {
+                                    state.metrics.acked.fetch_add(1, Ordering::Relaxed);
+                                }
+                                Ok(false) => {
+                                    tracing::debug!(tunnel = %tunnel.name, id = %ack.id, "ack for an id not queued here ignored")
+                                }
+                                Err(e) => {
+                                    tracing::error!(tunnel = %tunnel.name, error = %e, "cannot delete an acked entry; it will be redelivered")
+                                }
+                            }
+                        }
+                        Ok(AgentMessage::Error(e)) => {
+                            tracing::warn!(tunnel = %tunnel.name, code = ?e.code, message = ?e.message, "agent reported an error")
+                        }
+                        Ok(AgentMessage::Hello(_) | AgentMessage::Release(_)) => {
+                            tracing::debug!(tunnel = %tunnel.name, "handshake message mid-session ignored")
+                        }
+                        Err(e) => {
+                            tracing::warn!(tunnel = %tunnel.name, error = ?e, "malformed frame from agent ignored")
+                        }
+                    },
+                    Message::Close(_) => break,
+                    _ => {}
+                }
+            }
+        };
+        tokio::select! {
+            () = writer => None,
+            () = reader => None,
+            why = stop => Some(why),
         }
     };
-    tokio::select! {
-        () = writer => {},
-        () = reader => {},
+    if let Some(why) = stopped {
+        goodbye(&mut sink, why).await;
     }
 }

@@ -107,9 +107,49 @@ pub async fn ingress(
     Extension(conn): Extension<ConnInfo>,
     req: axum::extract::Request,
 ) -> Response {
+    let method = req.method().as_str().to_owned();
+    let (uri, host) = (
+        req.uri().clone(),
+        request_host(req.uri(), req.headers()).map(str::to_owned),
+    );
     match capture(&state, conn, req).await {
         Ok(response) => response,
-        Err(refused) => refused.into_response(),
+        Err(refused) => {
+            tell_agent(&state, &method, &uri, host.as_deref(), &refused);
+            refused.into_response()
+        }
+    }
+}
+
+/// Tells a live tunnel's agent about a request refused before reaching it.
+fn tell_agent(
+    state: &AppState,
+    method: &str,
+    uri: &axum::http::Uri,
+    host: Option<&str>,
+    refused: &RelayError,
+) {
+    if !matches!(
+        refused,
+        RelayError::BodyTooLarge(_)
+            | RelayError::BadBody
+            | RelayError::BodyTimeout(_)
+            | RelayError::RateLimited { .. }
+            | RelayError::TunnelBusy { .. }
+    ) {
+        return;
+    }
+    let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
+    let Ok(route) = route(state.config.domain.as_deref(), host, path_and_query) else {
+        return;
+    };
+    if let Some(tunnel) = state.tunnel(&route.name) {
+        tunnel.refused(protocol::RefusedRequest {
+            method: method.to_owned(),
+            path: crate::refusals::short_path(&route.target),
+            status: refused.status().as_u16(),
+            reason: refused.code().as_str().to_owned(),
+        });
     }
 }
 

@@ -1,9 +1,11 @@
 //! HTTP routes: control routes under `/_hooktunnel/`, everything else is ingress.
 
 mod body;
+mod budget;
 mod connect;
 mod guard;
 pub mod ingress;
+mod release;
 
 use std::net::SocketAddr;
 

@@ -1,0 +1,176 @@
+//! The `hooktunnel-relay` binary as an operator meets it: startup errors are
+//! one line and a non-zero exit, logs are plain (or JSON) when not on a
+//! terminal, the effective config is readable and never shows a token.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn relay() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hooktunnel-relay"));
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Runs to completion (bounded) and returns (success, stderr).
+fn run_to_end(cmd: &mut Command) -> (bool, String) {
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+            return (status.success(), err);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the relay did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Kills the child when dropped (a failed assertion must not leak a relay).
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts a relay and returns its stderr lines up to and including "listening".
+fn start_and_read_until_listening(args: &[&str]) -> (Running, Vec<String>) {
+    let mut child = relay()
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let running = Running(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    loop {
+        let line = rx
+            .recv_timeout(WAIT)
+            .unwrap_or_else(|_| panic!("no 'listening' line; got {lines:#?}"));
+        let done = line.contains("listening");
+        lines.push(line);
+        if done {
+            return (running, lines);
+        }
+    }
+}
+
+#[test]
+fn a_bad_data_dir_is_one_line_and_a_failure_before_listening() {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let dir = file.path().join("state");
+    let (ok, err) = run_to_end(relay().args([
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        dir.to_str().unwrap(),
+    ]));
+    assert!(!ok, "{err}");
+    assert!(!err.contains("listening"), "{err}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.contains("error")).collect();
+    assert_eq!(errors.len(), 1, "one error line: {err}");
+    assert!(errors[0].contains("--data-dir"), "{err}");
+    assert!(
+        !err.contains("Caused by") && !err.contains("backtrace"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_missing_tls_file_is_one_line_and_a_failure() {
+    let (ok, err) = run_to_end(relay().args([
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        "/nonexistent/cert.pem",
+        "--tls-key",
+        "/nonexistent/key.pem",
+    ]));
+    assert!(!ok, "{err}");
+    assert!(!err.contains("listening"), "{err}");
+    assert_eq!(
+        err.lines().filter(|l| l.contains("error")).count(),
+        1,
+        "{err}"
+    );
+    assert!(err.contains("/nonexistent/cert.pem"), "{err}");
+}
+
+#[test]
+fn text_logs_off_a_terminal_have_no_colour_and_a_readable_config() {
+    let data = tempfile::tempdir().unwrap();
+    let (_relay, lines) = start_and_read_until_listening(&[
+        "--token",
+        "s3cret-token-value",
+        "--data-dir",
+        data.path().to_str().unwrap(),
+    ]);
+    let text = lines.join("\n");
+    assert!(
+        !text.contains('\u{1b}'),
+        "no ANSI escapes when piped: {text}"
+    );
+    assert!(!text.contains("s3cret-token-value"), "{text}");
+    assert!(!text.contains("RelayConfig"), "no Debug dump: {text}");
+    assert!(text.contains("agent tokens: 1 accepted"), "{text}");
+    assert!(
+        text.contains(&format!("data dir: {}", data.path().display())),
+        "{text}"
+    );
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let (_relay, lines) =
+        start_and_read_until_listening(&["--log-format", "json", "--token", "s3cret-json"]);
+    for line in &lines {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(value["level"].is_string(), "{line}");
+    }
+    let text = lines.join("\n");
+    assert!(!text.contains("s3cret-json"), "{text}");
+    assert!(text.contains("rate per ip"), "{text}");
+}
+
+#[test]
+fn version_names_the_protocol() {
+    let out = relay().arg("--version").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "(protocol {})",
+            hooktunnel_relay::protocol::PROTOCOL_VERSION
+        )),
+        "{text}"
+    );
+}
