@@ -37,6 +37,8 @@ pub struct Metrics {
     pub rate_limited: AtomicU64,
     /// Requests refused because a tunnel had too many in flight (503).
     pub overloaded: AtomicU64,
+    /// Per-tunnel counters and latency (see [`crate::metrics`]).
+    pub tunnels: crate::metrics::TunnelMetrics,
 }
 
 /// Shared state of one relay process.

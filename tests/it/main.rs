@@ -10,6 +10,7 @@ mod cli;
 mod delivery;
 mod e2e;
 mod history;
+mod metrics;
 mod security;
 mod signatures;
 mod stats;

@@ -16,6 +16,7 @@ use std::sync::atomic::Ordering;
 use crate::durable::{Enqueue, EnqueueError};
 use crate::error::RelayError;
 use crate::forwarded::{self, Seen};
+use crate::metrics;
 use crate::name::{self, NameError};
 use crate::protocol::{self, Mode, RelayMessage, Request, now_ms};
 use crate::state::{AppState, Tunnel, Waiting};
@@ -136,16 +137,31 @@ pub async fn ingress(
     Extension(conn): Extension<ConnInfo>,
     req: axum::extract::Request,
 ) -> Response {
-    match capture(&state, conn, req).await {
-        Ok(response) => response,
-        Err(refused) => refused.into_response(),
+    let started = std::time::Instant::now();
+    let mut seen = None;
+    let (response, refused) = match capture(&state, conn, req, &mut seen).await {
+        Ok(response) => (response, false),
+        Err(refused) => (refused.into_response(), true),
+    };
+    if let Some((tunnel, queued)) = seen {
+        let outcome = metrics::Outcome {
+            status: response.status().as_u16(),
+            refused,
+            queued,
+            elapsed: started.elapsed(),
+        };
+        state.metrics.tunnels.observe(&tunnel, outcome);
     }
+    response
 }
 
+/// `seen` gets the tunnel's name (and whether the request is for the
+/// queue) once the request is known to be for an existing tunnel.
 async fn capture(
     state: &Arc<AppState>,
     conn: ConnInfo,
     req: axum::extract::Request,
+    seen: &mut Option<(String, bool)>,
 ) -> Result<Response, RelayError> {
     let (parts, body) = req.into_parts();
     let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
@@ -169,6 +185,7 @@ async fn capture(
     if live.is_none() && !needs_queue {
         return Err(RelayError::UnknownTunnel(route.name));
     }
+    *seen = Some((route.name.clone(), needs_queue || live.is_none()));
     if let Some(limiter) = &state.tunnel_limiter
         && let Err(wait) = limiter.check(&route.name)
     {

@@ -70,7 +70,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> String {
         m.refused.load(Relaxed),
         m.rate_limited.load(Relaxed),
         m.overloaded.load(Relaxed),
-    )
+    ) + &m.tunnels.render()
 }
 
 #[cfg(test)]
