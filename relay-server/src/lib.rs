@@ -29,6 +29,7 @@ pub mod durable;
 mod error;
 mod forwarded;
 mod limit;
+pub mod metrics;
 pub mod name;
 /// The wire protocol lives in its own crate; re-exported so relay code
 /// (and older callers) keep the short path.

@@ -48,6 +48,8 @@ pub struct Metrics {
     pub accept_errors: AtomicU64,
     /// Agent answers that broke the protocol (502).
     pub protocol_errors: AtomicU64,
+    /// Per-tunnel counters and latency (see [`crate::metrics`]).
+    pub tunnels: crate::metrics::TunnelMetrics,
 }
 
 /// Shared state of one relay process.

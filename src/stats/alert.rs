@@ -186,13 +186,22 @@ pub struct Transition {
     pub at_ms: u64,
 }
 
+/// How a firing transition's line starts.
+const FIRING: &str = "ALERT ";
+
+/// True for the line of a rule that started firing (not of a recovery):
+/// the inspector rings the bell for it.
+pub fn is_firing_notice(text: &str) -> bool {
+    text.starts_with(FIRING)
+}
+
 impl fmt::Display for Transition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let window = humantime::format_duration(self.window);
         if self.firing {
             write!(
                 f,
-                "ALERT {}: now {} over the last {window} ({} requests)",
+                "{FIRING}{}: now {} over the last {window} ({} requests)",
                 self.rule, self.value, self.samples
             )
         } else {

@@ -87,6 +87,8 @@ pub struct App {
     pub(super) last_poll_ms: u64,
     pub(super) poll_in_flight: bool,
     pub(super) loads_paused_until: u64,
+    /// The stats view, while it shows (`s`).
+    pub(super) stats: Option<super::stats::StatsView>,
 }
 
 impl App {
@@ -125,6 +127,7 @@ impl App {
             last_poll_ms: now_ms,
             poll_in_flight: false,
             loads_paused_until: 0,
+            stats: None,
         }
     }
 
@@ -175,6 +178,8 @@ impl App {
     pub fn context(&self) -> Context {
         if self.prompt.is_some() || self.help {
             Context::Overlay
+        } else if self.stats.is_some() {
+            Context::Stats
         } else if self.detail.is_some() {
             Context::Detail
         } else {
@@ -259,6 +264,10 @@ impl App {
                 self.notify(text, error);
                 None
             }
+            Event::Stats(report) => {
+                self.on_stats(report);
+                None
+            }
             Event::Stop(_) => return Some(Effect::Quit),
         };
         effect.or_else(|| self.next_effect())
@@ -315,7 +324,7 @@ impl App {
             self.poll_in_flight = true;
             return Some(Effect::Poll);
         }
-        None
+        self.stats_due()
     }
 
     fn on_agent(&mut self, ev: AgentEvent) -> Option<Effect> {
@@ -334,8 +343,10 @@ impl App {
                 self.insert_new(s)
             }
             AgentEvent::Notice(text) => {
-                self.notify(text, false);
-                None
+                // An alert that fires rings the bell (a recovery does not).
+                let alert = crate::stats::alert::is_firing_notice(&text);
+                self.notify(text, alert);
+                alert.then_some(Effect::Bell)
             }
         }
     }
@@ -370,6 +381,9 @@ impl App {
 
     /// Does what a key bound to `action` does in the current context.
     pub(super) fn perform(&mut self, action: Action) -> Option<Effect> {
+        if self.stats.is_some() {
+            return self.perform_in_stats(action);
+        }
         let in_detail = self.detail.is_some();
         let page = if in_detail {
             self.detail_size().0
@@ -387,6 +401,7 @@ impl App {
         match action {
             Action::Quit => return Some(Effect::Quit),
             Action::Help => self.help = true,
+            Action::Stats => return self.toggle_stats(),
             Action::Filter => self.open_prompt(),
             Action::Escape => return self.escape(),
             Action::Open => self.toggle_detail(),
@@ -414,6 +429,25 @@ impl App {
         None
     }
 
+    /// What a key does while the stats view shows: scroll, close, help, quit.
+    fn perform_in_stats(&mut self, action: Action) -> Option<Effect> {
+        let page = isize::try_from(self.stats_rows().saturating_sub(1).max(1)).unwrap_or(1);
+        match action {
+            Action::Quit => return Some(Effect::Quit),
+            Action::Help => self.help = true,
+            Action::Stats | Action::Escape => return self.toggle_stats(),
+            Action::Up => self.scroll_stats(-1),
+            Action::Down => self.scroll_stats(1),
+            Action::PageUp => self.scroll_stats(-page),
+            Action::PageDown => self.scroll_stats(page),
+            Action::First => self.scroll_stats(isize::MIN),
+            Action::Last => self.scroll_stats(isize::MAX),
+            // Bound only in the list and the detail.
+            _ => {}
+        }
+        None
+    }
+
     fn escape(&mut self) -> Option<Effect> {
         if self.detail.is_some() {
             self.toggle_detail();
@@ -426,7 +460,7 @@ impl App {
     }
 
     fn on_mouse(&mut self, m: MouseEvent) -> Option<Effect> {
-        if self.help || self.prompt.is_some() {
+        if self.help || self.prompt.is_some() || self.stats.is_some() {
             return None;
         }
         let areas = self.areas();

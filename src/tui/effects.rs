@@ -290,6 +290,13 @@ impl Host<Crossterm> for TerminalHost {
                 });
             }
             Effect::StopScan => self.stop_scans(),
+            Effect::LoadStats { now_ms } => self.worker.send(Job::Stats { now_ms }),
+            Effect::Bell => {
+                // BEL between frames: the terminal beeps or flashes, nothing is drawn.
+                let backend = terminal.backend_mut();
+                backend.write_all(b"\x07")?;
+                std::io::Write::flush(backend)?;
+            }
         }
         Ok(Flow::Continue)
     }

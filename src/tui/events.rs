@@ -112,6 +112,8 @@ pub enum Event {
     /// The process was asked to stop (SIGTERM, SIGHUP, SIGINT; the name):
     /// leave the inspector, so the terminal is restored.
     Stop(&'static str),
+    /// A stats report asked for with [`Effect::LoadStats`], or why it failed.
+    Stats(Result<Box<crate::stats::Report>, String>),
     /// A message for the footer.
     Notice {
         /// The text (escaped when shown).
@@ -157,6 +159,14 @@ pub enum Effect {
     StopScan,
     /// Fetch the newest rows (written by other processes); answer [`Event::Polled`].
     Poll,
+    /// Compute the stats view's report as of `now_ms` (on the store
+    /// worker); answer [`Event::Stats`].
+    LoadStats {
+        /// The end of the window, ms since the Unix epoch.
+        now_ms: u64,
+    },
+    /// Ring the terminal bell (an alert fired).
+    Bell,
     /// Leave the inspector.
     Quit,
 }

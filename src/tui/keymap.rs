@@ -46,6 +46,8 @@ pub enum Action {
     Escape,
     /// Show the help overlay.
     Help,
+    /// Open or close the stats view.
+    Stats,
     /// Leave the inspector.
     Quit,
 }
@@ -57,6 +59,8 @@ pub enum Scope {
     Anywhere,
     /// In the list and in the detail.
     Main,
+    /// In the list, the detail and the stats view.
+    View,
     /// In the list, with the detail closed.
     List,
     /// With the detail open.
@@ -72,13 +76,16 @@ pub enum Context {
     List,
     /// The detail.
     Detail,
+    /// The stats view.
+    Stats,
 }
 
 impl Scope {
     fn applies(self, context: Context) -> bool {
         match self {
             Scope::Anywhere => true,
-            Scope::Main => context != Context::Overlay,
+            Scope::Main => matches!(context, Context::List | Context::Detail),
+            Scope::View => context != Context::Overlay,
             Scope::List => context == Context::List,
             Scope::Detail => context == Context::Detail,
         }
@@ -209,19 +216,19 @@ impl Binding {
 
 use Action as A;
 use KeyCode as K;
-use Scope::{Anywhere, Detail, List, Main};
+use Scope::{Anywhere, Detail, List, Main, View};
 
 /// The bindings, in the help overlay's order.
 pub const KEYMAP: &[Binding] = &[
-    bind(&[key(K::Up), ch('k')], Main, A::Up)
+    bind(&[key(K::Up), ch('k')], View, A::Up)
         .help("↑ ↓  j k", "move (in the detail: scroll)")
         .footer(Show::Detail, 4, "↑↓ scroll"),
-    bind(&[key(K::Down), ch('j')], Main, A::Down),
-    bind(&[key(K::PageUp), ch('b')], Main, A::PageUp).help("PgUp PgDn", "page up / down"),
-    bind(&[key(K::PageDown), ch(' ')], Main, A::PageDown),
-    bind(&[key(K::Home), ch('g')], Main, A::First)
+    bind(&[key(K::Down), ch('j')], View, A::Down),
+    bind(&[key(K::PageUp), ch('b')], View, A::PageUp).help("PgUp PgDn", "page up / down"),
+    bind(&[key(K::PageDown), ch(' ')], View, A::PageDown),
+    bind(&[key(K::Home), ch('g')], View, A::First)
         .help("g G", "first / last (g follows new requests again)"),
-    bind(&[key(K::End), ch('G')], Main, A::Last),
+    bind(&[key(K::End), ch('G')], View, A::Last),
     bind(&[key(K::Enter)], List, A::Open)
         .help("Enter", "open / close the detail")
         .footer(Show::List, 1, "Enter open"),
@@ -253,13 +260,16 @@ pub const KEYMAP: &[Binding] = &[
     bind(&[ch('/')], Main, A::Filter)
         .help("/", "filter; Enter applies, empty clears")
         .footer(Show::List, 10, "/ filter"),
-    bind(&[key(K::Esc)], Main, A::Escape)
-        .help("Esc", "close the detail, clear the filter")
+    bind(&[ch('s')], View, A::Stats)
+        .help("s", "stats: health per path, provider, event (live)")
+        .footer(Show::Both, 11, "s stats"),
+    bind(&[key(K::Esc)], View, A::Escape)
+        .help("Esc", "close the detail or stats, clear the filter")
         .footer(Show::Filtered, 11, "Esc clear filter"),
-    bind(&[ch('?')], Main, A::Help)
+    bind(&[ch('?')], View, A::Help)
         .help("?", "this help")
         .footer(Show::Both, 12, "? help"),
-    bind(&[ch('q')], Main, A::Quit)
+    bind(&[ch('q')], View, A::Quit)
         .help("q  Ctrl-C", "quit")
         .footer(Show::List, 13, "q quit"),
     bind(&[ctrl('c'), ctrl('d')], Anywhere, A::Quit),
@@ -277,6 +287,13 @@ pub fn lookup(key: &KeyEvent, context: Context) -> Option<Action> {
         .map(|(_, action)| action)
 }
 
+/// Whether some binding for `action` applies in `context`.
+fn scope_applies(action: Action, context: Context) -> bool {
+    KEYMAP
+        .iter()
+        .any(|b| b.action == action && b.scope.applies(context))
+}
+
 /// The help overlay's rows: (keys as shown, what they do).
 pub fn help_rows() -> impl Iterator<Item = (&'static str, &'static str)> {
     KEYMAP.iter().filter_map(|b| b.help)
@@ -289,7 +306,9 @@ pub fn footer(context: Context, filtered: bool, cols: usize) -> String {
     let mut hints: Vec<(Footer, Action)> = KEYMAP
         .iter()
         .filter_map(|b| b.footer.map(|f| (f, b.action)))
-        .filter(|(f, _)| match (f.show, context) {
+        .filter(|(f, action)| match (f.show, context) {
+            // The stats view shows the hints that apply there.
+            (Show::List | Show::Both, Context::Stats) => scope_applies(*action, Context::Stats),
             (Show::Both, _) | (Show::Detail, Context::Detail) | (Show::List, Context::List) => true,
             (Show::Filtered, Context::List) => filtered,
             _ => false,
@@ -382,7 +401,7 @@ mod tests {
         let list = footer_of(&app);
         assert_eq!(
             list,
-            "Enter open  r replay  e edit  c curl  / filter  ? help  q quit"
+            "Enter open  r replay  e edit  c curl  / filter  s stats  ? help  q quit"
         );
         assert_eq!(
             list.split("  ").collect::<Vec<_>>(),
@@ -402,11 +421,16 @@ mod tests {
         assert!(filtered.contains("Esc clear filter"), "{filtered}");
         app.handle(key(KeyCode::Esc));
 
+        // The stats view lists only what works there.
+        app.handle(ch('s'));
+        assert_eq!(footer_of(&app), "s stats  ? help  q quit");
+        app.handle(ch('s'));
+
         open_detail(&mut app, &rows);
         let detail = footer_of(&app);
         assert_eq!(
             detail,
-            "Tab req/resp  v view  ↑↓ scroll  n/p next/prev  r replay  e edit  c curl  m secrets  Enter close  ? help"
+            "Tab req/resp  v view  ↑↓ scroll  n/p next/prev  r replay  e edit  c curl  m secrets  Enter close  s stats  ? help"
         );
         assert_eq!(
             detail.split("  ").collect::<Vec<_>>(),
@@ -467,6 +491,14 @@ mod tests {
             Context::Overlay => {
                 app.handle(ch('/'));
             }
+            Context::Stats => {
+                app.handle(ch('s'));
+                app.handle(Event::Stats(Ok(Box::new(long_report()))));
+                for _ in 0..3 {
+                    app.handle(ch('j'));
+                }
+                assert_eq!(app.stats().unwrap().scroll, 3);
+            }
         }
         app.handle(Event::Notice {
             text: "hello".into(),
@@ -475,11 +507,39 @@ mod tests {
         app
     }
 
+    /// A stats report longer than a screen.
+    fn long_report() -> crate::stats::Report {
+        use crate::stats::{Aggregator, Dimension, Sample, Window};
+        let mut agg = Aggregator::new(Window::new(0, 60, 3), &[Dimension::Path], 100);
+        let paths: Vec<String> = (0..80).map(|i| format!("/p{i}")).collect();
+        for path in &paths {
+            agg.add(&Sample {
+                received_at_ms: 1,
+                method: "POST",
+                path_pattern: path,
+                provider: None,
+                event_type: None,
+                status: Some(200),
+                duration_us: 1000,
+                cause: None,
+                sig_valid: None,
+                queued: false,
+                replay: false,
+            });
+        }
+        agg.finish()
+    }
+
     #[test]
     fn every_bound_key_does_its_action_through_handle() {
         let mut checked = 0;
         for binding in KEYMAP {
-            for context in [Context::List, Context::Detail, Context::Overlay] {
+            for context in [
+                Context::List,
+                Context::Detail,
+                Context::Overlay,
+                Context::Stats,
+            ] {
                 if !binding.scope.applies(context) {
                     continue;
                 }

@@ -12,6 +12,7 @@
 //! | [`prompt`] | the `/` prompt's line editor |
 //! | `pane` | the detail pane on the app: open, follow, load, tabs, scroll |
 //! | [`detail`] | the detail pane's content: wrapped lines and scroll |
+//! | [`stats`] | the stats view on the app (`s`): report refreshes, scroll |
 //! | [`layout`] | where header, list, detail and footer are on screen |
 //! | [`status`] | mode, tunnel header and link, footer notice |
 //! | [`view`] | `render(&App, &mut Frame)`, a pure function of the state |
@@ -39,6 +40,7 @@ mod list;
 mod pane;
 pub mod prompt;
 mod runtime;
+pub mod stats;
 pub mod status;
 mod terminal;
 pub mod text;

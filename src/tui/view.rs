@@ -19,6 +19,7 @@ use super::status::{Link, Mode};
 use super::text::{self, thousands, width};
 
 mod list;
+mod stats;
 
 /// `1 request`, `2 requests`, with thousands separators.
 fn count(n: u64, one: &str, many: &str) -> String {
@@ -30,10 +31,14 @@ pub fn render(app: &App, frame: &mut Frame<'_>) {
     let area = frame.area();
     let areas = layout(area, app.detail.is_some());
     render_header(app, frame, areas.header);
-    if let Some(r) = areas.list {
+    if let Some(view) = &app.stats {
+        if let Some(r) = super::stats::stats_area(area) {
+            stats::render_stats(app, view, frame, r);
+        }
+    } else if let Some(r) = areas.list {
         list::render_list(app, frame, r);
     }
-    if let Some(r) = areas.detail {
+    if let Some(r) = areas.detail.filter(|_| app.stats.is_none()) {
         render_detail(app, frame, r);
     }
     render_footer(app, frame, areas.footer);
@@ -283,7 +288,9 @@ fn render_footer(app: &App, frame: &mut Frame<'_>, area: Rect) {
             if n.error { t.error() } else { t.ok() },
         ),
         None => {
-            let context = if app.detail.is_some() {
+            let context = if app.stats.is_some() {
+                Context::Stats
+            } else if app.detail.is_some() {
                 Context::Detail
             } else {
                 Context::List

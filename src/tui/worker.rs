@@ -15,10 +15,15 @@ use crate::exchange::{Exchange, ExchangeSummary};
 use crate::filter::Filter;
 use crate::store::{Direction, Store};
 
+use crate::stats::{Aggregator, Dimension, Report, Window};
+
 use super::app::is_error;
 use super::events::{Event, PageRequest};
+use super::stats::{STATS_BUCKETS, STATS_WINDOW_MS};
 use super::text::short_id;
 
+/// Rows per section in the stats view.
+const STATS_TOP: usize = 20;
 /// Rows per chunk when a filter scans summaries.
 const SCAN_CHUNK: usize = 5_000;
 /// A text search reports progress every this many rows.
@@ -40,6 +45,8 @@ pub(super) enum Job {
     },
     /// The newest rows; answers [`Event::Polled`].
     Poll,
+    /// The stats view's report as of `now_ms`; answers [`Event::Stats`].
+    Stats { now_ms: u64 },
     /// Matches a live row in full; answers [`Event::LiveChecked`].
     CheckLive {
         generation: u64,
@@ -127,6 +134,11 @@ fn serve(store: &mut Store, job: Job, again: &std::sync::mpsc::Sender<Job>) -> O
                 .map_err(|e| format!("the replay ran but could not be stored: {e}")),
             note,
         }),
+        Job::Stats { now_ms } => Some(Event::Stats(
+            stats_report(store, now_ms)
+                .map(Box::new)
+                .map_err(|e| e.to_string()),
+        )),
         Job::Poll => Some(Event::Polled(
             store
                 .page(Bound::Unbounded, Direction::Older, 50)
@@ -164,6 +176,24 @@ fn serve(store: &mut Store, job: Job, again: &std::sync::mpsc::Sender<Job>) -> O
 
 /// Scans the history newest first for `filter`'s matches among rows up to
 /// `upto`, sending chunks until done or until `current` moves on.
+/// The stats view's report: the last hour up to `now_ms`, every dimension,
+/// as `hooktunnel stats` computes it (one covering-index scan, no bodies).
+pub(super) fn stats_report(store: &Store, now_ms: u64) -> Result<Report, crate::store::StoreError> {
+    let window = Window::new(
+        now_ms.saturating_sub(STATS_WINDOW_MS),
+        now_ms.saturating_add(1),
+        STATS_BUCKETS,
+    );
+    let mut agg = Aggregator::new(window, &Dimension::ALL, STATS_TOP);
+    store.stats_scan(
+        window.since_ms,
+        window.until_ms,
+        &Filter::default(),
+        &mut agg,
+    )?;
+    Ok(agg.finish())
+}
+
 pub(super) fn scan(
     db: &Path,
     generation: u64,

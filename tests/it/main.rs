@@ -12,6 +12,7 @@ mod delivery;
 mod e2e;
 mod history;
 mod install;
+mod metrics;
 mod security;
 mod sessions;
 mod signatures;

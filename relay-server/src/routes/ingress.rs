@@ -17,6 +17,7 @@ use crate::durable::{Enqueue, EnqueueError};
 use crate::error::RelayError;
 use crate::forwarded::{self, Seen};
 use crate::limit;
+use crate::metrics;
 use crate::name::{self, NameError};
 use crate::protocol::{self, Mode, RelayMessage, Request, now_ms};
 use crate::state::{AppState, SlotRefused, Tunnel, Waiting};
@@ -112,13 +113,25 @@ pub async fn ingress(
         req.uri().clone(),
         request_host(req.uri(), req.headers()).map(str::to_owned),
     );
-    match capture(&state, conn, req).await {
-        Ok(response) => response,
+    let started = std::time::Instant::now();
+    let mut seen = None;
+    let (response, refused) = match capture(&state, conn, req, &mut seen).await {
+        Ok(response) => (response, false),
         Err(refused) => {
             tell_agent(&state, &method, &uri, host.as_deref(), &refused);
-            refused.into_response()
+            (refused.into_response(), true)
         }
+    };
+    if let Some((tunnel, queued)) = seen {
+        let outcome = metrics::Outcome {
+            status: response.status().as_u16(),
+            refused,
+            queued,
+            elapsed: started.elapsed(),
+        };
+        state.metrics.tunnels.observe(&tunnel, outcome);
     }
+    response
 }
 
 /// Tells a live tunnel's agent about a request refused before reaching it.
@@ -153,10 +166,13 @@ fn tell_agent(
     }
 }
 
+/// `seen` gets the tunnel's name (and whether the request is for the
+/// queue) once the request is known to be for an existing tunnel.
 async fn capture(
     state: &Arc<AppState>,
     conn: ConnInfo,
     req: axum::extract::Request,
+    seen: &mut Option<(String, bool)>,
 ) -> Result<Response, RelayError> {
     let (parts, body) = req.into_parts();
     let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
@@ -180,6 +196,7 @@ async fn capture(
     if live.is_none() && !needs_queue {
         return Err(RelayError::UnknownTunnel(route.name));
     }
+    *seen = Some((route.name.clone(), needs_queue || live.is_none()));
     if let Some(limiter) = &state.tunnel_limiter
         && let Err(wait) = limiter.check(&route.name)
     {

@@ -115,7 +115,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> String {
         m.conns_refused.load(Relaxed),
         m.accept_errors.load(Relaxed),
         m.protocol_errors.load(Relaxed),
-    )
+    ) + &m.tunnels.render()
 }
 
 #[cfg(test)]
