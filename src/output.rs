@@ -154,6 +154,13 @@ fn ready_json(r: &Ready) -> serde_json::Value {
     })
 }
 
+/// One NDJSON line, with terminal-safe strings (C1 controls escaped; see
+/// [`crate::json`]), since `jq` prints decoded strings to a terminal.
+fn json_line(out: &mut impl Write, value: &serde_json::Value) -> std::io::Result<()> {
+    crate::json::to_writer(&mut *out, value)?;
+    writeln!(out)
+}
+
 /// Prints one event to `out` (and connection news to `err`).
 pub fn print_event(
     format: Format,
@@ -162,11 +169,9 @@ pub fn print_event(
     err: &mut impl Write,
 ) -> std::io::Result<()> {
     match (format, event) {
-        (Format::Json, AgentEvent::Ready(r)) => writeln!(out, "{}", ready_json(r))?,
-        (Format::Json, AgentEvent::Exchange(s)) => writeln!(out, "{}", exchange_json(s))?,
-        (Format::Json, AgentEvent::Connection(state)) => {
-            writeln!(out, "{}", connection_json(state))?;
-        }
+        (Format::Json, AgentEvent::Ready(r)) => json_line(out, &ready_json(r))?,
+        (Format::Json, AgentEvent::Exchange(s)) => json_line(out, &exchange_json(s))?,
+        (Format::Json, AgentEvent::Connection(state)) => json_line(out, &connection_json(state))?,
         (Format::Lines { color }, AgentEvent::Ready(r)) => {
             writeln!(
                 out,
@@ -190,10 +195,9 @@ pub fn print_event(
             writeln!(err, "{}", paint(color, "33", &sanitize::escape(text)))?;
         }
         (Format::Json, AgentEvent::Notice(text)) => {
-            writeln!(
+            json_line(
                 out,
-                "{}",
-                serde_json::json!({"event": "notice", "message": text})
+                &serde_json::json!({"event": "notice", "message": text}),
             )?;
         }
     }
@@ -247,6 +251,22 @@ mod tests {
     use super::*;
 
     const MS: u64 = 1_700_000_000_123; // 2023-11-14 22:13:20.123 UTC
+
+    #[test]
+    fn json_lines_escape_c1_controls() {
+        // U+009B is CSI for a terminal that honours C1: `jq -r` would print it raw.
+        let event = AgentEvent::Notice("evil \u{9b}31m red \u{1b}[0m".into());
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        print_event(Format::Json, &event, &mut out, &mut err).unwrap();
+        let line = String::from_utf8(out).unwrap();
+        assert!(
+            line.contains("\\u009b31m") && line.contains("\\u001b[0m"),
+            "{line}"
+        );
+        assert!(!line.trim_end().chars().any(char::is_control), "{line:?}");
+        let back: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(back["message"], "evil \u{9b}31m red \u{1b}[0m");
+    }
 
     #[test]
     fn times_are_shown_in_the_given_zone() {

@@ -19,13 +19,14 @@ pub fn run(args: &ExportArgs, paths: &Paths) -> anyhow::Result<()> {
     }
     let text = match args.format {
         ExportFormat::Json => {
-            let mut s = serde_json::to_string_pretty(&crate::export::json(&exchange))?;
+            let mut s = crate::json::to_string_pretty(&crate::export::json(&exchange))?;
             s.push('\n');
             s
         }
         ExportFormat::Har => {
-            let mut s =
-                serde_json::to_string_pretty(&crate::export::har(std::slice::from_ref(&exchange)))?;
+            let mut s = crate::json::to_string_pretty(&crate::export::har(std::slice::from_ref(
+                &exchange,
+            )))?;
             s.push('\n');
             s
         }

@@ -26,7 +26,7 @@ pub fn run(args: &RequestsArgs, paths: &Paths) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     if args.json {
         let list: Vec<serde_json::Value> = rows.iter().map(crate::export::summary_json).collect();
-        writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
+        writeln!(out, "{}", crate::json::to_string_pretty(&list)?)?;
         return Ok(());
     }
     if rows.is_empty() {

@@ -23,7 +23,7 @@ pub fn run(args: &ShowArgs, paths: &Paths) -> anyhow::Result<()> {
         writeln!(
             out,
             "{}",
-            serde_json::to_string_pretty(&crate::export::json(&exchange))?
+            crate::json::to_string_pretty(&crate::export::json(&exchange))?
         )?;
     } else {
         out.write_all(render(&exchange).as_bytes())?;

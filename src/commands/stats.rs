@@ -22,7 +22,7 @@ pub fn run(args: &StatsArgs, paths: &Paths) -> anyhow::Result<()> {
     let report = compute(args, paths, now)?;
     let mut out = std::io::stdout().lock();
     if args.json {
-        writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+        writeln!(out, "{}", crate::json::to_string_pretty(&report)?)?;
         return Ok(());
     }
     let label = window_label(&args.since);

@@ -255,7 +255,7 @@ async fn har(
         }
     };
     let har = crate::export::har(&exchanges);
-    let text = serde_json::to_string_pretty(&har)
+    let text = crate::json::to_string_pretty(&har)
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok((
         [

@@ -56,11 +56,12 @@ async fn scrape_after_traffic() -> (Scrape, String, String) {
         assert_eq!(send(&c, "POST", &url, &[], "a").await.status, 200);
     }
 
+    let auth = format!("Bearer {TEST_METRICS_TOKEN}");
     let answer = send(
         &c,
         "GET",
         &format!("{}/_hooktunnel/metrics", relay.url),
-        &[],
+        &[("authorization", auth.as_bytes())],
         "",
     )
     .await;

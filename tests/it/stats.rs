@@ -189,9 +189,8 @@ async fn stats_json_counts_a_known_mix_exactly() {
     .await;
 
     // Two replays: one to the app, one to a port nobody listens on.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let dead_port = dead.local_addr().unwrap().port().to_string();
-    drop(dead);
+    let dead = DeadPort::new();
+    let dead_port = dead.port.to_string();
     let run = hooktunnel_run(home_path, &["replay", &missing.to_string()]).await;
     assert!(run.ok, "{run:?}");
     let run = hooktunnel_run(
@@ -211,7 +210,9 @@ async fn stats_json_counts_a_known_mix_exactly() {
     assert_eq!(total["errors"]["app_5xx"], 2);
     assert_eq!(total["errors"]["timeout"], 1);
     assert_eq!(total["errors"]["unreachable"], 1);
-    assert_eq!(total["errors"]["signature_invalid"], 2);
+    // 2 wrongly signed, and the 4 unsigned live requests: with secrets
+    // configured, a missing signature is a failed check (issue 13).
+    assert_eq!(total["errors"]["signature_invalid"], 6);
     assert_eq!(total["replays"], 2);
     assert_eq!(total["status"]["2xx"], 8);
     assert_eq!(total["status"]["4xx"], 2);
