@@ -358,9 +358,13 @@ pub struct ShowArgs {
     /// Exchange id (or a unique part of it), or `last`.
     #[arg(value_name = "ID|last")]
     pub id: String,
-    /// Print JSON (bodies base64-encoded).
+    /// Print JSON (bodies base64-encoded; header values as captured).
     #[arg(long)]
     pub json: bool,
+    /// Show secret header values (Authorization, cookies, *-token, *-api-key,
+    /// *-secret), which are masked by default (config: mask_secrets = false).
+    #[arg(long)]
+    pub reveal: bool,
 }
 
 /// Filters shared by `requests` and bulk `replay`; all given parts must match.

@@ -26,17 +26,38 @@ pub fn run(args: &ShowArgs, paths: &Paths) -> anyhow::Result<()> {
             crate::json::to_string_pretty(&crate::export::json(&exchange))?
         )?;
     } else {
-        out.write_all(render(&exchange).as_bytes())?;
+        let mask = !args.reveal && crate::config::ConfigFile::masks_secrets(paths);
+        out.write_all(render(&exchange, mask).as_bytes())?;
     }
     Ok(())
 }
 
-fn push_headers(text: &mut String, headers: &[Header]) {
+/// The section title and lines of `headers`; secret values masked when
+/// `mask` (display only, see [`crate::mask`]).
+fn push_headers(text: &mut String, title: &str, headers: &[Header], mask: bool) {
+    let masked = if mask {
+        headers
+            .iter()
+            .filter(|h| crate::mask::is_secret(&h.name))
+            .count()
+    } else {
+        0
+    };
+    text.push_str(&format!("{title} headers ({})", headers.len()));
+    if masked > 0 {
+        text.push_str(&format!(" · {masked} masked, --reveal shows them"));
+    }
+    text.push('\n');
     for h in headers {
+        let value = if mask {
+            crate::mask::header_value(&h.name, &h.value)
+        } else {
+            std::borrow::Cow::Borrowed(h.value.as_slice())
+        };
         text.push_str(&format!(
             "  {}: {}\n",
             sanitize::escape(&h.name),
-            sanitize::escape_bytes(&h.value)
+            sanitize::escape_bytes(&value)
         ));
     }
 }
@@ -82,7 +103,7 @@ pub fn signature_line(sig: Option<&SignatureVerdict>) -> Option<String> {
 }
 
 /// The human view of an exchange.
-pub fn render(e: &Exchange) -> String {
+pub fn render(e: &Exchange, mask: bool) -> String {
     let mut text = format!(
         "{} {}  →  {}  in {:.1} ms\nid {}  received {}  from {}  via tunnel '{}'  to {}\n",
         sanitize::escape(&e.method),
@@ -110,23 +131,21 @@ pub fn render(e: &Exchange) -> String {
         text.push_str(&line);
         text.push('\n');
     }
-    text.push_str(&format!(
-        "\nRequest headers ({})\n",
-        e.request_headers.len()
-    ));
-    push_headers(&mut text, &e.request_headers);
+    text.push('\n');
+    push_headers(&mut text, "Request", &e.request_headers, mask);
     text.push_str(&format!(
         "Request body ({})\n",
         output::size(e.request_body.len() as u64)
     ));
     push_body(&mut text, &e.request_body);
     if let Some(r) = &e.response {
-        text.push_str(&format!(
-            "\nResponse {} headers ({})\n",
-            r.status,
-            r.headers.len()
-        ));
-        push_headers(&mut text, &r.headers);
+        text.push('\n');
+        push_headers(
+            &mut text,
+            &format!("Response {}", r.status),
+            &r.headers,
+            mask,
+        );
         text.push_str(&format!(
             "Response body ({})\n",
             output::size(r.body.len() as u64)
@@ -134,4 +153,35 @@ pub fn render(e: &Exchange) -> String {
         push_body(&mut text, &r.body);
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn secrets_are_masked_unless_revealed_and_the_record_keeps_them() {
+        let mut e = crate::store::tests::sample(1);
+        let token = "Bearer sk_live_0123456789abcdef3f9a";
+        e.request_headers = vec![
+            Header::new("authorization", token),
+            Header::new("x-request-id", "abc"),
+        ];
+        let shown = render(&e, true);
+        assert!(
+            shown.contains("authorization: Bearer ••••••••3f9a"),
+            "{shown}"
+        );
+        assert!(!shown.contains("sk_live"), "{shown}");
+        assert!(shown.contains("x-request-id: abc"), "{shown}");
+        assert!(
+            shown.contains("Request headers (2) · 1 masked, --reveal shows them"),
+            "{shown}"
+        );
+        let revealed = render(&e, false);
+        assert!(revealed.contains(token), "{revealed}");
+        assert_eq!(e.request_headers[0].value, token.as_bytes(), "display only");
+    }
 }
