@@ -33,6 +33,8 @@ pub struct Ready {
     pub relay: String,
     /// True when the relay runs inside this process (loopback only).
     pub embedded: bool,
+    /// The local web inspector's address, when it runs.
+    pub web_url: Option<String>,
 }
 
 /// One thing that happened in the agent.

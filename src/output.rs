@@ -151,6 +151,7 @@ fn ready_json(r: &Ready) -> serde_json::Value {
         "target": r.target,
         "relay": r.relay,
         "embedded": r.embedded,
+        "web_url": r.web_url,
     })
 }
 

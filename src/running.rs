@@ -27,6 +27,9 @@ pub struct TunnelState {
     pub target: String,
     /// When the tunnel came up (ms since the epoch).
     pub since_ms: u64,
+    /// The local web inspector's address, when it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web_url: Option<String>,
 }
 
 /// A state file found on disk.
@@ -67,6 +70,22 @@ pub fn publish(paths: &Paths, state: &TunnelState) -> anyhow::Result<Published> 
     crate::config::write_private(&path, &json)
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(Published { path })
+}
+
+/// Adds the web inspector's address to this process's state file(s).
+pub fn note_web_url(paths: &Paths, url: &str) -> anyhow::Result<()> {
+    let pid = std::process::id();
+    for found in list(paths).into_iter().filter(|f| f.state.pid == pid) {
+        let state = TunnelState {
+            web_url: Some(url.to_owned()),
+            ..found.state
+        };
+        let json =
+            serde_json::to_vec_pretty(&state).context("cannot serialise the tunnel state")?;
+        crate::config::write_private(&found.path, &json)
+            .with_context(|| format!("cannot write {}", found.path.display()))?;
+    }
+    Ok(())
 }
 
 /// Every state file, newest first; unreadable ones are skipped.
@@ -139,7 +158,26 @@ mod tests {
             embedded: true,
             target: "http://localhost:3000".into(),
             since_ms,
+            web_url: None,
         }
+    }
+
+    #[test]
+    fn the_web_inspector_is_noted_in_this_process_state_only() {
+        let home = tempfile::tempdir().unwrap();
+        let paths = Paths::at(home.path());
+        let _mine = publish(&paths, &state(std::process::id(), "mine", 2)).unwrap();
+        let _other = publish(&paths, &state(i32::MAX as u32 - 1, "other", 3)).unwrap();
+        note_web_url(&paths, "http://127.0.0.1:4041").unwrap();
+        let found = list(&paths);
+        let web = |name: &str| {
+            found
+                .iter()
+                .find(|f| f.state.name == name)
+                .and_then(|f| f.state.web_url.clone())
+        };
+        assert_eq!(web("mine").as_deref(), Some("http://127.0.0.1:4041"));
+        assert_eq!(web("other"), None);
     }
 
     #[test]

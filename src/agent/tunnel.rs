@@ -203,6 +203,7 @@ pub async fn start(settings: ListenSettings, cancel: CancellationToken) -> anyho
             embedded,
             target: settings.target.base_url(),
             since_ms: crate::clock::now_ms(),
+            web_url: None,
         },
     )?;
     pipeline.events.send(AgentEvent::Ready(Ready {
@@ -210,6 +211,8 @@ pub async fn start(settings: ListenSettings, cancel: CancellationToken) -> anyho
         target: settings.target.base_url(),
         relay,
         embedded,
+        // Filled in by the web inspector's tee when it runs.
+        web_url: None,
     }));
     let pipeline_for_stop = pipeline.clone();
     let task = tokio::spawn(async move {

@@ -57,7 +57,7 @@ pub fn run(args: &StatusArgs, paths: &Paths) -> anyhow::Result<()> {
     };
     let mut out = std::io::stdout().lock();
     if args.json {
-        writeln!(out, "{}", to_json(&report, paths))?;
+        writeln!(out, "{}", crate::json::to_string(&to_json(&report, paths))?)?;
     } else {
         out.write_all(render(&report, paths).as_bytes())?;
     }
@@ -78,6 +78,7 @@ fn to_json(report: &Report, paths: &Paths) -> serde_json::Value {
                 "online": f.online,
                 "pid": f.state.pid,
                 "since": crate::clock::rfc3339_ms(f.state.since_ms),
+                "web_url": f.state.web_url,
             })
         })
         .collect();
@@ -123,6 +124,9 @@ fn render(report: &Report, paths: &Paths) -> String {
             crate::output::timestamp(s.since_ms),
             s.pid,
         ));
+        if let Some(web) = &s.web_url {
+            text.push_str(&format!("  web         {}\n", sanitize::escape(web)));
+        }
     }
     if !report.names.is_empty() {
         text.push_str("Remembered names\n");

@@ -635,6 +635,7 @@ mod tests {
             target: "http://127.0.0.1:3000".into(),
             relay: "http://127.0.0.1:7070".into(),
             embedded: true,
+            web_url: None,
         })));
         assert_eq!(*app.link(), Link::Online);
         assert_eq!(

@@ -23,6 +23,8 @@ pub struct Header {
     pub relay: Option<String>,
     /// True when the relay runs in this process.
     pub embedded: bool,
+    /// The local web inspector's address, when it runs.
+    pub web_url: Option<String>,
 }
 
 impl From<&Ready> for Header {
@@ -32,6 +34,7 @@ impl From<&Ready> for Header {
             target: Some(r.target.clone()),
             relay: Some(r.relay.clone()),
             embedded: r.embedded,
+            web_url: r.web_url.clone(),
         }
     }
 }

@@ -164,6 +164,7 @@ pub(crate) fn ready() -> Ready {
         target: "http://127.0.0.1:3000".into(),
         relay: "http://127.0.0.1:7070".into(),
         embedded: true,
+        web_url: Some("http://127.0.0.1:4040".into()),
     }
 }
 

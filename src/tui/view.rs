@@ -160,6 +160,10 @@ fn render_header(app: &App, frame: &mut Frame<'_>, area: Rect) {
             "{} this session",
             thousands(app.session)
         )));
+        if let Some(web) = &app.header.web_url {
+            second.push(Span::styled(" · web ", t.dim()));
+            second.push(Span::raw(escape(web).into_owned()));
+        }
     }
     let position = if app.is_empty() {
         String::new()

@@ -312,11 +312,16 @@ pub async fn start(
 pub fn tee(
     mut events: mpsc::Receiver<AgentEvent>,
     state: Arc<WebState>,
+    url: String,
 ) -> mpsc::Receiver<AgentEvent> {
     let (tx, rx) = mpsc::channel(crate::agent::events::EVENT_CAPACITY);
     tokio::spawn(async move {
         let mut consumer = Some(tx);
-        while let Some(event) = events.recv().await {
+        while let Some(mut event) = events.recv().await {
+            // The banner, the TUI header and --json name the inspector.
+            if let AgentEvent::Ready(ready) = &mut event {
+                ready.web_url = Some(url.clone());
+            }
             state.observe(&event);
             // The consumer may have gone (TUI quit): keep feeding the page.
             if let Some(tx) = &consumer
@@ -358,7 +363,10 @@ pub async fn attach(
     };
     let (_, placeholder) = mpsc::channel(1);
     let events = std::mem::replace(&mut running.events, placeholder);
-    running.events = tee(events, web.state.clone());
+    running.events = tee(events, web.state.clone(), web.url());
+    if let Err(e) = crate::running::note_web_url(paths, &web.url()) {
+        tracing::warn!("cannot note the web inspector in the tunnel state: {e:#}");
+    }
     eprintln!("hooktunnel: web inspector and API on {}", web.url());
     Ok(Some(web))
 }
