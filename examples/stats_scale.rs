@@ -2,7 +2,10 @@
 //! store with `ROWS` exchanges spread over the last 55 minutes (a realistic
 //! mix of paths, providers, event types, statuses and latencies), then times
 //! the same scan and aggregation `stats` runs (all three sections, default
-//! window of one hour), and the whole `hooktunnel stats --json` command.
+//! window of one hour), and the whole `hooktunnel stats --json` command. Over
+//! the same history it also times what opening the web inspector costs: its
+//! first page of the list (`GET /api/v1/exchanges?limit=100`) and the ngrok
+//! list (`GET /api/requests/http?limit=50`), through the real router.
 //!
 //! ```sh
 //! cargo build --release && cargo run --release --example stats_scale -- 1000000
@@ -151,7 +154,42 @@ fn main() -> anyhow::Result<()> {
     } else {
         eprintln!("(build the binary with `cargo build --release` to time the command too)");
     }
+    web_first_page(&paths.db(), rows, runs)?;
     insert_cost(rows.min(100_000))?;
+    Ok(())
+}
+
+/// The web inspector's first page over the history at `db`, in process.
+fn web_first_page(db: &std::path::Path, rows: u64, runs: usize) -> anyhow::Result<()> {
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let host = "127.0.0.1:4040";
+    let state = std::sync::Arc::new(hooktunnel::web::WebState::new(
+        db.to_path_buf(),
+        host.parse()?,
+        None,
+        Vec::new(),
+    ));
+    let app = hooktunnel::web::router(state);
+    for uri in ["/api/v1/exchanges?limit=100", "/api/requests/http?limit=50"] {
+        let mut times = Vec::new();
+        for _ in 0..runs {
+            let t = Instant::now();
+            let request = axum::http::Request::get(uri)
+                .header("host", host)
+                .body(axum::body::Body::empty())?;
+            let response = runtime.block_on(app.clone().oneshot(request))?;
+            anyhow::ensure!(
+                response.status().is_success(),
+                "{uri}: {}",
+                response.status()
+            );
+            runtime.block_on(response.into_body().collect())?;
+            times.push(t.elapsed().as_secs_f64());
+        }
+        report_row(&format!("web inspector `GET {uri}`"), rows, &mut times);
+    }
     Ok(())
 }
 
