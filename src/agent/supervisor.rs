@@ -22,15 +22,8 @@ pub async fn supervise(
     loop {
         let lost = match session.run(pipeline.clone(), cancel.clone()).await {
             Ok(()) => return Ok(()),
-            Err(e) if e.is_fatal() => {
-                // Taken over by another run: coming back would take it back.
-                pipeline
-                    .events
-                    .send(AgentEvent::Connection(ConnectionState::Offline(
-                        e.to_string(),
-                    )));
-                return Err(e.into());
-            }
+            // Taken over by another run: coming back would take it back.
+            Err(e) if e.is_fatal() => return Err(gone_offline(&pipeline, e)),
             Err(e) => e,
         };
         let mut reason = lost.to_string();
@@ -52,14 +45,7 @@ pub async fn supervise(
             }
             match super::connect(opts, hint).await {
                 Ok(s) => break s,
-                Err(e) if e.is_fatal() => {
-                    pipeline
-                        .events
-                        .send(AgentEvent::Connection(ConnectionState::Offline(
-                            e.to_string(),
-                        )));
-                    return Err(e.into());
-                }
+                Err(e) if e.is_fatal() => return Err(gone_offline(&pipeline, e)),
                 Err(e) => reason = e.to_string(),
             }
         };
@@ -70,4 +56,14 @@ pub async fn supervise(
             .events
             .send(AgentEvent::Connection(ConnectionState::Online));
     }
+}
+
+/// Reports a fatal error as the tunnel going offline, for the caller to return.
+fn gone_offline(pipeline: &Pipeline, e: super::AgentError) -> anyhow::Error {
+    pipeline
+        .events
+        .send(AgentEvent::Connection(ConnectionState::Offline(
+            e.to_string(),
+        )));
+    e.into()
 }

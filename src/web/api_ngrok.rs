@@ -62,12 +62,7 @@ impl IntoResponse for NgrokError {
 
 impl From<ServiceError> for NgrokError {
     fn from(e: ServiceError) -> Self {
-        let status = match &e {
-            ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
-            ServiceError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ServiceError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        Self(status, e.to_string())
+        Self(e.status(), e.to_string())
     }
 }
 
