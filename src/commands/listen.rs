@@ -57,6 +57,10 @@ pub async fn run(args: ListenArgs, paths: Paths) -> anyhow::Result<()> {
         }
     };
     let cancel = CancellationToken::new();
+    // Ctrl-C stops the tunnel cleanly. The handler is in place before the
+    // tunnel starts, so an interrupt right after the "ready" line is never
+    // the default (a kill).
+    let interrupted = interrupt_handler()?;
     let paths_for_ui = settings.paths.clone();
     let mut running = start(settings, cancel.clone()).await?;
     let web_secrets = crate::secrets::with_sources(&args.verify, "--verify", &paths_for_ui);
@@ -71,7 +75,7 @@ pub async fn run(args: ListenArgs, paths: Paths) -> anyhow::Result<()> {
     let events = super::stats::watch_alerts(running.events, args.alert.clone());
     let stop = cancel.clone();
     tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
+        interrupted.await;
         stop.cancel();
     });
     let mut task = running.task;
@@ -130,4 +134,25 @@ async fn print_events(format: Format, mut rx: mpsc::Receiver<AgentEvent>) {
         }
     }
     let _ = out.flush();
+}
+
+/// A future that resolves on Ctrl-C, with the handler registered now.
+fn interrupt_handler() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut sigint = anyhow::Context::context(
+            signal(SignalKind::interrupt()),
+            "cannot install the Ctrl-C handler",
+        )?;
+        Ok(async move {
+            sigint.recv().await;
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(async move {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+    }
 }

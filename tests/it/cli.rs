@@ -3,22 +3,14 @@
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use assert_cmd::prelude::*;
 use predicates::prelude::*;
 
-/// The binary with an empty environment apart from PATH and a temp home.
-fn hooktunnel(home: &std::path::Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hooktunnel"));
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOOKTUNNEL_HOME", home)
-        .env("NO_COLOR", "1");
-    cmd
-}
+use crate::support::hooktunnel;
 
 #[test]
 fn help_teaches_the_commands() {

@@ -6,14 +6,7 @@ use std::process::Command;
 use assert_cmd::prelude::*;
 use predicates::prelude::*;
 
-fn hooktunnel(home: &std::path::Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hooktunnel"));
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOOKTUNNEL_HOME", home)
-        .env("NO_COLOR", "1");
-    cmd
-}
+use crate::support::hooktunnel;
 
 /// True when `program` runs on this machine.
 fn have(program: &str) -> bool {

@@ -450,3 +450,14 @@ impl DeadPort {
         }
     }
 }
+
+/// The binary as a blocking command, with an empty environment apart from
+/// PATH and a temp home.
+pub fn hooktunnel(home: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hooktunnel"));
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOOKTUNNEL_HOME", home)
+        .env("NO_COLOR", "1");
+    cmd
+}
