@@ -493,7 +493,7 @@ mod tests {
             }
             Context::Stats => {
                 app.handle(ch('s'));
-                app.handle(Event::Stats(Ok(Box::new(long_report()))));
+                app.handle(Event::Stats(Ok(crate::tui::testing::stats_report(80))));
                 for _ in 0..3 {
                     app.handle(ch('j'));
                 }
@@ -505,29 +505,6 @@ mod tests {
             error: false,
         });
         app
-    }
-
-    /// A stats report longer than a screen.
-    fn long_report() -> crate::stats::Report {
-        use crate::stats::{Aggregator, Dimension, Sample, Window};
-        let mut agg = Aggregator::new(Window::new(0, 60, 3), &[Dimension::Path], 100);
-        let paths: Vec<String> = (0..80).map(|i| format!("/p{i}")).collect();
-        for path in &paths {
-            agg.add(&Sample {
-                received_at_ms: 1,
-                method: "POST",
-                path_pattern: path,
-                provider: None,
-                event_type: None,
-                status: Some(200),
-                duration_us: 1000,
-                cause: None,
-                sig_valid: None,
-                queued: false,
-                replay: false,
-            });
-        }
-        agg.finish()
     }
 
     #[test]

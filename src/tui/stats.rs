@@ -144,31 +144,9 @@ mod tests {
     use super::*;
     use crate::event::AgentEvent;
     use crate::stats::alert::Transition;
-    use crate::stats::{Aggregator, Dimension, Window};
     use crate::tui::events::Event;
     use crate::tui::keymap::Context;
-    use crate::tui::testing::{app_with, ch, key};
-
-    fn report(rows: usize) -> Box<Report> {
-        let mut agg = Aggregator::new(Window::new(0, 60, 3), &[Dimension::Path], 100);
-        let paths: Vec<String> = (0..rows).map(|i| format!("/p{i}")).collect();
-        for path in &paths {
-            agg.add(&crate::stats::Sample {
-                received_at_ms: 1,
-                method: "POST",
-                path_pattern: path,
-                provider: None,
-                event_type: None,
-                status: Some(200),
-                duration_us: 1000,
-                cause: None,
-                sig_valid: None,
-                queued: false,
-                replay: false,
-            });
-        }
-        Box::new(agg.finish())
-    }
+    use crate::tui::testing::{app_with, ch, key, stats_report};
 
     #[test]
     fn s_opens_the_view_asks_the_worker_and_refreshes_while_it_shows() {
@@ -183,7 +161,7 @@ mod tests {
         );
         app.handle(Event::Polled(Vec::new()));
         assert_eq!(app.handle(Event::Tick { now_ms: t + 2_600 }), None);
-        app.handle(Event::Stats(Ok(report(3))));
+        app.handle(Event::Stats(Ok(stats_report(3))));
         assert_eq!(app.stats().unwrap().report.as_ref().unwrap().total.count, 3);
         assert_eq!(
             app.handle(Event::Tick { now_ms: t + 2_700 }),
@@ -212,7 +190,7 @@ mod tests {
         app.handle(key(KeyCode::Esc));
         assert!(app.stats().is_none());
         // A late answer for a closed view is dropped.
-        app.handle(Event::Stats(Ok(report(1))));
+        app.handle(Event::Stats(Ok(stats_report(1))));
         assert!(app.stats().is_none());
     }
 
@@ -220,7 +198,7 @@ mod tests {
     fn the_table_scrolls_within_its_length() {
         let mut app = app_with(50);
         app.handle(ch('s'));
-        app.handle(Event::Stats(Ok(report(60))));
+        app.handle(Event::Stats(Ok(stats_report(60))));
         let lines = app.stats().unwrap().lines(app.width).len();
         let rows = app.stats_rows();
         assert!(lines > rows, "{lines} lines, {rows} rows");

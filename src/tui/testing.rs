@@ -23,6 +23,29 @@ use super::status::Mode;
 use super::view::render;
 use super::window::PAGE;
 
+/// A stats report with one `POST /pN` row per path, `rows` of them.
+pub(crate) fn stats_report(rows: usize) -> Box<crate::stats::Report> {
+    use crate::stats::{Aggregator, Dimension, Sample, Window};
+    let mut agg = Aggregator::new(Window::new(0, 60, 3), &[Dimension::Path], 100);
+    let paths: Vec<String> = (0..rows).map(|i| format!("/p{i}")).collect();
+    for path in &paths {
+        agg.add(&Sample {
+            received_at_ms: 1,
+            method: "POST",
+            path_pattern: path,
+            provider: None,
+            event_type: None,
+            status: Some(200),
+            duration_us: 1000,
+            cause: None,
+            sig_valid: None,
+            queued: false,
+            replay: false,
+        });
+    }
+    Box::new(agg.finish())
+}
+
 pub(crate) fn key(code: KeyCode) -> Event {
     Event::Key(KeyEvent {
         code,

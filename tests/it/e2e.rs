@@ -207,14 +207,7 @@ async fn unknown_tunnel_and_bad_paths_get_404() {
     assert!(String::from_utf8_lossy(&answer.body).contains("nobody-here"));
     let answer = send(&c, "GET", &format!("{}/elsewhere", relay.url), &[], "").await;
     assert_eq!(answer.status, 404);
-    let health = send(
-        &c,
-        "GET",
-        &format!("{}/_hooktunnel/health", relay.url),
-        &[],
-        "",
-    )
-    .await;
+    let health = relay.health().await;
     assert_eq!(health.status, 200);
 }
 

@@ -594,14 +594,7 @@ async fn a_slowloris_head_is_disconnected_within_the_timeout() {
     assert_eq!(read_to_close(&mut idle).await, "");
     assert!(started.elapsed() < Duration::from_secs(5));
     // The relay still serves.
-    let health = send(
-        &client(),
-        "GET",
-        &format!("{}/_hooktunnel/health", relay.url),
-        &[],
-        "",
-    )
-    .await;
+    let health = relay.health().await;
     assert_eq!(health.status, 200);
 }
 

@@ -149,6 +149,18 @@ pub struct Relay {
 }
 
 impl Relay {
+    /// `GET /_hooktunnel/health` from a plain client.
+    pub async fn health(&self) -> Answer {
+        send(
+            &client(),
+            "GET",
+            &format!("{}/_hooktunnel/health", self.url),
+            &[],
+            "",
+        )
+        .await
+    }
+
     pub async fn start(config: RelayConfig) -> Self {
         Self::start_at("127.0.0.1:0".parse().unwrap(), config).await
     }

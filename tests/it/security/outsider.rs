@@ -28,14 +28,7 @@ fn client_from(ip: &str) -> Client<HttpConnector, Full<Bytes>> {
 async fn until_no_tunnels(relay: &Relay) {
     bounded("the agent to be gone", async {
         loop {
-            let health = send(
-                &client(),
-                "GET",
-                &format!("{}/_hooktunnel/health", relay.url),
-                &[],
-                "",
-            )
-            .await;
+            let health = relay.health().await;
             if String::from_utf8_lossy(&health.body).contains("\"tunnels\":0") {
                 return;
             }
@@ -600,12 +593,6 @@ fn arbitrary_bytes_at_the_ingress_get_a_defined_answer_or_a_close() {
             Ok(())
         })
         .unwrap();
-    let health = rt.block_on(send(
-        &client(),
-        "GET",
-        &format!("{}/_hooktunnel/health", relay.url),
-        &[],
-        "",
-    ));
+    let health = rt.block_on(relay.health());
     assert_eq!(health.status, 200, "the relay still serves");
 }
