@@ -33,6 +33,7 @@
 //! | [`commands`] | one `run` per subcommand |
 
 pub mod agent;
+pub mod capture;
 pub mod cli;
 pub mod clock;
 pub mod commands;

@@ -9,7 +9,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
@@ -53,26 +52,13 @@ pub struct Pipeline {
     pub ordered: mpsc::Sender<OrderedJob>,
     /// Attempts for a durable delivery whose local app fails (5xx or unreachable).
     pub max_attempts: u32,
+    /// Bytes of each body kept in the history (`--capture-max`).
+    pub capture_max: usize,
+    /// Live streams in progress, so a stopping agent can let them finish.
+    pub live: tokio_util::task::TaskTracker,
 }
 
 impl Pipeline {
-    /// Forwards one live request, answers the relay and records the exchange.
-    pub async fn handle(&self, request: protocol::Request, out: mpsc::Sender<Message>) {
-        let forwarded = self.forward(&request).await;
-        let answer = AgentMessage::Response(protocol::Response {
-            id: request.id,
-            status: forwarded.response.status,
-            headers: forwarded.response.headers.clone(),
-            body: Bytes::clone(&forwarded.response.body),
-        });
-        // A closed channel means the link dropped; the exchange is still recorded.
-        let _ = out.send(Message::Binary(answer.encode())).await;
-        let exchange = self.exchange(request, forwarded);
-        let summary = exchange.summary();
-        self.store.record(exchange).await;
-        self.events.send(AgentEvent::Exchange(summary));
-    }
-
     /// Runs durable deliveries one by one until the channel closes or `stop`
     /// fires; a delivery in progress is finished first, so stopping never
     /// leaves a request forwarded but unrecorded.
@@ -184,6 +170,25 @@ impl Pipeline {
             tokio::time::sleep(delay).await;
             attempt += 1;
         }
+    }
+
+    /// The exchange for a streamed request, whose bodies may have been cut
+    /// at the capture limit.
+    pub(super) fn exchange_streamed(
+        &self,
+        request: protocol::Request,
+        forwarded: Forwarded,
+        request_truncated: Option<crate::capture::Truncation>,
+        response_truncated: Option<crate::capture::Truncation>,
+    ) -> Exchange {
+        let cut = request_truncated.is_some();
+        let mut exchange = self.exchange(request, forwarded);
+        if cut {
+            // A verdict over part of a body would be wrong either way.
+            exchange.signature = None;
+        }
+        let _ = (request_truncated, response_truncated);
+        exchange
     }
 
     fn exchange(&self, request: protocol::Request, forwarded: Forwarded) -> Exchange {

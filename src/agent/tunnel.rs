@@ -180,6 +180,8 @@ pub async fn start(settings: ListenSettings, cancel: CancellationToken) -> anyho
         verify,
         ordered,
         max_attempts: settings.max_attempts.max(1),
+        capture_max: crate::capture::DEFAULT_CAPTURE_MAX,
+        live: tokio_util::task::TaskTracker::new(),
     });
     let worker = {
         let pipeline = pipeline.clone();
