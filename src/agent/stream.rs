@@ -44,23 +44,37 @@ pub struct Teed {
 
 /// A body passed on unchanged while a bounded copy is kept; the copy is
 /// sent to `done` when the body ends, fails or is dropped.
-pub struct Tee<B> {
-    inner: B,
+pub struct Tee {
+    inner: Option<Incoming>,
     capture: Option<Capture>,
     done: Option<oneshot::Sender<Teed>>,
     what: &'static str,
+    drain: bool,
 }
 
-impl<B: Body + Unpin> Tee<B> {
+/// Longest a dropped request body is still read for the record.
+const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl Tee {
     /// Tees `inner`, keeping up to `limit` bytes; `what` names the body in errors.
-    pub fn new(inner: B, limit: usize, what: &'static str) -> (Self, oneshot::Receiver<Teed>) {
+    pub fn new(inner: Incoming, limit: usize, what: &'static str) -> (Self, oneshot::Receiver<Teed>) {
         let (tx, rx) = oneshot::channel();
         let tee = Self {
-            inner,
+            inner: Some(inner),
             capture: Some(Capture::new(limit)),
             done: Some(tx),
             what,
+            drain: false,
         };
+        (tee, rx)
+    }
+
+    /// Tees a request body: if the app never reads it (unreachable, or it
+    /// answered early), the rest is still read into the record when the
+    /// tee is dropped, so a failed delivery keeps what was sent.
+    pub fn request(inner: Incoming, limit: usize) -> (Self, oneshot::Receiver<Teed>) {
+        let (mut tee, rx) = Self::new(inner, limit, "request body");
+        tee.drain = true;
         (tee, rx)
     }
 
@@ -76,11 +90,7 @@ impl<B: Body + Unpin> Tee<B> {
     }
 }
 
-impl<B> Body for Tee<B>
-where
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: std::fmt::Display + Into<BoxError>,
-{
+impl Body for Tee {
     type Data = Bytes;
     type Error = BoxError;
 
@@ -88,7 +98,10 @@ where
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match Pin::new(&mut self.inner).poll_frame(cx) {
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let (Some(data), Some(capture)) = (frame.data_ref(), self.capture.as_mut()) {
                     capture.push(data);
@@ -109,29 +122,63 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
     }
 }
 
-impl<B> Drop for Tee<B> {
+impl Drop for Tee {
     fn drop(&mut self) {
-        if let (Some(capture), Some(done)) = (self.capture.take(), self.done.take()) {
-            // hyper stops polling a body that says it is complete; anything
-            // else dropped here was abandoned midway.
+        let (Some(mut capture), Some(done)) = (self.capture.take(), self.done.take()) else {
+            return;
+        };
+        let what = self.what;
+        let abandoned = move |capture: Capture, error: Option<String>| {
             let (bytes, truncated) = capture.finish();
             let _ = done.send(Teed {
                 bytes,
                 truncated,
-                error: Some(format!("the {} stopped before its end", self.what)),
+                error,
             });
+        };
+        let inner = self.inner.take();
+        // hyper stops polling a body that says it is complete.
+        let complete = inner.as_ref().is_none_or(Body::is_end_stream);
+        if complete {
+            return abandoned(capture, None);
+        }
+        let stopped = Some(format!("the {what} stopped before its end"));
+        match (self.drain, inner, tokio::runtime::Handle::try_current()) {
+            (true, Some(inner), Ok(runtime)) => {
+                runtime.spawn(async move {
+                    let mut inner = inner;
+                    let drained = tokio::time::timeout(DRAIN_LIMIT, async {
+                        while let Some(frame) = inner.frame().await {
+                            match frame {
+                                Ok(frame) => {
+                                    if let Some(data) = frame.data_ref() {
+                                        capture.push(data);
+                                    }
+                                }
+                                Err(_) => return false,
+                            }
+                        }
+                        true
+                    })
+                    .await;
+                    let error = (drained != Ok(true)).then(|| format!("the {what} was cut"));
+                    abandoned(capture, error);
+                });
+            }
+            _ => abandoned(capture, stopped),
         }
     }
 }
-
 /// The body of an answer sent back on a stream.
 pub type AnswerBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
 
@@ -210,7 +257,7 @@ impl Pipeline {
         if upgrade_requested(&head.headers).is_some() {
             return self.handle_upgrade(head, body, reply, started).await;
         }
-        let (request_body, request_done) = Tee::new(body, self.capture_max, "request body");
+        let (request_body, request_done) = Tee::request(body, self.capture_max);
         let opened = self
             .forwarder
             .open(

@@ -134,14 +134,52 @@ pub async fn forward_live(
         _ if head || matches!(answer.status, 204 | 304) => {
             // No body follows; the hold ends with this answer.
         }
-        _ => {
-            *response.body_mut() = Body::new(Holding {
-                body: incoming,
-                _hold: hold,
-            });
-        }
+        _ => match declared_length(&answer) {
+            // A short answer with a declared length is read whole before the
+            // head goes out, so an agent whose body contradicts its length
+            // is a 502 for the sender, not a cut-off response.
+            Some(declared) if declared <= SMALL_ANSWER => {
+                let read = http_body_util::Limited::new(incoming, SMALL_ANSWER as usize + 1)
+                    .collect()
+                    .await;
+                let body = match read {
+                    Ok(collected) => collected.to_bytes(),
+                    Err(_) => return Err(RelayError::AgentDisconnected),
+                };
+                if body.len() as u64 != declared {
+                    state.metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                    let violation = protocol::Violation::LengthMismatch {
+                        declared,
+                        actual: body.len(),
+                    };
+                    tracing::warn!(tunnel = %tunnel.name, id = %request.id, %violation, "agent answer breaks the protocol");
+                    return Err(RelayError::ProtocolError(violation.to_string()));
+                }
+                *response.body_mut() = Body::from(body);
+            }
+            // Longer or unsized answers stream; one cut short ends the
+            // sender's connection early (hyper checks the length it sent).
+            _ => {
+                *response.body_mut() = Body::new(Holding {
+                    body: incoming,
+                    _hold: hold,
+                });
+            }
+        },
     }
     Ok(response)
+}
+
+/// Answers declared at most this long are checked whole before they are sent.
+const SMALL_ANSWER: u64 = crate::protocol::stream::STREAM_WINDOW as u64;
+
+/// The answer's one `Content-Length` (the head check refused several).
+fn declared_length(answer: &protocol::Response) -> Option<u64> {
+    answer
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+        .and_then(|h| std::str::from_utf8(&h.value).ok()?.trim().parse().ok())
 }
 
 /// The sender's response head from the agent's. `204` and `304` never carry
