@@ -31,7 +31,7 @@ pub(super) fn render_stats(app: &App, view: &StatsView, frame: &mut Frame<'_>, a
     }
     match &view.report {
         None => lines.push(Line::styled(" computing…", t.dim())),
-        Some(r) if r.total.count == 0 => lines.push(Line::styled(
+        Some(r) if r.is_empty() => lines.push(Line::styled(
             " No requests in the last 1h: stats fill in as webhooks arrive.",
             t.dim(),
         )),
