@@ -338,6 +338,32 @@ async fn stats_json_counts_a_known_mix_exactly() {
     assert!(!run.stdout.contains("retried"), "{}", run.stdout);
     assert!(!run.stdout.contains("relay refused"), "{}", run.stdout);
 
+    // Three bodies over the relay's limit: refused there, never forwarded.
+    for _ in 0..3 {
+        let answer = send(
+            &client(),
+            "POST",
+            &format!("{}/orders/999", agent.public_url),
+            &[],
+            vec![b'x'; 2048],
+        )
+        .await;
+        assert_eq!(answer.status, 413);
+    }
+    // The relay notes refusals once a second; the agent stores them.
+    bounded("the refusals in stats", async {
+        loop {
+            let run = hooktunnel_run(home_path, &["stats", "--json", "--since", "10m"]).await;
+            assert!(run.ok, "{run:?}");
+            let report: Value = serde_json::from_str(&run.stdout).unwrap();
+            if report["total"]["errors"]["relay_refused"] == 3 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+
     // The same tunnel again in ack mode: durable deliveries, retried
     // against a failing app. The app fails /flaky once, then answers 200.
     agent.stop().await;
@@ -352,31 +378,9 @@ async fn stats_json_counts_a_known_mix_exactly() {
     .await;
     let stored = wait_stored(home_path, &flaky).await;
     assert_eq!((stored.attempts, stored.status()), (2, Some(200)));
-    // Three bodies over the relay's limit: refused there, never forwarded.
-    for _ in 0..3 {
-        let answer = send(
-            &client(),
-            "POST",
-            &format!("{}/orders/999", agent.public_url),
-            &[],
-            vec![b'x'; 2048],
-        )
-        .await;
-        assert_eq!(answer.status, 413);
-    }
-    // The relay notes refusals once a second; the agent stores them.
-    let report: Value = bounded("the refusals in stats", async {
-        loop {
-            let run = hooktunnel_run(home_path, &["stats", "--json", "--since", "10m"]).await;
-            assert!(run.ok, "{run:?}");
-            let report: Value = serde_json::from_str(&run.stdout).unwrap();
-            if report["total"]["errors"]["relay_refused"] == 3 {
-                return report;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await;
+    let run = hooktunnel_run(home_path, &["stats", "--json", "--since", "10m"]).await;
+    assert!(run.ok, "{run:?}");
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
     let total = &report["total"];
     assert_eq!(total["count"], 15, "refusals are not exchanges: {report:#}");
     assert_eq!(total["ok"], 11);
