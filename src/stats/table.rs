@@ -81,6 +81,10 @@ fn notes(row: &Row) -> String {
 /// The one-line summary of the whole window.
 pub fn summary_line(report: &Report, label: &str) -> String {
     let t = &report.total;
+    if t.count == 0 {
+        // Only refusals: no exchange to rate or time.
+        return format!("0 requests {label} · {}", notes(t));
+    }
     let [p50, p95, p99] = latency_cells(t.latency_ms);
     format!(
         "{} requests {label} · {} ok · p50 {p50} · p95 {p95} · p99 {p99} · {}",

@@ -177,7 +177,7 @@ impl StoreWriter {
             })
             .is_ok();
         if !queued {
-            tracing::debug!(
+            tracing::warn!(
                 count = note.count,
                 "history queue full or closed: a relay refusal note is not stored"
             );
@@ -350,6 +350,44 @@ mod tests {
         let mut e = crate::export::fixtures::text_exchange();
         e.request_body = Bytes::from(vec![b'x'; body_len]);
         e
+    }
+
+    #[tokio::test]
+    async fn refusal_notes_are_stored_without_waiting_and_flushed() {
+        use hooktunnel_protocol::RefusedRequest;
+        let home = tempfile::tempdir().unwrap();
+        let db = home.path().join("history.db");
+        let writer = StoreWriter::spawn(db.clone()).unwrap();
+        let note = Refused {
+            count: 7,
+            examples: vec![RefusedRequest {
+                method: "POST".into(),
+                path: "/orders/1".into(),
+                status: 413,
+                reason: "body_too_large".into(),
+            }],
+        };
+        assert!(writer.record_refused(&note));
+        tokio::time::timeout(Duration::from_secs(30), writer.flush())
+            .await
+            .unwrap()
+            .unwrap();
+        let store = Store::open(&db).unwrap();
+        let now = crate::clock::now_ms();
+        let window = crate::stats::Window::new(now - 60_000, now + 1, 1);
+        let mut agg = crate::stats::Aggregator::new(window, &[crate::stats::Dimension::Path], 10);
+        store
+            .stats_scan(
+                window.since_ms,
+                window.until_ms,
+                &Default::default(),
+                &mut agg,
+            )
+            .unwrap();
+        let report = agg.finish();
+        assert_eq!(report.total.errors.relay_refused, 7);
+        assert_eq!(report.sections[0].rows[0].key, "POST /orders/:n");
+        assert_eq!(report.sections[0].rows[0].errors.relay_refused, 1);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
