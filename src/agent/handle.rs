@@ -92,8 +92,8 @@ impl Pipeline {
                 None => false,
             };
             if !already {
-                let forwarded = self.forward_with_retries(&request).await;
-                let exchange = self.exchange(request, forwarded);
+                let (forwarded, attempts) = self.forward_with_retries(&request).await;
+                let exchange = self.exchange(request, forwarded, attempts);
                 let summary = exchange.summary();
                 if let Err(e) = self.store.record_durably(exchange).await {
                     // Without a stored copy an ack could lose the request: leave it queued.
@@ -134,8 +134,9 @@ impl Pipeline {
             .await
     }
 
-    /// Retries a failing local app with exponential backoff and jitter, visibly.
-    async fn forward_with_retries(&self, request: &protocol::Request) -> Forwarded {
+    /// Retries a failing local app with exponential backoff and jitter,
+    /// visibly; returns the last outcome and how many attempts it took.
+    async fn forward_with_retries(&self, request: &protocol::Request) -> (Forwarded, u32) {
         let mut delays = crate::agent::reconnect::retry_delays();
         let mut attempt = 1;
         loop {
@@ -143,7 +144,7 @@ impl Pipeline {
             let failed = forwarded.error.is_some() || forwarded.response.status >= 500;
             // Sending an invalid frame again cannot make it valid.
             if !failed || protocol::check_request(request).is_err() {
-                return forwarded;
+                return (forwarded, attempt);
             }
             let why = forwarded
                 .error
@@ -157,7 +158,7 @@ impl Pipeline {
                 // Marked, so `requests --status error` finds deliveries that
                 // gave up even when the app's own 5xx was the last answer.
                 forwarded.error = Some(format!("delivery gave up after {attempt} attempts: {why}"));
-                return forwarded;
+                return (forwarded, attempt);
             }
             let delay = delays.next().unwrap_or(Duration::from_secs(30));
             self.events.send(AgentEvent::Notice(format!(
@@ -182,7 +183,7 @@ impl Pipeline {
         response_truncated: Option<crate::capture::Truncation>,
     ) -> Exchange {
         let cut = request_truncated.is_some();
-        let mut exchange = self.exchange(request, forwarded);
+        let mut exchange = self.exchange(request, forwarded, 1);
         if cut {
             // A verdict over part of a body would be wrong either way.
             exchange.signature = None;
@@ -191,7 +192,12 @@ impl Pipeline {
         exchange
     }
 
-    fn exchange(&self, request: protocol::Request, forwarded: Forwarded) -> Exchange {
+    fn exchange(
+        &self,
+        request: protocol::Request,
+        forwarded: Forwarded,
+        attempts: u32,
+    ) -> Exchange {
         // Verdicts look at the bytes as received; forwarding never changes them.
         let signature = verify::verdict(
             &self.verify,
@@ -218,6 +224,7 @@ impl Pipeline {
             peer: request.peer,
             public_url: request.public_url,
             signature,
+            attempts,
         }
     }
 }
@@ -238,7 +245,7 @@ mod tests {
             public_url: None,
             queued: true,
             needs_ack: true,
-            body: Bytes::new(),
+            body: bytes::Bytes::new(),
         };
         (request, out.clone())
     }

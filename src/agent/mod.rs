@@ -485,6 +485,7 @@ impl Session {
                         tracing::warn!(code = ?e.code, message = %e.message, "relay reported an error");
                     }
                     Ok(RelayMessage::Refused(note)) => {
+                        pipeline.store.record_refused(&note);
                         pipeline
                             .events
                             .send(crate::event::AgentEvent::Notice(refused::notice(&note)));

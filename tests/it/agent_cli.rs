@@ -135,6 +135,7 @@ async fn names_stick_per_relay_and_status_and_trigger_use_the_live_tunnel() {
 
 fn exchange(id: &str) -> Exchange {
     Exchange {
+        attempts: 1,
         id: ulid::Ulid::from_string(id).unwrap(),
         tunnel: "t".into(),
         received_at_ms: 1_700_000_000_000,

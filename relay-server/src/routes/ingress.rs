@@ -146,6 +146,8 @@ fn tell_agent(
     if !matches!(
         refused,
         RelayError::BodyTooLarge(_)
+            | RelayError::QueuedBodyTooLarge(_)
+            | RelayError::RelayBusy(_)
             | RelayError::BadBody
             | RelayError::BodyTimeout(_)
             | RelayError::RateLimited { .. }
