@@ -208,14 +208,23 @@ mod tests {
 
     #[test]
     fn streamed_heads_allow_101_only_for_upgrades() {
-        assert_eq!(check_response_head(&response(101, vec![], ""), true), Ok(()));
+        assert_eq!(
+            check_response_head(&response(101, vec![], ""), true),
+            Ok(())
+        );
         assert_eq!(
             check_response_head(&response(101, vec![], ""), false),
             Err(Violation::BadStatus(101))
         );
-        assert_eq!(check_response_head(&response(200, vec![], ""), false), Ok(()));
+        assert_eq!(
+            check_response_head(&response(200, vec![], ""), false),
+            Ok(())
+        );
         let cl = vec![Header::new("content-length", "9")];
-        assert_eq!(check_request_head(&request("POST", "/", cl, "")), Ok(Some(9)));
+        assert_eq!(
+            check_request_head(&request("POST", "/", cl, "")),
+            Ok(Some(9))
+        );
     }
 
     proptest! {

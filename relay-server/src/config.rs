@@ -333,7 +333,10 @@ impl RelayConfig {
             ("max body", format!("{} bytes", self.max_body_bytes)),
             (
                 "memory budget",
-                format!("{} MiB of buffered bodies", self.memory_budget / (1024 * 1024)),
+                format!(
+                    "{} MiB of buffered bodies",
+                    self.memory_budget / (1024 * 1024)
+                ),
             ),
             (
                 "queue per tunnel",

@@ -29,7 +29,11 @@ impl<I> WriteTimeout<I> {
 
     /// Tracks one write attempt: progress clears the clock, a stall starts it,
     /// a stall past the timeout becomes an error.
-    fn track<T>(&mut self, cx: &mut Context<'_>, polled: Poll<std::io::Result<T>>) -> Poll<std::io::Result<T>> {
+    fn track<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<std::io::Result<T>>,
+    ) -> Poll<std::io::Result<T>> {
         match polled {
             Poll::Ready(result) => {
                 self.stalled = None;

@@ -60,7 +60,11 @@ where
 impl Streams {
     /// Opens one stream with `head` and `body` (streamed as it is polled)
     /// and waits for the answer's head; the answer's body follows as it comes.
-    pub async fn open(&self, head: &Request, body: Body) -> Result<(Response, Incoming), StreamError> {
+    pub async fn open(
+        &self,
+        head: &Request,
+        body: Body,
+    ) -> Result<(Response, Incoming), StreamError> {
         let mut send = self.send.clone();
         send.ready().await?;
         let request = http::Request::builder()

@@ -28,8 +28,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
-use tokio::net::TcpStream;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -450,7 +450,8 @@ impl Session {
                 let frame = match msg {
                     Message::Binary(frame) => match classify(frame) {
                         Inbound::Stream(h2) => {
-                            if let Err(e) = hooktunnel_relay::wire::pump_in(&mut pipe_in, &h2).await {
+                            if let Err(e) = hooktunnel_relay::wire::pump_in(&mut pipe_in, &h2).await
+                            {
                                 return AgentError::Lost(root_cause(&e));
                             }
                             continue;

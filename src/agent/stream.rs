@@ -29,6 +29,8 @@ use crate::forward::{BoxError, Forwarded, headers_of, own_answer, whole_body};
 
 /// Bytes read from an upgraded local connection at once.
 const UPGRADE_CHUNK: usize = 16 * 1024;
+/// How long the app may go on talking after the sender stopped sending.
+const UPGRADE_LINGER: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What a teed body left behind: the captured bytes, what was dropped past
 /// the capture limit, and why it ended early (if it did).
@@ -57,7 +59,11 @@ const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Tee {
     /// Tees `inner`, keeping up to `limit` bytes; `what` names the body in errors.
-    pub fn new(inner: Incoming, limit: usize, what: &'static str) -> (Self, oneshot::Receiver<Teed>) {
+    pub fn new(
+        inner: Incoming,
+        limit: usize,
+        what: &'static str,
+    ) -> (Self, oneshot::Receiver<Teed>) {
         let (tx, rx) = oneshot::channel();
         let tee = Self {
             inner: Some(inner),
@@ -252,7 +258,9 @@ impl Pipeline {
                 error: Some(message),
                 duration_us: 0,
             };
-            return self.record_live(head, Teed::default(), forwarded, None).await;
+            return self
+                .record_live(head, Teed::default(), forwarded, None)
+                .await;
         }
         if upgrade_requested(&head.headers).is_some() {
             return self.handle_upgrade(head, body, reply, started).await;
@@ -398,6 +406,7 @@ impl Pipeline {
                     let _ = write.shutdown().await;
                 };
                 let down = async {
+                    let to_sender = to_sender;
                     let mut buf = vec![0_u8; UPGRADE_CHUNK];
                     loop {
                         match read.read(&mut buf).await {
@@ -415,10 +424,17 @@ impl Pipeline {
                         }
                     }
                 };
-                tokio::join!(up, down);
+                tokio::pin!(up, down);
+                tokio::select! {
+                    // The sender finished sending: the app may still answer.
+                    () = &mut up => {
+                        let _ = tokio::time::timeout(UPGRADE_LINGER, down).await;
+                    }
+                    // The app closed: nothing more can reach it.
+                    () = &mut down => {}
+                }
             }
         }
-        drop(to_sender);
         let (sent, sent_cut) = sent.finish();
         let (received, received_cut) = received.finish();
         let request = Teed {
@@ -448,7 +464,8 @@ impl Pipeline {
         response_truncated: Option<Truncation>,
     ) {
         head.body = request.bytes;
-        let exchange = self.exchange_streamed(head, forwarded, request.truncated, response_truncated);
+        let exchange =
+            self.exchange_streamed(head, forwarded, request.truncated, response_truncated);
         let summary = exchange.summary();
         self.store.record(exchange).await;
         self.events.send(AgentEvent::Exchange(summary));
@@ -457,7 +474,9 @@ impl Pipeline {
 
 /// The answer to an app that switched protocols unasked.
 fn unexpected_upgrade() -> crate::forward::Failure {
-    let error = "the local app answered 101 Switching Protocols to a request that asked for no upgrade".to_owned();
+    let error =
+        "the local app answered 101 Switching Protocols to a request that asked for no upgrade"
+            .to_owned();
     crate::forward::Failure {
         response: own_answer(502, HttpErrorCode::UnexpectedUpgrade, &error),
         error,

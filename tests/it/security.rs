@@ -168,23 +168,33 @@ impl RawAgent {
             let (mut sink, mut stream) = ws.split();
             let (h2_io, pipe) = hooktunnel_relay::wire::stream_pipe();
             let (pipe_out, mut pipe_in) = tokio::io::split(pipe);
-            let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                let requests_tx = requests_tx.clone();
-                async move {
-                    let mut head: protocol::Request = decode_meta(req.headers()).unwrap();
-                    head.body = req.into_body().collect().await.unwrap().to_bytes();
-                    let id = head.id;
-                    let (tx, rx) = tokio::sync::oneshot::channel();
-                    let _ = requests_tx.send((head, tx)).await;
-                    let (status, headers, body) = rx.await.unwrap_or((599, vec![], Bytes::new()));
-                    let meta = Response { id, status, headers, body: Bytes::new() };
-                    let mut answer = hyper::Response::new(Full::new(body));
-                    answer.headers_mut().insert(protocol::stream::META_HEADER, encode_meta(&meta));
-                    Ok::<_, std::convert::Infallible>(answer)
-                }
-            });
-            let conn = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-                .serve_connection(hyper_util::rt::TokioIo::new(h2_io), service);
+            let service =
+                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let requests_tx = requests_tx.clone();
+                    async move {
+                        let mut head: protocol::Request = decode_meta(req.headers()).unwrap();
+                        head.body = req.into_body().collect().await.unwrap().to_bytes();
+                        let id = head.id;
+                        let (tx, rx) = tokio::sync::oneshot::channel();
+                        let _ = requests_tx.send((head, tx)).await;
+                        let (status, headers, body) =
+                            rx.await.unwrap_or((599, vec![], Bytes::new()));
+                        let meta = Response {
+                            id,
+                            status,
+                            headers,
+                            body: Bytes::new(),
+                        };
+                        let mut answer = hyper::Response::new(Full::new(body));
+                        answer
+                            .headers_mut()
+                            .insert(protocol::stream::META_HEADER, encode_meta(&meta));
+                        Ok::<_, std::convert::Infallible>(answer)
+                    }
+                });
+            let conn =
+                hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(h2_io), service);
             let writer = async {
                 while let Some(msg) = out_rx.recv().await {
                     if sink.send(msg).await.is_err() {
@@ -196,7 +206,9 @@ impl RawAgent {
                 while let Some(Ok(msg)) = stream.next().await {
                     if let Message::Binary(frame) = msg
                         && let Inbound::Stream(h2) = classify(frame)
-                        && hooktunnel_relay::wire::pump_in(&mut pipe_in, &h2).await.is_err()
+                        && hooktunnel_relay::wire::pump_in(&mut pipe_in, &h2)
+                            .await
+                            .is_err()
                     {
                         break;
                     }

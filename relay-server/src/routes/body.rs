@@ -207,10 +207,7 @@ impl Streamed {
         self.timer.as_mut().reset(deadline);
     }
 
-    fn cut(
-        &mut self,
-        cut: Cut,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Cut>>> {
+    fn cut(&mut self, cut: Cut) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Cut>>> {
         self.ended = true;
         self.verdict.set(cut);
         std::task::Poll::Ready(Some(Err(cut)))

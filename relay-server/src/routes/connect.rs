@@ -24,13 +24,13 @@ use crate::config::{HANDSHAKE_TIMEOUT, MAX_HELLO_BYTES};
 use crate::durable::{self, Claim};
 use crate::error::RelayError;
 use crate::name;
+use crate::protocol::stream::{Inbound, classify};
 use crate::protocol::{
     AgentMessage, ErrorCode, ErrorMessage, Hello, MAX_HEADER_BYTES, PING_INTERVAL,
     PROTOCOL_VERSION, RelayMessage, Release, Welcome,
 };
 use crate::session::{self, Claimant};
 use crate::state::{AppState, RegisterError, Tunnel};
-use crate::protocol::stream::{Inbound, classify};
 use crate::wire::{pump_in, write_batched};
 
 type WebSocket = WebSocketStream<Budgeted<TokioIo<hyper::upgrade::Upgraded>>>;
@@ -252,7 +252,12 @@ async fn session(mut socket: WebSocket, state: Arc<AppState>, budget: Budget) {
         public_urls: state.public_urls(&name),
         mode: hello.mode,
         max_body_bytes: Some(state.config.max_body_bytes as u64),
-        max_queued_bytes: Some(state.config.queue_max_entry.min(state.config.max_body_bytes) as u64),
+        max_queued_bytes: Some(
+            state
+                .config
+                .queue_max_entry
+                .min(state.config.max_body_bytes) as u64,
+        ),
     });
     if send(&mut socket, &welcome).await {
         tracing::info!(tunnel = %name, mode = ?hello.mode, host = ?tunnel.host, "agent connected");

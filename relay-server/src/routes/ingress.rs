@@ -17,9 +17,9 @@ use crate::durable::{Enqueue, EnqueueError};
 use crate::error::RelayError;
 use crate::forwarded::{self, Seen};
 use crate::limit;
+use crate::memory::LIVE_STREAM_BYTES;
 use crate::metrics;
 use crate::name::{self, NameError};
-use crate::memory::LIVE_STREAM_BYTES;
 use crate::protocol::{self, Mode, RelayMessage, Request, now_ms};
 use crate::state::{AppState, SlotRefused, Tunnel};
 
@@ -178,7 +178,8 @@ async fn capture(
     seen: &mut Option<(String, bool)>,
 ) -> Result<Response, RelayError> {
     let mut req = req;
-    let upgrade = upgrade_of(req.headers()).map(|protocol| (protocol, hyper::upgrade::on(&mut req)));
+    let upgrade =
+        upgrade_of(req.headers()).map(|protocol| (protocol, hyper::upgrade::on(&mut req)));
     let (parts, body) = req.into_parts();
     let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let host = request_host(&parts.uri, &parts.headers);
@@ -312,14 +313,27 @@ async fn capture(
             let body = if upgrade {
                 None
             } else {
-                Some(axum::body::Body::new(Streamed::new(body, limits, verdict.clone())))
+                Some(axum::body::Body::new(Streamed::new(
+                    body,
+                    limits,
+                    verdict.clone(),
+                )))
             };
             let hold = Hold {
                 _slot: slot,
                 _reservation: reservation,
                 _counted: state.begin_waiting(),
             };
-            let result = forward_live(state, &tunnel, request, body, on_upgrade, verdict.clone(), hold).await;
+            let result = forward_live(
+                state,
+                &tunnel,
+                request,
+                body,
+                on_upgrade,
+                verdict.clone(),
+                hold,
+            )
+            .await;
             if let Err(RelayError::BodyTooSlow(_)) = &result {
                 state.metrics.body_too_slow.fetch_add(1, Ordering::Relaxed);
             }
@@ -359,7 +373,11 @@ fn upgrade_of(headers: &HeaderMap) -> Option<String> {
     if !connection_says {
         return None;
     }
-    let value = headers.get(axum::http::header::UPGRADE)?.to_str().ok()?.trim();
+    let value = headers
+        .get(axum::http::header::UPGRADE)?
+        .to_str()
+        .ok()?
+        .trim();
     (!value.is_empty()).then(|| value.to_owned())
 }
 

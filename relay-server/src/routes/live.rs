@@ -23,8 +23,8 @@ use crate::memory::Reservation;
 use crate::protocol::{self, Request};
 use crate::state::{AppState, InFlight, Tunnel, Waiting};
 
-/// How long an upgraded connection's other direction may linger after one
-/// side closed (a peer that never closes cannot hold the slot).
+/// How long the app's side of an upgraded connection may go on after the
+/// sender stopped sending (a peer that never closes cannot hold the slot).
 const UPGRADE_LINGER: Duration = Duration::from_secs(10);
 /// Bytes read from an upgraded public connection at once.
 const UPGRADE_CHUNK: usize = 16 * 1024;
@@ -98,7 +98,9 @@ pub async fn forward_live(
     let (answer, incoming) = loop {
         // The agent's time to answer counts from the end of the request
         // body: a large upload may take longer than the answer timeout.
-        let wait = verdict.ended_for().map_or(timeout, |done| timeout.saturating_sub(done));
+        let wait = verdict
+            .ended_for()
+            .map_or(timeout, |done| timeout.saturating_sub(done));
         tokio::select! {
             opened = &mut opened => match opened {
                 Ok(answer) => break answer,
@@ -122,7 +124,10 @@ pub async fn forward_live(
     };
     let upgrading = on_upgrade.is_some();
     if let Err(violation) = protocol::check_response_head(&answer, upgrading) {
-        state.metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
+        state
+            .metrics
+            .protocol_errors
+            .fetch_add(1, Ordering::Relaxed);
         tracing::warn!(tunnel = %tunnel.name, id = %request.id, %violation, "agent answer breaks the protocol");
         return Err(RelayError::ProtocolError(violation.to_string()));
     }
@@ -147,7 +152,10 @@ pub async fn forward_live(
                     Err(_) => return Err(RelayError::AgentDisconnected),
                 };
                 if body.len() as u64 != declared {
-                    state.metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                    state
+                        .metrics
+                        .protocol_errors
+                        .fetch_add(1, Ordering::Relaxed);
                     let violation = protocol::Violation::LengthMismatch {
                         declared,
                         actual: body.len(),
@@ -195,7 +203,8 @@ fn response_head(answer: &protocol::Response, head: bool) -> Response {
     let tokens = protocol::connection_tokens(&answer.headers);
     for h in &answer.headers {
         let keep_switch = switching
-            && (h.name.eq_ignore_ascii_case("upgrade") || h.name.eq_ignore_ascii_case("connection"));
+            && (h.name.eq_ignore_ascii_case("upgrade")
+                || h.name.eq_ignore_ascii_case("connection"));
         if !keep_switch && protocol::is_hop_by_hop(&h.name, &tokens) {
             continue;
         }
@@ -236,7 +245,11 @@ async fn relay_upgraded(
             match read.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
-                    if upstream.send(Bytes::copy_from_slice(&buf[..n])).await.is_err() {
+                    if upstream
+                        .send(Bytes::copy_from_slice(&buf[..n]))
+                        .await
+                        .is_err()
+                    {
                         break;
                     }
                 }
@@ -256,11 +269,11 @@ async fn relay_upgraded(
     };
     tokio::pin!(up, down);
     tokio::select! {
+        // The sender finished sending: the app may still answer.
         () = &mut up => {
             let _ = tokio::time::timeout(UPGRADE_LINGER, down).await;
         }
-        () = &mut down => {
-            let _ = tokio::time::timeout(UPGRADE_LINGER, up).await;
-        }
+        // The app's side closed: nothing more can reach it.
+        () = &mut down => {}
     }
 }

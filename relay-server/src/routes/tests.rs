@@ -209,14 +209,17 @@ async fn a_sender_that_disconnects_leaves_nothing_in_flight() {
     tunnel.streams.set(streams).unwrap();
     let (seen_tx, mut seen) = tokio::sync::mpsc::channel::<crate::protocol::Request>(1);
     tokio::spawn(async move {
-        let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-            let seen_tx = seen_tx.clone();
-            async move {
-                let head = crate::protocol::stream::decode_meta(req.headers()).unwrap();
-                let _ = seen_tx.send(head).await;
-                std::future::pending::<Result<hyper::Response<Body>, std::convert::Infallible>>().await
-            }
-        });
+        let service =
+            hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let seen_tx = seen_tx.clone();
+                async move {
+                    let head = crate::protocol::stream::decode_meta(req.headers()).unwrap();
+                    let _ = seen_tx.send(head).await;
+                    std::future::pending::<Result<hyper::Response<Body>, std::convert::Infallible>>(
+                    )
+                    .await
+                }
+            });
         let _ = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
             .serve_connection(hyper_util::rt::TokioIo::new(agent_io), service)
             .await;
@@ -230,7 +233,10 @@ async fn a_sender_that_disconnects_leaves_nothing_in_flight() {
     assert_eq!(request.target, "/hook");
     assert_eq!(state.in_flight.load(Ordering::SeqCst), 1);
     assert_eq!(tunnel.in_flight.load(Ordering::SeqCst), 1);
-    assert!(state.memory.used() > 0, "the stream holds its share of the budget");
+    assert!(
+        state.memory.used() > 0,
+        "the stream holds its share of the budget"
+    );
     // The sender goes away: its request future is dropped mid-await.
     waiting.abort();
     assert!(bounded(waiting).await.unwrap_err().is_cancelled());
