@@ -232,6 +232,9 @@ pub struct RelayConfig {
     pub memory_budget: u64,
     /// A connection whose peer reads nothing for this long is closed.
     pub write_timeout: Duration,
+    /// Run as one node of a cluster on Redis (names, queue and tunnel
+    /// ownership in Redis; `data_dir` unused); `None`: one node on SQLite.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 impl RelayConfig {
@@ -279,6 +282,7 @@ impl Default for RelayConfig {
             max_names_per_key: DEFAULT_MAX_NAMES_PER_KEY,
             memory_budget: DEFAULT_MEMORY_BUDGET,
             write_timeout: DEFAULT_WRITE_TIMEOUT,
+            cluster: None,
         }
     }
 }
@@ -361,6 +365,19 @@ impl RelayConfig {
                 "statuses",
                 format!("queued {}, ack {}", self.queued_status, self.ack_status),
             ),
+            (
+                "cluster",
+                self.cluster.as_ref().map_or_else(
+                    || "off (one node, SQLite)".into(),
+                    |c| {
+                        format!(
+                            "node {}, {}",
+                            c.node_id,
+                            crate::cluster::redacted(&c.redis_url)
+                        )
+                    },
+                ),
+            ),
         ]
     }
 }
@@ -386,7 +403,7 @@ impl std::fmt::Debug for RelayConfig {
             queued_status, ack_status, trust_proxy, rate_per_ip, rate_per_tunnel,
             max_in_flight_per_tunnel, header_read_timeout, body_read_timeout, tls,
             max_in_flight_per_ip, min_body_rate, body_rate_grace, queue_max_entry, max_conns_per_ip, metrics_listen, max_names_per_key,
-            memory_budget, write_timeout
+            memory_budget, write_timeout, cluster
         }
         d.finish()
     }

@@ -31,6 +31,9 @@ pub enum DurableError {
     /// SQLite failed.
     #[error("relay database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// Redis failed (cluster mode).
+    #[error("redis error: {0}")]
+    Redis(String),
     /// The data directory is unusable.
     #[error("cannot use data dir {path}: {source}")]
     Dir {

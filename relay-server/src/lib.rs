@@ -24,6 +24,7 @@
 
 mod accept;
 mod auth;
+pub mod cluster;
 pub mod config;
 pub mod durable;
 mod error;
@@ -89,9 +90,24 @@ pub async fn serve(
         Some(files) => Some(tls::acceptor(files).map_err(std::io::Error::other)?),
         None => None,
     };
-    let durable = durable::Durable::open(config.data_dir.as_deref())
-        .await
-        .map_err(std::io::Error::other)?;
+    // Cluster mode (#15): names and queue in Redis instead of SQLite.
+    let cluster = match &config.cluster {
+        Some(settings) => Some(Arc::new(
+            cluster::Cluster::connect(settings.clone(), &cluster::advertised(settings))
+                .await
+                .map_err(std::io::Error::other)?,
+        )),
+        None => None,
+    };
+    let durable = match &cluster {
+        Some(cluster) => {
+            let store = cluster.store.clone();
+            let runtime = tokio::runtime::Handle::current();
+            durable::Durable::start(move || Ok(cluster::RedisDurable::new(store, runtime))).await
+        }
+        None => durable::Durable::open(config.data_dir.as_deref()).await,
+    }
+    .map_err(std::io::Error::other)?;
     let metrics_listener = match config.metrics_listen {
         Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
             std::io::Error::new(
@@ -101,7 +117,9 @@ pub async fn serve(
         })?),
         None => None,
     };
-    let state = Arc::new(AppState::new(config, local_addr, tls.is_some(), durable));
+    let mut state = AppState::new(config, local_addr, tls.is_some(), durable);
+    state.cluster = cluster;
+    let state = Arc::new(state);
     let app = routes::router(state.clone());
     let metrics_server = metrics_listener.map(|listener| {
         let app = routes::metrics_router(state.clone());

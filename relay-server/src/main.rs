@@ -105,6 +105,48 @@ struct Args {
     /// connection is closed (a sender that never reads cannot pin a stream).
     #[arg(long, value_name = "SECS", default_value_t = hooktunnel_relay::config::DEFAULT_WRITE_TIMEOUT.as_secs())]
     write_timeout: u64,
+    /// Run as one node of a cluster: names, the queue and tunnel ownership
+    /// live in this Redis (redis://HOST:PORT/DB) instead of --data-dir.
+    /// Redis must run with maxmemory-policy noeviction (checked) and should
+    /// run with appendonly yes. See deploy/cluster.md.
+    #[arg(
+        long,
+        value_name = "REDIS_URL",
+        env = "HOOKTUNNEL_RELAY_CLUSTER",
+        hide_env_values = true
+    )]
+    cluster: Option<String>,
+    /// This node's id in the cluster (default: host name plus a random suffix).
+    #[arg(long, env = "HOOKTUNNEL_RELAY_NODE_ID", requires = "cluster")]
+    node_id: Option<String>,
+    /// Secret shared by the cluster's nodes for node-to-node requests (never
+    /// an agent token); required with --cluster.
+    #[arg(
+        long,
+        env = "HOOKTUNNEL_RELAY_CLUSTER_SECRET",
+        hide_env_values = true,
+        requires = "cluster"
+    )]
+    cluster_secret: Option<String>,
+    /// Address for node-to-node traffic (HTTP/2 without TLS; keep it on a private network).
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "HOOKTUNNEL_RELAY_INTERNAL_LISTEN",
+        requires = "cluster"
+    )]
+    internal_listen: Option<SocketAddr>,
+    /// Address peers dial to reach --internal-listen, when it differs (NAT, containers).
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        env = "HOOKTUNNEL_RELAY_INTERNAL_ADVERTISE",
+        requires = "internal_listen"
+    )]
+    internal_advertise: Option<String>,
+    /// Seconds a node holds a tunnel without renewing its lease (renewed every third).
+    #[arg(long, value_name = "SECS", default_value_t = hooktunnel_relay::cluster::DEFAULT_LEASE_TTL.as_secs(), requires = "cluster")]
+    lease_ttl: u64,
     /// Most requests queued per tunnel while its agent is away (then 507).
     #[arg(long, default_value_t = hooktunnel_relay::config::DEFAULT_QUEUE_MAX_COUNT)]
     queue_max_count: u64,
@@ -249,7 +291,33 @@ async fn run(args: Args) -> anyhow::Result<()> {
         (Some(cert), Some(key)) => Some(hooktunnel_relay::config::TlsFiles { cert, key }),
         _ => None,
     };
+    let cluster = match args.cluster {
+        Some(url) => {
+            let secret = args
+                .cluster_secret
+                .filter(|s| !s.is_empty())
+                .context("--cluster needs --cluster-secret (or HOOKTUNNEL_RELAY_CLUSTER_SECRET), the same on every node")?;
+            anyhow::ensure!(
+                secret.len() >= 16,
+                "--cluster-secret must be at least 16 characters"
+            );
+            anyhow::ensure!(
+                args.lease_ttl >= 3,
+                "--lease-ttl must be at least 3 seconds"
+            );
+            let mut cluster = hooktunnel_relay::cluster::ClusterConfig::new(&url, &secret);
+            if let Some(id) = args.node_id {
+                cluster.node_id = id;
+            }
+            cluster.lease_ttl = std::time::Duration::from_secs(args.lease_ttl);
+            cluster.internal_listen = args.internal_listen;
+            cluster.internal_advertise = args.internal_advertise;
+            Some(cluster)
+        }
+        None => None,
+    };
     let config = RelayConfig {
+        cluster,
         public_url: args.public_url,
         domain: args
             .domain

@@ -77,6 +77,8 @@ pub struct AppState {
     pub sessions: tokio_util::task::TaskTracker,
     /// Body bytes held in memory, over all tunnels (`--memory-budget`).
     pub memory: Arc<MemoryBudget>,
+    /// This node's handles to the cluster (`--cluster`), else `None`.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
     tunnels: Mutex<HashMap<String, Arc<Tunnel>>>,
     next_conn: AtomicU64,
 }
@@ -161,6 +163,7 @@ impl AppState {
             in_flight: AtomicU64::new(0),
             sessions: tokio_util::task::TaskTracker::new(),
             memory: MemoryBudget::new(config_memory_budget),
+            cluster: None,
             tunnels: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
         }

@@ -234,6 +234,18 @@ async fn session(mut socket: WebSocket, state: Arc<AppState>, budget: Budget) {
             return refuse(socket, code, message).await;
         }
     };
+    // Cluster (#15): the tunnel's lease; everything below is fenced by its epoch.
+    let held = match &state.cluster {
+        Some(cluster) => match crate::cluster::session::Held::claim(cluster, &name, &hello).await {
+            Ok(held) => Some(held),
+            Err((code, message)) => {
+                state.unregister(&tunnel);
+                state.metrics.refused.fetch_add(1, Ordering::Relaxed);
+                return refuse(socket, code, message).await;
+            }
+        },
+        None => None,
+    };
     budget.lift();
     // Protocol v2: live requests are HTTP/2 streams over this socket.
     let (h2_io, pipe) = crate::wire::stream_pipe();
@@ -242,6 +254,9 @@ async fn session(mut socket: WebSocket, state: Arc<AppState>, budget: Budget) {
         Err(e) => {
             tracing::error!(tunnel = %name, error = %e, "cannot start the stream connection");
             state.unregister(&tunnel);
+            if let Some(held) = held {
+                held.release().await;
+            }
             return;
         }
     };
@@ -268,16 +283,36 @@ async fn session(mut socket: WebSocket, state: Arc<AppState>, budget: Budget) {
                     Stop::Replaced(tunnel.replaced_because())
                 }
                 () = state.closing.cancelled() => Stop::Closing,
+                end = lease_lost(held.as_ref()) => match end {
+                    crate::cluster::lease::LeaseEnd::Taken => {
+                        Stop::Replaced(Some(crate::cluster::session::LEASE_LOST.into()))
+                    }
+                    // Redis is away: the agent reconnects (maybe elsewhere).
+                    crate::cluster::lease::LeaseEnd::Unreachable => Stop::Closing,
+                }
             }
         };
         tokio::select! {
-            () = pump(socket, &state, &tunnel, outbound, pipe, stop) => {}
-            () = deliver_queue(&state, &tunnel) => {}
+            () = pump(socket, &state, &tunnel, outbound, pipe, stop, held.as_ref()) => {}
+            () = deliver_queue(&state, &tunnel, held.as_ref()) => {}
             () = driver => {}
         }
         tracing::info!(tunnel = %name, "agent disconnected");
     }
     state.unregister(&tunnel);
+    if let Some(held) = held {
+        held.release().await;
+    }
+}
+
+/// Resolves once the session's cluster lease is lost; never without a cluster.
+async fn lease_lost(
+    held: Option<&crate::cluster::session::Held>,
+) -> crate::cluster::lease::LeaseEnd {
+    match held {
+        Some(held) => held.lost().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Registers the live session, giving a stopping run of the same key a moment to go.
@@ -410,11 +445,27 @@ async fn admit(
 
 /// Sends everything queued for the tunnel, oldest first, then waits for more.
 /// Entries stay queued until the agent acks them, so a dropped link loses nothing.
-async fn deliver_queue(state: &AppState, tunnel: &Tunnel) {
+async fn deliver_queue(
+    state: &AppState,
+    tunnel: &Tunnel,
+    held: Option<&crate::cluster::session::Held>,
+) {
+    use crate::cluster::Fenced;
     const PAGE: usize = 64;
     let mut last = None;
     loop {
-        let batch = match state.durable.pending(&tunnel.name, last, PAGE).await {
+        let batch = match held {
+            Some(held) => match held.pending(last, PAGE).await {
+                Ok(Fenced::Done(batch)) => Ok(batch),
+                Ok(Fenced::Refused) => {
+                    tracing::info!(tunnel = %tunnel.name, "queue delivery refused by the lease fence");
+                    return;
+                }
+                Err(e) => Err(e),
+            },
+            None => state.durable.pending(&tunnel.name, last, PAGE).await,
+        };
+        let batch = match batch {
             Ok(batch) => batch,
             Err(e) => {
                 tracing::error!(tunnel = %tunnel.name, error = %e, "cannot read the queue; retrying");
@@ -430,7 +481,17 @@ async fn deliver_queue(state: &AppState, tunnel: &Tunnel) {
             last = Some(entry.seq);
         }
         if !full_page {
-            tunnel.queued.notified().await;
+            match held {
+                // Other nodes queue too and cannot wake this one: poll as well.
+                Some(_) => {
+                    let _ = timeout(
+                        crate::cluster::session::QUEUE_POLL,
+                        tunnel.queued.notified(),
+                    )
+                    .await;
+                }
+                None => tunnel.queued.notified().await,
+            }
         }
     }
 }
@@ -444,6 +505,7 @@ async fn pump(
     mut outbound: tokio::sync::mpsc::Receiver<bytes::Bytes>,
     pipe: tokio::io::DuplexStream,
     stop: impl std::future::Future<Output = Stop>,
+    held: Option<&crate::cluster::session::Held>,
 ) {
     let (mut sink, mut stream) = socket.split();
     let (pipe_out, mut pipe_in) = tokio::io::split(pipe);
@@ -491,7 +553,17 @@ async fn pump(
                             tracing::debug!(tunnel = %tunnel.name, "a v1 response frame on a v2 session ignored");
                         }
                         Ok(AgentMessage::Ack(ack)) => {
-                            match state.durable.ack(&tunnel.name, ack.id).await {
+                            let acked = match held {
+                                Some(held) => held.ack(ack.id).await.map(|fenced| match fenced {
+                                    crate::cluster::Fenced::Done(acked) => acked,
+                                    crate::cluster::Fenced::Refused => {
+                                        tracing::warn!(tunnel = %tunnel.name, id = %ack.id, "ack refused by the lease fence: a newer session owns the tunnel");
+                                        false
+                                    }
+                                }),
+                                None => state.durable.ack(&tunnel.name, ack.id).await,
+                            };
+                            match acked {
                                 Ok(true) => {
                                     state.metrics.acked.fetch_add(1, Ordering::Relaxed);
                                 }

@@ -1,0 +1,275 @@
+//! Several relay nodes sharing one Redis (`--cluster redis://…`): names and
+//! the durable queue live in Redis ([`redis_backend`]), each live tunnel is
+//! leased to the node holding its agent ([`lease`]). Without `--cluster`
+//! nothing here runs and the relay keeps its SQLite state.
+
+pub mod lease;
+pub mod redis_backend;
+mod scripts;
+pub mod session;
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+pub use lease::{Lease, LeaseClaim, Leases, Owner};
+pub use redis_backend::{Fenced, RedisDurable, RedisStore};
+
+/// Default lease lifetime; renewed every third of it.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(10);
+
+/// Key names. Every key of one tunnel carries the hash tag `{name}`.
+pub mod keys {
+    /// The keys of one tunnel.
+    pub struct Tunnel {
+        /// Hash: `key` (owner's key hash), `answer` (JSON).
+        pub name: String,
+        /// Stream: the durable queue, group `g`.
+        pub stream: String,
+        /// Hash: queue accounting and the seq counter.
+        pub stats: String,
+        /// Hash: request id → stream id.
+        pub ids: String,
+        /// Hash with a TTL: `node`, `session`, `addr`, `epoch`.
+        pub lease: String,
+        /// Counter: the last epoch granted (never expires).
+        pub epoch: String,
+    }
+
+    impl Tunnel {
+        /// The keys for `name` (names are DNS labels: no braces).
+        pub fn new(name: &str) -> Self {
+            let base = format!("ht:{{{name}}}");
+            Self {
+                name: format!("{base}:name"),
+                stream: format!("{base}:q"),
+                stats: format!("{base}:qs"),
+                ids: format!("{base}:qi"),
+                lease: format!("{base}:lease"),
+                epoch: format!("{base}:epoch"),
+            }
+        }
+    }
+
+    /// Set of the names one agent key holds.
+    pub fn key_names(key_hash: &str) -> String {
+        format!("ht:key:{{{key_hash}}}:names")
+    }
+}
+
+/// Cluster settings (`--cluster` and friends).
+#[derive(Clone)]
+pub struct ClusterConfig {
+    /// `redis://HOST:PORT/DB`.
+    pub redis_url: String,
+    /// This node's id (unique in the cluster).
+    pub node_id: String,
+    /// Shared secret for node-to-node requests; never an agent token.
+    pub secret: String,
+    /// Lease lifetime (heartbeat: a third of it).
+    pub lease_ttl: Duration,
+    /// Where this node listens for its peers (h2c); `None`: it forwards to
+    /// nobody and nobody forwards to it (requests for its tunnels that reach
+    /// other nodes are queued).
+    pub internal_listen: Option<std::net::SocketAddr>,
+    /// The address peers dial, when it differs from `internal_listen`.
+    pub internal_advertise: Option<String>,
+}
+
+impl ClusterConfig {
+    /// Settings for `redis_url` with defaults for the rest.
+    pub fn new(redis_url: &str, secret: &str) -> Self {
+        Self {
+            redis_url: redis_url.to_owned(),
+            node_id: Self::default_node_id(),
+            secret: secret.to_owned(),
+            lease_ttl: DEFAULT_LEASE_TTL,
+            internal_listen: None,
+            internal_advertise: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterConfig")
+            .field("redis_url", &redacted(&self.redis_url))
+            .field("node_id", &self.node_id)
+            .field("secret", &"[redacted]")
+            .field("lease_ttl", &self.lease_ttl)
+            .field("internal_listen", &self.internal_listen)
+            .field("internal_advertise", &self.internal_advertise)
+            .finish()
+    }
+}
+
+impl ClusterConfig {
+    /// A node id from the host name plus a random suffix.
+    pub fn default_node_id() -> String {
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .or_else(|| {
+                std::fs::read_to_string("/etc/hostname")
+                    .ok()
+                    .map(|h| h.trim().to_owned())
+            })
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "relay".into());
+        format!("{host}-{:08x}", rand::random::<u32>())
+    }
+}
+
+/// The internal address peers dial to reach this node ('' without one).
+pub fn advertised(config: &ClusterConfig) -> String {
+    config
+        .internal_advertise
+        .clone()
+        .or_else(|| config.internal_listen.map(|a| a.to_string()))
+        .unwrap_or_default()
+}
+
+/// Why the cluster backend could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// Redis could not be reached or answered an error.
+    #[error("cannot use Redis at {url}: {source}")]
+    Redis {
+        /// The URL (without a password).
+        url: String,
+        /// The cause.
+        source: redis::RedisError,
+    },
+    /// Redis is configured so accepted webhooks could be lost.
+    #[error("{0}")]
+    Unsafe(String),
+}
+
+/// This node's handles to the cluster state.
+#[derive(Clone)]
+pub struct Cluster {
+    /// Names and queues.
+    pub store: RedisStore,
+    /// Tunnel ownership.
+    pub leases: Leases,
+    /// Settings.
+    pub config: ClusterConfig,
+    conn: ConnectionManager,
+}
+
+/// `url` with any password replaced, for messages.
+pub fn redacted(url: &str) -> String {
+    match url.split_once('@') {
+        Some((scheme_user, host)) => match scheme_user.split_once("://") {
+            Some((scheme, _)) => format!("{scheme}://***@{host}"),
+            None => format!("***@{host}"),
+        },
+        None => url.to_owned(),
+    }
+}
+
+/// The value of `field` in an `INFO` section.
+fn info_field<'a>(info: &'a str, field: &str) -> Option<&'a str> {
+    info.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .map(str::trim)
+}
+
+impl Cluster {
+    /// Connects to Redis and checks it is safe to keep webhooks in: refuses
+    /// any eviction policy but `noeviction`, warns when the AOF is off.
+    /// `internal_addr` is what peers dial to reach this node ('' for none).
+    pub async fn connect(config: ClusterConfig, internal_addr: &str) -> Result<Self, ClusterError> {
+        let url = redacted(&config.redis_url);
+        let fail = |source| ClusterError::Redis {
+            url: url.clone(),
+            source,
+        };
+        let client = redis::Client::open(config.redis_url.as_str()).map_err(fail)?;
+        let manager = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(Duration::from_secs(5)))
+            .set_max_delay(Duration::from_secs(2));
+        let conn = ConnectionManager::new_with_config(client, manager)
+            .await
+            .map_err(fail)?;
+        let memory: String = redis::cmd("INFO")
+            .arg("memory")
+            .query_async(&mut conn.clone())
+            .await
+            .map_err(fail)?;
+        let policy = info_field(&memory, "maxmemory_policy").unwrap_or("unknown");
+        if policy != "noeviction" {
+            return Err(ClusterError::Unsafe(format!(
+                "Redis at {url} has maxmemory-policy {policy}: under memory pressure it would evict queued webhooks and tunnel names. \
+                 Set `maxmemory-policy noeviction` in redis.conf (or run `CONFIG SET maxmemory-policy noeviction` and `CONFIG REWRITE`), then start the relay again"
+            )));
+        }
+        let persistence: String = redis::cmd("INFO")
+            .arg("persistence")
+            .query_async(&mut conn.clone())
+            .await
+            .map_err(fail)?;
+        if info_field(&persistence, "aof_enabled") != Some("1") {
+            tracing::warn!(
+                redis = %url,
+                "Redis runs without the append-only file (appendonly no): a Redis restart loses every write since its last snapshot, queued webhooks included. \
+                 Set `appendonly yes`; with `appendfsync everysec` (the default) a crash of the Redis host loses at most about one second of accepted requests, \
+                 with `appendfsync always` none (every write waits for fsync), with `appendfsync no` whatever the OS had not flushed (up to ~30 s)"
+            );
+        } else {
+            let fsync: Result<Vec<String>, _> = redis::cmd("CONFIG")
+                .arg("GET")
+                .arg("appendfsync")
+                .query_async(&mut conn.clone())
+                .await;
+            if let Ok(fsync) = fsync {
+                let mode = fsync.get(1).map_or("unknown", String::as_str);
+                tracing::info!(redis = %url, appendfsync = mode, "Redis persistence: append-only file on");
+            }
+        }
+        Ok(Self {
+            store: RedisStore::new(conn.clone(), &config.node_id),
+            leases: Leases::new(
+                conn.clone(),
+                &config.node_id,
+                internal_addr,
+                config.lease_ttl,
+            ),
+            config,
+            conn,
+        })
+    }
+
+    /// Round trip to Redis, for health reports.
+    pub async fn ping(&self) -> Result<Duration, String> {
+        let started = std::time::Instant::now();
+        let pong: Result<String, _> = redis::cmd("PING").query_async(&mut self.conn.clone()).await;
+        pong.map(|_| started.elapsed()).map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_not_shown() {
+        assert_eq!(redacted("redis://:pw@h:1/0"), "redis://***@h:1/0");
+        assert_eq!(redacted("redis://h:1/0"), "redis://h:1/0");
+    }
+
+    #[test]
+    fn keys_share_the_tunnel_hash_tag() {
+        let k = keys::Tunnel::new("demo");
+        for key in [&k.name, &k.stream, &k.stats, &k.ids, &k.lease, &k.epoch] {
+            assert!(key.starts_with("ht:{demo}:"), "{key}");
+        }
+    }
+
+    #[test]
+    fn info_fields_are_read() {
+        let info = "# Memory\r\nmaxmemory:0\r\nmaxmemory_policy:noeviction\r\n";
+        assert_eq!(info_field(info, "maxmemory_policy"), Some("noeviction"));
+        assert_eq!(info_field(info, "maxmemory"), Some("0"));
+    }
+}

@@ -1,0 +1,371 @@
+//! Names and the durable queue in Redis (see [`super::scripts`] for the
+//! layout). [`RedisStore`] is async; [`RedisDurable`] puts it behind the
+//! blocking [`NameRegistry`]/[`DeliveryQueue`] traits, so the routes keep
+//! talking to [`crate::durable::Durable`] whichever backend runs.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use redis::Script;
+use redis::aio::ConnectionManager;
+use ulid::Ulid;
+
+use super::keys;
+use super::scripts;
+use crate::durable::policy::{self, Usage};
+use crate::durable::{
+    Claim, DeliveryQueue, DurableError, Enqueue, EnqueueError, NameRegistry, Pending, QueuedAnswer,
+    Release, Stored, key_hash,
+};
+
+/// The scripts, loaded once (`EVALSHA`, reloaded after a Redis restart).
+struct Scripts {
+    claim_name: Script,
+    release_name: Script,
+    usage: Script,
+    add: Script,
+    pending: Script,
+    ack: Script,
+    set_answer: Script,
+}
+
+/// Names and queues in Redis; cheap to clone.
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    scripts: Arc<Scripts>,
+    /// This node's consumer name in every tunnel's group.
+    consumer: String,
+}
+
+/// Outcome of a fenced queue call.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Fenced<T> {
+    /// The lease's epoch matched (or no fence was asked for).
+    Done(T),
+    /// A newer claim holds the tunnel: this session must stop acting for it.
+    Refused,
+}
+
+fn redis_err(e: redis::RedisError) -> DurableError {
+    DurableError::Redis(e.to_string())
+}
+
+fn text(v: &[u8]) -> String {
+    String::from_utf8_lossy(v).into_owned()
+}
+
+impl RedisStore {
+    /// A store on `conn`; `node` names this node's consumer.
+    pub fn new(conn: ConnectionManager, node: &str) -> Self {
+        Self {
+            conn,
+            scripts: Arc::new(Scripts {
+                claim_name: Script::new(scripts::CLAIM_NAME),
+                release_name: Script::new(scripts::RELEASE_NAME),
+                usage: Script::new(&scripts::usage()),
+                add: Script::new(&scripts::add()),
+                pending: Script::new(&scripts::pending()),
+                ack: Script::new(&scripts::ack()),
+                set_answer: Script::new(scripts::SET_ANSWER),
+            }),
+            consumer: format!("node:{node}"),
+        }
+    }
+
+    /// See [`NameRegistry::claim_within`].
+    pub async fn claim_within(&self, name: &str, key: &str, max_names: u64) -> Stored<Claim> {
+        let hash = key_hash(key);
+        let k = keys::Tunnel::new(name);
+        let reply: Vec<Vec<u8>> = self
+            .scripts
+            .claim_name
+            .key(&k.name)
+            .key(keys::key_names(&hash))
+            .arg(&hash)
+            .arg(max_names.to_string())
+            .arg(name)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_err)?;
+        match reply.first().map(Vec::as_slice) {
+            Some(b"granted") => Ok(Claim::Granted),
+            Some(b"taken") => Ok(Claim::Taken),
+            Some(b"too_many") => Ok(Claim::TooMany {
+                held: reply.get(1).and_then(|h| text(h).parse().ok()).unwrap_or(0),
+            }),
+            _ => Err(DurableError::Redis(format!(
+                "unexpected claim reply {reply:?}"
+            ))),
+        }
+    }
+
+    /// See [`NameRegistry::release`].
+    pub async fn release(&self, name: &str, key: &str, dry_run: bool) -> Stored<Release> {
+        let hash = key_hash(key);
+        let k = keys::Tunnel::new(name);
+        let reply: Vec<Vec<u8>> = self
+            .scripts
+            .release_name
+            .key(&k.name)
+            .key(keys::key_names(&hash))
+            .key(&k.stream)
+            .key(&k.stats)
+            .key(&k.ids)
+            .arg(&hash)
+            .arg(if dry_run { "1" } else { "0" })
+            .arg(name)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_err)?;
+        match reply.first().map(Vec::as_slice) {
+            Some(b"released") => Ok(Release::Released {
+                queued: reply.get(1).and_then(|h| text(h).parse().ok()).unwrap_or(0),
+            }),
+            Some(b"unknown") => Ok(Release::Unknown),
+            Some(b"not_owner") => Ok(Release::NotOwner),
+            _ => Err(DurableError::Redis(format!(
+                "unexpected release reply {reply:?}"
+            ))),
+        }
+    }
+
+    /// See [`NameRegistry::is_known`].
+    pub async fn is_known(&self, name: &str) -> Stored<bool> {
+        let k = keys::Tunnel::new(name);
+        redis::cmd("EXISTS")
+            .arg(&k.name)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_err)
+    }
+
+    /// See [`NameRegistry::set_queued_answer`].
+    pub async fn set_queued_answer(&self, name: &str, answer: Option<&QueuedAnswer>) -> Stored<()> {
+        let k = keys::Tunnel::new(name);
+        let value = match answer {
+            Some(a) => serde_json::to_string(a)
+                .map_err(|e| DurableError::Redis(format!("cannot encode an answer: {e}")))?,
+            None => String::new(),
+        };
+        // Only on a claimed name (like the SQLite UPDATE).
+        let _: i64 = self
+            .scripts
+            .set_answer
+            .key(&k.name)
+            .arg(value)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_err)?;
+        Ok(())
+    }
+
+    /// See [`NameRegistry::queued_answer`].
+    pub async fn queued_answer(&self, name: &str) -> Stored<Option<QueuedAnswer>> {
+        let k = keys::Tunnel::new(name);
+        let value: Option<String> = redis::cmd("HGET")
+            .arg(&k.name)
+            .arg("answer")
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_err)?;
+        Ok(value
+            .filter(|v| !v.is_empty())
+            .and_then(|v| serde_json::from_str(&v).ok()))
+    }
+
+    /// See [`DeliveryQueue::enqueue`]. Admission reads the usage and appends
+    /// in two scripts: concurrent enqueues on several nodes may overshoot a
+    /// quota by the requests in between (bounded by the in-flight caps).
+    /// Redis acknowledges a write once it is in the AOF buffer; how soon it
+    /// reaches the disk is `appendfsync` (see `deploy/cluster.md`).
+    pub async fn enqueue(&self, entry: &Enqueue) -> Result<(), EnqueueError> {
+        let k = keys::Tunnel::new(&entry.name);
+        let max_age_ms = u64::try_from(entry.limits.max_age.as_millis()).unwrap_or(u64::MAX);
+        let cutoff = entry.now_ms.saturating_sub(max_age_ms);
+        let usage: Vec<u64> = self
+            .scripts
+            .usage
+            .key(&k.stream)
+            .key(&k.stats)
+            .key(&k.ids)
+            .arg(cutoff)
+            .arg(&entry.client)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_err)?;
+        let [expired, count, bytes, client_count, client_bytes] = usage[..] else {
+            return Err(DurableError::Redis(format!("unexpected usage reply {usage:?}")).into());
+        };
+        if expired > 0 {
+            tracing::warn!(tunnel = %entry.name, expired, "dropped queued requests older than the queue's max age");
+        }
+        let usage = Usage {
+            count,
+            bytes,
+            client_count,
+            client_bytes,
+        };
+        policy::admit(&entry.limits, usage, entry.frame.len() as u64)
+            .map_err(EnqueueError::Full)?;
+        let _seq: i64 = self
+            .scripts
+            .add
+            .key(&k.stream)
+            .key(&k.stats)
+            .key(&k.ids)
+            .arg(entry.id.to_string())
+            .arg(&entry.client)
+            .arg(entry.now_ms)
+            .arg(&entry.frame[..])
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_err)?;
+        Ok(())
+    }
+
+    /// Up to `limit` entries after `after` for this node's consumer: first
+    /// those another consumer read and never acked, then new ones. With
+    /// `epoch`, only while the tunnel's lease carries that epoch.
+    pub async fn pending_fenced(
+        &self,
+        name: &str,
+        after: Option<i64>,
+        limit: usize,
+        epoch: Option<u64>,
+    ) -> Stored<Fenced<Vec<Pending>>> {
+        let k = keys::Tunnel::new(name);
+        let reply: Vec<Vec<u8>> = self
+            .scripts
+            .pending
+            .key(&k.stream)
+            .key(&k.lease)
+            .arg(&self.consumer)
+            .arg(after.unwrap_or(0).max(0))
+            .arg(limit.max(1))
+            .arg(epoch.map(|e| e.to_string()).unwrap_or_default())
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_err)?;
+        match reply.first().map(Vec::as_slice) {
+            Some(b"fenced") => return Ok(Fenced::Refused),
+            Some(b"ok") => {}
+            _ => return Err(DurableError::Redis("unexpected queue reply".into())),
+        }
+        let mut out = Vec::new();
+        for entry in reply[1..].chunks(3) {
+            let [seq, id, frame] = entry else {
+                return Err(DurableError::Redis("truncated queue reply".into()));
+            };
+            let (Ok(seq), Ok(id)) = (text(seq).parse::<i64>(), Ulid::from_string(&text(id))) else {
+                tracing::error!(tunnel = %name, "queue entry with a corrupt id skipped");
+                continue;
+            };
+            out.push(Pending {
+                seq,
+                id,
+                frame: Bytes::copy_from_slice(frame),
+            });
+        }
+        Ok(Fenced::Done(out))
+    }
+
+    /// Deletes an acknowledged entry (`XACK` + `XDEL`); with `epoch`, only
+    /// while the tunnel's lease carries that epoch.
+    pub async fn ack_fenced(
+        &self,
+        name: &str,
+        id: Ulid,
+        epoch: Option<u64>,
+    ) -> Stored<Fenced<bool>> {
+        let k = keys::Tunnel::new(name);
+        let reply: Vec<Vec<u8>> = self
+            .scripts
+            .ack
+            .key(&k.stream)
+            .key(&k.stats)
+            .key(&k.ids)
+            .key(&k.lease)
+            .arg(id.to_string())
+            .arg(epoch.map(|e| e.to_string()).unwrap_or_default())
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_err)?;
+        match reply.first().map(Vec::as_slice) {
+            Some(b"acked") => Ok(Fenced::Done(true)),
+            Some(b"unknown") => Ok(Fenced::Done(false)),
+            Some(b"fenced") => Ok(Fenced::Refused),
+            _ => Err(DurableError::Redis(format!(
+                "unexpected ack reply {reply:?}"
+            ))),
+        }
+    }
+
+    /// See [`DeliveryQueue::depth`].
+    pub async fn depth(&self, name: &str) -> Stored<u64> {
+        let k = keys::Tunnel::new(name);
+        redis::cmd("XLEN")
+            .arg(&k.stream)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_err)
+    }
+}
+
+/// [`RedisStore`] behind the blocking traits: each call blocks the database
+/// thread on the runtime that owns the connection (that thread is not a
+/// runtime worker, so this never stalls one).
+pub struct RedisDurable {
+    store: RedisStore,
+    runtime: tokio::runtime::Handle,
+}
+
+impl RedisDurable {
+    /// Wraps `store`; `runtime` drives its connection.
+    pub fn new(store: RedisStore, runtime: tokio::runtime::Handle) -> Self {
+        Self { store, runtime }
+    }
+
+    fn run<T>(&self, f: impl Future<Output = T>) -> T {
+        self.runtime.block_on(f)
+    }
+}
+
+impl NameRegistry for RedisDurable {
+    fn claim_within(&self, name: &str, key: &str, max_names: u64) -> Stored<Claim> {
+        self.run(self.store.claim_within(name, key, max_names))
+    }
+    fn release(&self, name: &str, key: &str, dry_run: bool) -> Stored<Release> {
+        self.run(self.store.release(name, key, dry_run))
+    }
+    fn is_known(&self, name: &str) -> Stored<bool> {
+        self.run(self.store.is_known(name))
+    }
+    fn set_queued_answer(&self, name: &str, answer: Option<&QueuedAnswer>) -> Stored<()> {
+        self.run(self.store.set_queued_answer(name, answer))
+    }
+    fn queued_answer(&self, name: &str) -> Stored<Option<QueuedAnswer>> {
+        self.run(self.store.queued_answer(name))
+    }
+}
+
+impl DeliveryQueue for RedisDurable {
+    fn enqueue(&self, entry: &Enqueue) -> Result<(), EnqueueError> {
+        self.run(self.store.enqueue(entry))
+    }
+    fn pending(&self, name: &str, after: Option<i64>, limit: usize) -> Stored<Vec<Pending>> {
+        match self.run(self.store.pending_fenced(name, after, limit, None))? {
+            Fenced::Done(entries) => Ok(entries),
+            Fenced::Refused => Ok(Vec::new()),
+        }
+    }
+    fn ack(&self, name: &str, id: Ulid) -> Stored<bool> {
+        match self.run(self.store.ack_fenced(name, id, None))? {
+            Fenced::Done(acked) => Ok(acked),
+            Fenced::Refused => Ok(false),
+        }
+    }
+    fn depth(&self, name: &str) -> Stored<u64> {
+        self.run(self.store.depth(name))
+    }
+}

@@ -1,0 +1,406 @@
+//! The cluster backend against a real `redis-server` (started here on a free
+//! loopback port with a temporary directory and the AOF on).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hooktunnel_relay::cluster::{Cluster, ClusterConfig, Fenced, LeaseClaim};
+use hooktunnel_relay::durable::{Claim, Enqueue, EnqueueError, QueueLimits, Release};
+use hooktunnel_relay::protocol::next_id;
+
+/// A `redis-server` child; killed on drop.
+struct RedisServer {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+impl RedisServer {
+    fn start(extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        for _ in 0..5 {
+            let port = free_port();
+            let child = spawn(dir.path(), port, extra);
+            if let Some(child) = wait_ready(child, port) {
+                return Self { child, port, dir };
+            }
+        }
+        panic!("redis-server did not start");
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// kill -9, then start again on the same port and directory (the AOF).
+    fn crash_and_restart(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        let child = spawn(self.dir.path(), self.port, &[]);
+        self.child = wait_ready(child, self.port).expect("redis-server restarts");
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(dir: &std::path::Path, port: u16, extra: &[&str]) -> Child {
+    Command::new("redis-server")
+        .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+        .arg("--dir")
+        .arg(dir)
+        .args([
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--save",
+            "",
+        ])
+        .args(["--protected-mode", "no", "--maxmemory-policy", "noeviction"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server is installed (apt-get install redis-server)")
+}
+
+/// The child once it answers PING, or `None` when it exited (port taken).
+fn wait_ready(mut child: Child, port: u16) -> Option<Child> {
+    use std::io::{Read as _, Write as _};
+    for _ in 0..200 {
+        if child.try_wait().unwrap().is_some() {
+            return None;
+        }
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+            let mut buf = [0u8; 64];
+            // A loading AOF answers -LOADING: wait for +PONG.
+            if s.write_all(b"PING\r\n").is_ok()
+                && s.read(&mut buf)
+                    .is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
+            {
+                return Some(child);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let _ = child.kill();
+    None
+}
+
+fn settings(redis: &RedisServer, node: &str, ttl: Duration) -> ClusterConfig {
+    let mut c = ClusterConfig::new(&redis.url(), "a-cluster-secret-for-tests");
+    c.node_id = node.into();
+    c.lease_ttl = ttl;
+    c
+}
+
+async fn node(redis: &RedisServer, id: &str, ttl: Duration) -> Arc<Cluster> {
+    let connect = Cluster::connect(settings(redis, id, ttl), "");
+    Arc::new(
+        tokio::time::timeout(Duration::from_secs(10), connect)
+            .await
+            .unwrap()
+            .unwrap(),
+    )
+}
+
+const LIMITS: QueueLimits = QueueLimits {
+    max_count: 100,
+    max_bytes: 1 << 20,
+    max_age: Duration::from_secs(3600),
+};
+
+fn entry(name: &str, frame: &[u8]) -> Enqueue {
+    Enqueue {
+        name: name.into(),
+        id: next_id(),
+        client: "192.0.2.1".into(),
+        frame: Bytes::copy_from_slice(frame),
+        limits: LIMITS,
+        now_ms: hooktunnel_relay::protocol::now_ms(),
+    }
+}
+
+#[tokio::test]
+async fn names_and_the_queue_live_in_redis() {
+    let redis = RedisServer::start(&[]);
+    let a = node(&redis, "a", Duration::from_secs(10)).await;
+    let s = &a.store;
+    assert!(!s.is_known("demo").await.unwrap());
+    assert_eq!(
+        s.claim_within("demo", "k1", 2).await.unwrap(),
+        Claim::Granted
+    );
+    assert_eq!(
+        s.claim_within("demo", "k1", 2).await.unwrap(),
+        Claim::Granted
+    );
+    assert_eq!(s.claim_within("demo", "k2", 2).await.unwrap(), Claim::Taken);
+    assert_eq!(s.claim_within("b", "k1", 2).await.unwrap(), Claim::Granted);
+    assert_eq!(
+        s.claim_within("c", "k1", 2).await.unwrap(),
+        Claim::TooMany { held: 2 }
+    );
+    // A custom answer only sticks to a claimed name.
+    let answer = hooktunnel_relay::durable::QueuedAnswer {
+        status: 200,
+        body: Some("ok {id}".into()),
+    };
+    s.set_queued_answer("demo", Some(&answer)).await.unwrap();
+    s.set_queued_answer("nobody", Some(&answer)).await.unwrap();
+    assert_eq!(s.queued_answer("demo").await.unwrap(), Some(answer));
+    assert!(!s.is_known("nobody").await.unwrap());
+
+    // Binary frames, in commit order, acked one by one.
+    let frames: Vec<Vec<u8>> = (0..5u8).map(|i| vec![0, 255, i, b'\r', b'\n']).collect();
+    let entries: Vec<Enqueue> = frames.iter().map(|f| entry("demo", f)).collect();
+    for e in &entries {
+        s.enqueue(e).await.unwrap();
+    }
+    assert_eq!(s.depth("demo").await.unwrap(), 5);
+    let Fenced::Done(first) = s.pending_fenced("demo", None, 3, None).await.unwrap() else {
+        panic!("no fence asked for")
+    };
+    assert_eq!(first.len(), 3);
+    let Fenced::Done(rest) = s
+        .pending_fenced("demo", Some(first[2].seq), 10, None)
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    let got: Vec<_> = first
+        .iter()
+        .chain(&rest)
+        .map(|p| (p.id, p.frame.to_vec()))
+        .collect();
+    let want: Vec<_> = entries.iter().map(|e| (e.id, e.frame.to_vec())).collect();
+    assert_eq!(got, want);
+    assert_eq!(
+        s.ack_fenced("b", entries[0].id, None).await.unwrap(),
+        Fenced::Done(false),
+        "another tunnel cannot ack"
+    );
+    assert_eq!(
+        s.ack_fenced("demo", entries[0].id, None).await.unwrap(),
+        Fenced::Done(true)
+    );
+    assert_eq!(
+        s.ack_fenced("demo", entries[0].id, None).await.unwrap(),
+        Fenced::Done(false)
+    );
+    assert_eq!(s.depth("demo").await.unwrap(), 4);
+
+    // Quotas: a full queue refuses, the per-client share holds.
+    let tight = QueueLimits {
+        max_count: 4,
+        ..LIMITS
+    };
+    let refused = s
+        .enqueue(&Enqueue {
+            limits: tight,
+            ..entry("demo", b"x")
+        })
+        .await;
+    assert!(matches!(refused, Err(EnqueueError::Full(_))), "{refused:?}");
+
+    // Release needs the owner's key and takes the queue with it.
+    assert_eq!(
+        s.release("demo", "k2", false).await.unwrap(),
+        Release::NotOwner
+    );
+    assert_eq!(
+        s.release("demo", "k1", true).await.unwrap(),
+        Release::Released { queued: 4 }
+    );
+    assert_eq!(
+        s.release("demo", "k1", false).await.unwrap(),
+        Release::Released { queued: 4 }
+    );
+    assert_eq!(s.depth("demo").await.unwrap(), 0);
+    assert!(!s.is_known("demo").await.unwrap());
+    assert_eq!(s.claim_within("c", "k1", 2).await.unwrap(), Claim::Granted);
+}
+
+#[tokio::test]
+async fn old_entries_expire_on_the_next_enqueue() {
+    let redis = RedisServer::start(&[]);
+    let a = node(&redis, "a", Duration::from_secs(10)).await;
+    let old = Enqueue {
+        now_ms: 1_000,
+        ..entry("demo", b"old")
+    };
+    a.store.enqueue(&old).await.unwrap();
+    a.store.enqueue(&entry("demo", b"new")).await.unwrap();
+    assert_eq!(a.store.depth("demo").await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn an_evicting_redis_is_refused_with_the_fix() {
+    let redis = RedisServer::start(&["--maxmemory-policy", "allkeys-lru"]);
+    let refused = Cluster::connect(settings(&redis, "a", Duration::from_secs(10)), "").await;
+    let message = refused.err().expect("refused").to_string();
+    assert!(message.contains("allkeys-lru"), "{message}");
+    assert!(message.contains("maxmemory-policy noeviction"), "{message}");
+}
+
+#[tokio::test]
+async fn two_nodes_claiming_one_name_exactly_one_wins() {
+    let redis = RedisServer::start(&[]);
+    let a = node(&redis, "a", Duration::from_secs(10)).await;
+    let b = node(&redis, "b", Duration::from_secs(10)).await;
+    for round in 0..50 {
+        let name = format!("race{round}");
+        let (x, y) = tokio::join!(
+            a.leases.claim(&name, "run-a", false),
+            b.leases.claim(&name, "run-b", false)
+        );
+        let won = [x.unwrap(), y.unwrap()]
+            .into_iter()
+            .filter(|c| matches!(c, LeaseClaim::Granted(_)))
+            .count();
+        assert_eq!(won, 1, "round {round}");
+    }
+    // The same run reconnecting through another node gets it, with a new epoch.
+    let LeaseClaim::Granted(first) = a.leases.claim("mine", "run-1", false).await.unwrap() else {
+        panic!()
+    };
+    let LeaseClaim::Granted(second) = b.leases.claim("mine", "run-1", false).await.unwrap() else {
+        panic!()
+    };
+    assert!(second.epoch > first.epoch);
+    assert_eq!(second.previous_node.as_deref(), Some("a"));
+    assert!(
+        !a.leases.renew(&first).await.unwrap(),
+        "the old claim is over"
+    );
+    assert!(
+        !a.leases.release(&first).await.unwrap(),
+        "and cannot free the new one"
+    );
+    assert_eq!(b.leases.owner("mine").await.unwrap().unwrap().node, "b");
+    assert!(b.leases.release(&second).await.unwrap());
+    assert_eq!(b.leases.owner("mine").await.unwrap(), None);
+}
+
+/// A node paused past its lease (SIGSTOP, GC) wakes up to find another node
+/// holding the tunnel: its deliveries and acks are refused by the epoch
+/// fence; the new owner gets what the old one had in flight.
+#[tokio::test]
+async fn a_stale_owner_is_fenced_out() {
+    let redis = RedisServer::start(&[]);
+    let ttl = Duration::from_millis(300);
+    let a = node(&redis, "a", ttl).await;
+    let b = node(&redis, "b", ttl).await;
+    let LeaseClaim::Granted(old) = a.leases.claim("demo", "run-1", false).await.unwrap() else {
+        panic!()
+    };
+    let entries: Vec<Enqueue> = (0..3u8).map(|i| entry("demo", &[i])).collect();
+    for e in &entries {
+        a.store.enqueue(e).await.unwrap();
+    }
+    let Fenced::Done(in_flight) = a
+        .store
+        .pending_fenced("demo", None, 10, Some(old.epoch))
+        .await
+        .unwrap()
+    else {
+        panic!("the owner reads its queue")
+    };
+    assert_eq!(in_flight.len(), 3);
+    assert_eq!(
+        a.store
+            .ack_fenced("demo", entries[0].id, Some(old.epoch))
+            .await
+            .unwrap(),
+        Fenced::Done(true)
+    );
+    // A stops renewing (paused); the lease expires and the agent's next run
+    // claims the tunnel through B.
+    tokio::time::sleep(ttl * 2).await;
+    let LeaseClaim::Granted(new) = b.leases.claim("demo", "run-2", false).await.unwrap() else {
+        panic!("an expired lease does not hold")
+    };
+    // A wakes up: everything it tries for the tunnel is refused.
+    assert_eq!(
+        a.store
+            .ack_fenced("demo", entries[1].id, Some(old.epoch))
+            .await
+            .unwrap(),
+        Fenced::Refused
+    );
+    assert_eq!(
+        a.store
+            .pending_fenced("demo", None, 10, Some(old.epoch))
+            .await
+            .unwrap(),
+        Fenced::Refused
+    );
+    assert!(!a.leases.renew(&old).await.unwrap());
+    // B claims what A had read and never acked, in order, and acks it.
+    let Fenced::Done(moved) = b
+        .store
+        .pending_fenced("demo", None, 10, Some(new.epoch))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    let ids: Vec<_> = moved.iter().map(|p| p.id).collect();
+    assert_eq!(ids, [entries[1].id, entries[2].id]);
+    for id in ids {
+        assert_eq!(
+            b.store
+                .ack_fenced("demo", id, Some(new.epoch))
+                .await
+                .unwrap(),
+            Fenced::Done(true)
+        );
+    }
+    assert_eq!(b.store.depth("demo").await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn the_queue_survives_a_redis_crash() {
+    let mut redis = RedisServer::start(&[]);
+    let a = node(&redis, "a", Duration::from_secs(10)).await;
+    assert_eq!(
+        a.store.claim_within("demo", "k", 10).await.unwrap(),
+        Claim::Granted
+    );
+    let entries: Vec<Enqueue> = (0..20u8).map(|i| entry("demo", &[i; 100])).collect();
+    for e in &entries {
+        a.store.enqueue(e).await.unwrap();
+    }
+    redis.crash_and_restart();
+    // The same handle reconnects by itself (the connection manager).
+    let mut pending = None;
+    for _ in 0..50 {
+        match a.store.pending_fenced("demo", None, 100, None).await {
+            Ok(Fenced::Done(p)) => {
+                pending = Some(p);
+                break;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let pending = pending.expect("Redis is back");
+    let ids: Vec<_> = pending.iter().map(|p| p.id).collect();
+    let want: Vec<_> = entries.iter().map(|e| e.id).collect();
+    assert_eq!(ids, want);
+    assert!(a.store.is_known("demo").await.unwrap());
+}
