@@ -8,6 +8,7 @@ mod support;
 
 mod agent_cli;
 mod cli;
+mod cluster;
 mod delivery;
 mod e2e;
 mod history;

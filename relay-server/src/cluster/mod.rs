@@ -240,6 +240,25 @@ impl Cluster {
         })
     }
 
+    /// This node's view of the cluster for `/_hooktunnel/health`: its id,
+    /// whether Redis answers (and how fast).
+    pub async fn health(&self) -> serde_json::Value {
+        let redis = match tokio::time::timeout(Duration::from_secs(2), self.ping()).await {
+            Ok(Ok(rtt)) => serde_json::json!({
+                "ok": true,
+                "rtt_ms": rtt.as_secs_f64() * 1000.0,
+            }),
+            Ok(Err(e)) => serde_json::json!({ "ok": false, "error": e }),
+            Err(_) => serde_json::json!({ "ok": false, "error": "no answer within 2 s" }),
+        };
+        serde_json::json!({
+            "node": self.config.node_id,
+            "internal": advertised(&self.config),
+            "lease_ttl_ms": self.config.lease_ttl.as_millis() as u64,
+            "redis": redis,
+        })
+    }
+
     /// Round trip to Redis, for health reports.
     pub async fn ping(&self) -> Result<Duration, String> {
         let started = std::time::Instant::now();

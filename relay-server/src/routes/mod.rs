@@ -45,12 +45,20 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
-    Json(serde_json::json!({
+    let mut report = serde_json::json!({
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
         "protocol": crate::protocol::PROTOCOL_VERSION,
         "tunnels": state.tunnel_count(),
-    }))
+    });
+    // Cluster (#15): this node's view of Redis.
+    if let Some(cluster) = &state.cluster {
+        report["cluster"] = cluster.health().await;
+        if report["cluster"]["redis"]["ok"] != serde_json::Value::Bool(true) {
+            report["status"] = "degraded".into();
+        }
+    }
+    Json(report)
 }
 
 /// The router for `--metrics-listen`: metrics only, no token (the address is the guard).

@@ -1,0 +1,215 @@
+//! Relay nodes sharing one real `redis-server` (#15): names, leases and the
+//! durable queue across nodes, with real agents and a real local app.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::support::*;
+use hooktunnel::commands::listen;
+use hooktunnel_relay::RelayConfig;
+use hooktunnel_relay::cluster::ClusterConfig;
+use tokio_util::sync::CancellationToken;
+
+/// A `redis-server` on a free loopback port with its own directory and the
+/// AOF on; killed on drop.
+struct RedisServer {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let mut child = Command::new("redis-server")
+                .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+                .arg("--dir")
+                .arg(dir.path())
+                .args([
+                    "--appendonly",
+                    "yes",
+                    "--save",
+                    "",
+                    "--protected-mode",
+                    "no",
+                ])
+                .args(["--maxmemory-policy", "noeviction"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server is installed (apt-get install redis-server)");
+            for _ in 0..200 {
+                if child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Self {
+                        child,
+                        port,
+                        _dir: dir,
+                    };
+                }
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("redis-server did not start");
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn node(redis: &RedisServer, id: &str) -> Relay {
+    let mut cluster = ClusterConfig::new(
+        &format!("redis://127.0.0.1:{}/0", redis.port),
+        "a-cluster-secret-for-tests",
+    );
+    cluster.node_id = id.into();
+    cluster.lease_ttl = Duration::from_secs(3);
+    Relay::start(RelayConfig {
+        cluster: Some(cluster),
+        ..RelayConfig::default()
+    })
+    .await
+}
+
+/// The tunnel's path part (`/t/<name>`) of a public URL.
+fn tunnel_path(url: &str) -> &str {
+    &url[url.find("/t/").expect("a path URL")..]
+}
+
+/// An agent that went away on node A; requests sent to nodes B and C are
+/// queued in Redis; the agent comes back on node C and gets them all, in
+/// order, byte-exact, exactly once; the queue is empty after the acks.
+#[tokio::test]
+async fn requests_queued_on_any_node_reach_the_agent_on_another() {
+    let redis = RedisServer::start();
+    let (a, b, c) = (
+        node(&redis, "a").await,
+        node(&redis, "b").await,
+        node(&redis, "c").await,
+    );
+    let app = LocalApp::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let agent = Agent::start(settings(Some(&a.url), &app.port().to_string(), home.path())).await;
+    let path = tunnel_path(&agent.public_url).to_owned();
+    agent.stop().await;
+
+    let http = client();
+    let mut sent = Vec::new();
+    for i in 0..6u8 {
+        let via = if i % 2 == 0 { &b } else { &c };
+        let body = format!("n={i} \u{00e9}\r\n{}", "x".repeat(i as usize * 1000));
+        let answer = send(
+            &http,
+            "POST",
+            &format!("{}{path}/hook", via.url),
+            &[],
+            body.clone(),
+        )
+        .await;
+        assert_eq!(answer.status, 202, "queued through node {}", via.url);
+        sent.push(body);
+    }
+    let mut settings = settings(Some(&c.url), &app.port().to_string(), home.path());
+    settings.name = Some(path.trim_start_matches("/t/").to_owned());
+    let _agent = Agent::start(settings).await;
+    bounded("queued requests delivered", async {
+        while app.seen().len() < sent.len() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let got: Vec<String> = app
+        .seen()
+        .into_iter()
+        .map(|s| String::from_utf8(s.body).unwrap())
+        .collect();
+    assert_eq!(got, sent);
+    // Acked and deleted: nothing comes again.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(app.seen().len(), sent.len());
+    // Each node reports its view of Redis.
+    let health: serde_json::Value = serde_json::from_slice(&a.health().await.body).unwrap();
+    assert_eq!(health["cluster"]["node"], "a");
+    assert_eq!(health["cluster"]["redis"]["ok"], true, "{health}");
+}
+
+/// Two agents with different keys ask for one name on two nodes at once:
+/// exactly one gets it. The same key from another run through another node
+/// is refused while the first run's lease is live, and admitted with --takeover.
+#[tokio::test]
+async fn one_name_on_two_nodes_exactly_one_agent_wins() {
+    let redis = RedisServer::start();
+    let (a, b) = (node(&redis, "a").await, node(&redis, "b").await);
+    let app = LocalApp::start().await;
+    let (home1, home2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let named = |relay: &Relay, home: &std::path::Path| {
+        let mut s = settings(Some(&relay.url), &app.port().to_string(), home);
+        s.name = Some("contested".into());
+        s
+    };
+    let (c1, c2) = (CancellationToken::new(), CancellationToken::new());
+    let (x, y) = tokio::join!(
+        bounded(
+            "claim via a",
+            listen::start(named(&a, home1.path()), c1.clone())
+        ),
+        bounded(
+            "claim via b",
+            listen::start(named(&b, home2.path()), c2.clone())
+        )
+    );
+    assert_eq!(
+        usize::from(x.is_ok()) + usize::from(y.is_ok()),
+        1,
+        "exactly one wins: {:?} / {:?}",
+        x.as_ref().err(),
+        y.as_ref().err()
+    );
+    let (winner_home, loser_relay) = if x.is_ok() {
+        (home1.path(), &b)
+    } else {
+        (home2.path(), &a)
+    };
+    // Same key, another run, through the other node: the lease holds…
+    let again = bounded(
+        "second run",
+        listen::start(named(loser_relay, winner_home), CancellationToken::new()),
+    )
+    .await;
+    let refused = again
+        .err()
+        .expect("the live run keeps its tunnel")
+        .to_string();
+    assert!(refused.contains("already online"), "{refused}");
+    // …unless it takes over.
+    let mut takeover = named(loser_relay, winner_home);
+    takeover.takeover = true;
+    let moved = Agent::start(takeover).await;
+    let answer = send(
+        &client(),
+        "POST",
+        &format!("{}/t/contested/x", loser_relay.url),
+        &[],
+        "moved",
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(app.seen().last().unwrap().body, b"moved");
+    moved.stop().await;
+    c1.cancel();
+    c2.cancel();
+}
