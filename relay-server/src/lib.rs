@@ -91,12 +91,28 @@ pub async fn serve(
         None => None,
     };
     // Cluster mode (#15): names and queue in Redis instead of SQLite.
+    let mut internal = None;
     let cluster = match &config.cluster {
-        Some(settings) => Some(Arc::new(
-            cluster::Cluster::connect(settings.clone(), &cluster::advertised(settings))
-                .await
-                .map_err(std::io::Error::other)?,
-        )),
+        Some(settings) => {
+            let mut settings = settings.clone();
+            if let Some(addr) = settings.internal_listen {
+                let listener = TcpListener::bind(addr).await.map_err(|e| {
+                    std::io::Error::new(
+                        e.kind(),
+                        format!("cannot listen on --internal-listen {addr}: {e}"),
+                    )
+                })?;
+                // Port 0 (tests): advertise the port actually bound.
+                settings.internal_listen = Some(listener.local_addr()?);
+                internal = Some(listener);
+            }
+            let advertised = cluster::advertised(&settings);
+            Some(Arc::new(
+                cluster::Cluster::connect(settings, &advertised)
+                    .await
+                    .map_err(std::io::Error::other)?,
+            ))
+        }
         None => None,
     };
     let durable = match &cluster {
@@ -120,6 +136,9 @@ pub async fn serve(
     let mut state = AppState::new(config, local_addr, tls.is_some(), durable);
     state.cluster = cluster;
     let state = Arc::new(state);
+    if let Some(listener) = internal {
+        tokio::spawn(cluster::internal::serve(listener, state.clone()));
+    }
     let app = routes::router(state.clone());
     let metrics_server = metrics_listener.map(|listener| {
         let app = routes::metrics_router(state.clone());

@@ -264,6 +264,41 @@ impl AppState {
         Ok((tunnel, rx))
     }
 
+    /// Cluster (#15): a tunnel whose agent is on another node, reached
+    /// through `streams` to that node. Never registered in the live map; it
+    /// only carries this node's in-flight slots for it and the streams.
+    pub fn remote_tunnel(
+        &self,
+        name: &str,
+        mode: Mode,
+        streams: crate::streams::Streams,
+    ) -> Arc<Tunnel> {
+        let now = crate::protocol::now_ms();
+        // Nobody reads these frames: refusal notes stay with the owner node.
+        let (tx, _rx) = mpsc::channel(1);
+        let cell = OnceLock::new();
+        let _ = cell.set(streams);
+        Arc::new(Tunnel {
+            name: name.to_owned(),
+            conn_id: self.next_conn.fetch_add(1, Ordering::Relaxed),
+            mode,
+            key_hash: None,
+            outbound: tx,
+            streams: cell,
+            queued: Notify::new(),
+            replaced: CancellationToken::new(),
+            replaced_because: Mutex::new(None),
+            ended: CancellationToken::new(),
+            host: None,
+            instance: None,
+            since_ms: now,
+            last_seen_ms: AtomicU64::new(now),
+            refusals: Mutex::new(crate::refusals::Pending::default()),
+            in_flight: AtomicUsize::new(0),
+            per_client: Mutex::new(HashMap::new()),
+        })
+    }
+
     /// Removes the tunnel if it still belongs to this connection.
     pub fn unregister(&self, tunnel: &Tunnel) {
         let mut tunnels = lock(&self.tunnels);

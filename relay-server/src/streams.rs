@@ -17,6 +17,8 @@ use crate::protocol::{Request, Response};
 #[derive(Clone, Debug)]
 pub struct Streams {
     send: hyper::client::conn::http2::SendRequest<Body>,
+    /// Sent on every stream besides the head (node-to-node: tunnel and secret).
+    extra: http::HeaderMap,
 }
 
 /// Why a stream gave no answer.
@@ -54,7 +56,13 @@ where
             tracing::debug!(error = %e, "agent stream connection ended");
         }
     };
-    Ok((Streams { send }, driver))
+    Ok((
+        Streams {
+            send,
+            extra: http::HeaderMap::new(),
+        },
+        driver,
+    ))
 }
 
 impl Streams {
@@ -67,14 +75,23 @@ impl Streams {
     ) -> Result<(Response, Incoming), StreamError> {
         let mut send = self.send.clone();
         send.ready().await?;
-        let request = http::Request::builder()
+        let mut request = http::Request::builder()
             .method(http::Method::POST)
             .uri("http://agent/")
             .header(META_HEADER, encode_meta(head))
             .body(body)?;
+        request
+            .headers_mut()
+            .extend(self.extra.iter().map(|(k, v)| (k.clone(), v.clone())));
         let answer = send.send_request(request).await?;
         let head: Response = decode_meta(answer.headers())?;
         Ok((head, answer.into_body()))
+    }
+
+    /// The same connection, sending `extra` headers on every stream.
+    pub fn with_headers(mut self, extra: http::HeaderMap) -> Self {
+        self.extra = extra;
+        self
     }
 
     /// True once the connection is gone.

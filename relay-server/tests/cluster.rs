@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use hooktunnel_relay::cluster::{Cluster, ClusterConfig, Fenced, LeaseClaim};
 use hooktunnel_relay::durable::{Claim, Enqueue, EnqueueError, QueueLimits, Release};
-use hooktunnel_relay::protocol::next_id;
+use hooktunnel_relay::protocol::{Mode, next_id};
 
 /// A `redis-server` child; killed on drop.
 struct RedisServer {
@@ -266,8 +266,8 @@ async fn two_nodes_claiming_one_name_exactly_one_wins() {
     for round in 0..50 {
         let name = format!("race{round}");
         let (x, y) = tokio::join!(
-            a.leases.claim(&name, "run-a", false),
-            b.leases.claim(&name, "run-b", false)
+            a.leases.claim(&name, "run-a", false, Mode::Proxy),
+            b.leases.claim(&name, "run-b", false, Mode::Proxy)
         );
         let won = [x.unwrap(), y.unwrap()]
             .into_iter()
@@ -276,10 +276,20 @@ async fn two_nodes_claiming_one_name_exactly_one_wins() {
         assert_eq!(won, 1, "round {round}");
     }
     // The same run reconnecting through another node gets it, with a new epoch.
-    let LeaseClaim::Granted(first) = a.leases.claim("mine", "run-1", false).await.unwrap() else {
+    let LeaseClaim::Granted(first) = a
+        .leases
+        .claim("mine", "run-1", false, Mode::Proxy)
+        .await
+        .unwrap()
+    else {
         panic!()
     };
-    let LeaseClaim::Granted(second) = b.leases.claim("mine", "run-1", false).await.unwrap() else {
+    let LeaseClaim::Granted(second) = b
+        .leases
+        .claim("mine", "run-1", false, Mode::Proxy)
+        .await
+        .unwrap()
+    else {
         panic!()
     };
     assert!(second.epoch > first.epoch);
@@ -306,7 +316,12 @@ async fn a_stale_owner_is_fenced_out() {
     let ttl = Duration::from_millis(300);
     let a = node(&redis, "a", ttl).await;
     let b = node(&redis, "b", ttl).await;
-    let LeaseClaim::Granted(old) = a.leases.claim("demo", "run-1", false).await.unwrap() else {
+    let LeaseClaim::Granted(old) = a
+        .leases
+        .claim("demo", "run-1", false, Mode::Proxy)
+        .await
+        .unwrap()
+    else {
         panic!()
     };
     let entries: Vec<Enqueue> = (0..3u8).map(|i| entry("demo", &[i])).collect();
@@ -332,7 +347,12 @@ async fn a_stale_owner_is_fenced_out() {
     // A stops renewing (paused); the lease expires and the agent's next run
     // claims the tunnel through B.
     tokio::time::sleep(ttl * 2).await;
-    let LeaseClaim::Granted(new) = b.leases.claim("demo", "run-2", false).await.unwrap() else {
+    let LeaseClaim::Granted(new) = b
+        .leases
+        .claim("demo", "run-2", false, Mode::Proxy)
+        .await
+        .unwrap()
+    else {
         panic!("an expired lease does not hold")
     };
     // A wakes up: everything it tries for the tunnel is refused.

@@ -78,6 +78,7 @@ async fn node(redis: &RedisServer, id: &str) -> Relay {
     );
     cluster.node_id = id.into();
     cluster.lease_ttl = Duration::from_secs(3);
+    cluster.internal_listen = Some("127.0.0.1:0".parse().unwrap());
     Relay::start(RelayConfig {
         cluster: Some(cluster),
         ..RelayConfig::default()
@@ -212,4 +213,82 @@ async fn one_name_on_two_nodes_exactly_one_agent_wins() {
     moved.stop().await;
     c1.cancel();
     c2.cancel();
+}
+
+/// An agent on node A answers requests sent to nodes B and C: each is
+/// streamed B → A → agent over the nodes' internal HTTP/2 connection, and the
+/// sender gets the app's own answer, bodies byte-exact both ways (a 3 MiB
+/// one included).
+#[tokio::test]
+async fn an_agent_on_one_node_answers_through_every_node() {
+    let redis = RedisServer::start();
+    let (a, b, c) = (
+        node(&redis, "a").await,
+        node(&redis, "b").await,
+        node(&redis, "c").await,
+    );
+    let app = LocalApp::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let agent = Agent::start(settings(Some(&a.url), &app.port().to_string(), home.path())).await;
+    let path = tunnel_path(&agent.public_url).to_owned();
+    let http = client();
+    let mut sent = Vec::new();
+    for (i, via) in [&a, &b, &c, &b, &c].into_iter().enumerate() {
+        let body: Vec<u8> = (0..=255u8).chain([i as u8, 0, b'\r', b'\n']).collect();
+        let answer = send(
+            &http,
+            "PUT",
+            &format!("{}{path}/x?i={i}", via.url),
+            &[("x-n", b"\xff")],
+            body.clone(),
+        )
+        .await;
+        assert_eq!(
+            answer.status,
+            200,
+            "through {}: {:?}",
+            via.url,
+            String::from_utf8_lossy(&answer.body)
+        );
+        assert_eq!(answer.body, body, "the app's answer, byte-exact");
+        assert_eq!(
+            answer.header("x-seen-path"),
+            [format!("/x?i={i}").into_bytes()]
+        );
+        assert_eq!(answer.header("set-cookie").len(), 2);
+        sent.push(body);
+    }
+    let big: Vec<u8> = (0..3 * 1024 * 1024)
+        .map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let answer = send(
+        &http,
+        "POST",
+        &format!("{}{path}/big", c.url),
+        &[],
+        big.clone(),
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    assert!(answer.body == big, "3 MiB back byte-exact");
+    sent.push(big);
+    let seen: Vec<Vec<u8>> = app.seen().into_iter().map(|s| s.body).collect();
+    assert_eq!(seen, sent, "each request reached the app once, byte-exact");
+    assert_eq!(app.seen()[1].header("x-n"), [b"\xff".to_vec()]);
+    // The agent leaves: the other nodes queue again instead of streaming.
+    agent.stop().await;
+    tokio::time::sleep(routing_cache()).await;
+    let answer = send(
+        &http,
+        "POST",
+        &format!("{}{path}/later", b.url),
+        &[],
+        "later",
+    )
+    .await;
+    assert_eq!(answer.status, 202);
+}
+
+fn routing_cache() -> Duration {
+    hooktunnel_relay::cluster::routing::OWNER_CACHE + Duration::from_millis(100)
 }

@@ -47,6 +47,8 @@ pub struct Owner {
     pub addr: String,
     /// The claim's epoch.
     pub epoch: u64,
+    /// The tunnel's mode (ack-mode requests are queued, never streamed).
+    pub mode: crate::protocol::Mode,
 }
 
 /// How a kept lease ended.
@@ -100,7 +102,13 @@ impl Leases {
     /// Claims `name` for `session` (the agent run's id). A live lease of
     /// another session wins unless `takeover`. Atomic: of two concurrent
     /// claims on different nodes exactly one is granted.
-    pub async fn claim(&self, name: &str, session: &str, takeover: bool) -> Stored<LeaseClaim> {
+    pub async fn claim(
+        &self,
+        name: &str,
+        session: &str,
+        takeover: bool,
+        mode: crate::protocol::Mode,
+    ) -> Stored<LeaseClaim> {
         let k = keys::Tunnel::new(name);
         let reply: Vec<String> = self
             .claim
@@ -112,6 +120,7 @@ impl Leases {
             .arg(&self.addr)
             .arg(ms(self.ttl))
             .arg(if takeover { "1" } else { "0" })
+            .arg(serde_json::to_string(&mode).unwrap_or_default())
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(redis_err)?;
@@ -167,20 +176,28 @@ impl Leases {
     /// The tunnel's current owner, if any session holds a live lease.
     pub async fn owner(&self, name: &str) -> Stored<Option<Owner>> {
         let k = keys::Tunnel::new(name);
-        let (node, addr, epoch): (Option<String>, Option<String>, Option<u64>) =
-            redis::cmd("HMGET")
-                .arg(&k.lease)
-                .arg("node")
-                .arg("addr")
-                .arg("epoch")
-                .query_async(&mut self.conn.clone())
-                .await
-                .map_err(redis_err)?;
+        let (node, addr, epoch, mode): (
+            Option<String>,
+            Option<String>,
+            Option<u64>,
+            Option<String>,
+        ) = redis::cmd("HMGET")
+            .arg(&k.lease)
+            .arg("node")
+            .arg("addr")
+            .arg("epoch")
+            .arg("mode")
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_err)?;
         Ok(match (node, epoch) {
             (Some(node), Some(epoch)) => Some(Owner {
                 node,
                 addr: addr.unwrap_or_default(),
                 epoch,
+                mode: mode
+                    .and_then(|m| serde_json::from_str(&m).ok())
+                    .unwrap_or_default(),
             }),
             _ => None,
         })

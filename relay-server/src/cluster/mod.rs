@@ -3,11 +3,14 @@
 //! leased to the node holding its agent ([`lease`]). Without `--cluster`
 //! nothing here runs and the relay keeps its SQLite state.
 
+pub mod internal;
 pub mod lease;
 pub mod redis_backend;
+pub mod routing;
 mod scripts;
 pub mod session;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -151,6 +154,8 @@ pub struct Cluster {
     pub store: RedisStore,
     /// Tunnel ownership.
     pub leases: Leases,
+    /// Streams to tunnels held by other nodes.
+    pub routes: Arc<routing::Routes>,
     /// Settings.
     pub config: ClusterConfig,
     conn: ConnectionManager,
@@ -227,14 +232,20 @@ impl Cluster {
                 tracing::info!(redis = %url, appendfsync = mode, "Redis persistence: append-only file on");
             }
         }
+        let leases = Leases::new(
+            conn.clone(),
+            &config.node_id,
+            internal_addr,
+            config.lease_ttl,
+        );
         Ok(Self {
             store: RedisStore::new(conn.clone(), &config.node_id),
-            leases: Leases::new(
-                conn.clone(),
+            routes: Arc::new(routing::Routes::new(
+                leases.clone(),
                 &config.node_id,
-                internal_addr,
-                config.lease_ttl,
-            ),
+                &config.secret,
+            )),
+            leases,
             config,
             conn,
         })

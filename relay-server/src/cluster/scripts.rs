@@ -163,7 +163,7 @@ return {'acked'}
 ";
 
 /// KEYS: lease, epoch counter. ARGV: node, session, internal address, ttl
-/// (ms), takeover ('1'/'0'). A live lease of another session is kept unless
+/// (ms), takeover ('1'/'0'), the tunnel's mode. A live lease of another session is kept unless
 /// `takeover`; otherwise the epoch is bumped and the lease is this
 /// session's. Returns `{'granted', epoch, previous node}` or `{'held', node, epoch}`.
 pub const CLAIM_LEASE: &str = r"
@@ -173,7 +173,7 @@ if cur[3] and cur[2] ~= ARGV[2] and ARGV[5] ~= '1' then
 end
 local epoch = redis.call('INCR', KEYS[2])
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'node', ARGV[1], 'session', ARGV[2], 'addr', ARGV[3], 'epoch', epoch)
+redis.call('HSET', KEYS[1], 'node', ARGV[1], 'session', ARGV[2], 'addr', ARGV[3], 'epoch', epoch, 'mode', ARGV[6])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return {'granted', tostring(epoch), cur[1] or ''}
 ";

@@ -38,7 +38,11 @@ impl Held {
             .clone()
             .filter(|i| !i.is_empty())
             .unwrap_or_else(|| crate::protocol::next_id().to_string());
-        match cluster.leases.claim(name, &session, hello.takeover).await {
+        match cluster
+            .leases
+            .claim(name, &session, hello.takeover, hello.mode)
+            .await
+        {
             Ok(LeaseClaim::Granted(lease)) => {
                 if let Some(previous) = &lease.previous_node {
                     tracing::info!(tunnel = %name, epoch = lease.epoch, %previous, "tunnel moved here from another node");

@@ -191,7 +191,13 @@ async fn capture(
         }
         Err(RouteError::NoTunnel) => return Err(RelayError::NoTunnel),
     };
-    let live = state.tunnel(&route.name);
+    let mut live = state.tunnel(&route.name);
+    // Cluster (#15): a tunnel held on another node is streamed through it.
+    if live.is_none()
+        && let Some(cluster) = &state.cluster
+    {
+        live = cluster.routes.remote(state, &route.name).await;
+    }
     let needs_queue = match &live {
         Some(t) => t.mode == Mode::Ack,
         None => state.durable.is_known(&route.name).await.map_err(|e| {

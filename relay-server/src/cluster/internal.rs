@@ -1,0 +1,138 @@
+//! The node-to-node listener (`--internal-listen`): HTTP/2 without TLS,
+//! every stream authenticated with the cluster secret (compared in
+//! constant time; agent tokens never count here). A stream names a tunnel
+//! this node holds and carries the request head in [`META_HEADER`]; it is
+//! forwarded into the agent's own streams and the answer streams back.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::body::Body;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use subtle::ConstantTimeEq as _;
+use tokio::net::TcpListener;
+
+use super::routing::TUNNEL_HEADER;
+use crate::protocol::stream::{
+    CONNECTION_WINDOW, MAX_META_BYTES, META_HEADER, STREAM_WINDOW, decode_meta, encode_meta,
+};
+use crate::state::AppState;
+
+/// Serves peers on `listener` until the relay closes.
+pub async fn serve(listener: TcpListener, state: Arc<AppState>) {
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "internal accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = state.closing.cancelled() => return,
+        };
+        let _ = tcp.set_nodelay(true);
+        let state = state.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| handle(state.clone(), req));
+            let served = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .initial_stream_window_size(STREAM_WINDOW)
+                .initial_connection_window_size(CONNECTION_WINDOW)
+                .max_header_list_size(MAX_META_BYTES)
+                .serve_connection(TokioIo::new(tcp), service)
+                .await;
+            if let Err(e) = served {
+                tracing::debug!(%peer, error = %e, "internal connection ended");
+            }
+        });
+    }
+}
+
+fn refuse(status: u16, code: &str) -> http::Response<Body> {
+    let mut answer = http::Response::new(Body::empty());
+    *answer.status_mut() =
+        http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY);
+    if let Ok(code) = http::HeaderValue::from_str(code) {
+        answer
+            .headers_mut()
+            .insert(crate::protocol::ERROR_HEADER, code);
+    }
+    answer
+}
+
+/// True when `headers` carry `Authorization: Bearer <secret>`.
+fn authorized(headers: &http::HeaderMap, secret: &str) -> bool {
+    let presented = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+        .unwrap_or_default();
+    presented.ct_eq(secret.as_bytes()).into()
+}
+
+async fn handle(
+    state: Arc<AppState>,
+    req: http::Request<Incoming>,
+) -> Result<http::Response<Body>, Infallible> {
+    let Some(cluster) = &state.cluster else {
+        return Ok(refuse(404, "not_found"));
+    };
+    if !authorized(req.headers(), &cluster.config.secret) {
+        tracing::warn!("internal request without the cluster secret refused");
+        return Ok(refuse(401, "unauthorized"));
+    }
+    let Some(name) = req
+        .headers()
+        .get(TUNNEL_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+    else {
+        return Ok(refuse(400, "bad_request"));
+    };
+    let head: crate::protocol::Request = match decode_meta(req.headers()) {
+        Ok(head) => head,
+        Err(e) => {
+            tracing::warn!(tunnel = %name, error = %e, "internal request without a usable head");
+            return Ok(refuse(400, "bad_request"));
+        }
+    };
+    let Some(streams) = state
+        .tunnel(&name)
+        .and_then(|tunnel| tunnel.streams.get().cloned())
+    else {
+        return Ok(refuse(502, "agent_disconnected"));
+    };
+    match streams.open(&head, Body::new(req.into_body())).await {
+        Ok((answer, body)) => {
+            let mut out = http::Response::new(Body::new(body));
+            out.headers_mut().insert(META_HEADER, encode_meta(&answer));
+            Ok(out)
+        }
+        Err(e) => {
+            tracing::debug!(tunnel = %name, error = %e, "a forwarded stream got no answer");
+            Ok(refuse(502, "agent_disconnected"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_cluster_secret_is_accepted() {
+        let mut h = http::HeaderMap::new();
+        assert!(!authorized(&h, "s3cret-s3cret-s3cret"));
+        h.insert(
+            http::header::AUTHORIZATION,
+            http::HeaderValue::from_static("Bearer s3cret-s3cret-s3creX"),
+        );
+        assert!(!authorized(&h, "s3cret-s3cret-s3cret"));
+        h.insert(
+            http::header::AUTHORIZATION,
+            http::HeaderValue::from_static("Bearer s3cret-s3cret-s3cret"),
+        );
+        assert!(authorized(&h, "s3cret-s3cret-s3cret"));
+    }
+}

@@ -1,0 +1,144 @@
+//! Reaching a tunnel whose agent is on another node: the owner comes from
+//! the tunnel's lease (cached briefly), the request goes to the owner's
+//! internal listener as one HTTP/2 stream carrying the same head as an
+//! agent stream ([`crate::streams`]), and the owner forwards it to its agent.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::{Leases, Owner};
+use crate::state::{AppState, Tunnel};
+use crate::streams::Streams;
+
+/// Header naming the tunnel on node-to-node streams.
+pub const TUNNEL_HEADER: &str = "x-hooktunnel-tunnel";
+/// How long an owner looked up in Redis is trusted. A newer claim (another
+/// epoch) is seen at the next lookup; a failed connection drops it at once.
+pub const OWNER_CACHE: Duration = Duration::from_secs(1);
+/// Longest wait to open a connection to a peer.
+const PEER_CONNECT: Duration = Duration::from_secs(2);
+
+/// This node's routes to its peers; cheap to share.
+pub struct Routes {
+    leases: Leases,
+    node: String,
+    secret: String,
+    owners: Mutex<HashMap<String, (Option<Owner>, Instant)>>,
+    peers: tokio::sync::Mutex<HashMap<String, Streams>>,
+    /// Per tunnel: the owner's epoch and this node's stand-in for it (its
+    /// in-flight slots count here).
+    remote: Mutex<HashMap<String, (u64, Arc<Tunnel>)>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Routes {
+    /// Routes for `node`, authenticating with `secret`.
+    pub fn new(leases: Leases, node: &str, secret: &str) -> Self {
+        Self {
+            leases,
+            node: node.to_owned(),
+            secret: secret.to_owned(),
+            owners: Mutex::new(HashMap::new()),
+            peers: tokio::sync::Mutex::new(HashMap::new()),
+            remote: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The tunnel's owner when it is another node with an internal address.
+    async fn owner(&self, name: &str) -> Option<Owner> {
+        if let Some((owner, at)) = lock(&self.owners).get(name)
+            && at.elapsed() < OWNER_CACHE
+        {
+            return owner.clone();
+        }
+        let owner = match self.leases.owner(name).await {
+            Ok(owner) => owner,
+            Err(e) => {
+                tracing::warn!(tunnel = %name, error = %e, "cannot look the tunnel's owner up");
+                None
+            }
+        };
+        let owner = owner.filter(|o| o.node != self.node && !o.addr.is_empty());
+        let mut owners = lock(&self.owners);
+        if owners.len() > 100_000 {
+            owners.clear();
+        }
+        owners.insert(name.to_owned(), (owner.clone(), Instant::now()));
+        owner
+    }
+
+    /// Forgets what is known about `name`'s owner (after a failure).
+    fn forget(&self, name: &str) {
+        lock(&self.owners).remove(name);
+        lock(&self.remote).remove(name);
+    }
+
+    /// An open connection to the peer at `addr`.
+    async fn peer(&self, addr: &str) -> Option<Streams> {
+        let mut peers = self.peers.lock().await;
+        if let Some(streams) = peers.get(addr)
+            && !streams.is_closed()
+        {
+            return Some(streams.clone());
+        }
+        let tcp =
+            match tokio::time::timeout(PEER_CONNECT, tokio::net::TcpStream::connect(addr)).await {
+                Ok(Ok(tcp)) => tcp,
+                Ok(Err(e)) => {
+                    tracing::warn!(peer = %addr, error = %e, "cannot reach a peer node");
+                    return None;
+                }
+                Err(_) => {
+                    tracing::warn!(peer = %addr, "a peer node did not accept within 2 s");
+                    return None;
+                }
+            };
+        let _ = tcp.set_nodelay(true);
+        let (streams, driver) = match crate::streams::connect(tcp).await {
+            Ok(started) => started,
+            Err(e) => {
+                tracing::warn!(peer = %addr, error = %e, "HTTP/2 handshake with a peer failed");
+                return None;
+            }
+        };
+        tokio::spawn(driver);
+        peers.insert(addr.to_owned(), streams.clone());
+        Some(streams)
+    }
+
+    /// A stand-in for `name` when another node holds its agent and can be
+    /// reached; `None` sends the request the usual way (queue or 404).
+    pub async fn remote(&self, state: &AppState, name: &str) -> Option<Arc<Tunnel>> {
+        let owner = self.owner(name).await?;
+        if let Some((epoch, tunnel)) = lock(&self.remote).get(name)
+            && *epoch == owner.epoch
+            && tunnel.streams.get().is_some_and(|s| !s.is_closed())
+        {
+            return Some(tunnel.clone());
+        }
+        let Some(streams) = self.peer(&owner.addr).await else {
+            self.forget(name);
+            return None;
+        };
+        let mut extra = http::HeaderMap::new();
+        let (Ok(tunnel), Ok(auth)) = (
+            http::HeaderValue::from_str(name),
+            http::HeaderValue::from_str(&format!("Bearer {}", self.secret)),
+        ) else {
+            return None;
+        };
+        extra.insert(TUNNEL_HEADER, tunnel);
+        extra.insert(http::header::AUTHORIZATION, auth);
+        let tunnel = state.remote_tunnel(name, owner.mode, streams.with_headers(extra));
+        let mut remote = lock(&self.remote);
+        if remote.len() > 100_000 {
+            remote.clear();
+        }
+        remote.insert(name.to_owned(), (owner.epoch, tunnel.clone()));
+        Some(tunnel)
+    }
+}
