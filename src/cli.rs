@@ -195,6 +195,8 @@ pub struct ListenArgs {
     #[arg(long, value_name = "VALUE")]
     pub host_header: Option<String>,
     /// Relay base URL (default: $HOOKTUNNEL_RELAY, then the config file, else an embedded relay).
+    /// Nodes of one relay cluster may be listed comma-separated
+    /// (URL1,URL2): the agent moves to the next when one fails.
     #[arg(long, env = "HOOKTUNNEL_RELAY")]
     pub relay: Option<String>,
     /// Relay token (default: $HOOKTUNNEL_TOKEN, then the config file).

@@ -81,12 +81,39 @@ pub struct AgentOptions {
     pub instance: String,
     /// Replace a live session of the same tunnel (`--takeover`).
     pub takeover: bool,
+    /// Every relay of the cluster, `relay` among them (`--relay URL1,URL2`):
+    /// after a failure the agent moves to the next. Empty: only `relay`.
+    pub relays: Vec<String>,
+}
+
+impl AgentOptions {
+    /// Moves `relay` to the next of `relays` (round robin); false when there
+    /// is no other.
+    pub fn next_relay(&mut self) -> bool {
+        if self.relays.len() < 2 {
+            return false;
+        }
+        let at = self.relays.iter().position(|r| *r == self.relay);
+        let next = at.map_or(0, |i| (i + 1) % self.relays.len());
+        self.relay.clone_from(&self.relays[next]);
+        true
+    }
+}
+
+/// The relays in a `--relay` value: comma-separated, blanks ignored.
+pub fn relay_list(spec: &str) -> Vec<String> {
+    spec.split(',')
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 impl std::fmt::Debug for AgentOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AgentOptions")
             .field("relay", &self.relay)
+            .field("relays", &self.relays)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("name", &self.name)
             .field("key", &self.key.as_ref().map(|_| "<redacted>"))

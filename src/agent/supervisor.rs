@@ -19,6 +19,8 @@ pub async fn supervise(
     pipeline: Arc<Pipeline>,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
+    // The relay moves to the next of the cluster's on each failed attempt.
+    let mut opts = opts.clone();
     loop {
         let lost = match session.run(pipeline.clone(), cancel.clone()).await {
             Ok(()) => return Ok(()),
@@ -43,10 +45,15 @@ pub async fn supervise(
                 () = tokio::time::sleep(delay) => {}
                 () = cancel.cancelled() => return Ok(()),
             }
-            match super::connect(opts, hint).await {
+            match super::connect(&opts, hint).await {
                 Ok(s) => break s,
                 Err(e) if e.is_fatal() => return Err(gone_offline(&pipeline, e)),
-                Err(e) => reason = e.to_string(),
+                Err(e) => {
+                    reason = e.to_string();
+                    if opts.next_relay() {
+                        tracing::info!(next = %opts.relay, "trying the next relay");
+                    }
+                }
             }
         };
         if let Ok(mut name) = pipeline.tunnel.write() {

@@ -129,8 +129,10 @@ pub async fn start(settings: ListenSettings, cancel: CancellationToken) -> anyho
         ),
     };
     let relay_key = crate::config::relay_key(&relay, embedded);
+    let relays = super::relay_list(&relay);
     let mut opts = AgentOptions {
-        relay: relay.clone(),
+        relay: relays.first().cloned().unwrap_or_else(|| relay.clone()),
+        relays,
         token: settings.token.clone().or_else(|| config.token.clone()),
         name: settings
             .name
@@ -146,7 +148,20 @@ pub async fn start(settings: ListenSettings, cancel: CancellationToken) -> anyho
         takeover: settings.takeover,
     };
     let hint = config_path.display().to_string();
-    let session = super::connect(&opts, &hint).await?;
+    // Several relays (one cluster): the first that answers.
+    let session = loop {
+        match super::connect(&opts, &hint).await {
+            Ok(session) => break session,
+            Err(e) if e.is_fatal() => return Err(e.into()),
+            Err(e) => {
+                let first = opts.relays.first().cloned().unwrap_or_default();
+                if !opts.next_relay() || opts.relay == first {
+                    return Err(e.into());
+                }
+                tracing::warn!(error = %e, next = %opts.relay, "relay unreachable; trying the next");
+            }
+        }
+    };
     // Taking over is for the first connection: a reconnect replaces only
     // this run's own session, so two runs never keep taking turns.
     opts.takeover = false;

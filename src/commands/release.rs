@@ -20,8 +20,10 @@ pub async fn run(args: &ReleaseArgs, paths: &Paths) -> anyhow::Result<()> {
     let Some(relay) = args.relay.clone().or_else(|| config.relay.clone()) else {
         anyhow::bail!("names live on a relay: pass --relay URL (or set HOOKTUNNEL_RELAY)");
     };
+    let relays = agent::relay_list(&relay);
     let opts = AgentOptions {
-        relay: relay.clone(),
+        relay: relays.first().cloned().unwrap_or_else(|| relay.clone()),
+        relays,
         token: args.token.clone().or_else(|| config.token.clone()),
         name: None,
         key: Some(key),

@@ -275,6 +275,12 @@ async fn an_agent_on_one_node_answers_through_every_node() {
     let seen: Vec<Vec<u8>> = app.seen().into_iter().map(|s| s.body).collect();
     assert_eq!(seen, sent, "each request reached the app once, byte-exact");
     assert_eq!(app.seen()[1].header("x-n"), [b"\xff".to_vec()]);
+    // Per-node counters.
+    let metric =
+        |name: &str, node: &str| format!("hooktunnel_cluster_{name}_total{{node=\"{node}\"}}");
+    assert_eq!(b.metric(&metric("routed_to_peers", "b")).await, 2);
+    assert_eq!(c.metric(&metric("routed_to_peers", "c")).await, 3);
+    assert_eq!(a.metric(&metric("served_for_peers", "a")).await, 5);
     // The agent leaves: the other nodes queue again instead of streaming.
     agent.stop().await;
     tokio::time::sleep(routing_cache()).await;
@@ -291,4 +297,102 @@ async fn an_agent_on_one_node_answers_through_every_node() {
 
 fn routing_cache() -> Duration {
     hooktunnel_relay::cluster::routing::OWNER_CACHE + Duration::from_millis(100)
+}
+
+/// `--relay A,B`: when node A goes away (a drained node: SIGTERM) the agent
+/// moves to B with the usual backoff, keeps its URL, and node C streams to
+/// it on B.
+#[tokio::test]
+async fn an_agent_moves_to_the_next_relay_when_its_node_goes() {
+    let redis = RedisServer::start();
+    let (a, b, c) = (
+        node(&redis, "a").await,
+        node(&redis, "b").await,
+        node(&redis, "c").await,
+    );
+    let app = LocalApp::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let mut s = settings(
+        Some(&format!("{},{}", a.url, b.url)),
+        &app.port().to_string(),
+        home.path(),
+    );
+    s.ping_interval = Duration::from_millis(500);
+    let agent = Agent::start(s).await;
+    assert!(agent.public_url.starts_with(&a.url), "{}", agent.public_url);
+    let path = tunnel_path(&agent.public_url).to_owned();
+    let http = client();
+    let before = send(
+        &http,
+        "POST",
+        &format!("{}{path}/before", c.url),
+        &[],
+        "before",
+    )
+    .await;
+    assert_eq!(before.status, 200);
+
+    let gone = std::time::Instant::now();
+    a.shutdown().await;
+    let mut accepted = Vec::new();
+    let mut statuses = std::collections::BTreeMap::new();
+    let back = bounded("the agent is back through node B", async {
+        for n in 0.. {
+            let body = format!("after-{n}");
+            let answer = send(
+                &http,
+                "POST",
+                &format!("{}{path}/after", c.url),
+                &[],
+                body.clone(),
+            )
+            .await;
+            *statuses.entry(answer.status).or_insert(0u32) += 1;
+            // Queued meanwhile (202) counts too: delivered once the agent is back.
+            if (200..300).contains(&answer.status) {
+                accepted.push((body, answer.status));
+            }
+            if answer.status == 200 {
+                return gone.elapsed();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        unreachable!()
+    })
+    .await;
+    eprintln!("agent back through another node after {back:?}; answers meanwhile: {statuses:?}");
+    assert!(back < Duration::from_secs(5), "{back:?}");
+    let health: serde_json::Value = serde_json::from_slice(&b.health().await.body).unwrap();
+    assert_eq!(health["tunnels"], 1, "the agent is on B now: {health}");
+    // Every request answered 2xx reaches the app exactly once, in order.
+    let after = || -> Vec<String> {
+        app.seen()
+            .into_iter()
+            .filter(|s| s.path_and_query == "/after")
+            .map(|s| String::from_utf8(s.body).unwrap())
+            .collect()
+    };
+    bounded("accepted requests delivered", async {
+        while after().len() < accepted.len() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Exactly once each; the queued ones in order (a live request may pass
+    // the queue's last entries, as on one node).
+    let got = after();
+    let mut sorted_got = got.clone();
+    sorted_got.sort();
+    let mut sorted_accepted: Vec<String> = accepted.iter().map(|(b, _)| b.clone()).collect();
+    sorted_accepted.sort();
+    assert_eq!(sorted_got, sorted_accepted);
+    let queued: Vec<&String> = accepted
+        .iter()
+        .filter(|(_, s)| *s == 202)
+        .map(|(b, _)| b)
+        .collect();
+    let queued_got: Vec<&String> = got.iter().filter(|b| queued.contains(b)).collect();
+    assert_eq!(queued_got, queued);
+    drop(agent);
 }

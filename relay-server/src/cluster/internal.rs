@@ -105,6 +105,10 @@ async fn handle(
     };
     match streams.open(&head, Body::new(req.into_body())).await {
         Ok((answer, body)) => {
+            cluster
+                .metrics
+                .served_for_peers
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let mut out = http::Response::new(Body::new(body));
             out.headers_mut().insert(META_HEADER, encode_meta(&answer));
             Ok(out)

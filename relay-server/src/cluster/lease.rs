@@ -121,6 +121,7 @@ impl Leases {
             .arg(ms(self.ttl))
             .arg(if takeover { "1" } else { "0" })
             .arg(serde_json::to_string(&mode).unwrap_or_default())
+            .arg(name)
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(redis_err)?;
@@ -167,6 +168,7 @@ impl Leases {
             .2
             .key(&k.lease)
             .arg(lease.epoch)
+            .arg(&lease.name)
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(redis_err)?;

@@ -11,6 +11,7 @@ mod scripts;
 pub mod session;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -122,6 +123,39 @@ impl ClusterConfig {
     }
 }
 
+/// Drops cached owners as leases change (claims and releases are announced
+/// on [`scripts::OWNERS_CHANNEL`]); everything after a lost subscription.
+/// Ends once the node's routes are gone.
+async fn watch_owners(client: redis::Client, routes: std::sync::Weak<routing::Routes>) {
+    use futures_util::StreamExt as _;
+    loop {
+        if routes.strong_count() == 0 {
+            return;
+        }
+        match client.get_async_pubsub().await {
+            Ok(mut pubsub) => {
+                if let Err(e) = pubsub.subscribe(scripts::OWNERS_CHANNEL).await {
+                    tracing::warn!(error = %e, "cannot subscribe to lease changes");
+                } else {
+                    let forget_all = || routes.upgrade().map(|r| r.forget_all());
+                    forget_all();
+                    let mut messages = pubsub.on_message();
+                    while let Some(message) = messages.next().await {
+                        let Some(routes) = routes.upgrade() else {
+                            return;
+                        };
+                        routes.forget(&String::from_utf8_lossy(message.get_payload_bytes()));
+                    }
+                    forget_all();
+                    tracing::warn!("lost the lease-change subscription; resubscribing");
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot open a Redis subscription"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
 /// The internal address peers dial to reach this node ('' without one).
 pub fn advertised(config: &ClusterConfig) -> String {
     config
@@ -129,6 +163,45 @@ pub fn advertised(config: &ClusterConfig) -> String {
         .clone()
         .or_else(|| config.internal_listen.map(|a| a.to_string()))
         .unwrap_or_default()
+}
+
+/// This node's cluster counters (metrics are per node: sum them across nodes).
+#[derive(Debug, Default)]
+pub struct ClusterMetrics {
+    /// Requests this node streamed to the node holding their tunnel.
+    pub routed_to_peers: AtomicU64,
+    /// Streams other nodes sent here for tunnels this node holds.
+    pub served_for_peers: AtomicU64,
+    /// Deliveries and acks refused by the lease fence.
+    pub fenced: AtomicU64,
+    /// Sessions ended because their lease was lost.
+    pub leases_lost: AtomicU64,
+}
+
+impl ClusterMetrics {
+    /// Prometheus text, labelled with the node id.
+    pub fn render(&self, node: &str) -> String {
+        let node = node.replace(['\\', '"', '\n'], "_");
+        let mut out = String::new();
+        for (name, value) in [
+            (
+                "hooktunnel_cluster_routed_to_peers_total",
+                &self.routed_to_peers,
+            ),
+            (
+                "hooktunnel_cluster_served_for_peers_total",
+                &self.served_for_peers,
+            ),
+            ("hooktunnel_cluster_fenced_total", &self.fenced),
+            ("hooktunnel_cluster_leases_lost_total", &self.leases_lost),
+        ] {
+            out.push_str(&format!(
+                "# TYPE {name} counter\n{name}{{node=\"{node}\"}} {}\n",
+                value.load(Ordering::Relaxed)
+            ));
+        }
+        out
+    }
 }
 
 /// Why the cluster backend could not start.
@@ -156,6 +229,8 @@ pub struct Cluster {
     pub leases: Leases,
     /// Streams to tunnels held by other nodes.
     pub routes: Arc<routing::Routes>,
+    /// Counters.
+    pub metrics: Arc<ClusterMetrics>,
     /// Settings.
     pub config: ClusterConfig,
     conn: ConnectionManager,
@@ -194,7 +269,7 @@ impl Cluster {
             .set_connection_timeout(Some(Duration::from_secs(5)))
             .set_response_timeout(Some(Duration::from_secs(5)))
             .set_max_delay(Duration::from_secs(2));
-        let conn = ConnectionManager::new_with_config(client, manager)
+        let conn = ConnectionManager::new_with_config(client.clone(), manager)
             .await
             .map_err(fail)?;
         let memory: String = redis::cmd("INFO")
@@ -238,14 +313,19 @@ impl Cluster {
             internal_addr,
             config.lease_ttl,
         );
+        let metrics = Arc::new(ClusterMetrics::default());
+        let routes = Arc::new(routing::Routes::new(
+            leases.clone(),
+            &config.node_id,
+            &config.secret,
+            metrics.clone(),
+        ));
+        tokio::spawn(watch_owners(client, Arc::downgrade(&routes)));
         Ok(Self {
             store: RedisStore::new(conn.clone(), &config.node_id),
-            routes: Arc::new(routing::Routes::new(
-                leases.clone(),
-                &config.node_id,
-                &config.secret,
-            )),
+            routes,
             leases,
+            metrics,
             config,
             conn,
         })

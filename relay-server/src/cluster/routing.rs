@@ -29,6 +29,7 @@ pub struct Routes {
     /// Per tunnel: the owner's epoch and this node's stand-in for it (its
     /// in-flight slots count here).
     remote: Mutex<HashMap<String, (u64, Arc<Tunnel>)>>,
+    metrics: Arc<super::ClusterMetrics>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -37,7 +38,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Routes {
     /// Routes for `node`, authenticating with `secret`.
-    pub fn new(leases: Leases, node: &str, secret: &str) -> Self {
+    pub fn new(
+        leases: Leases,
+        node: &str,
+        secret: &str,
+        metrics: Arc<super::ClusterMetrics>,
+    ) -> Self {
         Self {
             leases,
             node: node.to_owned(),
@@ -45,6 +51,7 @@ impl Routes {
             owners: Mutex::new(HashMap::new()),
             peers: tokio::sync::Mutex::new(HashMap::new()),
             remote: Mutex::new(HashMap::new()),
+            metrics,
         }
     }
 
@@ -71,8 +78,15 @@ impl Routes {
         owner
     }
 
-    /// Forgets what is known about `name`'s owner (after a failure).
-    fn forget(&self, name: &str) {
+    /// Forgets everything cached (the announcements may have been missed).
+    pub fn forget_all(&self) {
+        lock(&self.owners).clear();
+        lock(&self.remote).clear();
+    }
+
+    /// Forgets what is known about `name`'s owner (a lease changed, or a
+    /// connection failed).
+    pub fn forget(&self, name: &str) {
         lock(&self.owners).remove(name);
         lock(&self.remote).remove(name);
     }
@@ -113,6 +127,14 @@ impl Routes {
     /// A stand-in for `name` when another node holds its agent and can be
     /// reached; `None` sends the request the usual way (queue or 404).
     pub async fn remote(&self, state: &AppState, name: &str) -> Option<Arc<Tunnel>> {
+        let tunnel = self.remote_tunnel(state, name).await?;
+        self.metrics
+            .routed_to_peers
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Some(tunnel)
+    }
+
+    async fn remote_tunnel(&self, state: &AppState, name: &str) -> Option<Arc<Tunnel>> {
         let owner = self.owner(name).await?;
         if let Some((epoch, tunnel)) = lock(&self.remote).get(name)
             && *epoch == owner.epoch

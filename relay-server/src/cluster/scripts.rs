@@ -163,7 +163,8 @@ return {'acked'}
 ";
 
 /// KEYS: lease, epoch counter. ARGV: node, session, internal address, ttl
-/// (ms), takeover ('1'/'0'), the tunnel's mode. A live lease of another session is kept unless
+/// (ms), takeover ('1'/'0'), the tunnel's mode, the tunnel's name (published
+/// on [`OWNERS_CHANNEL`] so nodes drop their cached owner). A live lease of another session is kept unless
 /// `takeover`; otherwise the epoch is bumped and the lease is this
 /// session's. Returns `{'granted', epoch, previous node}` or `{'held', node, epoch}`.
 pub const CLAIM_LEASE: &str = r"
@@ -175,6 +176,7 @@ local epoch = redis.call('INCR', KEYS[2])
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'node', ARGV[1], 'session', ARGV[2], 'addr', ARGV[3], 'epoch', epoch, 'mode', ARGV[6])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PUBLISH', 'ht:owners', ARGV[7])
 return {'granted', tostring(epoch), cur[1] or ''}
 ";
 
@@ -185,12 +187,17 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 ";
 
-/// KEYS: lease. ARGV: epoch. Deletes the lease when it is still ours.
+/// KEYS: lease. ARGV: epoch, name. Deletes the lease when it is still
+/// ours (and says so on [`OWNERS_CHANNEL`]).
 pub const RELEASE_LEASE: &str = r"
 if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', 'ht:owners', ARGV[2])
 return 1
 ";
+
+/// Where lease changes are announced (tunnel names only, never bodies).
+pub const OWNERS_CHANNEL: &str = "ht:owners";
 
 /// The queue scripts, with the shared helpers.
 pub fn usage() -> String {

@@ -3,6 +3,7 @@
 //! end) and the queue calls fenced by its epoch.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use ulid::Ulid;
@@ -78,23 +79,40 @@ impl Held {
 
     /// Renews the lease until it is lost; then says how.
     pub async fn lost(&self) -> super::lease::LeaseEnd {
-        self.cluster.leases.keep(&self.lease).await
+        let end = self.cluster.leases.keep(&self.lease).await;
+        self.cluster
+            .metrics
+            .leases_lost
+            .fetch_add(1, Ordering::Relaxed);
+        end
+    }
+
+    /// Counts a fence refusal.
+    fn count<T>(&self, result: Stored<Fenced<T>>) -> Stored<Fenced<T>> {
+        if matches!(result, Ok(Fenced::Refused)) {
+            self.cluster.metrics.fenced.fetch_add(1, Ordering::Relaxed);
+        }
+        result
     }
 
     /// Queue entries after `after`, only while the lease is ours.
     pub async fn pending(&self, after: Option<i64>, limit: usize) -> Stored<Fenced<Vec<Pending>>> {
-        self.cluster
+        let fenced = self
+            .cluster
             .store
             .pending_fenced(&self.lease.name, after, limit, Some(self.lease.epoch))
-            .await
+            .await;
+        self.count(fenced)
     }
 
     /// Deletes an acked entry, only while the lease is ours.
     pub async fn ack(&self, id: Ulid) -> Stored<Fenced<bool>> {
-        self.cluster
+        let fenced = self
+            .cluster
             .store
             .ack_fenced(&self.lease.name, id, Some(self.lease.epoch))
-            .await
+            .await;
+        self.count(fenced)
     }
 
     /// Gives the lease up (a no-op when a newer claim took it).

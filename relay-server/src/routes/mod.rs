@@ -129,6 +129,12 @@ async fn metrics(State(state): State<Arc<AppState>>) -> String {
         m.relay_busy.load(Relaxed),
         state.memory.used(),
     ) + &m.tunnels.render()
+        // Cluster (#15): this node's counters.
+        + &state
+            .cluster
+            .as_ref()
+            .map(|c| c.metrics.render(&c.config.node_id))
+            .unwrap_or_default()
 }
 
 #[cfg(test)]
