@@ -424,3 +424,75 @@ async fn the_queue_survives_a_redis_crash() {
     assert_eq!(ids, want);
     assert!(a.store.is_known("demo").await.unwrap());
 }
+
+/// The node-to-node listener takes only the cluster secret: no header, an
+/// agent token or a wrong secret get 401; the secret gets through to the
+/// request checks (400 here: no tunnel named).
+#[tokio::test]
+async fn the_internal_listener_wants_the_cluster_secret() {
+    use http_body_util::{BodyExt as _, Empty};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let redis = RedisServer::start(&[]);
+    let mut cluster = settings(&redis, "a", Duration::from_secs(10));
+    cluster.internal_listen = Some("127.0.0.1:0".parse().unwrap());
+    let config = hooktunnel_relay::RelayConfig {
+        tokens: vec!["agent-token".into()],
+        cluster: Some(cluster),
+        ..Default::default()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let public = listener.local_addr().unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(hooktunnel_relay::serve(
+        listener,
+        config,
+        stop.clone().cancelled_owned(),
+    ));
+    // The node says where its internal listener is.
+    let health = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Ok(mut tcp) = tokio::net::TcpStream::connect(public).await {
+                tcp.write_all(b"GET /_hooktunnel/health HTTP/1.0\r\nhost: x\r\n\r\n")
+                    .await
+                    .unwrap();
+                let mut text = String::new();
+                tcp.read_to_string(&mut text).await.unwrap();
+                if let Some((_, body)) = text.split_once("\r\n\r\n") {
+                    return serde_json::from_str::<serde_json::Value>(body).unwrap();
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(health["cluster"]["redis"]["ok"], true, "{health}");
+    let internal = health["cluster"]["internal"].as_str().unwrap().to_owned();
+    let tcp = tokio::net::TcpStream::connect(&internal).await.unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    for (auth, want) in [
+        (None, 401),
+        (Some("Bearer agent-token"), 401),
+        (Some("Bearer a-cluster-secret-for-testZ"), 401),
+        (Some("Bearer a-cluster-secret-for-tests"), 400),
+    ] {
+        let mut request = http::Request::post("http://peer/");
+        if let Some(auth) = auth {
+            request = request.header("authorization", auth);
+        }
+        let answer = send
+            .send_request(request.body(Empty::<bytes::Bytes>::new()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(answer.status().as_u16(), want, "{auth:?}");
+        let _ = answer.into_body().collect().await;
+    }
+    stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(15), server).await;
+}
