@@ -496,3 +496,36 @@ async fn the_internal_listener_wants_the_cluster_secret() {
     stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(15), server).await;
 }
+
+/// Redis memory per registered name (run by hand: `cargo test -p
+/// hooktunnel-relay --test cluster memory_per_name -- --ignored --nocapture`).
+#[tokio::test]
+#[ignore = "measurement, not a check"]
+async fn memory_per_name() {
+    let redis = RedisServer::start(&[]);
+    let a = node(&redis, "a", Duration::from_secs(10)).await;
+    let used = || {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", redis.port)).unwrap();
+        s.write_all(b"INFO memory\r\n").unwrap();
+        let mut buf = vec![0u8; 65536];
+        let n = s.read(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n])
+            .lines()
+            .find_map(|l| l.strip_prefix("used_memory:")?.trim().parse::<u64>().ok())
+            .unwrap()
+    };
+    let before = used();
+    const NAMES: u64 = 10_000;
+    for i in 0..NAMES {
+        let (name, key) = (format!("name{i}"), format!("key{}", i % 1000));
+        let claim = a.store.claim_within(&name, &key, 100).await.unwrap();
+        assert_eq!(claim, Claim::Granted);
+    }
+    let after = used();
+    eprintln!(
+        "{NAMES} names (1,000 keys): {} bytes of Redis memory, {} per name",
+        after - before,
+        (after - before) / NAMES
+    );
+}

@@ -396,3 +396,96 @@ async fn an_agent_moves_to_the_next_relay_when_its_node_goes() {
     assert_eq!(queued_got, queued);
     drop(agent);
 }
+
+/// Redis `INFO commandstats` calls so far (all commands).
+fn redis_calls(redis: &RedisServer) -> u64 {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", redis.port)).unwrap();
+    s.write_all(b"INFO commandstats\r\n").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut text = Vec::new();
+    let mut buf = [0u8; 65536];
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        text.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&text)
+        .lines()
+        .filter_map(|l| {
+            l.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+/// Measurements for the issue (run by hand: `cargo test --test it
+/// cluster::numbers -- --ignored --nocapture`): latency through the owner
+/// node vs another node, and Redis commands per request.
+#[tokio::test]
+#[ignore = "measurement, not a check"]
+async fn numbers() {
+    let redis = RedisServer::start();
+    let (a, b) = (node(&redis, "a").await, node(&redis, "b").await);
+    let app = LocalApp::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let agent = Agent::start(settings(Some(&a.url), &app.port().to_string(), home.path())).await;
+    let path = tunnel_path(&agent.public_url).to_owned();
+    // The single-node SQLite relay, for comparison.
+    let single = Relay::start(RelayConfig::default()).await;
+    let home1 = tempfile::tempdir().unwrap();
+    let agent1 = Agent::start(settings(
+        Some(&single.url),
+        &app.port().to_string(),
+        home1.path(),
+    ))
+    .await;
+    let path1 = tunnel_path(&agent1.public_url).to_owned();
+    let http = client();
+    for (label, body) in [("small", vec![b'x'; 200]), ("1 MiB", vec![b'y'; 1 << 20])] {
+        for via in [&single, &a, &b] {
+            let path = if std::ptr::eq(via, &single) {
+                &path1
+            } else {
+                &path
+            };
+            let n = if body.len() > 1000 { 30 } else { 300 };
+            let calls = redis_calls(&redis);
+            let mut took = Vec::new();
+            for _ in 0..n {
+                let started = std::time::Instant::now();
+                let answer = send(
+                    &http,
+                    "POST",
+                    &format!("{}{path}/n", via.url),
+                    &[],
+                    body.clone(),
+                )
+                .await;
+                assert_eq!(answer.status, 200);
+                took.push(started.elapsed());
+            }
+            // INFO itself counts once.
+            let per = (redis_calls(&redis) - calls - 1) as f64 / n as f64;
+            took.sort();
+            eprintln!(
+                "{label} via {}: p50 {:?} p99 {:?}; Redis commands per request {per:.2}",
+                if std::ptr::eq(via, &a) {
+                    "owner"
+                } else if std::ptr::eq(via, &b) {
+                    "other node"
+                } else {
+                    "single-node SQLite relay"
+                },
+                took[n / 2],
+                took[n * 99 / 100],
+            );
+        }
+    }
+}
