@@ -44,7 +44,28 @@ pub async fn connect<IO>(
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+    connect_with(io, None).await
+}
+
+/// [`connect`], with HTTP/2 pings every `keepalive` when set: a peer that
+/// does not answer one within that time ends the connection (and every
+/// stream on it), so a paused or cut-off node fails fast instead of hanging.
+pub async fn connect_with<IO>(
+    io: IO,
+    keepalive: Option<std::time::Duration>,
+) -> Result<(Streams, impl Future<Output = ()> + Send + 'static), hyper::Error>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut builder = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
+    if let Some(every) = keepalive {
+        builder
+            .timer(hyper_util::rt::TokioTimer::new())
+            .keep_alive_interval(every)
+            .keep_alive_timeout(every)
+            .keep_alive_while_idle(true);
+    }
+    let (send, conn) = builder
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
         .max_send_buf_size(STREAM_WINDOW as usize)

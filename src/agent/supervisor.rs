@@ -29,6 +29,11 @@ pub async fn supervise(
             Err(e) => e,
         };
         let mut reason = lost.to_string();
+        // Several relays (one cluster): the one that just failed us is the
+        // least likely to answer; start with the next (same tunnel URL).
+        if opts.next_relay() {
+            tracing::info!(next = %opts.relay, "reconnecting through the next relay");
+        }
         let mut attempt = 0;
         let mut delays = reconnect::delays();
         session = loop {

@@ -16,6 +16,9 @@ pub const TUNNEL_HEADER: &str = "x-hooktunnel-tunnel";
 /// How long an owner looked up in Redis is trusted. A newer claim (another
 /// epoch) is seen at the next lookup; a failed connection drops it at once.
 pub const OWNER_CACHE: Duration = Duration::from_secs(1);
+/// Pings on peer connections; a peer silent this long is dropped (a paused
+/// or partitioned node fails its streams instead of holding them).
+const PEER_KEEPALIVE: Duration = Duration::from_secs(1);
 /// Longest wait to open a connection to a peer.
 const PEER_CONNECT: Duration = Duration::from_secs(2);
 
@@ -93,34 +96,35 @@ impl Routes {
 
     /// An open connection to the peer at `addr`.
     async fn peer(&self, addr: &str) -> Option<Streams> {
-        let mut peers = self.peers.lock().await;
-        if let Some(streams) = peers.get(addr)
+        if let Some(streams) = self.peers.lock().await.get(addr)
             && !streams.is_closed()
         {
             return Some(streams.clone());
         }
-        let tcp =
-            match tokio::time::timeout(PEER_CONNECT, tokio::net::TcpStream::connect(addr)).await {
-                Ok(Ok(tcp)) => tcp,
-                Ok(Err(e)) => {
-                    tracing::warn!(peer = %addr, error = %e, "cannot reach a peer node");
-                    return None;
-                }
-                Err(_) => {
-                    tracing::warn!(peer = %addr, "a peer node did not accept within 2 s");
-                    return None;
-                }
-            };
-        let _ = tcp.set_nodelay(true);
-        let (streams, driver) = match crate::streams::connect(tcp).await {
-            Ok(started) => started,
-            Err(e) => {
-                tracing::warn!(peer = %addr, error = %e, "HTTP/2 handshake with a peer failed");
+        // Not under the lock: a stalled peer must not hold up the others.
+        let connect = async {
+            let tcp = tokio::net::TcpStream::connect(addr).await?;
+            let _ = tcp.set_nodelay(true);
+            crate::streams::connect_with(tcp, Some(PEER_KEEPALIVE))
+                .await
+                .map_err(std::io::Error::other)
+        };
+        let (streams, driver) = match tokio::time::timeout(PEER_CONNECT, connect).await {
+            Ok(Ok(started)) => started,
+            Ok(Err(e)) => {
+                tracing::warn!(peer = %addr, error = %e, "cannot reach a peer node");
+                return None;
+            }
+            Err(_) => {
+                tracing::warn!(peer = %addr, "a peer node did not answer within 2 s");
                 return None;
             }
         };
         tokio::spawn(driver);
-        peers.insert(addr.to_owned(), streams.clone());
+        self.peers
+            .lock()
+            .await
+            .insert(addr.to_owned(), streams.clone());
         Some(streams)
     }
 
