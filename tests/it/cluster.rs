@@ -731,3 +731,87 @@ async fn fault_under_load(signal: &str) {
     }
     drop(agent);
 }
+
+/// Rolling restart: each of the three nodes is drained (SIGTERM) and started
+/// again on its address, one after the other, under load sent to all
+/// three; the agent (`--relay A,B,C`) follows. Nothing answered 2xx is
+/// lost or duplicated.
+#[tokio::test]
+async fn a_rolling_restart_loses_nothing() {
+    let redis = RedisServer::start();
+    let mut nodes = Vec::new();
+    for id in ["a", "b", "c"] {
+        nodes.push(Some(node(&redis, id).await));
+    }
+    let addrs: Vec<std::net::SocketAddr> = nodes.iter().flatten().map(|n| n.addr).collect();
+    let urls: Vec<String> = nodes.iter().flatten().map(|n| n.url.clone()).collect();
+    let app = LocalApp::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let mut s = settings(Some(&urls.join(",")), &app.port().to_string(), home.path());
+    s.ping_interval = Duration::from_millis(300);
+    let agent = Agent::start(s).await;
+    let path = tunnel_path(&agent.public_url).to_owned();
+
+    let stop = CancellationToken::new();
+    let load = tokio::spawn({
+        let (stop, urls, path) = (stop.clone(), urls.clone(), path.clone());
+        async move {
+            let http = client();
+            let mut accepted = Vec::new();
+            let mut failed = 0u32;
+            for n in 0.. {
+                if stop.is_cancelled() {
+                    break;
+                }
+                let body = format!("req-{n}");
+                let request = http::Request::post(format!("{}{path}/n", urls[n % 3]))
+                    .body(http_body_util::Full::new(bytes::Bytes::from(body.clone())))
+                    .unwrap();
+                // A node being restarted refuses connections: not accepted.
+                match tokio::time::timeout(Duration::from_secs(5), http.request(request)).await {
+                    Ok(Ok(answer)) if answer.status().is_success() => {
+                        accepted.push((body, answer.status().as_u16()));
+                    }
+                    _ => failed += 1,
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            (accepted, failed)
+        }
+    });
+    for (i, addr) in addrs.iter().enumerate() {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if let Some(node) = nodes[i].take() {
+            node.shutdown().await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut cluster = ClusterConfig::new(
+            &format!("redis://127.0.0.1:{}/0", redis.port),
+            "a-cluster-secret-for-tests",
+        );
+        cluster.node_id = ["a", "b", "c"][i].into();
+        cluster.lease_ttl = Duration::from_secs(3);
+        cluster.internal_listen = Some("127.0.0.1:0".parse().unwrap());
+        nodes[i] = Some(
+            Relay::start_at(
+                *addr,
+                RelayConfig {
+                    cluster: Some(cluster),
+                    ..RelayConfig::default()
+                },
+            )
+            .await,
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    stop.cancel();
+    let (accepted, failed) = bounded("the load ends", load).await.unwrap();
+    eprintln!(
+        "rolling restart: {} accepted ({} queued), {failed} refused while a node was down",
+        accepted.len(),
+        accepted.iter().filter(|(_, s)| *s == 202).count()
+    );
+    assert!(accepted.len() > 50);
+    assert_delivered_once(&app, &accepted).await;
+    drop(agent);
+}
