@@ -815,3 +815,41 @@ async fn a_rolling_restart_loses_nothing() {
     assert_delivered_once(&app, &accepted).await;
     drop(agent);
 }
+
+/// Ack mode: every request is queued, whichever node takes it; the owner is
+/// woken by the announcement (not its slow poll) and delivers at once.
+#[tokio::test]
+async fn ack_mode_requests_queued_on_another_node_are_delivered_at_once() {
+    let redis = RedisServer::start();
+    let (a, b) = (node(&redis, "a").await, node(&redis, "b").await);
+    let app = LocalApp::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let mut s = settings(Some(&a.url), &app.port().to_string(), home.path());
+    s.mode = hooktunnel_protocol::Mode::Ack;
+    let agent = Agent::start(s).await;
+    let path = tunnel_path(&agent.public_url).to_owned();
+    let http = client();
+    for i in 0..5 {
+        let started = std::time::Instant::now();
+        let body = format!("ack-{i}");
+        let answer = send(
+            &http,
+            "POST",
+            &format!("{}{path}/n", b.url),
+            &[],
+            body.clone(),
+        )
+        .await;
+        assert!((200..300).contains(&answer.status), "{}", answer.status);
+        bounded("delivered", async {
+            while !app.seen().iter().any(|s| s.body == body.as_bytes()) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(1), "request {i} took {took:?}");
+    }
+    assert_eq!(app.seen().len(), 5);
+    drop(agent);
+}

@@ -126,7 +126,13 @@ impl ClusterConfig {
 /// Drops cached owners as leases change (claims and releases are announced
 /// on [`scripts::OWNERS_CHANNEL`]); everything after a lost subscription.
 /// Ends once the node's routes are gone.
-async fn watch_owners(client: redis::Client, routes: std::sync::Weak<routing::Routes>) {
+/// Also wakes this node's sessions when another node queues for their
+/// tunnel ([`scripts::QUEUED_CHANNEL`]).
+async fn watch_owners(
+    client: redis::Client,
+    routes: std::sync::Weak<routing::Routes>,
+    wakers: std::sync::Weak<Wakers>,
+) {
     use futures_util::StreamExt as _;
     loop {
         if routes.strong_count() == 0 {
@@ -134,17 +140,31 @@ async fn watch_owners(client: redis::Client, routes: std::sync::Weak<routing::Ro
         }
         match client.get_async_pubsub().await {
             Ok(mut pubsub) => {
-                if let Err(e) = pubsub.subscribe(scripts::OWNERS_CHANNEL).await {
+                if let Err(e) = pubsub
+                    .subscribe(&[scripts::OWNERS_CHANNEL, scripts::QUEUED_CHANNEL])
+                    .await
+                {
                     tracing::warn!(error = %e, "cannot subscribe to lease changes");
                 } else {
-                    let forget_all = || routes.upgrade().map(|r| r.forget_all());
+                    // Whatever was announced while unsubscribed is unknown.
+                    let forget_all = || {
+                        routes.upgrade().map(|r| r.forget_all());
+                        wakers.upgrade().map(|w| w.wake_all());
+                    };
                     forget_all();
                     let mut messages = pubsub.on_message();
                     while let Some(message) = messages.next().await {
                         let Some(routes) = routes.upgrade() else {
                             return;
                         };
-                        routes.forget(&String::from_utf8_lossy(message.get_payload_bytes()));
+                        let name = String::from_utf8_lossy(message.get_payload_bytes());
+                        if message.get_channel_name() == scripts::QUEUED_CHANNEL {
+                            if let Some(wakers) = wakers.upgrade() {
+                                wakers.wake(&name);
+                            }
+                        } else {
+                            routes.forget(&name);
+                        }
                     }
                     forget_all();
                     tracing::warn!("lost the lease-change subscription; resubscribing");
@@ -153,6 +173,46 @@ async fn watch_owners(client: redis::Client, routes: std::sync::Weak<routing::Ro
             Err(e) => tracing::debug!(error = %e, "cannot open a Redis subscription"),
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// This node's sessions waiting for their tunnel's queue, by name.
+#[derive(Default)]
+pub struct Wakers(std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Notify>>>);
+
+impl Wakers {
+    fn map(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Arc<tokio::sync::Notify>>>
+    {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The notify a session for `name` waits on (replacing an older session's).
+    pub fn register(&self, name: &str) -> Arc<tokio::sync::Notify> {
+        let notify = Arc::new(tokio::sync::Notify::new());
+        self.map().insert(name.to_owned(), notify.clone());
+        notify
+    }
+
+    /// Forgets `notify` when it is still the one registered for `name`.
+    pub fn unregister(&self, name: &str, notify: &Arc<tokio::sync::Notify>) {
+        let mut map = self.map();
+        if map.get(name).is_some_and(|n| Arc::ptr_eq(n, notify)) {
+            map.remove(name);
+        }
+    }
+
+    fn wake(&self, name: &str) {
+        if let Some(notify) = self.map().get(name) {
+            notify.notify_one();
+        }
+    }
+
+    fn wake_all(&self) {
+        for notify in self.map().values() {
+            notify.notify_one();
+        }
     }
 }
 
@@ -231,6 +291,8 @@ pub struct Cluster {
     pub routes: Arc<routing::Routes>,
     /// Counters.
     pub metrics: Arc<ClusterMetrics>,
+    /// Sessions to wake when another node queues for their tunnel.
+    pub wakers: Arc<Wakers>,
     /// Settings.
     pub config: ClusterConfig,
     conn: ConnectionManager,
@@ -320,8 +382,14 @@ impl Cluster {
             &config.secret,
             metrics.clone(),
         ));
-        tokio::spawn(watch_owners(client, Arc::downgrade(&routes)));
+        let wakers = Arc::new(Wakers::default());
+        tokio::spawn(watch_owners(
+            client,
+            Arc::downgrade(&routes),
+            Arc::downgrade(&wakers),
+        ));
         Ok(Self {
+            wakers,
             store: RedisStore::new(conn.clone(), &config.node_id),
             routes,
             leases,

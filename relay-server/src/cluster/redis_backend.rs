@@ -218,6 +218,7 @@ impl RedisStore {
             .arg(&entry.client)
             .arg(entry.now_ms)
             .arg(&entry.frame[..])
+            .arg(&entry.name)
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(redis_err)?;

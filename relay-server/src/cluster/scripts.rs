@@ -96,8 +96,9 @@ local s = redis.call('HMGET', KEYS[2], 'n', 'b', 'n:' .. ARGV[2], 'b:' .. ARGV[2
 return {expired, tonumber(s[1] or 0), tonumber(s[2] or 0), tonumber(s[3] or 0), tonumber(s[4] or 0)}
 ";
 
-/// KEYS: stream, stats, ids. ARGV: request id, client, received ms, frame.
-/// Appends one entry (creating the stream and its group); returns its seq.
+/// KEYS: stream, stats, ids. ARGV: request id, client, received ms, frame,
+/// tunnel name. Appends one entry (creating the stream and its group),
+/// announces the name on [`QUEUED_CHANNEL`]; returns its seq.
 const ADD_BODY: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('XGROUP', 'CREATE', KEYS[1], 'g', '0', 'MKSTREAM')
@@ -111,6 +112,7 @@ redis.call('HINCRBY', KEYS[2], 'n', 1)
 redis.call('HINCRBY', KEYS[2], 'b', len)
 redis.call('HINCRBY', KEYS[2], 'n:' .. ARGV[2], 1)
 redis.call('HINCRBY', KEYS[2], 'b:' .. ARGV[2], len)
+redis.call('PUBLISH', 'ht:queued', ARGV[5])
 return seq
 ";
 
@@ -198,6 +200,8 @@ return 1
 
 /// Where lease changes are announced (tunnel names only, never bodies).
 pub const OWNERS_CHANNEL: &str = "ht:owners";
+/// Where new queue entries are announced (tunnel names only, never bodies).
+pub const QUEUED_CHANNEL: &str = "ht:queued";
 
 /// The queue scripts, with the shared helpers.
 pub fn usage() -> String {

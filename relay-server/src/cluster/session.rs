@@ -12,9 +12,9 @@ use super::{Cluster, Fenced, Lease, LeaseClaim};
 use crate::durable::{Pending, Stored};
 use crate::protocol::{ErrorCode, Hello};
 
-/// How often a session looks for requests queued by other nodes (they
-/// cannot wake this node's `Notify`).
-pub const QUEUE_POLL: Duration = Duration::from_millis(250);
+/// How often a session looks at its queue without being woken: other nodes
+/// announce what they queue (`ht:queued`), this catches a missed message.
+pub const QUEUE_POLL: Duration = Duration::from_secs(5);
 
 /// What the agent is told when another node's claim ended this session.
 pub const LEASE_LOST: &str = "this tunnel was claimed through another relay node";
@@ -23,6 +23,16 @@ pub const LEASE_LOST: &str = "this tunnel was claimed through another relay node
 pub struct Held {
     cluster: Arc<Cluster>,
     lease: Lease,
+    /// Woken when another node queues for the tunnel.
+    queued: Arc<tokio::sync::Notify>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.cluster
+            .wakers
+            .unregister(&self.lease.name, &self.queued);
+    }
 }
 
 impl Held {
@@ -49,6 +59,7 @@ impl Held {
                     tracing::info!(tunnel = %name, epoch = lease.epoch, %previous, "tunnel moved here from another node");
                 }
                 Ok(Self {
+                    queued: cluster.wakers.register(name),
                     cluster: cluster.clone(),
                     lease,
                 })
@@ -70,6 +81,11 @@ impl Held {
                 ))
             }
         }
+    }
+
+    /// Resolves when another node queued something for the tunnel.
+    pub async fn queued_elsewhere(&self) {
+        self.queued.notified().await;
     }
 
     /// The lease.

@@ -482,13 +482,16 @@ async fn deliver_queue(
         }
         if !full_page {
             match held {
-                // Other nodes queue too and cannot wake this one: poll as well.
-                Some(_) => {
-                    let _ = timeout(
-                        crate::cluster::session::QUEUE_POLL,
-                        tunnel.queued.notified(),
-                    )
-                    .await;
+                // Other nodes queue too: they announce it (and a slow poll
+                // catches a missed announcement).
+                Some(held) => {
+                    let woken = async {
+                        tokio::select! {
+                            () = tunnel.queued.notified() => {}
+                            () = held.queued_elsewhere() => {}
+                        }
+                    };
+                    let _ = timeout(crate::cluster::session::QUEUE_POLL, woken).await;
                 }
                 None => tunnel.queued.notified().await,
             }
