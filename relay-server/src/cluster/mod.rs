@@ -148,8 +148,12 @@ async fn watch_owners(
                 } else {
                     // Whatever was announced while unsubscribed is unknown.
                     let forget_all = || {
-                        routes.upgrade().map(|r| r.forget_all());
-                        wakers.upgrade().map(|w| w.wake_all());
+                        if let Some(routes) = routes.upgrade() {
+                            routes.forget_all();
+                        }
+                        if let Some(wakers) = wakers.upgrade() {
+                            wakers.wake_all();
+                        }
                     };
                     forget_all();
                     let mut messages = pubsub.on_message();
