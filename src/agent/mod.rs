@@ -557,3 +557,48 @@ impl Session {
         }
     }
 }
+
+#[cfg(test)]
+mod relay_list_tests {
+    use super::*;
+
+    fn opts(relays: &[&str]) -> AgentOptions {
+        let relays: Vec<String> = relays.iter().map(|r| (*r).to_owned()).collect();
+        AgentOptions {
+            relay: relays.first().cloned().unwrap_or_default(),
+            relays,
+            token: None,
+            name: None,
+            key: None,
+            mode: Mode::default(),
+            queued_response: None,
+            ca_cert: None,
+            ping_interval: Duration::from_secs(15),
+            host: None,
+            instance: "run".into(),
+            takeover: false,
+        }
+    }
+
+    #[test]
+    fn a_relay_list_is_split_on_commas() {
+        assert_eq!(
+            relay_list(" https://a.example , https://b.example,,"),
+            ["https://a.example", "https://b.example"]
+        );
+        assert_eq!(relay_list("https://a.example"), ["https://a.example"]);
+    }
+
+    #[test]
+    fn the_next_relay_goes_round() {
+        let mut o = opts(&["a", "b", "c"]);
+        assert!(o.next_relay());
+        assert_eq!(o.relay, "b");
+        assert!(o.next_relay());
+        assert!(o.next_relay());
+        assert_eq!(o.relay, "a");
+        let mut one = opts(&["a"]);
+        assert!(!one.next_relay());
+        assert_eq!(one.relay, "a");
+    }
+}
