@@ -18,6 +18,7 @@ use std::time::Duration;
 mod check;
 mod control;
 mod error_code;
+pub mod rules;
 
 pub use check::{Violation, check_request, check_response};
 pub use control::{Refused, RefusedRequest, Release, Released};
@@ -175,6 +176,9 @@ pub struct Hello {
     /// Replace a live session of the same key (`listen --takeover`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub takeover: bool,
+    /// Who may call the tunnel, enforced by the relay (absent: anyone).
+    #[serde(default, skip_serializing_if = "rules::EdgeRules::is_empty")]
+    pub rules: rules::EdgeRules,
 }
 
 /// A tunnel's custom answer for requests queued while its agent is away.
@@ -529,6 +533,33 @@ mod tests {
                 host: None,
                 instance: None,
                 takeover: false,
+                rules: rules::EdgeRules::default(),
+            }),
+            AgentMessage::Hello(Hello {
+                version: 1,
+                name: Some("guarded".into()),
+                key: None,
+                mode: Mode::Proxy,
+                queued_response: None,
+                host: None,
+                instance: None,
+                takeover: false,
+                rules: rules::EdgeRules {
+                    basic_auth: vec![rules::BasicAuth {
+                        salt: "00112233445566778899aabbccddeeff".into(),
+                        sha256: "ab".repeat(32),
+                    }],
+                    allow_ip: vec![rules::parse_cidr("10.0.0.0/8").unwrap()],
+                    deny_ip: vec![rules::parse_cidr("2001:db8::/32").unwrap()],
+                    require_headers: vec![rules::RequiredHeader {
+                        name: "x-token".into(),
+                        value: Some("t".into()),
+                    }],
+                    verify: Some(rules::EdgeVerify {
+                        provider: rules::EdgeProvider::Stripe,
+                        secret: "whsec_x".into(),
+                    }),
+                },
             }),
             AgentMessage::Response(Response {
                 id,
