@@ -203,6 +203,15 @@ async fn session(mut socket: WebSocket, state: Arc<AppState>, budget: Budget) {
             return refuse(socket, code, message).await;
         }
     };
+    if let Err(e) = hello.rules.validate() {
+        state.metrics.refused.fetch_add(1, Ordering::Relaxed);
+        return refuse(
+            socket,
+            ErrorCode::BadHandshake,
+            format!("unusable edge rules: {e}"),
+        )
+        .await;
+    }
     let (name, key_hash) = match admit(&state, &hello).await {
         Ok(admitted) => admitted,
         Err((code, message)) => {
@@ -224,6 +233,7 @@ async fn session(mut socket: WebSocket, state: Arc<AppState>, budget: Budget) {
             return refuse(socket, code, message).await;
         }
     };
+    state.set_edge_rules(&name, hello.rules.clone());
     budget.lift();
     let welcome = RelayMessage::Welcome(Welcome {
         version: PROTOCOL_VERSION,

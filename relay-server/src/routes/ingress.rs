@@ -149,6 +149,7 @@ fn tell_agent(
             | RelayError::BodyTimeout(_)
             | RelayError::RateLimited { .. }
             | RelayError::TunnelBusy { .. }
+            | RelayError::Edge(_)
     ) {
         return;
     }
@@ -206,11 +207,10 @@ async fn capture(
             wait,
         });
     }
-    let client = limit::ip_key(forwarded::client_ip(
-        &parts.headers,
-        conn.peer.ip(),
-        state.config.trust_proxy,
-    ));
+    let client_ip = forwarded::client_ip(&parts.headers, conn.peer.ip(), state.config.trust_proxy);
+    // Edge rules (issue 17): who may call, before a slot or a body byte.
+    let edge = super::edge::admit(state, &route.name, &parts.headers, client_ip)?;
+    let client = limit::ip_key(client_ip);
     let _slot = match &live {
         Some(tunnel) if !needs_queue => {
             let max = state.config.max_in_flight_per_tunnel;
@@ -259,6 +259,7 @@ async fn capture(
         }
         read => read?,
     };
+    super::edge::verify_body(state, &route.name, edge.as_deref(), &parts.headers, &body)?;
     state.metrics.requests.fetch_add(1, Ordering::Relaxed);
     let scheme = if conn.tls || state.base_url.starts_with("https://") {
         "https"

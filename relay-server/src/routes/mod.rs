@@ -3,6 +3,7 @@
 mod body;
 mod budget;
 mod connect;
+mod edge;
 mod guard;
 pub mod ingress;
 mod release;
@@ -101,7 +102,8 @@ async fn metrics(State(state): State<Arc<AppState>>) -> String {
          # TYPE hooktunnel_body_too_slow_total counter\nhooktunnel_body_too_slow_total {}\n\
          # TYPE hooktunnel_conns_refused_total counter\nhooktunnel_conns_refused_total {}\n\
          # TYPE hooktunnel_accept_errors_total counter\nhooktunnel_accept_errors_total {}\n\
-         # TYPE hooktunnel_protocol_errors_total counter\nhooktunnel_protocol_errors_total {}\n",
+         # TYPE hooktunnel_protocol_errors_total counter\nhooktunnel_protocol_errors_total {}\n\
+         # TYPE hooktunnel_edge_refused_total counter\nhooktunnel_edge_refused_total {}\n",
         state.tunnel_count(),
         m.requests.load(Relaxed),
         m.queued.load(Relaxed),
@@ -115,6 +117,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> String {
         m.conns_refused.load(Relaxed),
         m.accept_errors.load(Relaxed),
         m.protocol_errors.load(Relaxed),
+        m.edge_refused.load(Relaxed),
     ) + &m.tunnels.render()
 }
 

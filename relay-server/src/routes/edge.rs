@@ -1,0 +1,56 @@
+//! A tunnel's edge rules at ingress: who may call is decided here, so a
+//! refused request never crosses the tunnel. The checks themselves are pure
+//! (`protocol::rules`); this glues them to the relay's state, errors and
+//! counters. Refusals reach the agent through the usual refusal notes
+//! (`ingress::tell_agent`) and count in the tunnel's `refused` metric.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::http::HeaderMap;
+
+use crate::error::RelayError;
+use crate::protocol::rules::{EdgeRefusal, EdgeRules};
+use crate::state::AppState;
+
+/// Checks what is known before the body (client address as the relay
+/// trusts it, credentials, required headers). Returns the tunnel's rules
+/// when the body must still pass [`verify_body`].
+pub fn admit(
+    state: &AppState,
+    name: &str,
+    headers: &HeaderMap,
+    client: IpAddr,
+) -> Result<Option<Arc<EdgeRules>>, RelayError> {
+    let Some(rules) = state.edge_rules(name) else {
+        return Ok(None);
+    };
+    rules
+        .check_head(headers, client)
+        .map_err(|refusal| refused(state, name, refusal))?;
+    Ok(rules.needs_body().then_some(rules))
+}
+
+/// Checks the signature over the whole body, when the tunnel asked for it.
+pub fn verify_body(
+    state: &AppState,
+    name: &str,
+    rules: Option<&EdgeRules>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), RelayError> {
+    let Some(rules) = rules else {
+        return Ok(());
+    };
+    let now = crate::protocol::now_ms() / 1000;
+    rules
+        .check_body(headers, body, now)
+        .map_err(|refusal| refused(state, name, refusal))
+}
+
+fn refused(state: &AppState, name: &str, refusal: EdgeRefusal) -> RelayError {
+    state.metrics.edge_refused.fetch_add(1, Ordering::Relaxed);
+    tracing::debug!(tunnel = %name, rule = refusal.label(), "edge rule refused a request");
+    RelayError::Edge(refusal)
+}
