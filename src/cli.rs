@@ -261,6 +261,84 @@ pub struct ListenArgs {
     /// The web inspector and its API.
     #[command(flatten)]
     pub web: WebArgs,
+    /// Traffic rules: who may call (enforced by the relay) and what the app sees.
+    #[command(flatten)]
+    pub rules: RuleArgs,
+}
+
+/// `listen`'s traffic rules (issue 17). The same strings work in a
+/// `[[tunnel]]` table of config.toml (see README "Rules").
+#[derive(clap::Args, Debug, Default, Clone)]
+#[command(next_help_heading = "Traffic rules")]
+pub struct RuleArgs {
+    /// Require HTTP basic auth at the relay: USER:PASS (repeatable: any one
+    /// matches). Only a salted hash travels to the relay; callers without it
+    /// get 401. Example: --basic-auth 'ci:s3cret'
+    #[arg(long, value_name = "USER:PASS")]
+    pub basic_auth: Vec<String>,
+    /// Only these client addresses may call (repeatable; IPv4 or IPv6, CIDR or
+    /// address). Others get 403 at the relay. Example: --allow-ip 192.0.2.0/24
+    #[arg(long, value_name = "CIDR")]
+    pub allow_ip: Vec<String>,
+    /// Refuse these client addresses (repeatable; wins over --allow-ip).
+    /// Example: --deny-ip 203.0.113.9
+    #[arg(long, value_name = "CIDR")]
+    pub deny_ip: Vec<String>,
+    /// Require a header at the relay ('Name' present, or 'Name: value' exact);
+    /// others get 403. Example: --require-header 'X-Token: abc123'
+    #[arg(long, value_name = "HEADER")]
+    pub require_header: Vec<String>,
+    /// The relay checks this provider's signature and refuses forged or
+    /// unsigned requests with 401 (stripe, github). Sends the signing secret
+    /// (from --verify / HOOKTUNNEL_VERIFY / config) to the relay.
+    /// Example: --verify stripe:whsec_… --verify-at-edge stripe
+    #[arg(long, value_name = "PROVIDER")]
+    pub verify_at_edge: Option<String>,
+    /// Send matching requests to another local app: '[METHOD] PATTERN=TARGET'
+    /// (repeatable, first match wins, the PORT|URL argument is the default).
+    /// '/api/*' is a prefix; other '*' patterns are globs.
+    /// Examples: --route '/api/*=3001' --route 'POST /hooks/stripe=http://127.0.0.1:4000'
+    #[arg(long, value_name = "RULE")]
+    pub route: Vec<String>,
+    /// Add a request header before it reaches the app (history keeps what the
+    /// sender sent). Example: --add-header 'X-Env: dev'
+    #[arg(long, value_name = "NAME: VALUE")]
+    pub add_header: Vec<String>,
+    /// Remove a request header before it reaches the app. Example: --remove-header Cookie
+    #[arg(long, value_name = "NAME")]
+    pub remove_header: Vec<String>,
+    /// Answer for the app: '[PATTERN ]MODE:STATUS[:BODY|:@FILE]', MODE is
+    /// `always` or `when-app-down` (instead of 502). Examples:
+    /// --mock '/health always:200:ok', --mock 'when-app-down:503:@down.json'
+    #[arg(long, value_name = "RULE")]
+    pub mock: Vec<String>,
+    /// Inject faults to watch a sender retry: '[PATTERN ]delay=2s[:P%]',
+    /// 'status=503:10%', 'drop=5%' (no answer; the sender times out).
+    /// Injected answers are marked in the history. Example: --inject 'status=503:10%'
+    #[arg(long, value_name = "FAULT")]
+    pub inject: Vec<String>,
+    /// Seed for --inject's random draws, for a reproducible run.
+    #[arg(long, value_name = "N")]
+    pub inject_seed: Option<u64>,
+}
+
+impl RuleArgs {
+    /// The rule strings, as a config table would hold them.
+    pub fn to_config(&self) -> crate::rules::RulesConfig {
+        crate::rules::RulesConfig {
+            name: None,
+            basic_auth: self.basic_auth.clone(),
+            allow_ip: self.allow_ip.clone(),
+            deny_ip: self.deny_ip.clone(),
+            require_header: self.require_header.clone(),
+            verify_at_edge: self.verify_at_edge.clone(),
+            route: self.route.clone(),
+            add_header: self.add_header.clone(),
+            remove_header: self.remove_header.clone(),
+            mock: self.mock.clone(),
+            inject: self.inject.clone(),
+        }
+    }
 }
 
 /// Where the web inspector listens, and its token.

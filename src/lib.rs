@@ -18,6 +18,7 @@
 //! | [`private`] | owner-only directories and files, whatever the umask |
 //! | [`running`] | the state file of a running `listen`, read by `status` and `trigger --tunnel` |
 //! | [`replay`] | re-sending stored requests through the forwarder |
+//! | [`rules`] | traffic rules: edge rules sent to the relay, routes/header edits/mocks/faults applied by the agent |
 //! | [`editor`] | editing a request in `$VISUAL`/`$EDITOR` before a replay |
 //! | [`secrets`] | the one lookup of signature secrets (flags, env, config) |
 //! | [`mask`] | secret header values masked for display (never in storage) |
@@ -52,6 +53,7 @@ pub mod output;
 pub mod pretty;
 pub mod private;
 pub mod replay;
+pub mod rules;
 pub mod running;
 pub mod sanitize;
 pub mod secrets;

@@ -20,7 +20,8 @@ use crate::agent::events::EventSender;
 use crate::agent::seen::SeenIds;
 use crate::event::AgentEvent;
 use crate::exchange::Exchange;
-use crate::forward::{Forwarded, Forwarder, Outgoing};
+use crate::forward::{Forwarded, Forwarder};
+use crate::rules::apply::{Routed, RuleSet};
 use crate::store::writer::StoreWriter;
 use crate::verify::{self, SecretSpec};
 
@@ -53,21 +54,27 @@ pub struct Pipeline {
     pub ordered: mpsc::Sender<OrderedJob>,
     /// Attempts for a durable delivery whose local app fails (5xx or unreachable).
     pub max_attempts: u32,
+    /// Routes, header edits, mocks and faults (`--route`, `--inject`, …).
+    pub rules: RuleSet,
 }
 
 impl Pipeline {
     /// Forwards one live request, answers the relay and records the exchange.
     pub async fn handle(&self, request: protocol::Request, out: mpsc::Sender<Message>) {
-        let forwarded = self.forward(&request).await;
+        let routed = self.forward(&request).await;
+        let forwarded = routed.forwarded;
         let answer = AgentMessage::Response(protocol::Response {
             id: request.id,
             status: forwarded.response.status,
             headers: forwarded.response.headers.clone(),
             body: Bytes::clone(&forwarded.response.body),
         });
+        // An injected drop sends nothing (the sender sees the relay's timeout).
         // A closed channel means the link dropped; the exchange is still recorded.
-        let _ = out.send(Message::Binary(answer.encode())).await;
-        let exchange = self.exchange(request, forwarded);
+        if !routed.dropped {
+            let _ = out.send(Message::Binary(answer.encode())).await;
+        }
+        let exchange = self.exchange(request, forwarded, routed.target);
         let summary = exchange.summary();
         self.store.record(exchange).await;
         self.events.send(AgentEvent::Exchange(summary));
@@ -106,8 +113,8 @@ impl Pipeline {
                 None => false,
             };
             if !already {
-                let forwarded = self.forward_with_retries(&request).await;
-                let exchange = self.exchange(request, forwarded);
+                let routed = self.forward_with_retries(&request).await;
+                let exchange = self.exchange(request, routed.forwarded, routed.target);
                 let summary = exchange.summary();
                 if let Err(e) = self.store.record_durably(exchange).await {
                     // Without a stored copy an ack could lose the request: leave it queued.
@@ -123,41 +130,40 @@ impl Pipeline {
         }
     }
 
-    async fn forward(&self, request: &protocol::Request) -> Forwarded {
+    async fn forward(&self, request: &protocol::Request) -> Routed {
         // A frame that breaks the protocol is answered at once, never passed
         // on (a short body under a larger Content-Length would hang the app).
         if let Err(violation) = protocol::check_request(request) {
             let message = format!("the relay sent an invalid request: {violation}");
-            return Forwarded {
-                response: crate::forward::own_answer(
-                    502,
-                    protocol::HttpErrorCode::ProtocolError,
-                    &message,
-                ),
-                error: Some(message),
-                duration_us: 0,
+            return Routed {
+                forwarded: Forwarded {
+                    response: crate::forward::own_answer(
+                        502,
+                        protocol::HttpErrorCode::ProtocolError,
+                        &message,
+                    ),
+                    error: Some(message),
+                    duration_us: 0,
+                },
+                target: self.forwarder.target().base_url(),
+                dropped: false,
             };
         }
-        self.forwarder
-            .forward(Outgoing {
-                method: &request.method,
-                path: &request.target,
-                headers: &request.headers,
-                body: request.body.clone(),
-            })
-            .await
+        // Routes, header edits, mocks and faults (issue 17): one call.
+        self.rules.forward(&self.forwarder, request).await
     }
 
     /// Retries a failing local app with exponential backoff and jitter, visibly.
-    async fn forward_with_retries(&self, request: &protocol::Request) -> Forwarded {
+    async fn forward_with_retries(&self, request: &protocol::Request) -> Routed {
         let mut delays = crate::agent::reconnect::retry_delays();
         let mut attempt = 1;
         loop {
-            let mut forwarded = self.forward(request).await;
+            let mut routed = self.forward(request).await;
+            let forwarded = &mut routed.forwarded;
             let failed = forwarded.error.is_some() || forwarded.response.status >= 500;
             // Sending an invalid frame again cannot make it valid.
             if !failed || protocol::check_request(request).is_err() {
-                return forwarded;
+                return routed;
             }
             let why = forwarded
                 .error
@@ -171,7 +177,7 @@ impl Pipeline {
                 // Marked, so `requests --status error` finds deliveries that
                 // gave up even when the app's own 5xx was the last answer.
                 forwarded.error = Some(format!("delivery gave up after {attempt} attempts: {why}"));
-                return forwarded;
+                return routed;
             }
             let delay = delays.next().unwrap_or(Duration::from_secs(30));
             self.events.send(AgentEvent::Notice(format!(
@@ -186,7 +192,12 @@ impl Pipeline {
         }
     }
 
-    fn exchange(&self, request: protocol::Request, forwarded: Forwarded) -> Exchange {
+    fn exchange(
+        &self,
+        request: protocol::Request,
+        forwarded: Forwarded,
+        target: String,
+    ) -> Exchange {
         // Verdicts look at the bytes as received; forwarding never changes them.
         let signature = verify::verdict(
             &self.verify,
@@ -202,7 +213,7 @@ impl Pipeline {
             received_at_ms: request.received_at_ms,
             method: request.method,
             path: request.target,
-            target: self.forwarder.target().base_url(),
+            target,
             request_headers: request.headers,
             request_body: request.body,
             response: Some(forwarded.response),

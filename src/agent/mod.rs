@@ -78,6 +78,8 @@ pub struct AgentOptions {
     pub instance: String,
     /// Replace a live session of the same tunnel (`--takeover`).
     pub takeover: bool,
+    /// Who may call the tunnel, enforced by the relay (sent in `hello`).
+    pub rules: protocol::rules::EdgeRules,
 }
 
 impl std::fmt::Debug for AgentOptions {
@@ -91,6 +93,7 @@ impl std::fmt::Debug for AgentOptions {
             .field("ca_cert", &self.ca_cert)
             .field("host", &self.host)
             .field("takeover", &self.takeover)
+            .field("rules", &self.rules)
             .finish()
     }
 }
@@ -230,6 +233,7 @@ pub async fn connect(opts: &AgentOptions, config_hint: &str) -> Result<Session, 
         host: opts.host.clone(),
         instance: Some(opts.instance.clone()),
         takeover: opts.takeover,
+        rules: opts.rules.clone(),
     });
     socket
         .send(Message::Binary(hello.encode()))

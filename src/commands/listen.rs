@@ -47,6 +47,8 @@ pub async fn run(args: ListenArgs, paths: Paths) -> anyhow::Result<()> {
         keep_bytes: args.keep_bytes,
         ping_interval: hooktunnel_protocol::PING_INTERVAL,
         takeover: args.takeover,
+        rules: args.rules.to_config(),
+        inject_seed: args.rules.inject_seed,
     };
     let tui = !args.json && !args.no_tui && std::io::stdout().is_terminal();
     let format = if args.json {

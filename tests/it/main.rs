@@ -13,6 +13,7 @@ mod e2e;
 mod history;
 mod install;
 mod metrics;
+mod rules;
 mod security;
 mod sessions;
 mod signatures;

@@ -132,6 +132,7 @@ impl RawAgent {
             host: None,
             instance: None,
             takeover: false,
+            rules: Default::default(),
         });
         ws.send(Message::Binary(hello.encode())).await.unwrap();
         loop {
