@@ -64,9 +64,9 @@ pub enum Command {
     /// With no relay configured, an embedded relay starts on this machine
     /// (loopback only); pass --relay or set HOOKTUNNEL_RELAY to go public.
     #[command(
-        after_help = "Examples:\n  hooktunnel listen 3000\n  hooktunnel listen http://127.0.0.1:8080/api --json\n  hooktunnel listen 3000 --relay https://hooks.example.com --name my-app"
+        after_help = "Examples:\n  hooktunnel listen 3000\n  hooktunnel listen http://127.0.0.1:8080/api --json\n  hooktunnel listen 3000 --relay https://hooks.example.com --name my-app\n  hooktunnel listen 3000 --basic-auth ci:s3cret --allow-ip 192.0.2.0/24\n  hooktunnel listen 3000 --verify stripe:whsec_... --verify-at-edge stripe\n  hooktunnel listen 3000 --route '/api/*=3001' --mock 'when-app-down:503:try later'\n  hooktunnel listen 3000 --inject 'delay=2s:20%' --inject 'status=503:10%' --inject 'drop=5%'\n  (rules also live in config.toml as [[tunnel]] tables: README \"Rules\")"
     )]
-    Listen(ListenArgs),
+    Listen(Box<ListenArgs>),
     /// List captured exchanges, newest first.
     #[command(
         after_help = "Examples:\n  hooktunnel requests -n 50\n  hooktunnel requests --method POST --path '/webhooks/**' --status 5xx\n  hooktunnel requests --since 1h --grep invoice.paid --json"

@@ -126,7 +126,7 @@ async fn refuse(mut socket: WebSocket, code: ErrorCode, message: String) {
 /// What an agent opens its socket for.
 enum First {
     /// A tunnel session.
-    Hello(Hello),
+    Hello(Box<Hello>),
     /// Freeing a name (`hooktunnel release`).
     Release(Release),
 }
@@ -167,7 +167,7 @@ async fn read_hello(socket: &mut WebSocket) -> Result<First, (ErrorCode, String)
     };
     match AgentMessage::decode(&first) {
         Ok(AgentMessage::Hello(hello)) if hello.version == PROTOCOL_VERSION => {
-            Ok(First::Hello(hello))
+            Ok(First::Hello(Box::new(hello)))
         }
         Ok(AgentMessage::Release(release)) => Ok(First::Release(release)),
         Ok(AgentMessage::Hello(hello)) => Err((
