@@ -202,6 +202,10 @@ pub struct Welcome {
     pub public_urls: Vec<String>,
     /// The mode the relay applies.
     pub mode: Mode,
+    /// True when the relay enforces the `rules` of the `hello` (an older
+    /// relay ignores them; the agent must not believe it is protected).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rules_enforced: bool,
 }
 
 /// A captured request, relay to agent.
@@ -513,6 +517,7 @@ mod tests {
                 name: "demo".into(),
                 public_urls: vec!["http://127.0.0.1:8080/t/demo".into()],
                 mode: Mode::Proxy,
+                rules_enforced: false,
             }),
             RelayMessage::Request(sample_request()),
             RelayMessage::Error(ErrorMessage {

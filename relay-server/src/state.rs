@@ -279,6 +279,10 @@ impl AppState {
         let mut tunnels = lock(&self.tunnels);
         if tunnels.get(&tunnel.name).map(|t| t.conn_id) == Some(tunnel.conn_id) {
             tunnels.remove(&tunnel.name);
+            // Keyless names are never queued for, so their rules go with them.
+            if tunnel.key_hash.is_none() {
+                lock(&self.edge_rules).remove(&tunnel.name);
+            }
         }
         tunnel.ended.cancel();
     }

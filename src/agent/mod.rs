@@ -159,6 +159,12 @@ pub enum AgentError {
     /// The relay said something we did not understand.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// The relay accepted the tunnel but does not enforce its edge rules
+    /// (a relay from before rules): serving would leave the URL open.
+    #[error(
+        "the relay at {0} does not enforce traffic rules (--basic-auth, --allow-ip, --deny-ip, --require-header, --verify-at-edge); upgrade the relay, or run without those rules"
+    )]
+    RulesNotEnforced(String),
 }
 
 impl AgentError {
@@ -169,6 +175,7 @@ impl AgentError {
             | AgentError::Unauthorized { .. }
             | AgentError::TokenRequired { .. }
             | AgentError::CaCert { .. }
+            | AgentError::RulesNotEnforced(_)
             | AgentError::TakenOver(_) => true,
             AgentError::Refused { code, .. } => matches!(
                 code,
@@ -242,6 +249,10 @@ pub async fn connect(opts: &AgentOptions, config_hint: &str) -> Result<Session, 
     let RelayMessage::Welcome(welcome) = next_reply(&mut socket).await? else {
         return Err(AgentError::Protocol("expected welcome".into()));
     };
+    if !opts.rules.is_empty() && !welcome.rules_enforced {
+        let _ = socket.close(None).await;
+        return Err(AgentError::RulesNotEnforced(opts.relay.clone()));
+    }
     Ok(Session {
         welcome,
         socket,

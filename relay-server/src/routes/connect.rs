@@ -240,6 +240,7 @@ async fn session(mut socket: WebSocket, state: Arc<AppState>, budget: Budget) {
         name: name.clone(),
         public_urls: state.public_urls(&name),
         mode: hello.mode,
+        rules_enforced: !hello.rules.is_empty(),
     });
     if send(&mut socket, &welcome).await {
         tracing::info!(tunnel = %name, mode = ?hello.mode, host = ?tunnel.host, "agent connected");
