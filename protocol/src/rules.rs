@@ -271,6 +271,16 @@ impl EdgeRules {
         self.verify.is_some()
     }
 
+    /// A copy safe to store at rest: the signing secret is blanked, so a
+    /// relay that restarted refuses signed requests until the agent is back.
+    pub fn without_secret(&self) -> Self {
+        let mut copy = self.clone();
+        if let Some(v) = &mut copy.verify {
+            v.secret.clear();
+        }
+        copy
+    }
+
     /// Rejects rules the relay cannot use (they come from the agent).
     pub fn validate(&self) -> Result<(), RulesError> {
         for (what, n) in [
@@ -349,6 +359,11 @@ impl EdgeRules {
             provider: v.provider.as_str(),
             reason,
         };
+        if v.secret.is_empty() {
+            return Err(refuse(
+                "the relay has no signing secret until the tunnel's agent reconnects".into(),
+            ));
+        }
         match v.provider {
             EdgeProvider::Stripe => verify_stripe(&v.secret, headers, body, now).map_err(refuse),
             EdgeProvider::Github => verify_github(&v.secret, headers, body).map_err(refuse),
@@ -616,6 +631,18 @@ mod tests {
         assert!(reason(check(&format!("t={STRIPE_T}"), STRIPE_BODY, STRIPE_T)).contains("no v1"));
         let none = rules.check_body(&http::HeaderMap::new(), STRIPE_BODY, STRIPE_T);
         assert!(reason(none).contains("no stripe-signature header"));
+        let stored = rules.without_secret();
+        assert!(
+            !serde_json::to_string(&stored)
+                .unwrap()
+                .contains(STRIPE_SECRET)
+        );
+        let blind = stored.check_body(
+            &headers(&[("stripe-signature", &good)]),
+            STRIPE_BODY,
+            STRIPE_T,
+        );
+        assert!(reason(blind).contains("until the tunnel's agent reconnects"));
     }
 
     #[test]

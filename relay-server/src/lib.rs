@@ -98,7 +98,17 @@ pub async fn serve(
         })?),
         None => None,
     };
+    let stored_rules = durable
+        .all_edge_rules()
+        .await
+        .map_err(std::io::Error::other)?;
     let state = Arc::new(AppState::new(config, local_addr, tls.is_some(), durable));
+    for (name, json) in stored_rules {
+        match serde_json::from_str(&json) {
+            Ok(rules) => state.set_edge_rules(&name, rules),
+            Err(e) => tracing::error!(tunnel = %name, error = %e, "unreadable stored edge rules"),
+        }
+    }
     let app = routes::router(state.clone());
     let metrics_server = metrics_listener.map(|listener| {
         let app = routes::metrics_router(state.clone());

@@ -207,10 +207,19 @@ mod tests {
     fn causes_from_outcomes() {
         assert_eq!(Cause::classify(Some(200), false, None), None);
         assert_eq!(Cause::classify(Some(404), false, None), None);
-        assert_eq!(Cause::classify(Some(503), true, Some(b"injected")), Some(Cause::App5xx));
-        assert_eq!(Cause::classify(Some(504), true, Some(b"injected")), Some(Cause::Timeout));
+        assert_eq!(
+            Cause::classify(Some(503), true, Some(b"injected")),
+            Some(Cause::App5xx)
+        );
+        assert_eq!(
+            Cause::classify(Some(504), true, Some(b"injected")),
+            Some(Cause::Timeout)
+        );
         assert_eq!(Cause::classify(Some(200), false, Some(b"mocked")), None);
-        assert_eq!(Cause::classify(Some(503), true, Some(b"mocked")), Some(Cause::Unreachable));
+        assert_eq!(
+            Cause::classify(Some(503), true, Some(b"mocked")),
+            Some(Cause::Unreachable)
+        );
         assert_eq!(Cause::classify(Some(503), false, None), Some(Cause::App5xx));
         assert_eq!(
             Cause::classify(Some(502), true, Some(b"local_unreachable")),

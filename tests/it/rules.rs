@@ -479,3 +479,60 @@ async fn an_agent_with_rules_refuses_a_relay_that_does_not_enforce_them() {
     let e = format!("{:#}", started.err().expect("the agent refuses to serve"));
     assert!(e.contains("does not enforce traffic rules"), "{e}");
 }
+
+/// Requests for a claimed tunnel whose agent is away are queued; they pass
+/// the same edge rules, also after the relay restarts (rules are stored
+/// without the signing secret, so signed tunnels refuse until the agent is back).
+#[tokio::test(flavor = "multi_thread")]
+async fn queued_requests_pass_the_same_rules_across_a_relay_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let relay = Relay::start(RelayConfig {
+        data_dir: Some(data.path().to_path_buf()),
+        ..RelayConfig::default()
+    })
+    .await;
+    let app = LocalApp::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let mut s = settings(Some(&relay.url), &app.port().to_string(), home.path());
+    s.rules.basic_auth = vec!["ci:pw".into()];
+    s.verify = vec![SecretSpec::new(Provider::GitHub, "gh-secret")];
+    s.rules.verify_at_edge = Some("github".into());
+    let agent = Agent::start(s).await;
+    let url = format!("{}/hook", agent.public_url);
+    agent.stop().await;
+    let body: &'static [u8] = b"{\"zen\":\"x\"}";
+    let signed = verify::sign(Provider::GitHub, "gh-secret", body, 0, None, None).unwrap();
+    let mut headers: Vec<(&str, &[u8])> = signed
+        .iter()
+        .map(|h| (h.name.as_str(), h.value.as_slice()))
+        .collect();
+    // Away, before the restart: refused without credentials, queued with them.
+    assert_eq!(post(&url, &headers, body).await.status, 401);
+    let auth = basic("ci:pw");
+    let mut with_auth = headers.clone();
+    with_auth.push(("authorization", &auth));
+    assert_eq!(post(&url, &with_auth, body).await.status, 202);
+    let addr = relay.addr;
+    relay.shutdown().await;
+    let relay = Relay::start_at(
+        addr,
+        RelayConfig {
+            data_dir: Some(data.path().to_path_buf()),
+            ..RelayConfig::default()
+        },
+    )
+    .await;
+
+    let no_auth = post(&url, &headers, body).await;
+    assert_eq!(no_auth.status, 401);
+    assert_eq!(text(&no_auth.header(ERROR)), ["basic_auth"]);
+    headers.push(("authorization", &auth));
+    let blind = post(&url, &headers, body).await;
+    assert_eq!(blind.status, 401);
+    assert!(
+        String::from_utf8_lossy(&blind.body).contains("until the tunnel's agent reconnects"),
+        "{:?}",
+        blind.body
+    );
+    assert_eq!(relay.metric("hooktunnel_queued_total").await, 0);
+}

@@ -234,6 +234,16 @@ async fn session(mut socket: WebSocket, state: Arc<AppState>, budget: Budget) {
         }
     };
     state.set_edge_rules(&name, hello.rules.clone());
+    if hello.key.is_some() {
+        // Claimed names queue while their agent is away: their rules must
+        // survive a relay restart (without the signing secret).
+        let stored = (!hello.rules.is_empty())
+            .then(|| serde_json::to_string(&hello.rules.without_secret()).ok())
+            .flatten();
+        if let Err(e) = state.durable.set_edge_rules(&name, stored).await {
+            tracing::error!(tunnel = %name, error = %e, "cannot store edge rules");
+        }
+    }
     budget.lift();
     let welcome = RelayMessage::Welcome(Welcome {
         version: PROTOCOL_VERSION,
