@@ -305,8 +305,16 @@ pub struct RuleArgs {
     #[arg(long, value_name = "NAME: VALUE")]
     pub add_header: Vec<String>,
     /// Remove a request header before it reaches the app. Example: --remove-header Cookie
+    /// (a '/pattern ' prefix limits any header edit to those paths: '/api/* X-Env: dev';
+    /// remove then add to set a header)
     #[arg(long, value_name = "NAME")]
     pub remove_header: Vec<String>,
+    /// Add a header to the answer the sender gets. Example: --add-response-header 'Cache-Control: no-store'
+    #[arg(long, value_name = "NAME: VALUE")]
+    pub add_response_header: Vec<String>,
+    /// Remove a header from the answer the sender gets. Example: --remove-response-header Server
+    #[arg(long, value_name = "NAME")]
+    pub remove_response_header: Vec<String>,
     /// Answer for the app: '[PATTERN ]MODE:STATUS[:BODY|:@FILE]', MODE is
     /// `always` or `when-app-down` (instead of 502). Examples:
     /// --mock '/health always:200:ok', --mock 'when-app-down:503:@down.json'
@@ -335,6 +343,8 @@ impl RuleArgs {
             route: self.route.clone(),
             add_header: self.add_header.clone(),
             remove_header: self.remove_header.clone(),
+            add_response_header: self.add_response_header.clone(),
+            remove_response_header: self.remove_response_header.clone(),
             mock: self.mock.clone(),
             inject: self.inject.clone(),
         }

@@ -146,9 +146,12 @@ impl RuleSet {
             Some(FaultKind::Delay(_)) | None => {}
         }
         if let Some(mock) = decision.mock {
+            let mut response = mocked(mock);
+            self.rules
+                .edit_response(&request.target, &mut response.headers);
             return Routed {
                 forwarded: Forwarded {
-                    response: mocked(mock),
+                    response,
                     error: None,
                     duration_us: waited,
                 },
@@ -156,8 +159,8 @@ impl RuleSet {
                 dropped: false,
             };
         }
-        let edited =
-            (!self.rules.edits.is_empty()).then(|| self.rules.edit_headers(&request.headers));
+        let edited = (!self.rules.edits.is_empty())
+            .then(|| self.rules.edit_headers(&request.target, &request.headers));
         let mut forwarded = forwarder
             .forward(outgoing(request, edited.as_deref()))
             .await;
@@ -169,6 +172,9 @@ impl RuleSet {
             forwarded.response = mocked(mock);
             forwarded.error = Some(format!("{why}; answered by --mock when-app-down"));
         }
+        // Edits of the answer: the sender and the history get the edited one.
+        self.rules
+            .edit_response(&request.target, &mut forwarded.response.headers);
         Routed {
             forwarded,
             target,

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use hooktunnel_protocol::Header;
 use hooktunnel_protocol::rules::{self as edge, EdgeProvider, EdgeRules};
-pub use parse::{Fault, FaultKind, HeaderEdit, Mock, MockWhen, Route, RuleError};
+pub use parse::{Fault, FaultKind, HeaderEdit, Mock, MockWhen, Route, RuleError, ScopedEdit};
 
 /// Rule strings as given (flags or one `[[tunnel]]` table).
 #[derive(Clone, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -47,6 +47,12 @@ pub struct RulesConfig {
     /// Header names removed from requests before they reach the app.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub remove_header: Vec<String>,
+    /// `Name: value` added to answers before the sender gets them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub add_response_header: Vec<String>,
+    /// Header names removed from answers before the sender gets them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub remove_response_header: Vec<String>,
     /// `[PATTERN ]MODE:STATUS[:BODY]`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub mock: Vec<String>,
@@ -73,6 +79,8 @@ impl std::fmt::Debug for RulesConfig {
             .field("route", &self.route)
             .field("add_header", &self.add_header)
             .field("remove_header", &self.remove_header)
+            .field("add_response_header", &self.add_response_header)
+            .field("remove_response_header", &self.remove_response_header)
             .field("mock", &self.mock)
             .field("inject", &self.inject)
             .finish()
@@ -160,16 +168,15 @@ impl RulesConfig {
             .map(|r| Route::parse(r))
             .collect::<Result<Vec<_>, _>>()?;
         parse::check_routes(&routes)?;
-        let mut edits = Vec::new();
-        for h in &self.remove_header {
-            edits.push(HeaderEdit::parse_remove(h)?);
-        }
-        for h in &self.add_header {
-            edits.push(HeaderEdit::parse_add(h)?);
-        }
+        let edits = |remove: &[String], add: &[String]| -> Result<Vec<ScopedEdit>, RuleError> {
+            let removals = remove.iter().map(|h| ScopedEdit::parse(h, false));
+            let additions = add.iter().map(|h| ScopedEdit::parse(h, true));
+            removals.chain(additions).collect()
+        };
         Ok(AgentRules {
             routes,
-            edits,
+            edits: edits(&self.remove_header, &self.add_header)?,
+            response_edits: edits(&self.remove_response_header, &self.add_response_header)?,
             mocks: self
                 .mock
                 .iter()
@@ -250,7 +257,9 @@ pub struct AgentRules {
     /// Routes, first match wins; no match: the default target.
     pub routes: Vec<Route>,
     /// Request header edits, removals first.
-    pub edits: Vec<HeaderEdit>,
+    pub edits: Vec<ScopedEdit>,
+    /// Response header edits, removals first.
+    pub response_edits: Vec<ScopedEdit>,
     /// Canned answers.
     pub mocks: Vec<Mock>,
     /// Faults for testing senders.
@@ -282,6 +291,7 @@ impl AgentRules {
     pub fn is_empty(&self) -> bool {
         self.routes.is_empty()
             && self.edits.is_empty()
+            && self.response_edits.is_empty()
             && self.mocks.is_empty()
             && self.faults.is_empty()
     }
@@ -327,16 +337,16 @@ impl AgentRules {
         decision
     }
 
-    /// The request headers the app gets: removals, then additions.
-    pub fn edit_headers(&self, headers: &[Header]) -> Vec<Header> {
+    /// The request headers the app gets for `target`: removals, then additions.
+    pub fn edit_headers(&self, target: &str, headers: &[Header]) -> Vec<Header> {
         let mut out = headers.to_vec();
-        for edit in &self.edits {
-            match edit {
-                HeaderEdit::Remove(name) => out.retain(|h| !h.name.eq_ignore_ascii_case(name)),
-                HeaderEdit::Add(name, value) => out.push(Header::new(name.clone(), value.clone())),
-            }
-        }
+        parse::edit_headers(&self.edits, path_of(target), &mut out);
         out
+    }
+
+    /// Applies the response edits for `target` to an answer's headers.
+    pub fn edit_response(&self, target: &str, headers: &mut Vec<Header>) {
+        parse::edit_headers(&self.response_edits, path_of(target), headers);
     }
 }
 
@@ -374,11 +384,14 @@ mod tests {
         })
         .agent()
         .unwrap();
-        let edited = rules.edit_headers(&[
-            Header::new("cookie", "a=1"),
-            Header::new("x-env", "prod"),
-            Header::new("accept", "*/*"),
-        ]);
+        let edited = rules.edit_headers(
+            "/",
+            &[
+                Header::new("cookie", "a=1"),
+                Header::new("x-env", "prod"),
+                Header::new("accept", "*/*"),
+            ],
+        );
         assert_eq!(
             edited,
             vec![Header::new("accept", "*/*"), Header::new("x-env", "dev")]

@@ -43,6 +43,11 @@ pub enum RuleError {
         "header '{0}': expected 'Name: value' (add) or 'Name' (remove) with a valid header name"
     )]
     BadHeader(String),
+    /// An edit of a header that frames the message.
+    #[error(
+        "header '{0}' frames the message (hooktunnel sets it from the body); it cannot be edited"
+    )]
+    FramingHeader(String),
     /// A mock that is not `MODE:STATUS[:BODY]`.
     #[error("mock '{rule}': {why} (example: --mock 'when-app-down:503:try later')")]
     BadMock {
@@ -243,6 +248,17 @@ pub enum HeaderEdit {
     Remove(String),
 }
 
+/// Headers no edit may touch: they describe the body's framing.
+fn framing(name: &str) -> Result<(), RuleError> {
+    if ["content-length", "transfer-encoding"]
+        .iter()
+        .any(|f| name.eq_ignore_ascii_case(f))
+    {
+        return Err(RuleError::FramingHeader(name.to_ascii_lowercase()));
+    }
+    Ok(())
+}
+
 impl HeaderEdit {
     /// `Name: value` for `--add-header`.
     pub fn parse_add(text: &str) -> Result<Self, RuleError> {
@@ -251,6 +267,7 @@ impl HeaderEdit {
         let (name, value) = (name.trim(), value.trim());
         http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad())?;
         http::HeaderValue::from_str(value).map_err(|_| bad())?;
+        framing(name)?;
         Ok(Self::Add(name.to_ascii_lowercase(), value.to_owned()))
     }
 
@@ -259,7 +276,56 @@ impl HeaderEdit {
         let name = text.trim();
         http::HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| RuleError::BadHeader(text.to_owned()))?;
+        framing(name)?;
         Ok(Self::Remove(name.to_ascii_lowercase()))
+    }
+}
+
+/// A header edit for the paths of an optional `/pattern ` prefix.
+#[derive(Clone, Debug)]
+pub struct ScopedEdit {
+    /// Which paths (`None`: all).
+    pub path: Option<PathMatch>,
+    /// The edit.
+    pub edit: HeaderEdit,
+}
+
+impl ScopedEdit {
+    /// Parses `[PATTERN ]Name: value` (`add`) or `[PATTERN ]Name`.
+    pub fn parse(text: &str, add: bool) -> Result<Self, RuleError> {
+        let (path, rest) = scoped(text).map_err(|_| RuleError::BadHeader(text.to_owned()))?;
+        let edit = if add {
+            HeaderEdit::parse_add(rest)
+        } else {
+            HeaderEdit::parse_remove(rest)
+        }
+        .map_err(|e| match e {
+            RuleError::FramingHeader(_) => e,
+            _ => RuleError::BadHeader(text.to_owned()),
+        })?;
+        Ok(Self { path, edit })
+    }
+}
+
+/// Applies `edits` that cover `path` to `headers`, in order.
+pub fn edit_headers(
+    edits: &[ScopedEdit],
+    path: &str,
+    headers: &mut Vec<hooktunnel_protocol::Header>,
+) {
+    for scoped in edits {
+        if scoped.path.as_ref().is_some_and(|p| !p.matches(path)) {
+            continue;
+        }
+        match &scoped.edit {
+            HeaderEdit::Remove(name) => headers.retain(|h| !h.name.eq_ignore_ascii_case(name)),
+            HeaderEdit::Add(name, value) => {
+                headers.push(hooktunnel_protocol::Header::new(
+                    name.clone(),
+                    value.clone(),
+                ));
+            }
+        }
     }
 }
 
@@ -514,6 +580,20 @@ mod tests {
         );
         assert!(err(HeaderEdit::parse_add("no colon")).contains("expected 'Name: value'"));
         assert!(HeaderEdit::parse_remove("bad name").is_err());
+        assert_eq!(
+            HeaderEdit::parse_add("Content-Length: 5")
+                .unwrap_err()
+                .to_string(),
+            "header 'content-length' frames the message (hooktunnel sets it from the body); it cannot be edited"
+        );
+        assert!(ScopedEdit::parse("/x Transfer-Encoding", false).is_err());
+        let scoped = ScopedEdit::parse("/api/* X-Env: dev", true).unwrap();
+        assert!(scoped.path.unwrap().matches("/api/x"));
+        assert_eq!(scoped.edit, HeaderEdit::Add("x-env".into(), "dev".into()));
+        assert_eq!(
+            ScopedEdit::parse("/api/*", false).unwrap_err().to_string(),
+            "header '/api/*': expected 'Name: value' (add) or 'Name' (remove) with a valid header name"
+        );
     }
 
     #[test]

@@ -224,8 +224,10 @@ async fn routes_send_paths_to_different_apps_and_record_the_target() {
 #[tokio::test(flavor = "multi_thread")]
 async fn header_edits_reach_the_app_and_the_history_keeps_what_was_sent() {
     let (app, _relay, mut agent, home) = setup_with(|s| {
-        s.rules.add_header = vec!["X-Env: dev".into()];
+        s.rules.add_header = vec!["X-Env: dev".into(), "/api/* X-Api: 1".into()];
         s.rules.remove_header = vec!["Cookie".into()];
+        s.rules.add_response_header = vec!["Cache-Control: no-store".into()];
+        s.rules.remove_response_header = vec!["set-cookie".into()];
     })
     .await;
     let stored = capture(
@@ -246,6 +248,18 @@ async fn header_edits_reach_the_app_and_the_history_keeps_what_was_sent() {
         "{:?}",
         stored.request_headers
     );
+    assert!(seen.header("x-api").is_empty(), "a /api/* edit applied to /h");
+    // The answer: the app's set-cookie headers removed, one added.
+    let response = stored.response.expect("an answer");
+    let names: Vec<&str> = response.headers.iter().map(|h| h.name.as_str()).collect();
+    assert!(
+        !names.contains(&"set-cookie") && names.contains(&"cache-control"),
+        "{names:?}"
+    );
+    let answer = post(&format!("{}/api/x", agent.public_url), &[], b"y").await;
+    assert_eq!(text(&answer.header("cache-control")), ["no-store"]);
+    assert!(answer.header("set-cookie").is_empty());
+    assert_eq!(app.seen()[1].header("x-api"), [b"1".to_vec()]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
