@@ -316,7 +316,8 @@ pub struct RuleArgs {
     #[arg(long, value_name = "NAME")]
     pub remove_response_header: Vec<String>,
     /// Answer for the app: '[PATTERN ]MODE:STATUS[:BODY|:@FILE]', MODE is
-    /// `always` or `when-app-down` (instead of 502). Examples:
+    /// `always`, `when-app-down` (instead of 502) or `when-offline` (the relay
+    /// answers while this agent is away, instead of queueing). Examples:
     /// --mock '/health always:200:ok', --mock 'when-app-down:503:@down.json'
     #[arg(long, value_name = "RULE")]
     pub mock: Vec<String>,

@@ -42,7 +42,26 @@ pub struct EdgeRules {
     /// A webhook signature the relay checks before forwarding.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify: Option<EdgeVerify>,
+    /// What the relay answers while the agent is away, instead of queueing
+    /// (`--mock when-offline:…`); nothing is stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offline: Option<OfflineAnswer>,
 }
+
+/// A canned answer the relay gives for a tunnel whose agent is away.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OfflineAnswer {
+    /// Status (200–599).
+    pub status: u16,
+    /// `Content-Type`.
+    pub content_type: String,
+    /// Body text (at most [`MAX_OFFLINE_BODY`] bytes).
+    #[serde(default)]
+    pub body: String,
+}
+
+/// Largest body of an [`OfflineAnswer`].
+pub const MAX_OFFLINE_BODY: usize = 64 * 1024;
 
 /// One accepted `user:pass`, as a salted verifier.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,6 +163,11 @@ pub enum RulesError {
     /// A basic-auth verifier that is not hex of the right length.
     #[error("malformed basic-auth verifier")]
     BadVerifier,
+    /// An offline answer the relay cannot send.
+    #[error(
+        "the when-offline answer needs a status from 200 to 599, a valid content type and a body of at most 64 KiB"
+    )]
+    BadOfflineAnswer,
 }
 
 /// Why the relay refused a request.
@@ -310,6 +334,13 @@ impl EdgeRules {
             && v.secret.is_empty()
         {
             return Err(RulesError::EmptySecret(v.provider.as_str()));
+        }
+        if let Some(o) = &self.offline
+            && (!(200..=599).contains(&o.status)
+                || o.body.len() > MAX_OFFLINE_BODY
+                || http::HeaderValue::from_str(&o.content_type).is_err())
+        {
+            return Err(RulesError::BadOfflineAnswer);
         }
         Ok(())
     }
@@ -691,6 +722,15 @@ mod tests {
             ..EdgeRules::default()
         };
         assert_eq!(empty.validate(), Err(RulesError::EmptySecret("stripe")));
+        let huge = EdgeRules {
+            offline: Some(OfflineAnswer {
+                status: 503,
+                content_type: "text/plain".into(),
+                body: "x".repeat(MAX_OFFLINE_BODY + 1),
+            }),
+            ..EdgeRules::default()
+        };
+        assert_eq!(huge.validate(), Err(RulesError::BadOfflineAnswer));
     }
 
     #[test]

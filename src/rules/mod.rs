@@ -144,7 +144,32 @@ impl RulesConfig {
                     .ok_or(edge::RulesError::EmptySecret(provider.as_str()))?,
             }),
         };
+        let mut offline = None;
+        for rule in &self.mock {
+            let mock = Mock::parse(rule)?;
+            if mock.when != MockWhen::Offline {
+                continue;
+            }
+            let bad = |why: &str| RuleError::BadMock {
+                rule: rule.clone(),
+                why: why.into(),
+            };
+            if offline.is_some() {
+                return Err(bad("only one when-offline mock is allowed"));
+            }
+            let body = String::from_utf8(mock.body.to_vec())
+                .map_err(|_| bad("a when-offline body must be UTF-8 text"))?;
+            if body.len() > edge::MAX_OFFLINE_BODY {
+                return Err(bad("a when-offline body may be at most 64 KiB"));
+            }
+            offline = Some(edge::OfflineAnswer {
+                status: mock.status,
+                content_type: mock.content_type.to_owned(),
+                body,
+            });
+        }
         let rules = EdgeRules {
+            offline,
             basic_auth,
             allow_ip: cidrs(&self.allow_ip)?,
             deny_ip: cidrs(&self.deny_ip)?,
@@ -177,10 +202,12 @@ impl RulesConfig {
             routes,
             edits: edits(&self.remove_header, &self.add_header)?,
             response_edits: edits(&self.remove_response_header, &self.add_response_header)?,
+            // `when-offline` mocks are the relay's (see `edge`).
             mocks: self
                 .mock
                 .iter()
                 .map(|m| Mock::parse(m))
+                .filter(|m| !matches!(m, Ok(m) if m.when == MockWhen::Offline))
                 .collect::<Result<_, _>>()?,
             faults: self
                 .inject

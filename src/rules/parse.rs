@@ -336,6 +336,8 @@ pub enum MockWhen {
     Always,
     /// Only when the app is unreachable (instead of the 502).
     AppDown,
+    /// Answered by the relay while the agent is away, instead of queueing.
+    Offline,
 }
 
 /// A canned answer.
@@ -378,14 +380,15 @@ impl Mock {
         let when = match parts.next().map(str::trim) {
             Some("always") => MockWhen::Always,
             Some("when-app-down") => MockWhen::AppDown,
-            Some("when-offline") => {
+            Some("when-offline") if path.is_some() => {
                 return Err(bad(
-                    "when-offline needs the relay to answer and is not supported yet; use --queued-status/--queued-body".into(),
+                    "when-offline answers every path (the relay gives it); drop the pattern".into(),
                 ));
             }
+            Some("when-offline") => MockWhen::Offline,
             other => {
                 return Err(bad(format!(
-                    "mode '{}' is not always or when-app-down",
+                    "mode '{}' is not always, when-app-down or when-offline",
                     other.unwrap_or_default()
                 )));
             }
@@ -615,7 +618,11 @@ mod tests {
         assert!(err(Mock::parse("sometimes:200")).contains("mode 'sometimes'"));
         assert!(err(Mock::parse("always:99")).contains("status between 200 and 599"));
         assert!(err(Mock::parse("always:200:@/no/such/file")).contains("cannot read body file"));
-        assert!(err(Mock::parse("when-offline:200")).contains("not supported yet"));
+        assert_eq!(
+            Mock::parse("when-offline:503:later").unwrap().when,
+            MockWhen::Offline
+        );
+        assert!(err(Mock::parse("/x when-offline:200")).contains("drop the pattern"));
     }
 
     #[test]

@@ -248,7 +248,10 @@ async fn header_edits_reach_the_app_and_the_history_keeps_what_was_sent() {
         "{:?}",
         stored.request_headers
     );
-    assert!(seen.header("x-api").is_empty(), "a /api/* edit applied to /h");
+    assert!(
+        seen.header("x-api").is_empty(),
+        "a /api/* edit applied to /h"
+    );
     // The answer: the app's set-cookie headers removed, one added.
     let response = stored.response.expect("an answer");
     let names: Vec<&str> = response.headers.iter().map(|h| h.name.as_str()).collect();
@@ -549,4 +552,29 @@ async fn queued_requests_pass_the_same_rules_across_a_relay_restart() {
         blind.body
     );
     assert_eq!(relay.metric("hooktunnel_queued_total").await, 0);
+}
+
+/// `--mock when-offline:…`: while the agent is away the relay answers the
+/// mock instead of queueing, so nothing is delivered later.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_when_offline_mock_is_answered_by_the_relay_instead_of_queueing() {
+    let relay = Relay::start(RelayConfig::default()).await;
+    let app = LocalApp::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let mut s = settings(Some(&relay.url), &app.port().to_string(), home.path());
+    s.rules.mock = vec!["when-offline:503:back soon".into()];
+    let agent = Agent::start(s.clone()).await;
+    let url = format!("{}/hook", agent.public_url);
+    assert_eq!(post(&url, &[], b"live").await.status, 200);
+    agent.stop().await;
+    let answer = post(&url, &[], b"away").await;
+    assert_eq!((answer.status, &answer.body[..]), (503, &b"back soon"[..]));
+    assert_eq!(text(&answer.header(ERROR)), ["mocked"]);
+    assert_eq!(relay.metric("hooktunnel_queued_total").await, 0);
+    // Back online: nothing was queued, so the app gets nothing more.
+    let agent = Agent::start(s).await;
+    assert_eq!(post(&url, &[], b"again").await.status, 200);
+    let bodies: Vec<Vec<u8>> = app.seen().into_iter().map(|s| s.body).collect();
+    assert_eq!(bodies, [b"live".to_vec(), b"again".to_vec()]);
+    agent.stop().await;
 }

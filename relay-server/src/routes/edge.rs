@@ -8,15 +8,18 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use axum::http::HeaderMap;
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
 
 use crate::error::RelayError;
 use crate::protocol::rules::{EdgeRefusal, EdgeRules};
+use crate::protocol::{ERROR_HEADER, HttpErrorCode};
 use crate::state::AppState;
 
 /// Checks what is known before the body (client address as the relay
 /// trusts it, credentials, required headers). Returns the tunnel's rules
-/// when the body must still pass [`verify_body`].
+/// for [`verify_body`] and [`offline_answer`].
 pub fn admit(
     state: &AppState,
     name: &str,
@@ -29,7 +32,23 @@ pub fn admit(
     rules
         .check_head(headers, client)
         .map_err(|refusal| refused(state, name, refusal))?;
-    Ok(rules.needs_body().then_some(rules))
+    Ok(Some(rules))
+}
+
+/// The tunnel's `when-offline` answer, given instead of queueing while its
+/// agent is away (nothing is stored).
+pub fn offline_answer(rules: Option<&EdgeRules>) -> Option<Response> {
+    let answer = rules?.offline.as_ref()?;
+    let mut response = Response::new(Body::from(answer.body.clone()));
+    *response.status_mut() = StatusCode::from_u16(answer.status).ok()?;
+    if let Ok(value) = HeaderValue::from_str(&answer.content_type) {
+        response.headers_mut().insert(header::CONTENT_TYPE, value);
+    }
+    response.headers_mut().insert(
+        ERROR_HEADER,
+        HeaderValue::from_static(HttpErrorCode::Mocked.as_str()),
+    );
+    Some(response)
 }
 
 /// Checks the signature over the whole body, when the tunnel asked for it.
@@ -40,7 +59,7 @@ pub fn verify_body(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(), RelayError> {
-    let Some(rules) = rules else {
+    let Some(rules) = rules.filter(|r| r.needs_body()) else {
         return Ok(());
     };
     let now = crate::protocol::now_ms() / 1000;

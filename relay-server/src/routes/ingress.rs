@@ -210,6 +210,12 @@ async fn capture(
     let client_ip = forwarded::client_ip(&parts.headers, conn.peer.ip(), state.config.trust_proxy);
     // Edge rules (issue 17): who may call, before a slot or a body byte.
     let edge = super::edge::admit(state, &route.name, &parts.headers, client_ip)?;
+    if live.is_none()
+        && let Some(answer) = super::edge::offline_answer(edge.as_deref())
+    {
+        *seen = Some((route.name, false));
+        return Ok(answer);
+    }
     let client = limit::ip_key(client_ip);
     let _slot = match &live {
         Some(tunnel) if !needs_queue => {

@@ -362,6 +362,27 @@ async fn edge_rules_refuse_before_the_agent_and_cover_queued_requests() {
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
     assert_eq!(code(&response), Some(HttpErrorCode::IpRefused));
     assert_eq!(bounded(state.durable.depth("away")).await.unwrap(), 0);
+    // A when-offline answer replaces the queue while the agent is away.
+    state.set_edge_rules(
+        "away",
+        EdgeRules {
+            offline: Some(crate::protocol::rules::OfflineAnswer {
+                status: 503,
+                content_type: "text/plain".into(),
+                body: "back soon".into(),
+            }),
+            ..EdgeRules::default()
+        },
+    );
+    let response = call(
+        &state,
+        Request::post("/t/away/hook").header(header::HOST, "r"),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(code(&response), Some(HttpErrorCode::Mocked));
+    assert_eq!(text(response).await, "back soon");
+    assert_eq!(bounded(state.durable.depth("away")).await.unwrap(), 0);
     // No rules: anyone again.
     state.set_edge_rules("away", EdgeRules::default());
     let response = call(
