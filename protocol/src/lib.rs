@@ -564,6 +564,11 @@ mod tests {
                         provider: rules::EdgeProvider::Stripe,
                         secret: "whsec_x".into(),
                     }),
+                    offline: Some(Box::new(rules::OfflineAnswer {
+                        status: 503,
+                        content_type: "text/plain; charset=utf-8".into(),
+                        body: "back soon".into(),
+                    })),
                 },
             }),
             AgentMessage::Response(Response {

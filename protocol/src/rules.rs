@@ -45,7 +45,7 @@ pub struct EdgeRules {
     /// What the relay answers while the agent is away, instead of queueing
     /// (`--mock when-offline:…`); nothing is stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub offline: Option<OfflineAnswer>,
+    pub offline: Option<Box<OfflineAnswer>>,
 }
 
 /// A canned answer the relay gives for a tunnel whose agent is away.
@@ -723,11 +723,11 @@ mod tests {
         };
         assert_eq!(empty.validate(), Err(RulesError::EmptySecret("stripe")));
         let huge = EdgeRules {
-            offline: Some(OfflineAnswer {
+            offline: Some(Box::new(OfflineAnswer {
                 status: 503,
                 content_type: "text/plain".into(),
                 body: "x".repeat(MAX_OFFLINE_BODY + 1),
-            }),
+            })),
             ..EdgeRules::default()
         };
         assert_eq!(huge.validate(), Err(RulesError::BadOfflineAnswer));

@@ -162,11 +162,11 @@ impl RulesConfig {
             if body.len() > edge::MAX_OFFLINE_BODY {
                 return Err(bad("a when-offline body may be at most 64 KiB"));
             }
-            offline = Some(edge::OfflineAnswer {
+            offline = Some(Box::new(edge::OfflineAnswer {
                 status: mock.status,
                 content_type: mock.content_type.to_owned(),
                 body,
-            });
+            }));
         }
         let rules = EdgeRules {
             offline,

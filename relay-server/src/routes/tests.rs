@@ -366,11 +366,11 @@ async fn edge_rules_refuse_before_the_agent_and_cover_queued_requests() {
     state.set_edge_rules(
         "away",
         EdgeRules {
-            offline: Some(crate::protocol::rules::OfflineAnswer {
+            offline: Some(Box::new(crate::protocol::rules::OfflineAnswer {
                 status: 503,
                 content_type: "text/plain".into(),
                 body: "back soon".into(),
-            }),
+            })),
             ..EdgeRules::default()
         },
     );
