@@ -70,21 +70,6 @@ impl RuleSet {
         }
     }
 
-    /// No rules: every request goes to the default target untouched.
-    pub fn none() -> Self {
-        Self::new(
-            AgentRules::default(),
-            Duration::ZERO,
-            &ForwardOptions::default(),
-            Some(0),
-        )
-    }
-
-    /// The rules.
-    pub fn rules(&self) -> &AgentRules {
-        &self.rules
-    }
-
     fn decide(&self, request: &protocol::Request) -> Decision<'_> {
         let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
         self.rules.decide(
