@@ -53,6 +53,11 @@ impl Listening {
         self.ready["public_url"].as_str().unwrap().to_owned()
     }
 
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap()
+    }
+
     /// `kill -9`: no goodbye, no drain.
     pub async fn kill9(&mut self) {
         let _ = self.child.start_kill();

@@ -500,3 +500,68 @@ async fn an_old_agent_is_told_to_upgrade() {
     assert_eq!(e.code, hooktunnel_protocol::ErrorCode::UnsupportedVersion);
     assert!(e.message.contains("upgrade hooktunnel"), "{}", e.message);
 }
+
+/// Resident and peak resident memory of `pid`, in KiB, from `/proc`.
+fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+#[tokio::test]
+async fn a_1_gib_upload_arrives_intact_while_relay_and_agent_stay_bounded() {
+    const CHUNK: usize = 1 << 20;
+    const CHUNKS: usize = 1024; // 1 GiB
+    let port = app(hashing_app()).await;
+    let relay = Relay::start(RelayConfig {
+        max_body_bytes: 2 << 30,
+        ..RelayConfig::default()
+    })
+    .await;
+    let home = tempfile::tempdir().unwrap();
+    // The agent is its own process, so its memory can be read alone.
+    let agent = Listening::start(home.path(), &[&port.to_string(), "--relay", &relay.url]).await;
+    let pid = agent.pid();
+    let (_, start_peak) = rss_kib(pid);
+    let plain = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Body>();
+    let request = http::Request::post(format!("{}/sha", agent.public_url()))
+        .header("content-length", (CHUNK * CHUNKS).to_string())
+        .body(generated(CHUNKS, CHUNK))
+        .unwrap();
+    let upload = tokio::spawn(async move {
+        let response = plain.request(request).await.unwrap();
+        let status = response.status();
+        let text = response.into_body().collect().await.unwrap().to_bytes();
+        (status, text)
+    });
+    // The relay's share of the memory budget stays one stream's worth.
+    let mut most_reserved = 0;
+    while !upload.is_finished() {
+        most_reserved = most_reserved.max(relay.metric("hooktunnel_memory_reserved_bytes").await);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (status, text) = tokio::time::timeout(Duration::from_secs(600), upload)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, 200);
+    let (want, len) = digest(generated(CHUNKS, CHUNK)).await;
+    assert_eq!(String::from_utf8_lossy(&text), format!("{want} {len}"));
+    let (_, peak) = rss_kib(pid);
+    eprintln!(
+        "1 GiB upload: agent peak RSS {} MiB (at start {} MiB); relay reserved at most {} KiB",
+        peak / 1024,
+        start_peak / 1024,
+        most_reserved / 1024
+    );
+    assert!(peak < 128 * 1024, "agent peak RSS {peak} KiB");
+    assert!(most_reserved <= hooktunnel_relay::memory::LIVE_STREAM_BYTES);
+}
