@@ -162,6 +162,23 @@ async fn websocket_echo_through_the_tunnel_text_binary_ping_close_and_a_mib() {
         stored.response.unwrap().body.len() > 1 << 20,
         "app→client bytes kept"
     );
+    // `show` reads the messages back, each direction in order.
+    let shown = hooktunnel_run(_home.path(), &["show", &summary.id.to_string()]).await;
+    assert!(shown.ok, "{shown:?}");
+    let out = &shown.stdout;
+    assert!(
+        out.contains("WebSocket messages, sender → app (5)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("WebSocket messages, app → sender (5)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("hello") && out.contains("close   1001  bye"),
+        "{out}"
+    );
+    assert!(out.contains("1.0 MiB"), "{out}");
 }
 
 #[tokio::test]
