@@ -16,6 +16,7 @@ const BATCH: usize = 256;
 
 fn exchange(body: &Bytes) -> Exchange {
     Exchange {
+        attempts: 1,
         id: next_id(),
         tunnel: "bench".into(),
         received_at_ms: 1_732_752_000_000,

@@ -438,6 +438,7 @@ mod tests {
 
     fn ex(method: &str, path: &str, status: Option<u16>) -> Exchange {
         Exchange {
+            attempts: 1,
             id: Ulid::generate(),
             tunnel: "t".into(),
             received_at_ms: NOW - 60_000,

@@ -34,6 +34,7 @@
 //! | [`commands`] | one `run` per subcommand |
 
 pub mod agent;
+pub mod capture;
 pub mod cli;
 pub mod clock;
 pub mod commands;
@@ -62,3 +63,4 @@ pub mod store;
 pub mod tui;
 pub mod verify;
 pub mod web;
+pub mod websocket;

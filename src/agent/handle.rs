@@ -9,7 +9,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
@@ -56,30 +55,13 @@ pub struct Pipeline {
     pub max_attempts: u32,
     /// Routes, header edits, mocks and faults (`--route`, `--inject`, …).
     pub rules: RuleSet,
+    /// Bytes of each body kept in the history (`--capture-max`).
+    pub capture_max: usize,
+    /// Live streams in progress, so a stopping agent can let them finish.
+    pub live: tokio_util::task::TaskTracker,
 }
 
 impl Pipeline {
-    /// Forwards one live request, answers the relay and records the exchange.
-    pub async fn handle(&self, request: protocol::Request, out: mpsc::Sender<Message>) {
-        let routed = self.forward(&request).await;
-        let forwarded = routed.forwarded;
-        let answer = AgentMessage::Response(protocol::Response {
-            id: request.id,
-            status: forwarded.response.status,
-            headers: forwarded.response.headers.clone(),
-            body: Bytes::clone(&forwarded.response.body),
-        });
-        // An injected drop sends nothing (the sender sees the relay's timeout).
-        // A closed channel means the link dropped; the exchange is still recorded.
-        if !routed.dropped {
-            let _ = out.send(Message::Binary(answer.encode())).await;
-        }
-        let exchange = self.exchange(request, forwarded, routed.target);
-        let summary = exchange.summary();
-        self.store.record(exchange).await;
-        self.events.send(AgentEvent::Exchange(summary));
-    }
-
     /// Runs durable deliveries one by one until the channel closes or `stop`
     /// fires; a delivery in progress is finished first, so stopping never
     /// leaves a request forwarded but unrecorded.
@@ -113,8 +95,8 @@ impl Pipeline {
                 None => false,
             };
             if !already {
-                let routed = self.forward_with_retries(&request).await;
-                let exchange = self.exchange(request, routed.forwarded, routed.target);
+                let (forwarded, attempts) = self.forward_with_retries(&request).await;
+                let exchange = self.exchange(request, forwarded, attempts);
                 let summary = exchange.summary();
                 if let Err(e) = self.store.record_durably(exchange).await {
                     // Without a stored copy an ack could lose the request: leave it queued.
@@ -145,7 +127,6 @@ impl Pipeline {
                     error: Some(message),
                     duration_us: 0,
                 },
-                target: self.forwarder.target().base_url(),
                 dropped: false,
             };
         }
@@ -153,17 +134,17 @@ impl Pipeline {
         self.rules.forward(&self.forwarder, request).await
     }
 
-    /// Retries a failing local app with exponential backoff and jitter, visibly.
-    async fn forward_with_retries(&self, request: &protocol::Request) -> Routed {
+    /// Retries a failing local app with exponential backoff and jitter,
+    /// visibly; returns the last outcome and how many attempts it took.
+    async fn forward_with_retries(&self, request: &protocol::Request) -> (Forwarded, u32) {
         let mut delays = crate::agent::reconnect::retry_delays();
         let mut attempt = 1;
         loop {
-            let mut routed = self.forward(request).await;
-            let forwarded = &mut routed.forwarded;
+            let mut forwarded = self.forward(request).await.forwarded;
             let failed = forwarded.error.is_some() || forwarded.response.status >= 500;
             // Sending an invalid frame again cannot make it valid.
             if !failed || protocol::check_request(request).is_err() {
-                return routed;
+                return (forwarded, attempt);
             }
             let why = forwarded
                 .error
@@ -177,7 +158,7 @@ impl Pipeline {
                 // Marked, so `requests --status error` finds deliveries that
                 // gave up even when the app's own 5xx was the last answer.
                 forwarded.error = Some(format!("delivery gave up after {attempt} attempts: {why}"));
-                return routed;
+                return (forwarded, attempt);
             }
             let delay = delays.next().unwrap_or(Duration::from_secs(30));
             self.events.send(AgentEvent::Notice(format!(
@@ -192,11 +173,30 @@ impl Pipeline {
         }
     }
 
+    /// The exchange for a streamed request, whose bodies may have been cut
+    /// at the capture limit.
+    pub(super) fn exchange_streamed(
+        &self,
+        request: protocol::Request,
+        forwarded: Forwarded,
+        request_truncated: Option<crate::capture::Truncation>,
+        response_truncated: Option<crate::capture::Truncation>,
+    ) -> Exchange {
+        let cut = request_truncated.is_some();
+        let mut exchange = self.exchange(request, forwarded, 1);
+        if cut {
+            // A verdict over part of a body would be wrong either way.
+            exchange.signature = None;
+        }
+        let _ = (request_truncated, response_truncated);
+        exchange
+    }
+
     fn exchange(
         &self,
         request: protocol::Request,
         forwarded: Forwarded,
-        target: String,
+        attempts: u32,
     ) -> Exchange {
         // Verdicts look at the bytes as received; forwarding never changes them.
         let signature = verify::verdict(
@@ -207,6 +207,11 @@ impl Pipeline {
             crate::clock::now_secs(),
         );
         let tunnel = self.tunnel.read().map(|t| t.clone()).unwrap_or_default();
+        // The route's target (issue 17), else the default one.
+        let target = self
+            .rules
+            .target_for(&request.method, &request.target, &request.headers)
+            .unwrap_or_else(|| self.forwarder.target().base_url());
         Exchange {
             id: request.id,
             tunnel,
@@ -224,6 +229,7 @@ impl Pipeline {
             peer: request.peer,
             public_url: request.public_url,
             signature,
+            attempts,
         }
     }
 }
@@ -244,7 +250,7 @@ mod tests {
             public_url: None,
             queued: true,
             needs_ack: true,
-            body: Bytes::new(),
+            body: bytes::Bytes::new(),
         };
         (request, out.clone())
     }

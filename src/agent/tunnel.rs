@@ -197,6 +197,8 @@ pub async fn start(settings: ListenSettings, cancel: CancellationToken) -> anyho
             &settings.forward,
             settings.inject_seed,
         ),
+        capture_max: crate::capture::DEFAULT_CAPTURE_MAX,
+        live: tokio_util::task::TaskTracker::new(),
     });
     let worker = {
         let pipeline = pipeline.clone();

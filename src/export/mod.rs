@@ -121,6 +121,7 @@ pub(crate) mod fixtures {
     /// A JSON webhook POST with a response.
     pub fn text_exchange() -> Exchange {
         Exchange {
+            attempts: 1,
             id: Ulid::generate(),
             tunnel: "demo".into(),
             received_at_ms: 1_700_000_000_123,

@@ -12,7 +12,7 @@ use hooktunnel_protocol::{self as protocol, ERROR_HEADER, Header, HttpErrorCode}
 use rand::SeedableRng as _;
 use rand::rngs::StdRng;
 
-use super::{AgentRules, Decision, FaultKind, Mock};
+use super::{AgentRules, FaultKind, Mock};
 use crate::exchange::ExchangeResponse;
 use crate::forward::{ForwardOptions, Forwarded, Forwarder, Outgoing};
 
@@ -31,10 +31,32 @@ pub struct RuleSet {
 pub struct Routed {
     /// The answer (the app's, or hooktunnel's own).
     pub forwarded: Forwarded,
-    /// Base URL of the target the request went to (or would have).
-    pub target: String,
     /// An injected drop: the sender must get no answer at all.
     pub dropped: bool,
+}
+
+/// hooktunnel's own answer instead of the app's (a fault or a mock).
+pub struct OwnAnswer {
+    /// What the sender gets (unless `dropped`) and the history stores.
+    pub response: ExchangeResponse,
+    /// The history's error text (injected faults).
+    pub error: Option<String>,
+    /// An injected drop: no answer at all.
+    pub dropped: bool,
+}
+
+/// What to do with one request, decided before any byte reaches the app.
+pub struct Plan<'a> {
+    /// The route's client, or the default one.
+    pub forwarder: &'a Forwarder,
+    /// The request headers the app gets, when edits change them.
+    pub headers: Option<Vec<Header>>,
+    /// Injected delay before anything else.
+    pub delay: Duration,
+    /// Answer this instead of asking the app.
+    pub own: Option<OwnAnswer>,
+    /// A `when-app-down` mock.
+    pub fallback: Option<&'a Mock>,
 }
 
 impl RuleSet {
@@ -70,99 +92,126 @@ impl RuleSet {
         }
     }
 
-    fn decide(&self, request: &protocol::Request) -> Decision<'_> {
-        let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
-        self.rules.decide(
-            &request.method,
-            &request.target,
-            &request.headers,
-            &mut *rng,
-        )
+    /// The base URL of the route a request takes (`None`: the default target).
+    pub fn target_for(&self, method: &str, target: &str, headers: &[Header]) -> Option<String> {
+        let path = super::path_of(target);
+        self.rules
+            .routes
+            .iter()
+            .find(|r| r.matches(method, path, headers))
+            .map(|r| r.target.base_url())
     }
 
-    /// Applies the rules to `request` and forwards it (through `default`
-    /// when no route matches).
-    pub async fn forward(&self, default: &Forwarder, request: &protocol::Request) -> Routed {
+    /// Decides route, header edits, delay, fault and mock for `request`
+    /// (its head is enough: bodies are never looked at).
+    pub fn plan<'a>(&'a self, default: &'a Forwarder, request: &protocol::Request) -> Plan<'a> {
         if self.rules.is_empty() {
-            return Routed {
-                forwarded: default.forward(outgoing(request, None)).await,
-                target: default.target().base_url(),
-                dropped: false,
+            return Plan {
+                forwarder: default,
+                headers: None,
+                delay: Duration::ZERO,
+                own: None,
+                fallback: None,
             };
         }
-        let decision = self.decide(request);
+        let decision = {
+            let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+            self.rules.decide(
+                &request.method,
+                &request.target,
+                &request.headers,
+                &mut *rng,
+            )
+        };
         let forwarder = decision
             .route
             .and_then(|i| self.forwarders.get(i))
             .unwrap_or(default);
-        let target = forwarder.target().base_url();
-        if !decision.delay.is_zero() {
-            tokio::time::sleep(decision.delay).await;
-        }
-        let waited = u64::try_from(decision.delay.as_micros()).unwrap_or(u64::MAX);
-        let own = |response: ExchangeResponse, error: String, dropped: bool| Routed {
-            forwarded: Forwarded {
-                response,
-                error: Some(error),
-                duration_us: waited,
-            },
-            target: target.clone(),
-            dropped,
-        };
-        match decision.fault {
-            Some(FaultKind::Status(status)) => {
-                return own(
-                    injected(
-                        status,
-                        "status",
-                        "hooktunnel: injected fault (--inject status)\n",
-                    ),
-                    format!("injected: status {status} (--inject); the app never saw it"),
-                    false,
-                );
-            }
-            Some(FaultKind::Drop) => {
-                return own(
-                    injected(504, "drop", "hooktunnel: injected drop (--inject drop)\n"),
+        let own = match decision.fault {
+            Some(FaultKind::Status(status)) => Some(OwnAnswer {
+                response: injected(
+                    status,
+                    "status",
+                    "hooktunnel: injected fault (--inject status)\n",
+                ),
+                error: Some(format!(
+                    "injected: status {status} (--inject); the app never saw it"
+                )),
+                dropped: false,
+            }),
+            Some(FaultKind::Drop) => Some(OwnAnswer {
+                response: injected(504, "drop", "hooktunnel: injected drop (--inject drop)\n"),
+                error: Some(
                     "injected: dropped (--inject); no answer was sent, the app never saw it".into(),
-                    true,
-                );
-            }
-            Some(FaultKind::Delay(_)) | None => {}
-        }
-        if let Some(mock) = decision.mock {
-            let mut response = mocked(mock);
-            self.rules
-                .edit_response(&request.target, &mut response.headers);
-            return Routed {
-                forwarded: Forwarded {
+                ),
+                dropped: true,
+            }),
+            Some(FaultKind::Delay(_)) | None => decision.mock.map(|mock| {
+                let mut response = mocked(mock);
+                self.rules
+                    .edit_response(&request.target, &mut response.headers);
+                OwnAnswer {
                     response,
                     error: None,
-                    duration_us: waited,
-                },
-                target,
-                dropped: false,
-            };
+                    dropped: false,
+                }
+            }),
+        };
+        Plan {
+            forwarder,
+            headers: (!self.rules.edits.is_empty())
+                .then(|| self.rules.edit_headers(&request.target, &request.headers)),
+            delay: decision.delay,
+            own,
+            fallback: decision.fallback,
         }
-        let edited = (!self.rules.edits.is_empty())
-            .then(|| self.rules.edit_headers(&request.target, &request.headers));
-        let mut forwarded = forwarder
-            .forward(outgoing(request, edited.as_deref()))
-            .await;
-        forwarded.duration_us = forwarded.duration_us.saturating_add(waited);
-        if let Some(mock) = decision.fallback
+    }
+
+    /// The answer after the app was asked: a `when-app-down` mock replaces
+    /// hooktunnel's 502, and response edits apply.
+    pub fn after(&self, plan: &Plan<'_>, target: &str, forwarded: &mut Forwarded) {
+        if let Some(mock) = plan.fallback
             && app_down(&forwarded.response)
         {
             let why = forwarded.error.take().unwrap_or_default();
             forwarded.response = mocked(mock);
             forwarded.error = Some(format!("{why}; answered by --mock when-app-down"));
         }
-        // Edits of the answer: the sender and the history get the edited one.
         self.rules
-            .edit_response(&request.target, &mut forwarded.response.headers);
+            .edit_response(target, &mut forwarded.response.headers);
+    }
+
+    /// Applies the response edits for `target` to an answer's headers.
+    pub fn edit_response(&self, target: &str, headers: &mut Vec<Header>) {
+        self.rules.edit_response(target, headers);
+    }
+
+    /// Applies the rules to a whole `request` and forwards it (through
+    /// `default` when no route matches); the durable (ordered) path.
+    pub async fn forward(&self, default: &Forwarder, request: &protocol::Request) -> Routed {
+        let plan = self.plan(default, request);
+        if !plan.delay.is_zero() {
+            tokio::time::sleep(plan.delay).await;
+        }
+        let waited = u64::try_from(plan.delay.as_micros()).unwrap_or(u64::MAX);
+        if let Some(own) = plan.own {
+            return Routed {
+                forwarded: Forwarded {
+                    response: own.response,
+                    error: own.error,
+                    duration_us: waited,
+                },
+                dropped: own.dropped,
+            };
+        }
+        let mut forwarded = plan
+            .forwarder
+            .forward(outgoing(request, plan.headers.as_deref()))
+            .await;
+        forwarded.duration_us = forwarded.duration_us.saturating_add(waited);
+        self.after(&plan, &request.target, &mut forwarded);
         Routed {
             forwarded,
-            target,
             dropped: false,
         }
     }

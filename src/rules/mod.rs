@@ -309,7 +309,7 @@ pub struct Decision<'a> {
 }
 
 /// The path of a request target, without its query.
-fn path_of(target: &str) -> &str {
+pub(crate) fn path_of(target: &str) -> &str {
     target.split_once('?').map_or(target, |(p, _)| p)
 }
 

@@ -110,7 +110,16 @@ impl Iterator for Walk<'_> {
 }
 
 const SUMMARY_COLUMNS: &str = "id, received_at_ms, method, path, status, duration_us, request_bytes, response_bytes, error, replay_of, queued, signature";
-const FULL_COLUMNS: &str = "id, tunnel, received_at_ms, method, path, target, request_headers, request_body, status, response_headers, response_body, duration_us, error, replay_of, queued, peer, public_url, signature";
+/// The columns every schema version since v1 has, in [`full_from_row`]'s order.
+macro_rules! captured_columns {
+    () => {
+        "id, tunnel, received_at_ms, method, path, target, request_headers, request_body, status, response_headers, response_body, duration_us, error, replay_of, queued, peer, public_url, signature"
+    };
+}
+/// What [`full_from_row`] reads, minus `attempts` (v4): migrations before v4
+/// select these and a literal `1` instead.
+const CAPTURED_COLUMNS: &str = captured_columns!();
+const FULL_COLUMNS: &str = concat!(captured_columns!(), ", attempts");
 
 impl Store {
     /// Opens (creating and migrating as needed) the database at `path`.
@@ -152,8 +161,8 @@ impl Store {
         let tx = self.conn.transaction()?;
         {
             let mut stmt = tx.prepare_cached(
-                "INSERT OR IGNORE INTO exchanges (id, tunnel, received_at_ms, method, path, target, request_headers, request_body, status, response_headers, response_body, duration_us, error, replay_of, queued, peer, public_url, signature, request_bytes, response_bytes, path_pattern, provider, event_type, cause, sig_valid)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)",
+                "INSERT OR IGNORE INTO exchanges (id, tunnel, received_at_ms, method, path, target, request_headers, request_body, status, response_headers, response_body, duration_us, error, replay_of, queued, peer, public_url, signature, request_bytes, response_bytes, path_pattern, provider, event_type, cause, sig_valid, attempts)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)",
             )?;
             for e in exchanges {
                 let response = e.response.as_ref();
@@ -188,6 +197,7 @@ impl Store {
                     event_type,
                     cause,
                     sig_valid,
+                    e.attempts.max(1),
                 ])?;
             }
         }
@@ -293,9 +303,13 @@ impl Store {
         row.transpose()
     }
 
-    /// Deletes everything; returns how many exchanges were removed.
+    /// Deletes everything (exchanges and relay refusals); returns how many
+    /// exchanges were removed.
     pub fn clear(&mut self) -> Result<u64, StoreError> {
-        let n = self.conn.execute("DELETE FROM exchanges", [])?;
+        let tx = self.conn.transaction()?;
+        let n = tx.execute("DELETE FROM exchanges", [])?;
+        tx.execute("DELETE FROM relay_refusals", [])?;
+        tx.commit()?;
         Ok(n as u64)
     }
 
@@ -433,6 +447,7 @@ fn full_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Exchange, StoreError>
     let queued: bool = row.get(14)?;
     let peer: Option<String> = row.get(15)?;
     let public_url: Option<String> = row.get(16)?;
+    let attempts: i64 = row.get(18)?;
     Ok((|| {
         let response = match (status, response_headers) {
             (Some(status), Some(headers)) => Some(ExchangeResponse {
@@ -459,6 +474,7 @@ fn full_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Exchange, StoreError>
             peer,
             public_url,
             signature: parse_signature(signature),
+            attempts: attempts.clamp(1, i64::from(u32::MAX)) as u32,
         })
     })())
 }
@@ -471,6 +487,7 @@ pub(crate) mod tests {
     /// A plausible exchange for tests.
     pub fn sample(n: u8) -> Exchange {
         Exchange {
+            attempts: 1,
             id: hooktunnel_protocol::next_id(),
             tunnel: "demo".into(),
             received_at_ms: 1_700_000_000_000 + u64::from(n),

@@ -144,6 +144,22 @@ fn request_lines(ex: &Exchange, view: BodyView, theme: Theme, mask: bool) -> Vec
         ]));
     }
     push_headers(&mut out, &ex.request_headers, theme, mask);
+    if crate::websocket::is_websocket(ex) {
+        // Both directions' frames, as messages, in place of raw bodies.
+        for text in crate::websocket::describe(ex) {
+            let title = !text.starts_with(' ');
+            if title {
+                out.push(Line::default());
+            }
+            let style = if title {
+                theme.bold()
+            } else {
+                Style::default()
+            };
+            out.push(line(sanitize::escape(&text).into_owned(), style));
+        }
+        return out;
+    }
     push_body(
         &mut out,
         &ex.request_headers,
@@ -188,7 +204,9 @@ fn response_lines(ex: &Exchange, view: BodyView, theme: Theme, mask: bool) -> Ve
     }
     if let Some(resp) = &ex.response {
         push_headers(&mut out, &resp.headers, theme, mask);
-        push_body(&mut out, &resp.headers, &resp.body, view, &ex.id, theme);
+        if !crate::websocket::is_websocket(ex) {
+            push_body(&mut out, &resp.headers, &resp.body, view, &ex.id, theme);
+        }
     }
     out
 }

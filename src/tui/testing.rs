@@ -41,6 +41,7 @@ pub(crate) fn stats_report(rows: usize) -> Box<crate::stats::Report> {
             sig_valid: None,
             queued: false,
             replay: false,
+            retried: false,
         });
     }
     Box::new(agg.finish())
@@ -124,6 +125,7 @@ pub(crate) const T0: u64 = 1_700_000_000_000;
 
 pub(crate) fn ex(n: u64, method: &str, path: &str, status: Option<u16>) -> Exchange {
     Exchange {
+        attempts: 1,
         id: Ulid::from_parts(T0 + n * 1000, u128::from(n) + 1),
         tunnel: "demo".into(),
         received_at_ms: T0 + n * 1000,

@@ -207,6 +207,7 @@ async fn an_id_already_stored_is_acked_but_not_forwarded_again() {
     let mut store = Store::open(&Paths::at(home.path()).db()).unwrap();
     store
         .insert(&Exchange {
+            attempts: 1,
             id,
             tunnel: String::new(),
             received_at_ms: 0,

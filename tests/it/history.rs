@@ -714,6 +714,7 @@ async fn clear_asks_or_needs_yes() {
 
 fn exchange(n: u8, body_len: usize) -> Exchange {
     Exchange {
+        attempts: 1,
         id: hooktunnel_protocol::next_id(),
         tunnel: "t".into(),
         received_at_ms: hooktunnel::clock::now_ms(),

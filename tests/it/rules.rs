@@ -478,6 +478,8 @@ async fn an_agent_with_rules_refuses_a_relay_that_does_not_enforce_them() {
             public_urls: vec![format!("http://{addr}/t/old")],
             mode: Mode::Proxy,
             rules_enforced: false,
+            max_body_bytes: None,
+            max_queued_bytes: None,
         });
         ws.send(Message::Binary(welcome.encode())).await.unwrap();
         ws

@@ -12,7 +12,9 @@ use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 
+use super::body::{BodyLimits, declared_length, read_body};
 use crate::error::RelayError;
+use crate::memory::Reservation;
 use crate::protocol::rules::{EdgeRefusal, EdgeRules};
 use crate::protocol::{ERROR_HEADER, HttpErrorCode};
 use crate::state::AppState;
@@ -72,4 +74,36 @@ fn refused(state: &AppState, name: &str, refusal: EdgeRefusal) -> RelayError {
     state.metrics.edge_refused.fetch_add(1, Ordering::Relaxed);
     tracing::debug!(tunnel = %name, rule = refusal.label(), "edge rule refused a request");
     RelayError::Edge(refusal)
+}
+
+/// For a tunnel that verifies signatures at the edge: reads the whole body
+/// (memory reserved, bounded by `limits`), checks it, and hands it on as a
+/// body to stream; other tunnels' bodies pass untouched. An upgrade carries
+/// no body: it is checked as an empty one.
+pub async fn read_verified(
+    state: &AppState,
+    name: &str,
+    rules: Option<&EdgeRules>,
+    headers: &HeaderMap,
+    body: Body,
+    limits: BodyLimits,
+    upgrade: bool,
+) -> Result<(Body, Option<Reservation>), RelayError> {
+    let Some(rules) = rules.filter(|r| r.needs_body()) else {
+        return Ok((body, None));
+    };
+    if upgrade {
+        verify_body(state, name, Some(rules), headers, &[])?;
+        return Ok((body, None));
+    }
+    let wanted = declared_length(headers)
+        .unwrap_or(limits.max as u64)
+        .min(limits.max as u64);
+    let Some(reservation) = state.memory.try_reserve(wanted) else {
+        state.metrics.relay_busy.fetch_add(1, Ordering::Relaxed);
+        return Err(RelayError::RelayBusy(state.memory.limit()));
+    };
+    let whole = read_body(limits, headers, body).await?;
+    verify_body(state, name, Some(rules), headers, &whole)?;
+    Ok((Body::from(whole), Some(reservation)))
 }

@@ -6,6 +6,7 @@ mod connect;
 mod edge;
 mod guard;
 pub mod ingress;
+mod live;
 mod release;
 
 use std::net::SocketAddr;
@@ -103,7 +104,9 @@ async fn metrics(State(state): State<Arc<AppState>>) -> String {
          # TYPE hooktunnel_conns_refused_total counter\nhooktunnel_conns_refused_total {}\n\
          # TYPE hooktunnel_accept_errors_total counter\nhooktunnel_accept_errors_total {}\n\
          # TYPE hooktunnel_protocol_errors_total counter\nhooktunnel_protocol_errors_total {}\n\
-         # TYPE hooktunnel_edge_refused_total counter\nhooktunnel_edge_refused_total {}\n",
+         # TYPE hooktunnel_edge_refused_total counter\nhooktunnel_edge_refused_total {}\n\
+         # TYPE hooktunnel_relay_busy_total counter\nhooktunnel_relay_busy_total {}\n\
+         # TYPE hooktunnel_memory_reserved_bytes gauge\nhooktunnel_memory_reserved_bytes {}\n",
         state.tunnel_count(),
         m.requests.load(Relaxed),
         m.queued.load(Relaxed),
@@ -118,6 +121,8 @@ async fn metrics(State(state): State<Arc<AppState>>) -> String {
         m.accept_errors.load(Relaxed),
         m.protocol_errors.load(Relaxed),
         m.edge_refused.load(Relaxed),
+        m.relay_busy.load(Relaxed),
+        state.memory.used(),
     ) + &m.tunnels.render()
 }
 
