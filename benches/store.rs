@@ -16,6 +16,8 @@ const BATCH: usize = 256;
 
 fn exchange(body: &Bytes) -> Exchange {
     Exchange {
+        request_truncated: None,
+        capture_degraded: false,
         id: next_id(),
         tunnel: "bench".into(),
         received_at_ms: 1_732_752_000_000,
@@ -35,6 +37,7 @@ fn exchange(body: &Bytes) -> Exchange {
         ],
         request_body: body.clone(),
         response: Some(ExchangeResponse {
+            truncated: None,
             status: 200,
             headers: vec![
                 Header::new("content-type", "application/json"),

@@ -18,6 +18,7 @@ use hooktunnel_protocol::{self as protocol, Ack, AgentMessage};
 
 use crate::agent::events::EventSender;
 use crate::agent::seen::SeenIds;
+use crate::capture::Capture;
 use crate::event::AgentEvent;
 use crate::exchange::Exchange;
 use crate::forward::{Forwarded, Forwarder, Outgoing};
@@ -53,6 +54,9 @@ pub struct Pipeline {
     pub ordered: mpsc::Sender<OrderedJob>,
     /// Attempts for a durable delivery whose local app fails (5xx or unreachable).
     pub max_attempts: u32,
+    /// Body bytes the history keeps per body (`--capture-max`); beyond it a
+    /// body is recorded as a [`crate::capture::Truncation`].
+    pub capture_max: usize,
 }
 
 impl Pipeline {
@@ -69,8 +73,13 @@ impl Pipeline {
         let _ = out.send(Message::Binary(answer.encode())).await;
         let exchange = self.exchange(request, forwarded);
         let summary = exchange.summary();
-        self.store.record(exchange).await;
+        // Never waits: a store that is behind gets the exchange without its
+        // bodies (or, stalled, not at all), and a notice says so.
+        let recorded = self.store.record(exchange);
         self.events.send(AgentEvent::Exchange(summary));
+        if let Some(notice) = self.store.behind_notice(recorded) {
+            self.events.send(AgentEvent::Notice(notice));
+        }
     }
 
     /// Runs durable deliveries one by one until the channel closes or `stop`
@@ -196,6 +205,9 @@ impl Pipeline {
             crate::clock::now_secs(),
         );
         let tunnel = self.tunnel.read().map(|t| t.clone()).unwrap_or_default();
+        let (request_body, request_truncated) = Capture::whole(&request.body, self.capture_max);
+        let mut response = forwarded.response;
+        (response.body, response.truncated) = Capture::whole(&response.body, self.capture_max);
         Exchange {
             id: request.id,
             tunnel,
@@ -204,8 +216,10 @@ impl Pipeline {
             path: request.target,
             target: self.forwarder.target().base_url(),
             request_headers: request.headers,
-            request_body: request.body,
-            response: Some(forwarded.response),
+            request_body,
+            request_truncated,
+            capture_degraded: false,
+            response: Some(response),
             duration_us: forwarded.duration_us,
             error: forwarded.error,
             replay_of: None,

@@ -45,6 +45,12 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE exchanges ADD COLUMN sig_valid INTEGER;
     CREATE INDEX exchanges_stats ON exchanges(received_at_ms, method, path_pattern, provider,
         event_type, status, duration_us, cause, sig_valid, queued, replay_of);",
+    // The capture limit (`crate::capture`): a body kept only in part has its
+    // whole size and SHA-256 here, as JSON; `capture_degraded` marks an
+    // exchange recorded without bodies because the writer fell behind.
+    "ALTER TABLE exchanges ADD COLUMN request_truncated TEXT;
+    ALTER TABLE exchanges ADD COLUMN response_truncated TEXT;
+    ALTER TABLE exchanges ADD COLUMN capture_degraded INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// The version whose migration adds the derived stats columns.

@@ -4,7 +4,7 @@
 
 use rusqlite::{Row, Transaction, params};
 
-use super::{FULL_COLUMNS, Store, StoreError, full_from_row};
+use super::{FULL_COLUMNS_BEFORE_CAPTURE, Store, StoreError, full_from_row};
 use crate::filter::Filter;
 use crate::stats::{Aggregator, Cause, Derived, Sample};
 
@@ -32,7 +32,7 @@ pub(super) fn derived_params(
 pub(super) fn backfill(tx: &Transaction<'_>) -> Result<u64, StoreError> {
     let mut ids = tx.prepare("SELECT id FROM exchanges WHERE id > ?1 ORDER BY id LIMIT ?2")?;
     let mut select = tx.prepare(&format!(
-        "SELECT {FULL_COLUMNS} FROM exchanges WHERE id = ?1"
+        "SELECT {FULL_COLUMNS_BEFORE_CAPTURE} FROM exchanges WHERE id = ?1"
     ))?;
     let mut update = tx.prepare(
         "UPDATE exchanges SET path_pattern = ?2, provider = ?3, event_type = ?4, cause = ?5, sig_valid = ?6 WHERE id = ?1",

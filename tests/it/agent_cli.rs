@@ -135,6 +135,8 @@ async fn names_stick_per_relay_and_status_and_trigger_use_the_live_tunnel() {
 
 fn exchange(id: &str) -> Exchange {
     Exchange {
+        request_truncated: None,
+        capture_degraded: false,
         id: ulid::Ulid::from_string(id).unwrap(),
         tunnel: "t".into(),
         received_at_ms: 1_700_000_000_000,
@@ -144,6 +146,7 @@ fn exchange(id: &str) -> Exchange {
         request_headers: vec![Header::new("content-type", "text/plain")],
         request_body: Bytes::from_static(b"x"),
         response: Some(ExchangeResponse {
+            truncated: None,
             status: 200,
             headers: vec![],
             body: Bytes::new(),

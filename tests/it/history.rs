@@ -714,6 +714,8 @@ async fn clear_asks_or_needs_yes() {
 
 fn exchange(n: u8, body_len: usize) -> Exchange {
     Exchange {
+        request_truncated: None,
+        capture_degraded: false,
         id: hooktunnel_protocol::next_id(),
         tunnel: "t".into(),
         received_at_ms: hooktunnel::clock::now_ms(),
@@ -723,6 +725,7 @@ fn exchange(n: u8, body_len: usize) -> Exchange {
         request_headers: vec![Header::new("x-n", n.to_string())],
         request_body: Bytes::from(vec![n; body_len]),
         response: Some(ExchangeResponse {
+            truncated: None,
             status: 200,
             headers: Vec::new(),
             body: Bytes::new(),
