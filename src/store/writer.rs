@@ -19,15 +19,18 @@ const MAX_BATCH: usize = 256;
 /// How long a batch nobody waits for may wait for company before it is
 /// committed.
 const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(2);
-/// Writes queued before senders wait.
+/// Writes queued: beyond it a durable write waits and a live one is counted
+/// as lost (see [`Recorded::Lost`]).
 const QUEUE_CAPACITY: usize = 4096;
 /// Fewest exchanges one eviction pass may remove.
 const EVICT_ROWS: u64 = 1024;
 /// Body bytes one eviction pass may free (beyond its first exchange), at least.
 const EVICT_BYTES: u64 = 16 * 1024 * 1024;
-/// Body bytes (request + response) queued before senders wait: with bodies
-/// of up to 32 MiB a bound by count alone could hold gigabytes. One exchange
-/// larger than this is let through on its own.
+/// Body bytes (request + response) queued: with bodies of up to the capture
+/// limit a bound by count alone could hold gigabytes. Beyond it a durable
+/// write waits and a live one is queued without its bodies
+/// ([`Recorded::Degraded`]). One exchange larger than this is let through on
+/// its own.
 const QUEUE_BYTES: usize = 64 * 1024 * 1024;
 
 /// A write, or (`exchange: None`) a barrier that completes once everything
