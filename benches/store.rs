@@ -18,6 +18,7 @@ fn exchange(body: &Bytes) -> Exchange {
     Exchange {
         request_truncated: None,
         capture_degraded: false,
+        attempts: 1,
         id: next_id(),
         tunnel: "bench".into(),
         received_at_ms: 1_732_752_000_000,

@@ -45,6 +45,7 @@ fn exchange(i: u64, now: u64, span_ms: u64, rows: u64) -> Exchange {
     };
     let error = (status == 502).then(|| "could not reach the local app".to_owned());
     Exchange {
+        attempts: 1,
         id: hooktunnel_relay::protocol::next_id(),
         tunnel: "bench".into(),
         received_at_ms: now - span_ms + i * span_ms / rows,

@@ -76,6 +76,9 @@ pub struct Exchange {
     pub public_url: Option<String>,
     /// Signature verdict, when verification is configured.
     pub signature: Option<SignatureVerdict>,
+    /// Times the request was sent to the local app: 1, or more when a
+    /// durable delivery was retried against a failing app.
+    pub attempts: u32,
 }
 
 impl Exchange {

@@ -440,6 +440,7 @@ mod tests {
         Exchange {
             request_truncated: None,
             capture_degraded: false,
+            attempts: 1,
             id: Ulid::generate(),
             tunnel: "t".into(),
             received_at_ms: NOW - 60_000,

@@ -8,7 +8,9 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt as _, Full, Limited};
+use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -190,10 +192,32 @@ pub struct Forwarded {
     pub duration_us: u64,
 }
 
+/// Any error a request body may fail with.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A request body for the local app: whole, or streamed as it arrives.
+pub type OutBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// A whole body as an [`OutBody`].
+pub fn whole_body(bytes: Bytes) -> OutBody {
+    Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// Why a streamed forward got no answer head, phrased for the exchange.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    /// hooktunnel's own 502/504 for the sender.
+    pub response: ExchangeResponse,
+    /// What happened, for the history.
+    pub error: String,
+}
+
 /// The pooled client for one local target.
 #[derive(Clone)]
 pub struct Forwarder {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, OutBody>,
     target: Target,
     timeout: Duration,
     host: String,
@@ -247,7 +271,7 @@ impl Forwarder {
         let started = Instant::now();
         let url = self.target.url_for(out.path);
         let result = tokio::time::timeout(self.timeout, self.send(&url, &out)).await;
-        let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let duration_us = elapsed_us(started);
         match result {
             Ok(Ok(response)) => Forwarded {
                 response,
@@ -255,34 +279,83 @@ impl Forwarder {
                 duration_us,
             },
             Ok(Err(failure)) => {
-                let message = format!("could not reach the local app at {url}: {failure}");
+                let failure = self.unreachable(&url, &failure);
                 Forwarded {
-                    response: own_answer(502, HttpErrorCode::LocalUnreachable, &message),
-                    error: Some(message),
+                    response: failure.response,
+                    error: Some(failure.error),
                     duration_us,
                 }
             }
             Err(_) => {
-                let message = format!(
-                    "the local app at {url} did not answer within {}s",
-                    self.timeout.as_secs_f32()
-                );
+                let failure = self.too_slow(&url);
                 Forwarded {
-                    response: own_answer(504, HttpErrorCode::LocalTimeout, &message),
-                    error: Some(message),
+                    response: failure.response,
+                    error: Some(failure.error),
                     duration_us,
                 }
             }
         }
     }
 
-    async fn send(&self, url: &str, out: &Outgoing<'_>) -> Result<ExchangeResponse, String> {
-        let mut builder = http::Request::builder()
-            .method(out.method.as_bytes())
-            .uri(url);
-        let tokens = protocol::connection_tokens(out.headers);
-        for h in out.headers {
-            if protocol::is_hop_by_hop(&h.name, &tokens) {
+    /// Sends the head and streams `body` to the app; resolves with the
+    /// app's answer head (within the timeout) while its body still streams.
+    /// With `upgrade`, the request keeps `Connection: upgrade` and `Upgrade`
+    /// so the app may switch protocols.
+    pub async fn open(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[Header],
+        body: OutBody,
+        upgrade: bool,
+    ) -> Result<http::Response<Incoming>, Failure> {
+        let url = self.target.url_for(path);
+        let request = self
+            .request(method, &url, headers, upgrade)
+            .body(body)
+            .map_err(|e| self.unreachable(&url, &format!("invalid request: {e}")))?;
+        match tokio::time::timeout(self.timeout, self.client.request(request)).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(e)) => Err(self.unreachable(&url, &crate::error_chain::root_cause(&e))),
+            Err(_) => Err(self.too_slow(&url)),
+        }
+    }
+
+    fn unreachable(&self, url: &str, why: &str) -> Failure {
+        let error = format!("could not reach the local app at {url}: {why}");
+        Failure {
+            response: own_answer(502, HttpErrorCode::LocalUnreachable, &error),
+            error,
+        }
+    }
+
+    fn too_slow(&self, url: &str) -> Failure {
+        let error = format!(
+            "the local app at {url} did not answer within {}s",
+            self.timeout.as_secs_f32()
+        );
+        Failure {
+            response: own_answer(504, HttpErrorCode::LocalTimeout, &error),
+            error,
+        }
+    }
+
+    /// The request head for the app: hop-by-hop fields dropped (but the
+    /// upgrade pair when switching protocols), `Host` rewritten.
+    fn request(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[Header],
+        upgrade: bool,
+    ) -> http::request::Builder {
+        let mut builder = http::Request::builder().method(method.as_bytes()).uri(url);
+        let tokens = protocol::connection_tokens(headers);
+        for h in headers {
+            let switching = upgrade
+                && (h.name.eq_ignore_ascii_case("upgrade")
+                    || h.name.eq_ignore_ascii_case("connection"));
+            if !switching && protocol::is_hop_by_hop(&h.name, &tokens) {
                 continue;
             }
             if h.name.eq_ignore_ascii_case("host") {
@@ -291,8 +364,13 @@ impl Forwarder {
             }
             builder = builder.header(h.name.as_str(), h.value.as_slice());
         }
-        let request = builder
-            .body(Full::new(out.body.clone()))
+        builder
+    }
+
+    async fn send(&self, url: &str, out: &Outgoing<'_>) -> Result<ExchangeResponse, String> {
+        let request = self
+            .request(out.method, url, out.headers, false)
+            .body(whole_body(out.body.clone()))
             .map_err(|e| format!("invalid request: {e}"))?;
         let response = self
             .client
@@ -305,18 +383,25 @@ impl Forwarder {
             .await
             .map_err(|e| format!("reading the response failed: {e}"))?
             .to_bytes();
-        let headers = parts
-            .headers
-            .iter()
-            .map(|(n, v)| Header::new(n.as_str(), v.as_bytes()))
-            .collect();
         Ok(ExchangeResponse {
             status: parts.status.as_u16(),
-            headers,
+            headers: headers_of(&parts.headers),
             body,
             truncated: None,
         })
     }
+}
+
+/// Microseconds since `started`.
+pub fn elapsed_us(started: Instant) -> u64 {
+    u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Headers in the order hyper keeps them.
+pub fn headers_of(map: &http::HeaderMap) -> Vec<Header> {
+    map.iter()
+        .map(|(n, v)| Header::new(n.as_str(), v.as_bytes()))
+        .collect()
 }
 
 /// A response hooktunnel makes itself, marked with `x-hooktunnel-error`.

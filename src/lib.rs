@@ -62,3 +62,4 @@ pub mod store;
 pub mod tui;
 pub mod verify;
 pub mod web;
+pub mod websocket;

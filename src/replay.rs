@@ -119,6 +119,7 @@ pub async fn send(
         })
         .await;
     Ok(Exchange {
+        attempts: 1,
         id: hooktunnel_protocol::next_id(),
         tunnel: original.tunnel.clone(),
         received_at_ms,

@@ -67,6 +67,14 @@ fn check_length(declared: Option<u64>, actual: usize) -> Result<(), Violation> {
 
 /// A request frame (relay → agent) the agent may forward.
 pub fn check_request(request: &Request) -> Result<(), Violation> {
+    let declared = check_request_head(request)?;
+    check_length(declared, request.body.len())
+}
+
+/// A streamed request's head (protocol v2): method, target and headers;
+/// returns the declared `Content-Length`. The body is framed by HTTP/2, so
+/// a length that does not match it fails the stream, not this check.
+pub fn check_request_head(request: &Request) -> Result<Option<u64>, Violation> {
     if http::Method::from_bytes(request.method.as_bytes()).is_err() {
         return Err(Violation::BadMethod);
     }
@@ -75,8 +83,17 @@ pub fn check_request(request: &Request) -> Result<(), Violation> {
     if !(origin_form || target == "*") {
         return Err(Violation::BadTarget);
     }
-    let declared = check_headers(&request.headers)?;
-    check_length(declared, request.body.len())
+    check_headers(&request.headers)
+}
+
+/// A streamed answer's head (protocol v2): a final status, or `101` when
+/// the request asked for an upgrade; valid headers.
+pub fn check_response_head(response: &Response, upgrade: bool) -> Result<(), Violation> {
+    let switching = upgrade && response.status == 101;
+    if !(switching || (200..=599).contains(&response.status)) {
+        return Err(Violation::BadStatus(response.status));
+    }
+    check_headers(&response.headers).map(drop)
 }
 
 /// A response frame (agent → relay) the relay may send on. A `HEAD`
@@ -187,6 +204,27 @@ mod tests {
                 Err(Violation::BadStatus(status))
             );
         }
+    }
+
+    #[test]
+    fn streamed_heads_allow_101_only_for_upgrades() {
+        assert_eq!(
+            check_response_head(&response(101, vec![], ""), true),
+            Ok(())
+        );
+        assert_eq!(
+            check_response_head(&response(101, vec![], ""), false),
+            Err(Violation::BadStatus(101))
+        );
+        assert_eq!(
+            check_response_head(&response(200, vec![], ""), false),
+            Ok(())
+        );
+        let cl = vec![Header::new("content-length", "9")];
+        assert_eq!(
+            check_request_head(&request("POST", "/", cl, "")),
+            Ok(Some(9))
+        );
     }
 
     proptest! {

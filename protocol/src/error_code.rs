@@ -83,6 +83,10 @@ http_error_codes! {
     LocalTimeout => "local_timeout",
     /// Relay or agent: a frame from the other side broke the protocol's rules (502).
     ProtocolError => "protocol_error",
+    /// Relay: its `--memory-budget` for buffered bodies is spent; retry shortly (503).
+    RelayBusy => "relay_busy",
+    /// Agent: the local app switched protocols (101) for a request that asked for no upgrade (502).
+    UnexpectedUpgrade => "unexpected_upgrade",
 }
 
 /// A header value that is no code this build knows.

@@ -18,8 +18,11 @@ use std::time::Duration;
 mod check;
 mod control;
 mod error_code;
+pub mod stream;
 
-pub use check::{Violation, check_request, check_response};
+pub use check::{
+    Violation, check_request, check_request_head, check_response, check_response_head,
+};
 pub use control::{Refused, RefusedRequest, Release, Released};
 pub use error_code::{HttpErrorCode, UnknownCode};
 
@@ -29,7 +32,8 @@ use serde::{Deserialize, Serialize};
 use ulid::Ulid;
 
 /// The protocol version this build speaks; sent in `hello` and `welcome`.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Version 2 streams live requests as HTTP/2 over the socket ([`stream`]).
+pub const PROTOCOL_VERSION: u32 = 2;
 /// The path agents open their WebSocket on.
 pub const CONNECT_PATH: &str = "/_hooktunnel/connect";
 /// Largest JSON header accepted in one frame.
@@ -198,6 +202,13 @@ pub struct Welcome {
     pub public_urls: Vec<String>,
     /// The mode the relay applies.
     pub mode: Mode,
+    /// The relay's `--max-body`: larger request bodies never reach the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body_bytes: Option<u64>,
+    /// Largest queued (durable) request the relay stores, so the agent can
+    /// size its socket's message limit from the relay's real settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_queued_bytes: Option<u64>,
 }
 
 /// A captured request, relay to agent.
@@ -509,6 +520,8 @@ mod tests {
                 name: "demo".into(),
                 public_urls: vec!["http://127.0.0.1:8080/t/demo".into()],
                 mode: Mode::Proxy,
+                max_body_bytes: None,
+                max_queued_bytes: None,
             }),
             RelayMessage::Request(sample_request()),
             RelayMessage::Error(ErrorMessage {

@@ -44,6 +44,10 @@ pub const DEFAULT_QUEUE_MAX_ENTRY: usize = 1024 * 1024;
 pub const DEFAULT_MAX_CONNS_PER_IP: usize = 256;
 /// Default cap on tunnel names one agent key may hold.
 pub const DEFAULT_MAX_NAMES_PER_KEY: u64 = 10;
+/// Default relay-wide budget for body bytes held in memory: 256 MiB.
+pub const DEFAULT_MEMORY_BUDGET: u64 = 256 * 1024 * 1024;
+/// Default time a public connection may refuse to read what the relay writes.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A token-bucket rate: `count` requests per `period`, bursts up to `burst`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -224,6 +228,10 @@ pub struct RelayConfig {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// Most tunnel names one agent key may hold (`hooktunnel release` frees one).
     pub max_names_per_key: u64,
+    /// Relay-wide budget for body bytes held in memory; past it new requests get 503.
+    pub memory_budget: u64,
+    /// A connection whose peer reads nothing for this long is closed.
+    pub write_timeout: Duration,
 }
 
 impl RelayConfig {
@@ -269,6 +277,8 @@ impl Default for RelayConfig {
             metrics_token: None,
             metrics_listen: None,
             max_names_per_key: DEFAULT_MAX_NAMES_PER_KEY,
+            memory_budget: DEFAULT_MEMORY_BUDGET,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
         }
     }
 }
@@ -322,6 +332,13 @@ impl RelayConfig {
             ),
             ("max body", format!("{} bytes", self.max_body_bytes)),
             (
+                "memory budget",
+                format!(
+                    "{} MiB of buffered bodies",
+                    self.memory_budget / (1024 * 1024)
+                ),
+            ),
+            (
                 "queue per tunnel",
                 format!(
                     "{} requests, {} bytes, {}s",
@@ -333,10 +350,11 @@ impl RelayConfig {
             (
                 "timeouts",
                 format!(
-                    "head {}s, body {}s, agent answer {}s",
+                    "head {}s, body {}s, agent answer {}s, write {}s",
                     self.header_read_timeout.as_secs(),
                     self.body_read_timeout.as_secs(),
-                    self.response_timeout.as_secs()
+                    self.response_timeout.as_secs(),
+                    self.write_timeout.as_secs()
                 ),
             ),
             (
@@ -367,7 +385,8 @@ impl std::fmt::Debug for RelayConfig {
             public_url, domain, data_dir, max_body_bytes, response_timeout, queue_limits,
             queued_status, ack_status, trust_proxy, rate_per_ip, rate_per_tunnel,
             max_in_flight_per_tunnel, header_read_timeout, body_read_timeout, tls,
-            max_in_flight_per_ip, min_body_rate, body_rate_grace, queue_max_entry, max_conns_per_ip, metrics_listen, max_names_per_key
+            max_in_flight_per_ip, min_body_rate, body_rate_grace, queue_max_entry, max_conns_per_ip, metrics_listen, max_names_per_key,
+            memory_budget, write_timeout
         }
         d.finish()
     }

@@ -106,6 +106,11 @@ pub enum RelayError {
     /// The agent did not answer in time.
     #[error("the hooktunnel agent did not answer in time")]
     AgentTimeout,
+    /// The relay-wide budget for buffered bodies is spent.
+    #[error(
+        "the relay is at its memory budget for request and response bodies ({} MiB, --memory-budget); retry in a moment", .0 / (1024 * 1024)
+    )]
+    RelayBusy(u64),
     /// The agent connect request lacks a valid token.
     #[error(
         "missing or wrong relay token: the agent must send `Authorization: Bearer <token>` with a token this relay accepts (agent: --token or HOOKTUNNEL_TOKEN; relay: --token or --tokens-file)"
@@ -144,6 +149,7 @@ impl RelayError {
             Self::QueueFull { .. } => HttpErrorCode::QueueFull,
             Self::AgentDisconnected => HttpErrorCode::AgentDisconnected,
             Self::AgentTimeout => HttpErrorCode::AgentTimeout,
+            Self::RelayBusy(_) => HttpErrorCode::RelayBusy,
             Self::Unauthorized => HttpErrorCode::Unauthorized,
             Self::NotWebsocket => HttpErrorCode::NotWebsocket,
         }
@@ -167,7 +173,9 @@ impl RelayError {
             | Self::NotFound
             | Self::NoTunnel
             | Self::UnknownTunnel(_) => StatusCode::NOT_FOUND,
-            Self::Storage(_) | Self::TunnelBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Storage(_) | Self::TunnelBusy { .. } | Self::RelayBusy(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::QueueFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
             Self::AgentDisconnected => StatusCode::BAD_GATEWAY,
             Self::AgentTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -198,7 +206,7 @@ impl RelayError {
     fn retry_after(&self) -> Option<u64> {
         match self {
             Self::RateLimited { wait, .. } => Some(retry_after_secs(*wait)),
-            Self::TunnelBusy { .. } | Self::ClientBusy { .. } => Some(1),
+            Self::TunnelBusy { .. } | Self::ClientBusy { .. } | Self::RelayBusy(_) => Some(1),
             _ => None,
         }
     }

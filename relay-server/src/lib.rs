@@ -28,7 +28,9 @@ pub mod config;
 pub mod durable;
 mod error;
 mod forwarded;
+mod io_timeout;
 mod limit;
+pub mod memory;
 pub mod metrics;
 pub mod name;
 /// The wire protocol lives in its own crate; re-exported so relay code
@@ -38,6 +40,7 @@ mod refusals;
 mod routes;
 mod session;
 mod state;
+pub mod streams;
 pub mod tls;
 pub mod wire;
 
@@ -184,6 +187,7 @@ pub async fn serve(
             app: app.clone(),
             http: http.clone(),
             stop: stop.clone(),
+            write_timeout: state.config.write_timeout,
         };
         match &tls {
             None => {
@@ -234,6 +238,7 @@ struct Connection {
     app: axum::Router,
     http: hyper::server::conn::http1::Builder,
     stop: CancellationToken,
+    write_timeout: Duration,
 }
 
 impl Connection {
@@ -241,7 +246,12 @@ impl Connection {
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let Connection { app, http, stop } = self;
+        let Connection {
+            app,
+            http,
+            stop,
+            write_timeout,
+        } = self;
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             let app = app.clone();
             async move {
@@ -250,7 +260,10 @@ impl Connection {
             }
         });
         let conn = http
-            .serve_connection(TokioIo::new(io), service)
+            .serve_connection(
+                TokioIo::new(io_timeout::WriteTimeout::new(io, write_timeout)),
+                service,
+            )
             .with_upgrades();
         tokio::pin!(conn);
         let served = tokio::select! {

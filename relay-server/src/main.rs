@@ -93,9 +93,18 @@ struct Args {
     /// Most tunnel names one agent key may hold; `hooktunnel release NAME` frees one.
     #[arg(long, value_name = "N", default_value_t = hooktunnel_relay::config::DEFAULT_MAX_NAMES_PER_KEY)]
     max_names_per_key: u64,
-    /// Largest request body accepted, in bytes.
+    /// Largest request body accepted, in bytes. Bodies stream through the
+    /// relay, so this bounds what senders may send, not the relay's memory.
     #[arg(long, default_value_t = hooktunnel_relay::config::DEFAULT_MAX_BODY_BYTES)]
     max_body: usize,
+    /// Bytes of request and response bodies the relay may hold in memory at
+    /// once, over all tunnels; past it new requests get 503 with Retry-After.
+    #[arg(long, value_name = "BYTES", default_value_t = hooktunnel_relay::config::DEFAULT_MEMORY_BUDGET)]
+    memory_budget: u64,
+    /// Seconds a client may read nothing of the answer it is sent before its
+    /// connection is closed (a sender that never reads cannot pin a stream).
+    #[arg(long, value_name = "SECS", default_value_t = hooktunnel_relay::config::DEFAULT_WRITE_TIMEOUT.as_secs())]
+    write_timeout: u64,
     /// Most requests queued per tunnel while its agent is away (then 507).
     #[arg(long, default_value_t = hooktunnel_relay::config::DEFAULT_QUEUE_MAX_COUNT)]
     queue_max_count: u64,
@@ -224,8 +233,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     {
         anyhow::bail!("--public-url must start with http:// or https:// (got {url})");
     }
-    if args.header_timeout == 0 || args.body_timeout == 0 {
-        anyhow::bail!("--header-timeout and --body-timeout must be at least 1 second");
+    if args.header_timeout == 0 || args.body_timeout == 0 || args.write_timeout == 0 {
+        anyhow::bail!(
+            "--header-timeout, --body-timeout and --write-timeout must be at least 1 second"
+        );
     }
     let token_hashes = match &args.tokens_file {
         Some(path) => read_tokens_file(path)?,
@@ -273,6 +284,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         metrics_token: args.metrics_token.filter(|t| !t.is_empty()),
         metrics_listen: args.metrics_listen,
         max_names_per_key: args.max_names_per_key,
+        memory_budget: args.memory_budget,
+        write_timeout: std::time::Duration::from_secs(args.write_timeout),
         ..RelayConfig::default()
     };
     // Fail before binding, with the file named, rather than after "listening".

@@ -4,18 +4,18 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use bytes::Bytes;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
-use ulid::Ulid;
 
 use crate::auth::Tokens;
 use crate::config::RelayConfig;
 use crate::durable::Durable;
 use crate::limit::Limiter;
-use crate::protocol::{Mode, Response};
+use crate::memory::MemoryBudget;
+use crate::protocol::Mode;
 use crate::session::{self, Claimant, Replace};
 
 /// Frames queued for one agent's socket before senders wait.
@@ -48,6 +48,8 @@ pub struct Metrics {
     pub accept_errors: AtomicU64,
     /// Agent answers that broke the protocol (502).
     pub protocol_errors: AtomicU64,
+    /// Requests refused because the memory budget was spent (503).
+    pub relay_busy: AtomicU64,
     /// Per-tunnel counters and latency (see [`crate::metrics`]).
     pub tunnels: crate::metrics::TunnelMetrics,
 }
@@ -73,6 +75,8 @@ pub struct AppState {
     pub tunnel_limiter: Option<Limiter<String>>,
     /// Agent session tasks, so shutdown can wait for their goodbyes.
     pub sessions: tokio_util::task::TaskTracker,
+    /// Body bytes held in memory, over all tunnels (`--memory-budget`).
+    pub memory: Arc<MemoryBudget>,
     tunnels: Mutex<HashMap<String, Arc<Tunnel>>>,
     next_conn: AtomicU64,
 }
@@ -86,6 +90,9 @@ pub struct Tunnel {
     key_hash: Option<String>,
     /// Encoded frames for the agent's socket writer.
     pub outbound: mpsc::Sender<Bytes>,
+    /// Opens HTTP/2 streams to the agent (protocol v2); set once the
+    /// session's stream connection is up.
+    pub streams: OnceLock<crate::streams::Streams>,
     /// Woken when something is queued for this tunnel.
     pub queued: Notify,
     /// Fires when a newer session with the same key takes over.
@@ -108,7 +115,6 @@ pub struct Tunnel {
     pub in_flight: AtomicUsize,
     /// The same, per client address (IPv6: per /64); entries at zero are removed.
     per_client: Mutex<HashMap<IpAddr, usize>>,
-    pending: Mutex<HashMap<Ulid, oneshot::Sender<Response>>>,
 }
 
 /// Why a live registration was refused.
@@ -142,6 +148,7 @@ impl AppState {
             .unwrap_or_else(|| format!("{scheme}://{local_addr}"))
             .trim_end_matches('/')
             .to_owned();
+        let config_memory_budget = config.memory_budget;
         Self {
             tokens: Tokens::new(&config.tokens, &config.token_hashes),
             ip_limiter: config.rate_per_ip.as_ref().map(Limiter::new),
@@ -153,6 +160,7 @@ impl AppState {
             closing: CancellationToken::new(),
             in_flight: AtomicU64::new(0),
             sessions: tokio_util::task::TaskTracker::new(),
+            memory: MemoryBudget::new(config_memory_budget),
             tunnels: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
         }
@@ -161,9 +169,9 @@ impl AppState {
     /// Counts one request in [`AppState::in_flight`] until the guard drops,
     /// however the request ends (answered, timed out, or its sender gone and
     /// its future dropped mid-await).
-    pub fn begin_waiting(&self) -> Waiting<'_> {
+    pub fn begin_waiting(self: &Arc<Self>) -> Waiting {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
-        Waiting(&self.in_flight)
+        Waiting(self.clone())
     }
 
     /// The live tunnel called `name`, if an agent holds it.
@@ -236,6 +244,7 @@ impl AppState {
             mode: claimant.mode,
             key_hash: claimant.key_hash,
             outbound: tx,
+            streams: OnceLock::new(),
             queued: Notify::new(),
             replaced: CancellationToken::new(),
             replaced_because: Mutex::new(None),
@@ -247,7 +256,6 @@ impl AppState {
             refusals: Mutex::new(crate::refusals::Pending::default()),
             in_flight: AtomicUsize::new(0),
             per_client: Mutex::new(HashMap::new()),
-            pending: Mutex::new(HashMap::new()),
         });
         tunnels.insert(name.to_owned(), tunnel.clone());
         Ok((tunnel, rx))
@@ -279,11 +287,11 @@ impl AppState {
 }
 
 /// One request counted in [`AppState::in_flight`]; released on drop.
-pub struct Waiting<'a>(&'a AtomicU64);
+pub struct Waiting(Arc<AppState>);
 
-impl Drop for Waiting<'_> {
+impl Drop for Waiting {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -362,27 +370,5 @@ impl Tunnel {
             tunnel: self.clone(),
             client,
         })
-    }
-
-    /// Registers interest in the answer to `id`.
-    pub fn expect(&self, id: Ulid) -> oneshot::Receiver<Response> {
-        let (tx, rx) = oneshot::channel();
-        lock(&self.pending).insert(id, tx);
-        rx
-    }
-
-    /// Stops waiting for `id` (timeout or sender gone).
-    pub fn forget(&self, id: &Ulid) {
-        lock(&self.pending).remove(id);
-    }
-
-    /// Hands an agent's answer to the waiting sender. Answers for ids this
-    /// tunnel never issued are ignored, so one agent cannot answer for another.
-    pub fn complete(&self, response: Response) -> bool {
-        let waiter = lock(&self.pending).remove(&response.id);
-        match waiter {
-            Some(tx) => tx.send(response).is_ok(),
-            None => false,
-        }
     }
 }

@@ -64,6 +64,46 @@ where
     }
 }
 
+/// Bytes buffered between a session's HTTP/2 connection and its socket, each way.
+pub const PIPE_BUFFER: usize = 256 * 1024;
+
+/// The two ends of a session's stream pipe: give the first to hyper's HTTP/2
+/// connection, pump the second with [`pump_out`] and [`pump_in`].
+pub fn stream_pipe() -> (tokio::io::DuplexStream, tokio::io::DuplexStream) {
+    tokio::io::duplex(PIPE_BUFFER)
+}
+
+/// Moves what the HTTP/2 connection writes into stream messages on
+/// `outbound` (the socket writer's channel), until the connection closes its
+/// end (`Ok`) or the channel closes.
+pub async fn pump_out<R, T>(mut from: R, outbound: &mpsc::Sender<T>) -> std::io::Result<()>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    T: From<bytes::Bytes>,
+{
+    use tokio::io::AsyncReadExt as _;
+    let mut buf = vec![0_u8; crate::protocol::stream::MAX_STREAM_CHUNK];
+    loop {
+        let n = from.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        let message = crate::protocol::stream::stream_message(&buf[..n]);
+        if outbound.send(T::from(message)).await.is_err() {
+            return Err(std::io::ErrorKind::BrokenPipe.into());
+        }
+    }
+}
+
+/// Hands one stream message's bytes to the HTTP/2 connection.
+pub async fn pump_in<W>(to: &mut W, h2: &[u8]) -> std::io::Result<()>
+where
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::AsyncWriteExt as _;
+    to.write_all(h2).await
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

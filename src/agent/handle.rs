@@ -9,7 +9,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
@@ -57,31 +56,11 @@ pub struct Pipeline {
     /// Body bytes the history keeps per body (`--capture-max`); beyond it a
     /// body is recorded as a [`crate::capture::Truncation`].
     pub capture_max: usize,
+    /// Live streams in progress, so a stopping agent can let them finish.
+    pub live: tokio_util::task::TaskTracker,
 }
 
 impl Pipeline {
-    /// Forwards one live request, answers the relay and records the exchange.
-    pub async fn handle(&self, request: protocol::Request, out: mpsc::Sender<Message>) {
-        let forwarded = self.forward(&request).await;
-        let answer = AgentMessage::Response(protocol::Response {
-            id: request.id,
-            status: forwarded.response.status,
-            headers: forwarded.response.headers.clone(),
-            body: Bytes::clone(&forwarded.response.body),
-        });
-        // A closed channel means the link dropped; the exchange is still recorded.
-        let _ = out.send(Message::Binary(answer.encode())).await;
-        let exchange = self.exchange(request, forwarded);
-        let summary = exchange.summary();
-        // Never waits: a store that is behind gets the exchange without its
-        // bodies (or, stalled, not at all), and a notice says so.
-        let recorded = self.store.record(exchange);
-        self.events.send(AgentEvent::Exchange(summary));
-        if let Some(notice) = self.store.behind_notice(recorded) {
-            self.events.send(AgentEvent::Notice(notice));
-        }
-    }
-
     /// Runs durable deliveries one by one until the channel closes or `stop`
     /// fires; a delivery in progress is finished first, so stopping never
     /// leaves a request forwarded but unrecorded.
@@ -115,8 +94,8 @@ impl Pipeline {
                 None => false,
             };
             if !already {
-                let forwarded = self.forward_with_retries(&request).await;
-                let exchange = self.exchange(request, forwarded);
+                let (forwarded, attempts) = self.forward_with_retries(&request).await;
+                let exchange = self.exchange(request, forwarded, attempts);
                 let summary = exchange.summary();
                 if let Err(e) = self.store.record_durably(exchange).await {
                     // Without a stored copy an ack could lose the request: leave it queued.
@@ -157,8 +136,9 @@ impl Pipeline {
             .await
     }
 
-    /// Retries a failing local app with exponential backoff and jitter, visibly.
-    async fn forward_with_retries(&self, request: &protocol::Request) -> Forwarded {
+    /// Retries a failing local app with exponential backoff and jitter,
+    /// visibly; returns the last outcome and how many attempts it took.
+    async fn forward_with_retries(&self, request: &protocol::Request) -> (Forwarded, u32) {
         let mut delays = crate::agent::reconnect::retry_delays();
         let mut attempt = 1;
         loop {
@@ -166,7 +146,7 @@ impl Pipeline {
             let failed = forwarded.error.is_some() || forwarded.response.status >= 500;
             // Sending an invalid frame again cannot make it valid.
             if !failed || protocol::check_request(request).is_err() {
-                return forwarded;
+                return (forwarded, attempt);
             }
             let why = forwarded
                 .error
@@ -180,7 +160,7 @@ impl Pipeline {
                 // Marked, so `requests --status error` finds deliveries that
                 // gave up even when the app's own 5xx was the last answer.
                 forwarded.error = Some(format!("delivery gave up after {attempt} attempts: {why}"));
-                return forwarded;
+                return (forwarded, attempt);
             }
             let delay = delays.next().unwrap_or(Duration::from_secs(30));
             self.events.send(AgentEvent::Notice(format!(
@@ -195,7 +175,35 @@ impl Pipeline {
         }
     }
 
-    fn exchange(&self, request: protocol::Request, forwarded: Forwarded) -> Exchange {
+    /// The exchange for a streamed request, whose bodies may have been cut
+    /// at the capture limit.
+    pub(super) fn exchange_streamed(
+        &self,
+        request: protocol::Request,
+        forwarded: Forwarded,
+        request_truncated: Option<crate::capture::Truncation>,
+        response_truncated: Option<crate::capture::Truncation>,
+    ) -> Exchange {
+        let cut = request_truncated.is_some();
+        // The bodies arrive already cut, so `exchange` finds nothing more to cut.
+        let mut exchange = self.exchange(request, forwarded, 1);
+        if cut {
+            // A verdict over part of a body would be wrong either way.
+            exchange.signature = None;
+        }
+        exchange.request_truncated = request_truncated.or(exchange.request_truncated.take());
+        if let Some(r) = exchange.response.as_mut() {
+            r.truncated = response_truncated.or(r.truncated.take());
+        }
+        exchange
+    }
+
+    fn exchange(
+        &self,
+        request: protocol::Request,
+        forwarded: Forwarded,
+        attempts: u32,
+    ) -> Exchange {
         // Verdicts look at the bytes as received; forwarding never changes them.
         let signature = verify::verdict(
             &self.verify,
@@ -227,6 +235,7 @@ impl Pipeline {
             peer: request.peer,
             public_url: request.public_url,
             signature,
+            attempts,
         }
     }
 }
@@ -247,7 +256,7 @@ mod tests {
             public_url: None,
             queued: true,
             needs_ack: true,
-            body: Bytes::new(),
+            body: bytes::Bytes::new(),
         };
         (request, out.clone())
     }

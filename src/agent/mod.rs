@@ -6,7 +6,8 @@
 //! | --- | --- |
 //! | [`tunnel`] | start a tunnel: config, embedded relay, first connection |
 //! | [`supervisor`] | the reconnect loop around a session |
-//! | [`handle`] | what happens to one request (live or durable, ordered) |
+//! | [`stream`] | one live request: an HTTP/2 stream from the relay, forwarded and recorded as it streams |
+//! | [`handle`] | durable deliveries (ordered, acked) and the exchange record |
 //! | [`events`] | the bounded channel to the printer or TUI |
 //! | [`seen`] | exactly-once lookups in the history, off the runtime |
 //! | [`reconnect`] | backoff delays |
@@ -19,6 +20,7 @@ pub mod reconnect;
 pub mod refused;
 pub mod release;
 pub mod seen;
+pub mod stream;
 pub mod supervisor;
 pub mod tunnel;
 
@@ -26,8 +28,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
@@ -43,12 +46,12 @@ use hooktunnel_protocol::{
 
 pub use handle::Pipeline;
 
-/// Requests forwarded at once per tunnel; more wait before being read.
-pub const MAX_IN_FLIGHT: usize = 512;
 /// WebSocket read buffer. tungstenite's default (128 KiB) is zero-filled on
 /// every read, which costs more than it saves at webhook sizes; larger frames
 /// still grow the buffer as they arrive.
 const READ_BUFFER_BYTES: usize = 8 * 1024;
+/// Largest WebSocket message accepted from the relay (a queued delivery).
+const MAX_CONTROL_FRAME: usize = 1024 * 1024 * 1024 + MAX_HEADER_BYTES;
 /// Longest a stopping agent waits for live requests in progress.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 
@@ -285,14 +288,12 @@ async fn open_socket(opts: &AgentOptions, config_hint: &str) -> Result<Socket, A
             .headers_mut()
             .insert(http::header::AUTHORIZATION, value);
     }
+    // Live bodies stream in small messages; only queued deliveries travel
+    // whole, bounded by the relay's --queue-max-entry, whatever it is set to.
     let config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER_BYTES)
-        .max_message_size(Some(
-            hooktunnel_relay::config::DEFAULT_MAX_BODY_BYTES * 4 + MAX_HEADER_BYTES,
-        ))
-        .max_frame_size(Some(
-            hooktunnel_relay::config::DEFAULT_MAX_BODY_BYTES * 4 + MAX_HEADER_BYTES,
-        ));
+        .max_message_size(Some(MAX_CONTROL_FRAME))
+        .max_frame_size(Some(MAX_CONTROL_FRAME));
     let connector = match &opts.ca_cert {
         Some(path) => Some(tls_connector(path)?),
         None => None,
@@ -376,16 +377,25 @@ fn tls_connector(path: &std::path::Path) -> Result<tokio_tungstenite::Connector,
 
 impl Session {
     /// Serves requests until the link drops or `cancel` fires.
+    ///
+    /// Live requests arrive as HTTP/2 streams over the socket (protocol v2,
+    /// this side the HTTP/2 server); durable deliveries arrive as whole
+    /// frames for the ordered worker. On `cancel`, streams in progress get
+    /// up to [`DRAIN_LIMIT`] to finish and be recorded.
     pub async fn run(
         self,
         pipeline: Arc<Pipeline>,
         cancel: CancellationToken,
     ) -> Result<(), AgentError> {
+        use hooktunnel_protocol::stream::{
+            CONNECTION_WINDOW, Inbound, MAX_CONCURRENT_STREAMS, MAX_META_BYTES, STREAM_WINDOW,
+            classify,
+        };
         let ping_interval = self.ping_interval;
         let (mut sink, mut stream) = self.socket.split();
         let (out_tx, mut out_rx) = mpsc::channel::<Message>(1024);
         let writer = async move {
-            // One flush per burst of answers, pings when quiet (shared with the relay).
+            // One flush per burst, pings when quiet (shared with the relay).
             match hooktunnel_relay::wire::write_batched(&mut sink, &mut out_rx, ping_interval).await
             {
                 Err(e) => AgentError::Lost(root_cause(&e)),
@@ -395,7 +405,34 @@ impl Session {
                 }
             }
         };
-        let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+        let (h2_io, pipe) = hooktunnel_relay::wire::stream_pipe();
+        let (pipe_out, mut pipe_in) = tokio::io::split(pipe);
+        let service = {
+            let pipeline = pipeline.clone();
+            hyper::service::service_fn(move |request| stream::serve(pipeline.clone(), request))
+        };
+        let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .initial_stream_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+            .max_header_list_size(MAX_META_BYTES)
+            .max_send_buf_size(STREAM_WINDOW as usize)
+            .serve_connection(TokioIo::new(h2_io), service);
+        let streams = async {
+            match connection.await {
+                Ok(()) => AgentError::Lost("the stream connection closed".into()),
+                Err(e) => AgentError::Lost(format!("stream connection failed: {}", root_cause(&e))),
+            }
+        };
+        let streams_out = {
+            let out = out_tx.clone();
+            async move {
+                match hooktunnel_relay::wire::pump_out(pipe_out, &out).await {
+                    Ok(()) => AgentError::Lost("the stream connection closed".into()),
+                    Err(e) => AgentError::Lost(root_cause(&e)),
+                }
+            }
+        };
         let reader = async {
             loop {
                 let next = tokio::time::timeout(ping_interval * 2, stream.next()).await;
@@ -410,45 +447,16 @@ impl Session {
                     Ok(Some(Err(e))) => return AgentError::Lost(root_cause(&e)),
                     Ok(Some(Ok(msg))) => msg,
                 };
-                match msg {
-                    Message::Binary(frame) => match RelayMessage::decode_bytes(&frame) {
-                        Ok(RelayMessage::Request(request)) if request.needs_ack => {
-                            // The worker outlives this session; its ack goes to this socket.
-                            // Waits while the worker is behind: the relay keeps the rest.
-                            let _ = pipeline.ordered.send((request, out_tx.clone())).await;
+                let frame = match msg {
+                    Message::Binary(frame) => match classify(frame) {
+                        Inbound::Stream(h2) => {
+                            if let Err(e) = hooktunnel_relay::wire::pump_in(&mut pipe_in, &h2).await
+                            {
+                                return AgentError::Lost(root_cause(&e));
+                            }
+                            continue;
                         }
-                        Ok(RelayMessage::Request(request)) => {
-                            let Ok(permit) = permits.clone().acquire_owned().await else {
-                                return AgentError::Lost("shutting down".into());
-                            };
-                            let pipeline = pipeline.clone();
-                            let out = out_tx.clone();
-                            tokio::spawn(async move {
-                                pipeline.handle(request, out).await;
-                                drop(permit);
-                            });
-                        }
-                        Ok(RelayMessage::Error(e)) if e.code == ErrorCode::TakenOver => {
-                            return AgentError::TakenOver(e.message);
-                        }
-                        Ok(RelayMessage::Error(e)) => {
-                            tracing::warn!(code = ?e.code, message = %e.message, "relay reported an error");
-                        }
-                        Ok(RelayMessage::Refused(note)) => {
-                            pipeline
-                                .events
-                                .send(crate::event::AgentEvent::Notice(refused::notice(&note)));
-                        }
-                        Ok(RelayMessage::Welcome(_) | RelayMessage::Released(_)) => {}
-                        // A newer relay's message type: tolerated, for forward compatibility.
-                        Err(protocol::ProtocolError::Malformed(e))
-                            if e.contains("unknown variant") =>
-                        {
-                            tracing::debug!(error = %e, "unknown message from the relay ignored")
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "malformed frame from the relay ignored")
-                        }
+                        Inbound::Control(frame) => frame,
                     },
                     Message::Close(frame) => {
                         let reason = frame.map(|f| f.reason.to_string()).unwrap_or_default();
@@ -458,21 +466,67 @@ impl Session {
                             format!("the relay closed the connection ({reason})")
                         });
                     }
-                    _ => {}
+                    _ => continue,
+                };
+                match RelayMessage::decode_bytes(&frame) {
+                    Ok(RelayMessage::Request(request)) if request.needs_ack => {
+                        // The worker outlives this session; its ack goes to this socket.
+                        // Waits while the worker is behind: the relay keeps the rest.
+                        let _ = pipeline.ordered.send((request, out_tx.clone())).await;
+                    }
+                    Ok(RelayMessage::Request(request)) => {
+                        // Live requests are streams in protocol v2; a whole
+                        // frame without an ack is a relay bug, not a request.
+                        tracing::warn!(id = %request.id, "a live request frame on a streaming session ignored");
+                    }
+                    Ok(RelayMessage::Error(e)) if e.code == ErrorCode::TakenOver => {
+                        return AgentError::TakenOver(e.message);
+                    }
+                    Ok(RelayMessage::Error(e)) => {
+                        tracing::warn!(code = ?e.code, message = %e.message, "relay reported an error");
+                    }
+                    Ok(RelayMessage::Refused(note)) => {
+                        pipeline.store.record_refused(&note);
+                        pipeline
+                            .events
+                            .send(crate::event::AgentEvent::Notice(refused::notice(&note)));
+                    }
+                    Ok(RelayMessage::Welcome(_) | RelayMessage::Released(_)) => {}
+                    // A newer relay's message type: tolerated, for forward compatibility.
+                    Err(protocol::ProtocolError::Malformed(e)) if e.contains("unknown variant") => {
+                        tracing::debug!(error = %e, "unknown message from the relay ignored")
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "malformed frame from the relay ignored")
+                    }
                 }
             }
         };
-        let result = tokio::select! {
-            e = writer => Err(e),
-            e = reader => Err(e),
-            () = cancel.cancelled() => Ok(()),
+        let serving = async {
+            tokio::select! {
+                e = writer => e,
+                e = reader => e,
+                e = streams => e,
+                e = streams_out => e,
+            }
         };
-        if result.is_ok() {
-            // Stopping: live requests in progress finish and are recorded
-            // first, but a stuck local app cannot hold the exit for long.
-            let _ =
-                tokio::time::timeout(DRAIN_LIMIT, permits.acquire_many(MAX_IN_FLIGHT as u32)).await;
+        tokio::pin!(serving);
+        tokio::select! {
+            e = &mut serving => Err(e),
+            () = cancel.cancelled() => {
+                // Stopping: streams in progress finish and are recorded
+                // first (the link keeps running meanwhile), but a stuck
+                // local app cannot hold the exit for long.
+                pipeline.live.close();
+                let _ = tokio::time::timeout(DRAIN_LIMIT, async {
+                    tokio::select! {
+                        _ = &mut serving => {}
+                        () = pipeline.live.wait() => {}
+                    }
+                })
+                .await;
+                Ok(())
+            }
         }
-        result
     }
 }

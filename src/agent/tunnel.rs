@@ -187,6 +187,7 @@ pub async fn start(settings: ListenSettings, cancel: CancellationToken) -> anyho
             .capture_max
             .or(config.capture_max.map(|c| c.0))
             .unwrap_or(crate::capture::DEFAULT_CAPTURE_MAX),
+        live: tokio_util::task::TaskTracker::new(),
     });
     let worker = {
         let pipeline = pipeline.clone();

@@ -145,6 +145,23 @@ pub fn render(e: &Exchange, mask: bool) -> String {
     }
     text.push('\n');
     push_headers(&mut text, "Request", &e.request_headers, mask);
+    if crate::websocket::is_websocket(e) {
+        // The bodies are the two directions' frames: shown as messages.
+        for line in crate::websocket::describe(e) {
+            text.push_str(&sanitize::escape(&line));
+            text.push('\n');
+        }
+        if let Some(r) = &e.response {
+            text.push('\n');
+            push_headers(
+                &mut text,
+                &format!("Response {}", r.status),
+                &r.headers,
+                mask,
+            );
+        }
+        return text;
+    }
     text.push_str(&format!(
         "Request body ({})\n",
         output::size(e.request_body.len() as u64)

@@ -1,6 +1,7 @@
 //! `hooktunnel stats`: delivery health over a window of the history.
 
 use std::io::{IsTerminal as _, Write as _};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -10,7 +11,7 @@ use crate::cli::{StatsArgs, StatsBy};
 use crate::clock::now_ms;
 use crate::config::Paths;
 use crate::event::AgentEvent;
-use crate::filter::Filter;
+use crate::filter::{Filter, FilterError};
 use crate::output;
 use crate::stats::alert::{Alert, AlertSample, Rule};
 use crate::stats::{Aggregator, Dimension, Report, Window, table};
@@ -26,7 +27,7 @@ pub fn run(args: &StatsArgs, paths: &Paths) -> anyhow::Result<()> {
         return Ok(());
     }
     let label = window_label(&args.since);
-    if report.total.count == 0 {
+    if report.is_empty() {
         writeln!(
             out,
             "No requests {label}{}. Try a longer window (--since 1d) or fewer filters.",
@@ -45,8 +46,25 @@ pub fn run(args: &StatsArgs, paths: &Paths) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Why a report could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum StatsError {
+    /// The window or a filter did not parse (the message is for the user as is).
+    #[error(transparent)]
+    BadInput(#[from] FilterError),
+    /// The history could not be opened or read.
+    #[error("{0:#}")]
+    History(anyhow::Error),
+}
+
 /// The report `args` ask for, as of `now_ms`.
 pub fn compute(args: &StatsArgs, paths: &Paths, now_ms: u64) -> anyhow::Result<Report> {
+    Ok(compute_at(&paths.db(), args, now_ms)?)
+}
+
+/// The report `args` ask for over the history at `db`, as of `now_ms`
+/// (what `stats` and the web API's `/api/v1/stats` both run).
+pub fn compute_at(db: &Path, args: &StatsArgs, now_ms: u64) -> Result<Report, StatsError> {
     let filter = Filter::from_parts(
         args.method.as_deref(),
         args.path.as_deref(),
@@ -63,11 +81,14 @@ pub fn compute(args: &StatsArgs, paths: &Paths, now_ms: u64) -> anyhow::Result<R
         Some(StatsBy::Provider) => vec![Dimension::Provider],
         Some(StatsBy::Event) => vec![Dimension::Event],
     };
-    let store = Store::open(&paths.db()).context("cannot open the history")?;
+    let store = Store::open(db)
+        .context("cannot open the history")
+        .map_err(StatsError::History)?;
     let mut agg = Aggregator::new(window, &by, args.top);
     store
         .stats_scan(window.since_ms, window.until_ms, &filter, &mut agg)
-        .context("cannot read the history")?;
+        .context("cannot read the history")
+        .map_err(StatsError::History)?;
     Ok(agg.finish())
 }
 

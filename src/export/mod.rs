@@ -136,6 +136,7 @@ pub(crate) mod fixtures {
         Exchange {
             request_truncated: None,
             capture_degraded: false,
+            attempts: 1,
             id: Ulid::generate(),
             tunnel: "demo".into(),
             received_at_ms: 1_700_000_000_123,

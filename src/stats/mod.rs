@@ -10,6 +10,7 @@
 //! | --- | --- |
 //! | [`path`] | folding `/orders/123` into `/orders/:n` |
 //! | [`derive`] | provider, event type and failure cause of one exchange |
+//! | [`refusal`] | the relay's refusal notes as stored rows |
 //! | [`report`] | one-pass aggregation: counts, classes, causes, HDR percentiles, sparklines |
 //! | [`table`] | the text table (sparkline per row) |
 //! | [`alert`] | `error-rate>5%/5m` / `p95>2s/5m` rules as a state machine over time |
@@ -17,8 +18,10 @@
 pub mod alert;
 pub mod derive;
 pub mod path;
+pub mod refusal;
 pub mod report;
 pub mod table;
 
 pub use derive::{Cause, Derived, derive};
-pub use report::{Aggregator, Dimension, Report, Row, Sample, Section, Window};
+pub use refusal::Refusal;
+pub use report::{Aggregator, Dimension, RefusedSample, Report, Row, Sample, Section, Window};

@@ -42,6 +42,21 @@ pub struct Sample<'a> {
     pub queued: bool,
     /// A replay of an earlier exchange.
     pub replay: bool,
+    /// The app was sent it more than once (a retried durable delivery).
+    pub retried: bool,
+}
+
+/// Requests the relay refused (see [`super::refusal`]), as stats see them.
+#[derive(Clone, Copy, Debug)]
+pub struct RefusedSample<'a> {
+    /// When the agent heard of them, ms since the Unix epoch.
+    pub received_at_ms: u64,
+    /// HTTP method, when the relay named it.
+    pub method: Option<&'a str>,
+    /// Folded path, when the relay named it.
+    pub path_pattern: Option<&'a str>,
+    /// How many.
+    pub count: u64,
 }
 
 /// Which sections a report has.
@@ -136,6 +151,10 @@ pub struct Causes {
     pub app_5xx: u64,
     /// The signature did not verify.
     pub signature_invalid: u64,
+    /// Requests the relay answered itself (413, 429, …), so they never
+    /// reached the agent. Not part of a row's `count`, which counts
+    /// exchanges; the total also holds refusals the relay did not name.
+    pub relay_refused: u64,
 }
 
 impl Causes {
@@ -146,6 +165,7 @@ impl Causes {
             ("timeout", self.timeout),
             ("5xx", self.app_5xx),
             ("sig invalid", self.signature_invalid),
+            ("relay refused", self.relay_refused),
         ]
         .into_iter()
         .filter(|(_, n)| *n > 0)
@@ -187,6 +207,9 @@ pub struct Row {
     pub queued: u64,
     /// Replays.
     pub replays: u64,
+    /// Delivered after more than one attempt (durable deliveries retry a
+    /// failing app), whatever the last attempt's outcome.
+    pub retried: u64,
     /// Exchanges per sparkline bucket, oldest first.
     pub spark: Vec<u64>,
 }
@@ -200,6 +223,13 @@ pub struct Report {
     pub total: Row,
     /// Sections, each sorted by count (descending), then key.
     pub sections: Vec<Section>,
+}
+
+impl Report {
+    /// Nothing in the window: no exchange and no relay refusal.
+    pub fn is_empty(&self) -> bool {
+        self.total.count == 0 && self.total.errors.relay_refused == 0
+    }
 }
 
 /// Rows grouped by one dimension.
@@ -229,6 +259,7 @@ struct Acc {
     errors: Causes,
     queued: u64,
     replays: u64,
+    retried: u64,
     latency: Option<Histogram<u64>>,
     spark: Vec<u64>,
 }
@@ -242,6 +273,7 @@ impl Acc {
             errors: Causes::default(),
             queued: 0,
             replays: 0,
+            retried: 0,
             latency: None,
             spark: vec![0; buckets],
         }
@@ -267,6 +299,7 @@ impl Acc {
         }
         self.queued += u64::from(s.queued);
         self.replays += u64::from(s.replay);
+        self.retried += u64::from(s.retried);
         if s.cause != Some(Cause::Unreachable) {
             if self.latency.is_none() {
                 self.latency = new_histogram();
@@ -310,6 +343,7 @@ impl Acc {
             errors: self.errors,
             queued: self.queued,
             replays: self.replays,
+            retried: self.retried,
             spark: self.spark,
         }
     }
@@ -369,6 +403,40 @@ impl Aggregator {
         }
     }
 
+    /// Adds refusals to the total and, when the relay named method and
+    /// path, to that path's row (created with a zero count if the path has
+    /// no exchanges); refusals outside the window are ignored. Provider and
+    /// event rows get none: a refused request's headers and body are unknown.
+    pub fn add_refused(&mut self, r: &RefusedSample<'_>) {
+        if self.window.bucket(r.received_at_ms).is_none() {
+            return;
+        }
+        self.total.errors.relay_refused += r.count;
+        let (Some(method), Some(pattern)) = (r.method, r.path_pattern) else {
+            return;
+        };
+        let Some(groups) = self
+            .by
+            .iter()
+            .position(|d| *d == Dimension::Path)
+            .and_then(|i| self.groups.get_mut(i))
+        else {
+            return;
+        };
+        self.key.clear();
+        self.key.push_str(method);
+        self.key.push(' ');
+        self.key.push_str(pattern);
+        match groups.get_mut(self.key.as_str()) {
+            Some(acc) => acc.errors.relay_refused += r.count,
+            None => {
+                let mut acc = Acc::new(self.window.buckets);
+                acc.errors.relay_refused = r.count;
+                groups.insert(self.key.clone(), acc);
+            }
+        }
+    }
+
     /// The finished report.
     pub fn finish(self) -> Report {
         let top = self.top;
@@ -415,6 +483,7 @@ mod tests {
             sig_valid: None,
             queued: false,
             replay: false,
+            retried: false,
         }
     }
 
@@ -483,5 +552,46 @@ mod tests {
         let mut only = Aggregator::new(w, &[Dimension::Path], 5);
         only.add(&s);
         assert_eq!(only.finish().total.latency_ms, None);
+    }
+
+    #[test]
+    fn retried_deliveries_and_relay_refusals_are_counted_where_they_belong() {
+        let w = Window::new(0, 100, 2);
+        let mut agg = Aggregator::new(w, &Dimension::ALL, 10);
+        let mut retried = sample(1, "/a", 200, 3);
+        retried.retried = true;
+        agg.add(&retried);
+        agg.add(&sample(2, "/a", 200, 3));
+        let refused = |t, method, path, count| RefusedSample {
+            received_at_ms: t,
+            method,
+            path_pattern: path,
+            count,
+        };
+        // Named: on the path's row; unnamed: only in the total; late: nowhere.
+        agg.add_refused(&refused(3, Some("POST"), Some("/a"), 2));
+        agg.add_refused(&refused(4, Some("GET"), Some("/big"), 3));
+        agg.add_refused(&refused(5, None, None, 4));
+        agg.add_refused(&refused(500, Some("POST"), Some("/a"), 9));
+        let r = agg.finish();
+        assert_eq!(r.total.retried, 1);
+        assert_eq!(r.total.errors.relay_refused, 9);
+        assert_eq!(r.total.count, 2, "refusals are not exchanges");
+        assert_eq!(r.total.spark, vec![2, 0]);
+        let paths = &r.sections[0].rows;
+        assert_eq!(paths[0].key, "POST /a");
+        assert_eq!(paths[0].retried, 1);
+        assert_eq!(paths[0].errors.relay_refused, 2);
+        assert_eq!(paths[1].key, "GET /big");
+        assert_eq!((paths[1].count, paths[1].errors.relay_refused), (0, 3));
+        assert_eq!(paths[1].latency_ms, None);
+        // Providers and events know nothing of refused requests.
+        assert_eq!(r.sections[1].rows[0].errors.relay_refused, 0);
+        assert_eq!(r.sections[1].rows.len(), 1);
+        let mut no_paths = Aggregator::new(w, &[Dimension::Event], 10);
+        no_paths.add_refused(&refused(3, Some("POST"), Some("/a"), 2));
+        let r = no_paths.finish();
+        assert_eq!(r.total.errors.relay_refused, 2);
+        assert!(r.sections[0].rows.is_empty());
     }
 }

@@ -65,6 +65,9 @@ fn notes(row: &Row) -> String {
     if row.queued > 0 {
         parts.push(format!("queued {}", row.queued));
     }
+    if row.retried > 0 {
+        parts.push(format!("retried {}", row.retried));
+    }
     if row.replays > 0 {
         parts.push(format!("replays {}", row.replays));
     }
@@ -78,6 +81,10 @@ fn notes(row: &Row) -> String {
 /// The one-line summary of the whole window.
 pub fn summary_line(report: &Report, label: &str) -> String {
     let t = &report.total;
+    if t.count == 0 {
+        // Only refusals: no exchange to rate or time.
+        return format!("0 requests {label} · {}", notes(t));
+    }
     let [p50, p95, p99] = latency_cells(t.latency_ms);
     format!(
         "{} requests {label} · {} ok · p50 {p50} · p95 {p95} · p99 {p99} · {}",
@@ -93,7 +100,12 @@ fn cells(row: &Row) -> Vec<String> {
     vec![
         sanitize::escape(&row.key).into_owned(),
         row.count.to_string(),
-        percent(row.success_rate),
+        // A path seen only in the relay's refusals has no exchanges to rate.
+        if row.count == 0 {
+            "-".into()
+        } else {
+            percent(row.success_rate)
+        },
         row.status.s2xx.to_string(),
         row.status.s3xx.to_string(),
         row.status.s4xx.to_string(),
@@ -140,9 +152,12 @@ pub fn section_lines(section: &Section, color: bool) -> Vec<String> {
         for (i, cell) in cells.iter().enumerate() {
             let pad = widths[i].saturating_sub(cell.chars().count());
             let text = match (i, row) {
+                (2, Some(r)) if r.count == 0 => cell.clone(),
                 (2, Some(r)) if r.success_rate < 0.95 => paint(color, "31", cell),
                 (2, Some(_)) => paint(color, "32", cell),
-                (11, Some(r)) if cell != "-" && r.ok < r.count => paint(color, "31", cell),
+                (11, Some(r)) if cell != "-" && (r.ok < r.count || r.errors.relay_refused > 0) => {
+                    paint(color, "31", cell)
+                }
                 _ => cell.clone(),
             };
             if i == 0 || i == 10 || i == last {
@@ -185,7 +200,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::stats::derive::Cause;
-    use crate::stats::report::{Aggregator, Dimension, Sample, Window};
+    use crate::stats::report::{Aggregator, Dimension, RefusedSample, Sample, Window};
 
     #[test]
     fn sparkline_scales_to_the_largest() {
@@ -215,15 +230,23 @@ mod tests {
                 sig_valid: None,
                 queued: false,
                 replay: t == 31,
+                retried: t == 11,
             });
         }
+        agg.add_refused(&RefusedSample {
+            received_at_ms: 5,
+            method: Some("PUT"),
+            path_pattern: Some("/big"),
+            count: 2,
+        });
         let lines = render(&agg.finish(), "in the last 1h", false);
         insta::assert_snapshot!(lines.join("\n"), @r"
-        4 requests in the last 1h · 75.0% ok · p50 12ms · p95 12ms · p99 12ms · unreachable 1, replays 1
+        4 requests in the last 1h · 75.0% ok · p50 12ms · p95 12ms · p99 12ms · unreachable 1, relay refused 2, retried 1, replays 1
 
         PATH             COUNT     OK  2XX  3XX  4XX  5XX   P50   P95   P99  ACTIVITY  ERRORS
-        POST /orders/:n      3  66.7%    2    0    0    1  12ms  12ms  12ms  ███       unreachable 1
+        POST /orders/:n      3  66.7%    2    0    0    1  12ms  12ms  12ms  ███       unreachable 1, retried 1
         POST /a\e[31m        1   100%    0    0    1    0  12ms  12ms  12ms     █      replays 1
+        PUT /big             0      -    0    0    0    0     -     -     -            relay refused 2
         ");
         assert!(!lines.concat().contains('\x1b'));
     }

@@ -111,19 +111,19 @@ impl Iterator for Walk<'_> {
 }
 
 const SUMMARY_COLUMNS: &str = "id, received_at_ms, method, path, status, duration_us, request_bytes, response_bytes, error, replay_of, queued, signature";
-/// The columns every schema since v1 has, in the order [`full_from_row`] reads them.
-macro_rules! base_columns {
+/// The columns every schema version since v1 has, in [`full_from_row`]'s order.
+macro_rules! captured_columns {
     () => {
         "id, tunnel, received_at_ms, method, path, target, request_headers, request_body, status, response_headers, response_body, duration_us, error, replay_of, queued, peer, public_url, signature"
     };
 }
+/// What [`full_from_row`] reads, minus `attempts` (v4) and the capture
+/// columns (v5): migrations before them select these and literals instead.
+const CAPTURED_COLUMNS: &str = captured_columns!();
 const FULL_COLUMNS: &str = concat!(
-    base_columns!(),
-    ", request_truncated, response_truncated, capture_degraded"
+    captured_columns!(),
+    ", attempts, request_truncated, response_truncated, capture_degraded"
 );
-/// [`FULL_COLUMNS`] for a schema before the capture columns (v4): the stats
-/// backfill of migration v3 runs before they exist.
-const FULL_COLUMNS_BEFORE_CAPTURE: &str = concat!(base_columns!(), ", NULL, NULL, 0");
 
 impl Store {
     /// Opens (creating and migrating as needed) the database at `path`.
@@ -165,8 +165,8 @@ impl Store {
         let tx = self.conn.transaction()?;
         {
             let mut stmt = tx.prepare_cached(
-                "INSERT OR IGNORE INTO exchanges (id, tunnel, received_at_ms, method, path, target, request_headers, request_body, status, response_headers, response_body, duration_us, error, replay_of, queued, peer, public_url, signature, request_bytes, response_bytes, path_pattern, provider, event_type, cause, sig_valid, request_truncated, response_truncated, capture_degraded)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28)",
+                "INSERT OR IGNORE INTO exchanges (id, tunnel, received_at_ms, method, path, target, request_headers, request_body, status, response_headers, response_body, duration_us, error, replay_of, queued, peer, public_url, signature, request_bytes, response_bytes, path_pattern, provider, event_type, cause, sig_valid, attempts, request_truncated, response_truncated, capture_degraded)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)",
             )?;
             for e in exchanges {
                 let response = e.response.as_ref();
@@ -201,6 +201,7 @@ impl Store {
                     event_type,
                     cause,
                     sig_valid,
+                    e.attempts.max(1),
                     truncation_to_json(e.request_truncated.as_ref()),
                     truncation_to_json(response.and_then(|r| r.truncated.as_ref())),
                     e.capture_degraded,
@@ -309,9 +310,13 @@ impl Store {
         row.transpose()
     }
 
-    /// Deletes everything; returns how many exchanges were removed.
+    /// Deletes everything (exchanges and relay refusals); returns how many
+    /// exchanges were removed.
     pub fn clear(&mut self) -> Result<u64, StoreError> {
-        let n = self.conn.execute("DELETE FROM exchanges", [])?;
+        let tx = self.conn.transaction()?;
+        let n = tx.execute("DELETE FROM exchanges", [])?;
+        tx.execute("DELETE FROM relay_refusals", [])?;
+        tx.commit()?;
         Ok(n as u64)
     }
 
@@ -462,9 +467,10 @@ fn full_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Exchange, StoreError>
     let queued: bool = row.get(14)?;
     let peer: Option<String> = row.get(15)?;
     let public_url: Option<String> = row.get(16)?;
-    let request_truncated: Option<String> = row.get(18)?;
-    let response_truncated: Option<String> = row.get(19)?;
-    let capture_degraded: bool = row.get(20)?;
+    let attempts: i64 = row.get(18)?;
+    let request_truncated: Option<String> = row.get(19)?;
+    let response_truncated: Option<String> = row.get(20)?;
+    let capture_degraded: bool = row.get(21)?;
     Ok((|| {
         let response = match (status, response_headers) {
             (Some(status), Some(headers)) => Some(ExchangeResponse {
@@ -494,6 +500,7 @@ fn full_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Exchange, StoreError>
             peer,
             public_url,
             signature: parse_signature(signature),
+            attempts: attempts.clamp(1, i64::from(u32::MAX)) as u32,
         })
     })())
 }
@@ -508,6 +515,7 @@ pub(crate) mod tests {
         Exchange {
             request_truncated: None,
             capture_degraded: false,
+            attempts: 1,
             id: hooktunnel_protocol::next_id(),
             tunnel: "demo".into(),
             received_at_ms: 1_700_000_000_000 + u64::from(n),

@@ -45,6 +45,25 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE exchanges ADD COLUMN sig_valid INTEGER;
     CREATE INDEX exchanges_stats ON exchanges(received_at_ms, method, path_pattern, provider,
         event_type, status, duration_us, cause, sig_valid, queued, replay_of);",
+    // How many times a durable delivery was sent to the app (stats'
+    // `retried`; older rows were single attempts), covered by a rebuilt
+    // stats index; and the requests the relay refused for this tunnel
+    // (`relay_refused`), from its coalesced notes: one row per distinct
+    // example, plus one without method/path for the rest of a note.
+    "ALTER TABLE exchanges ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1;
+    DROP INDEX exchanges_stats;
+    CREATE INDEX exchanges_stats ON exchanges(received_at_ms, method, path_pattern, provider,
+        event_type, status, duration_us, cause, sig_valid, queued, replay_of, attempts);
+    CREATE TABLE relay_refusals (
+        id INTEGER PRIMARY KEY,
+        received_at_ms INTEGER NOT NULL,
+        method TEXT,
+        path TEXT,
+        status INTEGER,
+        reason TEXT,
+        count INTEGER NOT NULL
+    );
+    CREATE INDEX relay_refusals_time ON relay_refusals(received_at_ms);",
     // The capture limit (`crate::capture`): a body kept only in part has its
     // whole size and SHA-256 here, as JSON; `capture_degraded` marks an
     // exchange recorded without bodies because the writer fell behind.
@@ -114,7 +133,7 @@ mod tests {
         let scan = plan(
             &conn,
             "SELECT received_at_ms, method, path_pattern, provider, event_type, status,
-                    duration_us, cause, sig_valid, queued, replay_of IS NOT NULL
+                    duration_us, cause, sig_valid, queued, replay_of IS NOT NULL, attempts
              FROM exchanges WHERE received_at_ms >= 1 AND received_at_ms < 2",
         );
         assert!(scan.contains("COVERING INDEX exchanges_stats"), "{scan}");
@@ -167,5 +186,102 @@ mod tests {
                 false
             )
         );
+        // v4: the old row was one attempt, and reads back whole.
+        let back = store.get(&old.id).unwrap().unwrap();
+        assert_eq!(back.attempts, 1);
+        assert_eq!(back.path, old.path);
+    }
+
+    #[test]
+    fn refusals_are_stored_capped_and_counted_by_the_stats_scan() {
+        use crate::filter::Filter;
+        use crate::stats::{Aggregator, Dimension, Refusal, Window};
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = super::super::Store::open(&dir.path().join("h.sqlite3")).unwrap();
+        let named = |t, path: &str, status| Refusal {
+            received_at_ms: t,
+            method: Some("POST".into()),
+            path: Some(path.into()),
+            status: Some(status),
+            reason: Some("body_too_large".into()),
+            count: 2,
+        };
+        let unnamed = Refusal {
+            received_at_ms: 11,
+            method: None,
+            path: None,
+            status: None,
+            reason: None,
+            count: 5,
+        };
+        store
+            .insert_refusals(&[
+                named(10, "/orders/7?x=1", 413),
+                named(12, "/big", 429),
+                unnamed,
+                named(99, "/late", 413),
+            ])
+            .unwrap();
+        let mut retried = super::super::tests::sample(1);
+        retried.received_at_ms = 10;
+        retried.path = "/orders/8".into();
+        retried.attempts = 3;
+        store.insert(&retried).unwrap();
+        let report = |store: &super::super::Store, filter: &Filter| {
+            let mut agg = Aggregator::new(Window::new(0, 50, 5), &[Dimension::Path], 10);
+            store.stats_scan(0, 50, filter, &mut agg).unwrap();
+            agg.finish()
+        };
+        let all = report(&store, &Filter::default());
+        assert_eq!(all.total.errors.relay_refused, 9);
+        assert_eq!(all.total.retried, 1);
+        let orders = &all.sections[0].rows[0];
+        assert_eq!(orders.key, "POST /orders/:n");
+        assert_eq!(
+            (orders.count, orders.retried, orders.errors.relay_refused),
+            (1, 1, 2)
+        );
+        // Filters apply to named refusals; unnamed ones cannot match a filter.
+        let only_429 = report(&store, &Filter::parse("status:429", 0).unwrap());
+        assert_eq!(only_429.total.errors.relay_refused, 2);
+        assert_eq!(only_429.total.count, 0);
+        let orders_only = report(&store, &Filter::parse("path:/orders/*", 0).unwrap());
+        assert_eq!(orders_only.total.errors.relay_refused, 2);
+        assert_eq!(
+            report(&store, &Filter::parse("method:GET", 0).unwrap())
+                .total
+                .errors
+                .relay_refused,
+            0
+        );
+        // Clearing the history clears refusals too.
+        store.clear().unwrap();
+        assert!(report(&store, &Filter::default()).is_empty());
+    }
+
+    #[test]
+    fn refusal_rows_are_capped_oldest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = super::super::Store::open(&dir.path().join("h.sqlite3")).unwrap();
+        let row = |t| crate::stats::Refusal {
+            received_at_ms: t,
+            method: None,
+            path: None,
+            status: None,
+            reason: None,
+            count: 1,
+        };
+        let cap = super::super::stats::MAX_REFUSAL_ROWS;
+        let many: Vec<_> = (0..cap + 10).map(row).collect();
+        store.insert_refusals(&many).unwrap();
+        let (n, oldest): (i64, i64) = store
+            .conn
+            .query_row(
+                "SELECT COUNT(*), MIN(received_at_ms) FROM relay_refusals",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((n as u64, oldest), (cap, 10));
     }
 }

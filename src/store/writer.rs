@@ -13,6 +13,8 @@ use super::{Store, StoreError};
 use crate::capture::{Capture, Truncation};
 use crate::config::{ConfigFile, DEFAULT_KEEP, DEFAULT_KEEP_BYTES};
 use crate::exchange::Exchange;
+use crate::stats::{Refusal, refusal};
+use hooktunnel_protocol::Refused;
 
 /// Most exchanges written in one transaction.
 const MAX_BATCH: usize = 256;
@@ -33,10 +35,12 @@ const EVICT_BYTES: u64 = 16 * 1024 * 1024;
 /// its own.
 const QUEUE_BYTES: usize = 64 * 1024 * 1024;
 
-/// A write, or (`exchange: None`) a barrier that completes once everything
-/// queued before it is committed.
+/// A write, or (`exchange: None`, no refusals) a barrier that completes
+/// once everything queued before it is committed.
 struct Job {
     exchange: Option<Exchange>,
+    /// Rows of one relay refusal note.
+    refusals: Vec<Refusal>,
     done: Option<oneshot::Sender<Result<(), String>>>,
     /// The exchange's share of [`QUEUE_BYTES`], given back once it is committed.
     bytes: Option<OwnedSemaphorePermit>,
@@ -196,6 +200,7 @@ impl StoreWriter {
         };
         let job = Job {
             exchange: Some(exchange),
+            refusals: Vec::new(),
             done: None,
             bytes,
         };
@@ -245,6 +250,33 @@ impl StoreWriter {
         ))
     }
 
+    /// Queues the rows of a relay's refusal note, received now, for `stats`.
+    /// Never waits: when the queue is full the note is dropped (and logged),
+    /// so the session reading from the relay is never held up. Returns
+    /// whether it was queued.
+    pub fn record_refused(&self, note: &Refused) -> bool {
+        let rows = refusal::from_note(note, crate::clock::now_ms());
+        if rows.is_empty() {
+            return true;
+        }
+        let queued = self
+            .tx
+            .try_send(Job {
+                exchange: None,
+                refusals: rows,
+                done: None,
+                bytes: None,
+            })
+            .is_ok();
+        if !queued {
+            tracing::warn!(
+                count = note.count,
+                "history queue full or closed: a relay refusal note is not stored"
+            );
+        }
+        queued
+    }
+
     /// Queues an exchange and waits until it is committed.
     pub async fn record_durably(&self, exchange: Exchange) -> Result<(), String> {
         self.commit(Some(exchange)).await
@@ -267,6 +299,7 @@ impl StoreWriter {
         self.tx
             .send(Job {
                 exchange,
+                refusals: Vec::new(),
                 done: Some(done),
                 bytes,
             })
@@ -352,6 +385,7 @@ impl Kept {
 
 fn run(mut store: Store, mut rx: mpsc::Receiver<Job>, retention: Retention, mut kept: Kept) {
     let mut exchanges = Vec::with_capacity(MAX_BATCH);
+    let mut refusals = Vec::new();
     let mut waiters = Vec::new();
     let mut budget = Vec::with_capacity(MAX_BATCH);
     let mut added = (0u64, 0u64);
@@ -361,6 +395,7 @@ fn run(mut store: Store, mut rx: mpsc::Receiver<Job>, retention: Retention, mut 
         loop {
             while let Some(job) = next.take() {
                 exchanges.extend(job.exchange);
+                refusals.extend(job.refusals);
                 waiters.extend(job.done);
                 budget.extend(job.bytes);
                 if exchanges.len() < MAX_BATCH {
@@ -393,6 +428,12 @@ fn run(mut store: Store, mut rx: mpsc::Receiver<Job>, retention: Retention, mut 
             kept.bytes += added.1;
         }
         exchanges.clear();
+        if !refusals.is_empty() {
+            if let Err(e) = store.insert_refusals(&refusals) {
+                tracing::error!(error = %e, count = refusals.len(), "could not store relay refusals");
+            }
+            refusals.clear();
+        }
         // The bodies are written (or given up on) and dropped: room for more.
         budget.clear();
         // Answer before evicting: a durable delivery never waits on retention.
@@ -422,6 +463,44 @@ mod tests {
         let mut e = crate::export::fixtures::text_exchange();
         e.request_body = Bytes::from(vec![b'x'; body_len]);
         e
+    }
+
+    #[tokio::test]
+    async fn refusal_notes_are_stored_without_waiting_and_flushed() {
+        use hooktunnel_protocol::RefusedRequest;
+        let home = tempfile::tempdir().unwrap();
+        let db = home.path().join("history.db");
+        let writer = StoreWriter::spawn(db.clone()).unwrap();
+        let note = Refused {
+            count: 7,
+            examples: vec![RefusedRequest {
+                method: "POST".into(),
+                path: "/orders/1".into(),
+                status: 413,
+                reason: "body_too_large".into(),
+            }],
+        };
+        assert!(writer.record_refused(&note));
+        tokio::time::timeout(Duration::from_secs(30), writer.flush())
+            .await
+            .unwrap()
+            .unwrap();
+        let store = Store::open(&db).unwrap();
+        let now = crate::clock::now_ms();
+        let window = crate::stats::Window::new(now - 60_000, now + 1, 1);
+        let mut agg = crate::stats::Aggregator::new(window, &[crate::stats::Dimension::Path], 10);
+        store
+            .stats_scan(
+                window.since_ms,
+                window.until_ms,
+                &Default::default(),
+                &mut agg,
+            )
+            .unwrap();
+        let report = agg.finish();
+        assert_eq!(report.total.errors.relay_refused, 7);
+        assert_eq!(report.sections[0].rows[0].key, "POST /orders/:n");
+        assert_eq!(report.sections[0].rows[0].errors.relay_refused, 1);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -145,6 +145,22 @@ fn request_lines(ex: &Exchange, view: BodyView, theme: Theme, mask: bool) -> Vec
         ]));
     }
     push_headers(&mut out, &ex.request_headers, theme, mask);
+    if crate::websocket::is_websocket(ex) {
+        // Both directions' frames, as messages, in place of raw bodies.
+        for text in crate::websocket::describe(ex) {
+            let title = !text.starts_with(' ');
+            if title {
+                out.push(Line::default());
+            }
+            let style = if title {
+                theme.bold()
+            } else {
+                Style::default()
+            };
+            out.push(line(sanitize::escape(&text).into_owned(), style));
+        }
+        return out;
+    }
     let capture = Kept {
         truncated: ex.request_truncated.as_ref(),
         degraded: ex.capture_degraded,
@@ -194,19 +210,21 @@ fn response_lines(ex: &Exchange, view: BodyView, theme: Theme, mask: bool) -> Ve
     }
     if let Some(resp) = &ex.response {
         push_headers(&mut out, &resp.headers, theme, mask);
-        let capture = Kept {
-            truncated: resp.truncated.as_ref(),
-            degraded: ex.capture_degraded,
-        };
-        push_body(
-            &mut out,
-            &resp.headers,
-            &resp.body,
-            capture,
-            view,
-            &ex.id,
-            theme,
-        );
+        if !crate::websocket::is_websocket(ex) {
+            let capture = Kept {
+                truncated: resp.truncated.as_ref(),
+                degraded: ex.capture_degraded,
+            };
+            push_body(
+                &mut out,
+                &resp.headers,
+                &resp.body,
+                capture,
+                view,
+                &ex.id,
+                theme,
+            );
+        }
     }
     out
 }

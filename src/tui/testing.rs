@@ -41,6 +41,7 @@ pub(crate) fn stats_report(rows: usize) -> Box<crate::stats::Report> {
             sig_valid: None,
             queued: false,
             replay: false,
+            retried: false,
         });
     }
     Box::new(agg.finish())
@@ -126,6 +127,7 @@ pub(crate) fn ex(n: u64, method: &str, path: &str, status: Option<u16>) -> Excha
     Exchange {
         request_truncated: None,
         capture_degraded: false,
+        attempts: 1,
         id: Ulid::from_parts(T0 + n * 1000, u128::from(n) + 1),
         tunnel: "demo".into(),
         received_at_ms: T0 + n * 1000,

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 
 use super::service::{self, ReplaySpec, ServiceError};
 use super::{WebState, sse};
+use crate::cli::{StatsArgs, StatsBy};
 
 type AppState = Arc<WebState>;
 
@@ -38,6 +39,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/exchanges/{id}/replay"),
     ("get", "/api/v1/exchanges/{id}/curl"),
     ("get", "/api/v1/har"),
+    ("get", "/api/v1/stats"),
     ("get", "/api/v1/events"),
     ("get", "/api/v1/openapi.json"),
 ];
@@ -53,11 +55,13 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/exchanges/{id}/replay", post(replay))
         .route("/api/v1/exchanges/{id}/curl", get(curl))
         .route("/api/v1/har", get(har))
+        .route("/api/v1/stats", get(stats))
         .route("/api/v1/events", get(sse::events))
         .route("/api/v1/openapi.json", get(openapi))
 }
 
 /// An error as `{"error": message}` with a fitting status.
+#[derive(Debug)]
 pub struct ApiError(StatusCode, String);
 
 impl IntoResponse for ApiError {
@@ -263,4 +267,120 @@ async fn har(
         text,
     )
         .into_response())
+}
+
+/// Query parameters `GET /api/v1/stats` takes: `stats`' flags by name.
+const STATS_PARAMS: &str = "since, path, method, status, by, top, buckets";
+
+/// `stats`' flags with their defaults (parsed from an empty command line,
+/// so the API and the CLI cannot drift apart).
+#[derive(clap::Parser)]
+struct StatsDefaults {
+    #[command(flatten)]
+    args: StatsArgs,
+}
+
+/// `stats --json`'s arguments from a query string; anything unknown,
+/// repeated or malformed is a 400 that says what was wrong.
+fn stats_args(query: Option<&str>) -> Result<StatsArgs, ApiError> {
+    use clap::{Parser as _, ValueEnum as _};
+    let bad = |message: String| ApiError(StatusCode::BAD_REQUEST, message);
+    let mut args = StatsDefaults::try_parse_from(["stats"])
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .args;
+    args.json = true;
+    let mut seen: Vec<String> = Vec::new();
+    for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        if seen.iter().any(|k| *k == key) {
+            return Err(bad(format!("parameter `{key}` is given more than once")));
+        }
+        let value = value.into_owned();
+        match key.as_ref() {
+            "since" => args.since = value,
+            "path" => args.path = Some(value),
+            "method" => args.method = Some(value),
+            "status" => args.status = Some(value),
+            "by" => {
+                args.by = Some(StatsBy::from_str(&value, true).map_err(|_| {
+                    bad(format!(
+                        "bad by {value:?}: expected path, provider or event"
+                    ))
+                })?)
+            }
+            "top" => {
+                args.top = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .ok_or_else(|| bad(format!("bad top {value:?}: expected a number from 1")))?
+            }
+            "buckets" => {
+                args.buckets = value
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|n| (1..=240).contains(n))
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "bad buckets {value:?}: expected a number from 1 to 240"
+                        ))
+                    })?
+            }
+            other => {
+                return Err(bad(format!(
+                    "unknown parameter `{other}` (known: {STATS_PARAMS})"
+                )));
+            }
+        }
+        seen.push(key.into_owned());
+    }
+    Ok(args)
+}
+
+/// `stats --json` over the history: the same report, the same filters.
+async fn stats(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<crate::stats::Report>, ApiError> {
+    let args = stats_args(query.as_deref())?;
+    Ok(Json(service::stats(&state.db, args).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn message(query: &str) -> String {
+        match stats_args(Some(query)) {
+            Ok(args) => panic!("{query} parsed: {args:?}"),
+            Err(ApiError(status, message)) => {
+                assert_eq!(status, StatusCode::BAD_REQUEST, "{message}");
+                message
+            }
+        }
+    }
+
+    #[test]
+    fn stats_parameters_default_like_the_cli_and_reject_bad_input() {
+        let args = stats_args(None).unwrap();
+        assert_eq!(
+            (args.since.as_str(), args.top, args.buckets, args.by),
+            ("1h", 15, 30, None)
+        );
+        let args = stats_args(Some(
+            "since=10m&path=%2Forders%2F**&method=post&status=5xx&by=Provider&top=3&buckets=12",
+        ))
+        .unwrap();
+        assert_eq!(args.since, "10m");
+        assert_eq!(args.path.as_deref(), Some("/orders/**"));
+        assert_eq!(args.method.as_deref(), Some("post"));
+        assert_eq!(args.status.as_deref(), Some("5xx"));
+        assert_eq!(args.by, Some(StatsBy::Provider));
+        assert_eq!((args.top, args.buckets), (3, 12));
+        assert!(message("sinc=1h").contains("unknown parameter `sinc`"));
+        assert!(message("since=1h&since=2h").contains("more than once"));
+        assert!(message("by=host").contains("expected path, provider or event"));
+        assert!(message("top=0").contains("bad top"));
+        assert!(message("buckets=241").contains("bad buckets"));
+    }
 }

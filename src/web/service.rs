@@ -10,11 +10,14 @@ use bytes::Bytes;
 use serde::Deserialize;
 use ulid::Ulid;
 
+use crate::cli::StatsArgs;
 use crate::clock::now_ms;
+use crate::commands::stats::StatsError;
 use crate::exchange::{Exchange, ExchangeSummary, Header};
 use crate::filter::Filter;
 use crate::forward::Target;
 use crate::replay::{self, ReplayOptions, ReplayRequest};
+use crate::stats::Report;
 use crate::store::{Direction, Store, StoreError};
 
 use super::{WebEvent, WebState};
@@ -135,6 +138,20 @@ pub async fn get_many(db: &Path, ids: Vec<Ulid>) -> Result<Vec<Exchange>, Servic
         Ok(out)
     })
     .await
+}
+
+/// The stats report `args` ask for, as `stats --json` prints it; a window
+/// or filter that does not parse is a [`ServiceError::BadRequest`].
+pub async fn stats(db: &Path, args: StatsArgs) -> Result<Report, ServiceError> {
+    let db: PathBuf = db.to_owned();
+    tokio::task::spawn_blocking(move || {
+        crate::commands::stats::compute_at(&db, &args, now_ms()).map_err(|e| match e {
+            StatsError::BadInput(e) => ServiceError::BadRequest(e.to_string()),
+            StatsError::History(e) => ServiceError::Internal(e),
+        })
+    })
+    .await
+    .map_err(|e| ServiceError::Internal(e.into()))?
 }
 
 /// Deletes the history; returns how many exchanges went.

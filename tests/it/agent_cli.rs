@@ -20,13 +20,13 @@ use crate::support::{
 };
 
 /// A `listen` child with its ready event read.
-struct Listening {
+pub struct Listening {
     child: tokio::process::Child,
     ready: serde_json::Value,
 }
 
 impl Listening {
-    async fn start(home: &Path, args: &[&str]) -> Self {
+    pub async fn start(home: &Path, args: &[&str]) -> Self {
         let mut child = hooktunnel_cmd(home)
             .arg("listen")
             .args(args)
@@ -49,8 +49,19 @@ impl Listening {
         Self { child, ready }
     }
 
-    fn public_url(&self) -> String {
+    pub fn public_url(&self) -> String {
         self.ready["public_url"].as_str().unwrap().to_owned()
+    }
+
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap()
+    }
+
+    /// `kill -9`: no goodbye, no drain.
+    pub async fn kill9(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = bounded("listen to die", self.child.wait()).await;
     }
 
     /// Ctrl-C, as a user stops it; waits for a clean exit.
@@ -137,6 +148,7 @@ fn exchange(id: &str) -> Exchange {
     Exchange {
         request_truncated: None,
         capture_degraded: false,
+        attempts: 1,
         id: ulid::Ulid::from_string(id).unwrap(),
         tunnel: "t".into(),
         received_at_ms: 1_700_000_000_000,

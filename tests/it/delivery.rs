@@ -209,6 +209,7 @@ async fn an_id_already_stored_is_acked_but_not_forwarded_again() {
         .insert(&Exchange {
             request_truncated: None,
             capture_degraded: false,
+            attempts: 1,
             id,
             tunnel: String::new(),
             received_at_ms: 0,

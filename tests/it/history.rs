@@ -716,6 +716,7 @@ fn exchange(n: u8, body_len: usize) -> Exchange {
     Exchange {
         request_truncated: None,
         capture_degraded: false,
+        attempts: 1,
         id: hooktunnel_protocol::next_id(),
         tunnel: "t".into(),
         received_at_ms: hooktunnel::clock::now_ms(),

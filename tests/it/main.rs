@@ -18,6 +18,7 @@ mod security;
 mod sessions;
 mod signatures;
 mod stats;
+mod streaming;
 mod tui_tmux;
 mod web;
 mod web_browser;

@@ -94,11 +94,26 @@ async fn tunnel(config: RelayConfig) -> (LocalApp, Relay, Agent, tempfile::TempD
     (app, relay, agent, home)
 }
 
-/// A hand-driven agent: sees raw frames, answers what it likes.
+/// A hand-driven agent speaking protocol v2 itself: it serves the relay's
+/// HTTP/2 streams, hands each request to the test and answers what the
+/// test tells it, and can put arbitrary messages on its socket.
 struct RawAgent {
-    ws: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>,
     name: String,
+    requests: tokio::sync::mpsc::Receiver<(protocol::Request, RawReply)>,
+    waiting: std::collections::HashMap<ulid::Ulid, RawReply>,
+    out: tokio::sync::mpsc::Sender<Message>,
+    task: tokio::task::JoinHandle<()>,
 }
+
+impl Drop for RawAgent {
+    fn drop(&mut self) {
+        // Dropping the agent drops its socket, as a real agent's exit would.
+        self.task.abort();
+    }
+}
+
+/// Where a [`RawAgent`] answer for one stream goes.
+type RawReply = tokio::sync::oneshot::Sender<(u16, Vec<Header>, Bytes)>;
 
 impl RawAgent {
     async fn connect(relay: &Relay, name: &str) -> Self {
@@ -134,46 +149,121 @@ impl RawAgent {
             takeover: false,
         });
         ws.send(Message::Binary(hello.encode())).await.unwrap();
-        loop {
+        let name = loop {
             match bounded("welcome", ws.next()).await {
                 Some(Ok(Message::Binary(frame))) => match RelayMessage::decode(&frame).unwrap() {
-                    RelayMessage::Welcome(w) => {
-                        return Ok(Self { ws, name: w.name });
-                    }
+                    RelayMessage::Welcome(w) => break w.name,
                     RelayMessage::Error(e) => return Err(e.message),
                     other => panic!("unexpected {other:?}"),
                 },
                 Some(Ok(_)) => continue,
                 other => return Err(format!("closed: {other:?}")),
             }
-        }
+        };
+        let (requests_tx, requests) = tokio::sync::mpsc::channel(64);
+        let (out, mut out_rx) = tokio::sync::mpsc::channel::<Message>(256);
+        let out_h2 = out.clone();
+        let task = tokio::spawn(async move {
+            use hooktunnel_protocol::stream::{Inbound, classify, decode_meta, encode_meta};
+            let (mut sink, mut stream) = ws.split();
+            let (h2_io, pipe) = hooktunnel_relay::wire::stream_pipe();
+            let (pipe_out, mut pipe_in) = tokio::io::split(pipe);
+            let service =
+                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let requests_tx = requests_tx.clone();
+                    async move {
+                        let mut head: protocol::Request = decode_meta(req.headers()).unwrap();
+                        head.body = req.into_body().collect().await.unwrap().to_bytes();
+                        let id = head.id;
+                        let (tx, rx) = tokio::sync::oneshot::channel();
+                        let _ = requests_tx.send((head, tx)).await;
+                        let (status, headers, body) =
+                            rx.await.unwrap_or((599, vec![], Bytes::new()));
+                        let meta = Response {
+                            id,
+                            status,
+                            headers,
+                            body: Bytes::new(),
+                        };
+                        let mut answer = hyper::Response::new(Full::new(body));
+                        answer
+                            .headers_mut()
+                            .insert(protocol::stream::META_HEADER, encode_meta(&meta));
+                        Ok::<_, std::convert::Infallible>(answer)
+                    }
+                });
+            let conn =
+                hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(h2_io), service);
+            let writer = async {
+                while let Some(msg) = out_rx.recv().await {
+                    if sink.send(msg).await.is_err() {
+                        break;
+                    }
+                }
+            };
+            let reader = async {
+                while let Some(Ok(msg)) = stream.next().await {
+                    if let Message::Binary(frame) = msg
+                        && let Inbound::Stream(h2) = classify(frame)
+                        && hooktunnel_relay::wire::pump_in(&mut pipe_in, &h2)
+                            .await
+                            .is_err()
+                    {
+                        break;
+                    }
+                }
+            };
+            tokio::select! {
+                _ = conn => {}
+                _ = writer => {}
+                _ = reader => {}
+                _ = hooktunnel_relay::wire::pump_out(pipe_out, &out_h2) => {}
+            }
+        });
+        Ok(Self {
+            name,
+            requests,
+            waiting: std::collections::HashMap::new(),
+            out,
+            task,
+        })
     }
 
     fn url(&self, relay: &Relay) -> String {
         format!("{}/t/{}", relay.url, self.name)
     }
 
-    async fn next_request(&mut self) -> protocol::Request {
-        loop {
-            match bounded("a request frame", self.ws.next()).await {
-                Some(Ok(Message::Binary(frame))) => match RelayMessage::decode(&frame).unwrap() {
-                    RelayMessage::Request(r) => return r,
-                    _ => continue,
-                },
-                Some(Ok(_)) => continue,
-                other => panic!("agent socket ended: {other:?}"),
-            }
-        }
+    /// Puts any message on the agent's socket.
+    async fn send_raw(&self, message: Message) {
+        self.out.send(message).await.unwrap();
     }
 
+    async fn next_request(&mut self) -> protocol::Request {
+        let (request, reply) = bounded("a request stream", self.requests.recv())
+            .await
+            .expect("agent socket ended");
+        self.waiting.insert(request.id, reply);
+        request
+    }
+
+    /// Answers the stream of `id`; for an id this agent was never sent, a
+    /// protocol-v1 answer frame claiming it (which the relay must ignore).
     async fn answer(&mut self, id: ulid::Ulid, status: u16, headers: Vec<Header>, body: &str) {
-        let msg = AgentMessage::Response(Response {
-            id,
-            status,
-            headers,
-            body: Bytes::from(body.to_owned()),
-        });
-        self.ws.send(Message::Binary(msg.encode())).await.unwrap();
+        match self.waiting.remove(&id) {
+            Some(reply) => {
+                let _ = reply.send((status, headers, Bytes::from(body.to_owned())));
+            }
+            None => {
+                let msg = AgentMessage::Response(Response {
+                    id,
+                    status,
+                    headers,
+                    body: Bytes::from(body.to_owned()),
+                });
+                self.send_raw(Message::Binary(msg.encode())).await;
+            }
+        }
     }
 }
 
@@ -756,19 +846,15 @@ async fn garbage_and_oversized_frames_on_agent_sockets_leave_other_tunnels_servi
     // After the handshake, undecodable binary messages are ignored and the
     // tunnel keeps serving.
     let mut rogue = RawAgent::connect(&relay, "rogue-frames").await;
+    // (A first byte of 1 would mark HTTP/2 bytes: junk there ends only
+    // this agent's own stream connection, so these junk frames avoid it.)
     for i in 0..50u8 {
-        let junk: Vec<u8> = (0..(i as usize * 7)).map(|j| (j as u8) ^ i).collect();
-        rogue
-            .ws
-            .send(Message::Binary(Bytes::from(junk)))
-            .await
-            .unwrap();
+        let junk: Vec<u8> = (0..(i as usize * 7))
+            .map(|j| if j == 0 { 0 } else { (j as u8) ^ i })
+            .collect();
+        rogue.send_raw(Message::Binary(Bytes::from(junk))).await;
     }
-    rogue
-        .ws
-        .send(Message::Text("not a frame".into()))
-        .await
-        .unwrap();
+    rogue.send_raw(Message::Text("not a frame".into())).await;
     let later = send_later(format!("{}/after-junk", rogue.url(&relay)), vec![]);
     let r = rogue.next_request().await;
     rogue.answer(r.id, 202, vec![], "fine").await;

@@ -2,6 +2,8 @@
 //! latency and status the test controls, then `stats --json` from the real
 //! binary against the same history.
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::Request;
@@ -13,12 +15,14 @@ use crate::support::*;
 use hooktunnel::config::Paths;
 use hooktunnel::store::Store;
 use hooktunnel::verify::{self, Provider, SecretSpec};
+use hooktunnel_protocol::Mode;
 use hooktunnel_relay::RelayConfig;
 
 const STRIPE_SECRET: &str = "whsec_stats_test";
 const GITHUB_SECRET: &str = "gh_stats_test";
 
-/// A local app answering `?status=NNN` after `?ms=N` milliseconds.
+/// A local app answering `?status=NNN` after `?ms=N` milliseconds; with
+/// `?fail_first=1` it answers 503 the first time it sees that exact target.
 struct SlowApp {
     port: u16,
     cancel: CancellationToken,
@@ -28,22 +32,33 @@ impl SlowApp {
     async fn start() -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let app = axum::Router::new().fallback(|req: Request| async move {
-            let query = req.uri().query().unwrap_or_default().to_owned();
-            let param = |name: &str| {
-                query
-                    .split('&')
-                    .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
-                    .and_then(|v| v.parse::<u64>().ok())
-            };
-            if let Some(ms) = param("ms") {
-                tokio::time::sleep(Duration::from_millis(ms)).await;
+        let failed_once = Arc::new(Mutex::new(HashSet::new()));
+        let app = axum::Router::new().fallback(move |req: Request| {
+            let failed_once = failed_once.clone();
+            async move {
+                let query = req.uri().query().unwrap_or_default().to_owned();
+                let param = |name: &str| {
+                    query
+                        .split('&')
+                        .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+                        .and_then(|v| v.parse::<u64>().ok())
+                };
+                if let Some(ms) = param("ms") {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                }
+                let target = req.uri().to_string();
+                let first_time =
+                    param("fail_first") == Some(1) && failed_once.lock().unwrap().insert(target);
+                let status = if first_time {
+                    503
+                } else {
+                    param("status").unwrap_or(200) as u16
+                };
+                Response::builder()
+                    .status(status)
+                    .body(axum::body::Body::from("ok"))
+                    .unwrap()
             }
-            let status = param("status").unwrap_or(200) as u16;
-            Response::builder()
-                .status(status)
-                .body(axum::body::Body::from("ok"))
-                .unwrap()
         });
         let cancel = CancellationToken::new();
         let stop = cancel.clone();
@@ -123,15 +138,24 @@ fn assert_close(got: &Value, want: f64) {
 #[tokio::test(flavor = "multi_thread")]
 async fn stats_json_counts_a_known_mix_exactly() {
     let app = SlowApp::start().await;
-    let relay = Relay::start(RelayConfig::default()).await;
+    // Bodies over 1 KiB are refused by the relay (413) and noted to the agent.
+    let relay = Relay::start(RelayConfig {
+        max_body_bytes: 1024,
+        ..RelayConfig::default()
+    })
+    .await;
     let home = tempfile::tempdir().unwrap();
-    let mut s = settings(Some(&relay.url), &app.port.to_string(), home.path());
-    s.timeout = Duration::from_millis(800);
-    s.verify = vec![
-        SecretSpec::new(Provider::Stripe, STRIPE_SECRET),
-        SecretSpec::new(Provider::GitHub, GITHUB_SECRET),
-    ];
-    let mut agent = Agent::start(s).await;
+    let agent_settings = |mode: Mode| {
+        let mut s = settings(Some(&relay.url), &app.port.to_string(), home.path());
+        s.timeout = Duration::from_millis(800);
+        s.verify = vec![
+            SecretSpec::new(Provider::Stripe, STRIPE_SECRET),
+            SecretSpec::new(Provider::GitHub, GITHUB_SECRET),
+        ];
+        s.mode = mode;
+        s
+    };
+    let mut agent = Agent::start(agent_settings(Mode::Proxy)).await;
     let home_path = home.path();
 
     // 6 paid invoices on /orders/<n>, 20-60 ms, validly signed.
@@ -311,6 +335,78 @@ async fn stats_json_counts_a_known_mix_exactly() {
         !run.stdout.contains('\x1b'),
         "no colour when not a terminal"
     );
+    assert!(!run.stdout.contains("retried"), "{}", run.stdout);
+    assert!(!run.stdout.contains("relay refused"), "{}", run.stdout);
+
+    // Three bodies over the relay's limit: refused there, never forwarded.
+    for _ in 0..3 {
+        let answer = send(
+            &client(),
+            "POST",
+            &format!("{}/orders/999", agent.public_url),
+            &[],
+            vec![b'x'; 2048],
+        )
+        .await;
+        assert_eq!(answer.status, 413);
+    }
+    // The relay notes refusals once a second; the agent stores them.
+    bounded("the refusals in stats", async {
+        loop {
+            let run = hooktunnel_run(home_path, &["stats", "--json", "--since", "10m"]).await;
+            assert!(run.ok, "{run:?}");
+            let report: Value = serde_json::from_str(&run.stdout).unwrap();
+            if report["total"]["errors"]["relay_refused"] == 3 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+
+    // The same tunnel again in ack mode: durable deliveries, retried
+    // against a failing app. The app fails /flaky once, then answers 200.
+    agent.stop().await;
+    let mut agent = Agent::start(agent_settings(Mode::Ack)).await;
+    let flaky = post(
+        &mut agent,
+        home_path,
+        "/flaky?fail_first=1",
+        &[],
+        b"{}".to_vec(),
+    )
+    .await;
+    let stored = wait_stored(home_path, &flaky).await;
+    assert_eq!((stored.attempts, stored.status()), (2, Some(200)));
+    let run = hooktunnel_run(home_path, &["stats", "--json", "--since", "10m"]).await;
+    assert!(run.ok, "{run:?}");
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    let total = &report["total"];
+    assert_eq!(total["count"], 15, "refusals are not exchanges: {report:#}");
+    assert_eq!(total["ok"], 11);
+    assert_eq!(total["retried"], 1);
+    assert_eq!(total["errors"]["relay_refused"], 3);
+    let flaky_row = row(&report, "path", "POST /flaky");
+    assert_eq!(
+        (&flaky_row["count"], &flaky_row["retried"], &flaky_row["ok"]),
+        (&Value::from(1), &Value::from(1), &Value::from(1))
+    );
+    let orders = row(&report, "path", "POST /orders/:n");
+    assert_eq!(orders["count"], 8, "the refused ones are not exchanges");
+    assert_eq!(orders["errors"]["relay_refused"], 3);
+    assert_eq!(orders["retried"], 0);
+    // Filters apply to refusals: they were 413s.
+    let run = hooktunnel_run(
+        home_path,
+        &["stats", "--json", "--since", "10m", "--status", "413"],
+    )
+    .await;
+    let only_413: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(only_413["total"]["count"], 0);
+    assert_eq!(only_413["total"]["errors"]["relay_refused"], 3);
+    let run = hooktunnel_run(home_path, &["stats", "--since", "10m"]).await;
+    assert!(run.stdout.contains("retried 1"), "{}", run.stdout);
+    assert!(run.stdout.contains("relay refused 3"), "{}", run.stdout);
     agent.stop().await;
 }
 

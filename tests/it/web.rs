@@ -31,6 +31,7 @@ fn exchange(n: u64, path: &str, body: &str) -> Exchange {
     Exchange {
         request_truncated: None,
         capture_degraded: false,
+        attempts: 1,
         id: Ulid::from_parts(1_700_000_000_000 + n, u128::from(n)),
         tunnel: "quiet-fox".into(),
         received_at_ms: 1_700_000_000_000 + n,
@@ -594,6 +595,122 @@ async fn a_running_listen_serves_the_ngrok_api_and_replays() {
     )
     .await;
     assert_eq!(evil.status, 403);
+    cancel.cancel();
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn a_running_listen_serves_the_stats_report_of_the_cli() {
+    let app = crate::support::LocalApp::start().await;
+    let relay = crate::support::Relay::start(hooktunnel_relay::RelayConfig {
+        max_body_bytes: 1024,
+        ..hooktunnel_relay::RelayConfig::default()
+    })
+    .await;
+    let home = tempfile::tempdir().unwrap();
+    let settings = crate::support::settings(Some(&relay.url), &app.port().to_string(), home.path());
+    let mut agent = crate::support::Agent::start(settings).await;
+    let paths = hooktunnel::config::Paths::at(home.path());
+    let args = hooktunnel::cli::WebArgs {
+        web_addr: Some(web::WebAddr::At("127.0.0.1:0".parse().unwrap())),
+        web_token: None,
+    };
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let web = web::attach(
+        &mut agent.running,
+        &args,
+        &paths,
+        Vec::new(),
+        cancel.clone(),
+    )
+    .await
+    .unwrap()
+    .expect("web started");
+    let base = format!("http://{}", web.addr);
+    let http = client();
+    let stats = |query: &str| {
+        let url = format!("{base}/api/v1/stats{query}");
+        let http = http.clone();
+        async move {
+            let answer = send(&http, "GET", &url, &[], "").await;
+            let body: Value = serde_json::from_slice(&answer.body)
+                .unwrap_or_else(|e| panic!("{url}: not JSON ({e}): {:?}", answer.body));
+            (answer.status, body)
+        }
+    };
+
+    for path in ["/hooks/1", "/hooks/2", "/status/500"] {
+        crate::support::capture(&mut agent, home.path(), "POST", path, &[], "{}").await;
+    }
+    // Refused by the relay (413) and noted to the agent about a second later.
+    let big = send(
+        &http,
+        "POST",
+        &format!("{}/hooks/3", agent.public_url),
+        &[],
+        vec![b'x'; 2048],
+    )
+    .await;
+    assert_eq!(big.status, 413);
+    let report = bounded("the refusal in /api/v1/stats", async {
+        loop {
+            let (status, report) = stats("?since=10m").await;
+            assert_eq!(status, StatusCode::OK, "{report}");
+            if report["total"]["errors"]["relay_refused"] == 1 {
+                return report;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert_eq!(report["total"]["count"], 3);
+    assert_eq!(report["total"]["errors"]["app_5xx"], 1);
+    let hooks = report["sections"][0]["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["key"] == "POST /hooks/:n")
+        .unwrap_or_else(|| panic!("{report:#}"));
+    assert_eq!(hooks["count"], 2);
+    assert_eq!(hooks["errors"]["relay_refused"], 1);
+
+    // The same report as `stats --json` (only the window moves with the clock).
+    let run =
+        crate::support::hooktunnel_run(home.path(), &["stats", "--json", "--since", "10m"]).await;
+    assert!(run.ok, "{run:?}");
+    let cli: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(cli["total"], report["total"]);
+    assert_eq!(cli["sections"], report["sections"]);
+    assert_eq!(cli["window"]["buckets"], report["window"]["buckets"]);
+
+    // The same filters.
+    let (status, narrowed) =
+        stats("?since=10m&method=post&path=/status/*&status=5xx&by=path").await;
+    assert_eq!(status, StatusCode::OK, "{narrowed}");
+    assert_eq!(narrowed["total"]["count"], 1);
+    assert_eq!(narrowed["total"]["errors"]["relay_refused"], 0);
+    assert_eq!(narrowed["sections"].as_array().unwrap().len(), 1);
+    let (_, refused_only) = stats("?since=10m&status=413").await;
+    assert_eq!(refused_only["total"]["count"], 0);
+    assert_eq!(refused_only["total"]["errors"]["relay_refused"], 1);
+
+    // Bad input: 400 and a message that says what is wrong.
+    for (query, says) in [
+        ("?since=ten", "bad since \"ten\""),
+        ("?status=7xx", "not an HTTP status"),
+        ("?status=abc", "bad status \"abc\""),
+        ("?method=P%20T", "bad method"),
+        ("?path=%5B", "bad path glob"),
+        ("?by=host", "expected path, provider or event"),
+        ("?buckets=0", "bad buckets"),
+        ("?sinse=1h", "unknown parameter `sinse`"),
+        ("?since=1h&since=2h", "more than once"),
+    ] {
+        let (status, body) = stats(query).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+        let message = body["error"].as_str().unwrap_or_default();
+        assert!(message.contains(says), "{query}: {message}");
+    }
     cancel.cancel();
     agent.stop().await;
 }

@@ -84,6 +84,189 @@ pub async fn read_body(
     Ok(buf.freeze())
 }
 
+/// How a streamed body was cut; the relay's answer to its sender.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cut {
+    /// Past the size limit (413).
+    TooLarge(usize),
+    /// Slower than the minimum rate (408).
+    TooSlow(u64),
+    /// Nothing arrived for the body timeout (408).
+    Idle(Duration),
+    /// The sender's connection failed or its chunked framing was bad (400).
+    Broken,
+}
+
+impl From<Cut> for RelayError {
+    fn from(cut: Cut) -> Self {
+        match cut {
+            Cut::TooLarge(max) => RelayError::BodyTooLarge(max),
+            Cut::TooSlow(rate) => RelayError::BodyTooSlow(rate),
+            Cut::Idle(timeout) => RelayError::BodyTimeout(timeout),
+            Cut::Broken => RelayError::BadBody,
+        }
+    }
+}
+
+impl std::fmt::Display for Cut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", RelayError::from(*self))
+    }
+}
+
+impl std::error::Error for Cut {}
+
+/// Where a [`Streamed`] body records how it ended, for the handler that
+/// answers the sender: why it was cut, or when it was complete.
+#[derive(Clone, Debug, Default)]
+pub struct Verdict(std::sync::Arc<std::sync::Mutex<Outcome>>);
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Outcome {
+    cut: Option<Cut>,
+    ended: Option<Instant>,
+}
+
+impl Verdict {
+    /// A verdict for a request with no body to stream (an upgrade): ended now.
+    pub fn ended_now() -> Self {
+        let verdict = Self::default();
+        verdict.lock().ended = Some(Instant::now());
+        verdict
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Outcome> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Why the body was cut, if it was.
+    pub fn cut(&self) -> Option<Cut> {
+        self.lock().cut
+    }
+
+    /// How long ago the body arrived in full; `None` while it streams.
+    pub fn ended_for(&self) -> Option<Duration> {
+        self.lock().ended.map(|at| at.elapsed())
+    }
+
+    fn set(&self, cut: Cut) {
+        self.lock().cut = Some(cut);
+    }
+
+    fn complete(&self) {
+        self.lock().ended.get_or_insert_with(Instant::now);
+    }
+}
+
+/// A sender's body passed on as it arrives, under the same limits as
+/// [`read_body`]: past `max` bytes or below the minimum rate it fails (and
+/// says why in its [`Verdict`]) instead of being held. For a streamed body
+/// the total-time limit becomes an idle limit: a large upload may take as
+/// long as it needs while it keeps the minimum rate.
+pub struct Streamed {
+    inner: Body,
+    limits: BodyLimits,
+    start: Instant,
+    received: usize,
+    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+    slow: bool,
+    verdict: Verdict,
+    ended: bool,
+}
+
+impl Streamed {
+    /// Wraps `inner`; `verdict` learns why it was cut.
+    pub fn new(inner: Body, limits: BodyLimits, verdict: Verdict) -> Self {
+        use hyper::body::Body as _;
+        if inner.is_end_stream() {
+            verdict.complete();
+        }
+        let start = Instant::now();
+        let mut body = Self {
+            inner,
+            limits,
+            start,
+            received: 0,
+            timer: Box::pin(tokio::time::sleep_until(start + limits.timeout)),
+            slow: false,
+            verdict,
+            ended: false,
+        };
+        body.rearm();
+        body
+    }
+
+    /// The next deadline: idle for the body timeout, or behind the minimum rate.
+    fn rearm(&mut self) {
+        let idle = Instant::now() + self.limits.timeout;
+        let (deadline, slow) = match rate_deadline(self.start, self.received, &self.limits) {
+            Some(d) if d < idle => (d, true),
+            _ => (idle, false),
+        };
+        self.slow = slow;
+        self.timer.as_mut().reset(deadline);
+    }
+
+    fn cut(&mut self, cut: Cut) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Cut>>> {
+        self.ended = true;
+        self.verdict.set(cut);
+        std::task::Poll::Ready(Some(Err(cut)))
+    }
+}
+
+impl hyper::body::Body for Streamed {
+    type Data = Bytes;
+    type Error = Cut;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Cut>>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        match std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.received = this.received.saturating_add(data.len());
+                    if this.received > this.limits.max {
+                        return this.cut(Cut::TooLarge(this.limits.max));
+                    }
+                    this.rearm();
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(_))) => this.cut(Cut::Broken),
+            Poll::Ready(None) => {
+                this.ended = true;
+                this.verdict.complete();
+                Poll::Ready(None)
+            }
+            Poll::Pending => match this.timer.as_mut().poll(cx) {
+                Poll::Ready(()) if this.slow => this.cut(Cut::TooSlow(this.limits.min_rate)),
+                Poll::Ready(()) => this.cut(Cut::Idle(this.limits.timeout)),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        // hyper may stop polling a body that says it is done, so the verdict
+        // learns here too that nothing more comes.
+        let done = self.ended || self.inner.is_end_stream();
+        if done && self.verdict.cut().is_none() {
+            self.verdict.complete();
+        }
+        done
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,13 +24,14 @@ use crate::config::{HANDSHAKE_TIMEOUT, MAX_HELLO_BYTES};
 use crate::durable::{self, Claim};
 use crate::error::RelayError;
 use crate::name;
+use crate::protocol::stream::{Inbound, classify};
 use crate::protocol::{
-    AgentMessage, ErrorCode, ErrorMessage, Hello, MAX_HEADER_BYTES, MAX_RESPONSE_BYTES,
-    PING_INTERVAL, PROTOCOL_VERSION, RelayMessage, Release, Welcome,
+    AgentMessage, ErrorCode, ErrorMessage, Hello, MAX_HEADER_BYTES, PING_INTERVAL,
+    PROTOCOL_VERSION, RelayMessage, Release, Welcome,
 };
 use crate::session::{self, Claimant};
 use crate::state::{AppState, RegisterError, Tunnel};
-use crate::wire::write_batched;
+use crate::wire::{pump_in, write_batched};
 
 type WebSocket = WebSocketStream<Budgeted<TokioIo<hyper::upgrade::Upgraded>>>;
 
@@ -74,7 +75,9 @@ pub async fn connect(
             inner: TokioIo::new(upgraded),
             budget: budget.clone(),
         };
-        let max_message = MAX_RESPONSE_BYTES + MAX_HEADER_BYTES + 4;
+        // Responses stream as HTTP/2 in small messages; only control frames
+        // (acks, notes) travel whole, and none comes near this.
+        let max_message = MAX_HEADER_BYTES + 4 + crate::protocol::stream::MAX_STREAM_CHUNK;
         let config = WebSocketConfig::default()
             .read_buffer_size(READ_BUFFER_BYTES)
             .max_message_size(Some(max_message))
@@ -172,10 +175,17 @@ async fn read_hello(socket: &mut WebSocket) -> Result<First, (ErrorCode, String)
         Ok(AgentMessage::Release(release)) => Ok(First::Release(release)),
         Ok(AgentMessage::Hello(hello)) => Err((
             ErrorCode::UnsupportedVersion,
-            format!(
-                "agent speaks protocol {} but this relay speaks {PROTOCOL_VERSION}; upgrade the older side",
-                hello.version
-            ),
+            if hello.version < PROTOCOL_VERSION {
+                format!(
+                    "this hooktunnel is too old for this relay: it speaks protocol {} and the relay speaks {PROTOCOL_VERSION} (streaming); upgrade hooktunnel",
+                    hello.version
+                )
+            } else {
+                format!(
+                    "this relay is older than your hooktunnel: the relay speaks protocol {PROTOCOL_VERSION} and hooktunnel {}; upgrade the relay (hooktunnel-relay) or use an older hooktunnel",
+                    hello.version
+                )
+            },
         )),
         Ok(_) => Err((
             ErrorCode::BadHandshake,
@@ -225,11 +235,29 @@ async fn session(mut socket: WebSocket, state: Arc<AppState>, budget: Budget) {
         }
     };
     budget.lift();
+    // Protocol v2: live requests are HTTP/2 streams over this socket.
+    let (h2_io, pipe) = crate::wire::stream_pipe();
+    let (streams, driver) = match crate::streams::connect(h2_io).await {
+        Ok(started) => started,
+        Err(e) => {
+            tracing::error!(tunnel = %name, error = %e, "cannot start the stream connection");
+            state.unregister(&tunnel);
+            return;
+        }
+    };
+    let _ = tunnel.streams.set(streams);
     let welcome = RelayMessage::Welcome(Welcome {
         version: PROTOCOL_VERSION,
         name: name.clone(),
         public_urls: state.public_urls(&name),
         mode: hello.mode,
+        max_body_bytes: Some(state.config.max_body_bytes as u64),
+        max_queued_bytes: Some(
+            state
+                .config
+                .queue_max_entry
+                .min(state.config.max_body_bytes) as u64,
+        ),
     });
     if send(&mut socket, &welcome).await {
         tracing::info!(tunnel = %name, mode = ?hello.mode, host = ?tunnel.host, "agent connected");
@@ -243,8 +271,9 @@ async fn session(mut socket: WebSocket, state: Arc<AppState>, budget: Budget) {
             }
         };
         tokio::select! {
-            () = pump(socket, &state, &tunnel, outbound, stop) => {}
+            () = pump(socket, &state, &tunnel, outbound, pipe, stop) => {}
             () = deliver_queue(&state, &tunnel) => {}
+            () = driver => {}
         }
         tracing::info!(tunnel = %name, "agent disconnected");
     }
@@ -413,10 +442,17 @@ async fn pump(
     state: &AppState,
     tunnel: &Tunnel,
     mut outbound: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+    pipe: tokio::io::DuplexStream,
     stop: impl std::future::Future<Output = Stop>,
 ) {
     let (mut sink, mut stream) = socket.split();
+    let (pipe_out, mut pipe_in) = tokio::io::split(pipe);
     let stopped = {
+        let streams_out = async {
+            if let Err(e) = crate::wire::pump_out(pipe_out, &tunnel.outbound).await {
+                tracing::debug!(tunnel = %tunnel.name, error = %e, "stream pipe closed");
+            }
+        };
         let writer = async {
             if let Err(e) = write_batched(&mut sink, &mut outbound, PING_INTERVAL).await {
                 tracing::debug!(tunnel = %tunnel.name, error = %e, "agent socket write failed");
@@ -436,12 +472,23 @@ async fn pump(
                 };
                 last_seen = tokio::time::Instant::now();
                 tunnel.heard_from();
-                match msg {
-                    Message::Binary(frame) => match AgentMessage::decode_bytes(&frame) {
-                        Ok(AgentMessage::Response(response)) => {
-                            if !tunnel.complete(response) {
-                                tracing::debug!(tunnel = %tunnel.name, "answer for an unknown or expired request ignored");
+                let frame = match msg {
+                    Message::Binary(frame) => match classify(frame) {
+                        Inbound::Stream(h2) => {
+                            if pump_in(&mut pipe_in, &h2).await.is_err() {
+                                break;
                             }
+                            continue;
+                        }
+                        Inbound::Control(frame) => frame,
+                    },
+                    Message::Close(_) => break,
+                    _ => continue,
+                };
+                {
+                    match AgentMessage::decode_bytes(&frame) {
+                        Ok(AgentMessage::Response(_)) => {
+                            tracing::debug!(tunnel = %tunnel.name, "a v1 response frame on a v2 session ignored");
                         }
                         Ok(AgentMessage::Ack(ack)) => {
                             match state.durable.ack(&tunnel.name, ack.id).await {
@@ -465,15 +512,14 @@ async fn pump(
                         Err(e) => {
                             tracing::warn!(tunnel = %tunnel.name, error = ?e, "malformed frame from agent ignored")
                         }
-                    },
-                    Message::Close(_) => break,
-                    _ => {}
+                    }
                 }
             }
         };
         tokio::select! {
             () = writer => None,
             () = reader => None,
+            () = streams_out => None,
             why = stop => Some(why),
         }
     };

@@ -4,23 +4,24 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Extension, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse as _, Response};
 use bytes::Bytes;
-use ulid::Ulid;
 
 use super::ConnInfo;
-use super::body::{BodyLimits, declared_length, read_body};
+use super::body::{BodyLimits, Streamed, Verdict, declared_length, read_body};
+use super::live::{Hold, forward_live};
 use std::sync::atomic::Ordering;
 
 use crate::durable::{Enqueue, EnqueueError};
 use crate::error::RelayError;
 use crate::forwarded::{self, Seen};
 use crate::limit;
+use crate::memory::LIVE_STREAM_BYTES;
 use crate::metrics;
 use crate::name::{self, NameError};
 use crate::protocol::{self, Mode, RelayMessage, Request, now_ms};
-use crate::state::{AppState, SlotRefused, Tunnel, Waiting};
+use crate::state::{AppState, SlotRefused, Tunnel};
 
 /// Where a public request is headed.
 #[derive(Debug, PartialEq, Eq)]
@@ -145,6 +146,8 @@ fn tell_agent(
     if !matches!(
         refused,
         RelayError::BodyTooLarge(_)
+            | RelayError::QueuedBodyTooLarge(_)
+            | RelayError::RelayBusy(_)
             | RelayError::BadBody
             | RelayError::BodyTimeout(_)
             | RelayError::RateLimited { .. }
@@ -174,6 +177,9 @@ async fn capture(
     req: axum::extract::Request,
     seen: &mut Option<(String, bool)>,
 ) -> Result<Response, RelayError> {
+    let mut req = req;
+    let upgrade =
+        upgrade_of(req.headers()).map(|protocol| (protocol, hyper::upgrade::on(&mut req)));
     let (parts, body) = req.into_parts();
     let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let host = request_host(&parts.uri, &parts.headers);
@@ -211,7 +217,7 @@ async fn capture(
         conn.peer.ip(),
         state.config.trust_proxy,
     ));
-    let _slot = match &live {
+    let slot = match &live {
         Some(tunnel) if !needs_queue => {
             let max = state.config.max_in_flight_per_tunnel;
             let per_client = state.config.max_in_flight_per_ip.unwrap_or(max);
@@ -249,23 +255,13 @@ async fn capture(
         }
         limits.max = queued_max;
     }
-    let body = match read_body(limits, &parts.headers, body).await {
-        Err(RelayError::BodyTooLarge(_)) if needs_queue && limits.max == queued_max => {
-            return Err(RelayError::QueuedBodyTooLarge(queued_max));
-        }
-        Err(e @ RelayError::BodyTooSlow(_)) => {
-            state.metrics.body_too_slow.fetch_add(1, Ordering::Relaxed);
-            return Err(e);
-        }
-        read => read?,
-    };
     state.metrics.requests.fetch_add(1, Ordering::Relaxed);
     let scheme = if conn.tls || state.base_url.starts_with("https://") {
         "https"
     } else {
         "http"
     };
-    let headers = forwarded::request_headers(
+    let mut headers = forwarded::request_headers(
         &parts.headers,
         Seen {
             peer: conn.peer.ip(),
@@ -278,10 +274,17 @@ async fn capture(
         Some(host) => format!("{scheme}://{host}{path_and_query}"),
         None => format!("{}{path_and_query}", state.base_url),
     };
-    let id = protocol::next_id();
-    let head = parts.method == axum::http::Method::HEAD;
-    let request = Request {
-        id,
+    let (upgrade, on_upgrade) = match upgrade {
+        // Upgrades are live only: a queued request has no connection to switch.
+        Some((protocol, on_upgrade)) if live.is_some() && !needs_queue => {
+            headers.push(protocol::Header::new("connection", "upgrade"));
+            headers.push(protocol::Header::new("upgrade", protocol.as_bytes()));
+            (true, Some(on_upgrade))
+        }
+        _ => (false, None),
+    };
+    let mut request = Request {
+        id: protocol::next_id(),
         method: parts.method.as_str().to_owned(),
         target: route.target,
         headers,
@@ -290,62 +293,92 @@ async fn capture(
         public_url: Some(public_url),
         queued: live.is_none(),
         needs_ack: needs_queue,
-        body,
+        body: Bytes::new(),
     };
     match live {
-        Some(tunnel) if !needs_queue => forward_live(state, &tunnel, request, head).await,
-        live => queue(state, &route.name, client, live.as_deref(), request).await,
-    }
-}
-
-/// A request waiting for its agent's answer: counted in the relay's
-/// in-flight total and registered with the tunnel until dropped, which also
-/// happens when the sender disconnects and its future is dropped mid-await.
-struct Awaiting<'a> {
-    _counted: Waiting<'a>,
-    tunnel: &'a Tunnel,
-    id: Ulid,
-}
-
-impl Drop for Awaiting<'_> {
-    fn drop(&mut self) {
-        self.tunnel.forget(&self.id);
-    }
-}
-
-/// Proxy mode: hand the request to the agent and wait for the local app's answer.
-async fn forward_live(
-    state: &AppState,
-    tunnel: &Tunnel,
-    request: Request,
-    head: bool,
-) -> Result<Response, RelayError> {
-    let id = request.id;
-    let answer = tunnel.expect(id);
-    let _awaiting = Awaiting {
-        _counted: state.begin_waiting(),
-        tunnel,
-        id,
-    };
-    let frame = RelayMessage::Request(request).encode();
-    if tunnel.outbound.send(frame).await.is_err() {
-        return Err(RelayError::AgentDisconnected);
-    }
-    match tokio::time::timeout(state.config.response_timeout, answer).await {
-        Ok(Ok(response)) => match protocol::check_response(&response, head) {
-            Ok(()) => Ok(to_http(response, head)),
-            Err(violation) => {
-                state
-                    .metrics
-                    .protocol_errors
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(tunnel = %tunnel.name, %id, %violation, "agent answer breaks the protocol");
-                Err(RelayError::ProtocolError(violation.to_string()))
+        Some(tunnel) if !needs_queue => {
+            if declared_length(&parts.headers).is_some_and(|n| n > limits.max as u64) {
+                // Refused before reading, so `Expect: 100-continue` senders never send it.
+                return Err(RelayError::BodyTooLarge(limits.max));
             }
-        },
-        Ok(Err(_)) => Err(RelayError::AgentDisconnected),
-        Err(_) => Err(RelayError::AgentTimeout),
+            let Some(reservation) = state.memory.try_reserve(LIVE_STREAM_BYTES) else {
+                state.metrics.relay_busy.fetch_add(1, Ordering::Relaxed);
+                return Err(RelayError::RelayBusy(state.memory.limit()));
+            };
+            let verdict = if upgrade {
+                Verdict::ended_now()
+            } else {
+                Verdict::default()
+            };
+            let body = if upgrade {
+                None
+            } else {
+                Some(axum::body::Body::new(Streamed::new(
+                    body,
+                    limits,
+                    verdict.clone(),
+                )))
+            };
+            let hold = Hold {
+                _slot: slot,
+                _reservation: reservation,
+                _counted: state.begin_waiting(),
+            };
+            let result = forward_live(
+                state,
+                &tunnel,
+                request,
+                body,
+                on_upgrade,
+                verdict.clone(),
+                hold,
+            )
+            .await;
+            if let Err(RelayError::BodyTooSlow(_)) = &result {
+                state.metrics.body_too_slow.fetch_add(1, Ordering::Relaxed);
+            }
+            result
+        }
+        live => {
+            let reserve = declared_length(&parts.headers)
+                .unwrap_or(limits.max as u64)
+                .min(limits.max as u64);
+            let Some(_reservation) = state.memory.try_reserve(reserve) else {
+                state.metrics.relay_busy.fetch_add(1, Ordering::Relaxed);
+                return Err(RelayError::RelayBusy(state.memory.limit()));
+            };
+            request.body = match read_body(limits, &parts.headers, body).await {
+                Err(RelayError::BodyTooLarge(_)) if needs_queue && limits.max == queued_max => {
+                    return Err(RelayError::QueuedBodyTooLarge(queued_max));
+                }
+                Err(e @ RelayError::BodyTooSlow(_)) => {
+                    state.metrics.body_too_slow.fetch_add(1, Ordering::Relaxed);
+                    return Err(e);
+                }
+                read => read?,
+            };
+            queue(state, &route.name, client, live.as_deref(), request).await
+        }
     }
+}
+
+/// The protocol a request asks to switch to (`Upgrade` plus `Connection: upgrade`).
+fn upgrade_of(headers: &HeaderMap) -> Option<String> {
+    let connection_says = headers
+        .get_all(axum::http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    if !connection_says {
+        return None;
+    }
+    let value = headers
+        .get(axum::http::header::UPGRADE)?
+        .to_str()
+        .ok()?
+        .trim();
+    (!value.is_empty()).then(|| value.to_owned())
 }
 
 /// Offline or ack mode: store durably (fsync'd), then answer 2xx naming the id.
@@ -406,36 +439,6 @@ async fn queue(
         response.headers_mut().insert("x-hooktunnel-id", value);
     }
     Ok(response)
-}
-
-/// The sender's response from a checked answer. `204` and `304` never
-/// carry a body or a `Content-Length` (RFC 9110 §8.6, §15.3.5, §15.4.5);
-/// a `HEAD` answer keeps the app's `Content-Length` and no body.
-fn to_http(answer: protocol::Response, head: bool) -> Response {
-    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
-    let bodyless = matches!(answer.status, 204 | 304);
-    let body = if bodyless || head {
-        Body::empty()
-    } else {
-        Body::from(Bytes::clone(&answer.body))
-    };
-    let mut response = Response::new(body);
-    *response.status_mut() = status;
-    // Only a HEAD answer keeps the app's length (of the body GET would get).
-    let keep_length = head && !bodyless;
-    let headers = response.headers_mut();
-    for h in protocol::strip_hop_by_hop(&answer.headers) {
-        if h.name.eq_ignore_ascii_case("content-length") && !keep_length {
-            continue;
-        }
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(h.name.as_bytes()),
-            HeaderValue::from_bytes(&h.value),
-        ) {
-            headers.append(name, value);
-        }
-    }
-    response
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ mod budget;
 mod connect;
 mod guard;
 pub mod ingress;
+mod live;
 mod release;
 
 use std::net::SocketAddr;
@@ -101,7 +102,9 @@ async fn metrics(State(state): State<Arc<AppState>>) -> String {
          # TYPE hooktunnel_body_too_slow_total counter\nhooktunnel_body_too_slow_total {}\n\
          # TYPE hooktunnel_conns_refused_total counter\nhooktunnel_conns_refused_total {}\n\
          # TYPE hooktunnel_accept_errors_total counter\nhooktunnel_accept_errors_total {}\n\
-         # TYPE hooktunnel_protocol_errors_total counter\nhooktunnel_protocol_errors_total {}\n",
+         # TYPE hooktunnel_protocol_errors_total counter\nhooktunnel_protocol_errors_total {}\n\
+         # TYPE hooktunnel_relay_busy_total counter\nhooktunnel_relay_busy_total {}\n\
+         # TYPE hooktunnel_memory_reserved_bytes gauge\nhooktunnel_memory_reserved_bytes {}\n",
         state.tunnel_count(),
         m.requests.load(Relaxed),
         m.queued.load(Relaxed),
@@ -115,6 +118,8 @@ async fn metrics(State(state): State<Arc<AppState>>) -> String {
         m.conns_refused.load(Relaxed),
         m.accept_errors.load(Relaxed),
         m.protocol_errors.load(Relaxed),
+        m.relay_busy.load(Relaxed),
+        state.memory.used(),
     ) + &m.tunnels.render()
 }
 

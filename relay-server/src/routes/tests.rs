@@ -201,32 +201,63 @@ async fn a_busy_tunnel_answers_503_with_retry_after() {
 #[tokio::test]
 async fn a_sender_that_disconnects_leaves_nothing_in_flight() {
     let state = state(RelayConfig::default()).await;
-    let (tunnel, mut outbound) = state.register("demo", Mode::Proxy, None).unwrap();
+    let (tunnel, _outbound) = state.register("demo", Mode::Proxy, None).unwrap();
+    // An agent end that takes streams and never answers them.
+    let (relay_io, agent_io) = tokio::io::duplex(64 * 1024);
+    let (streams, driver) = crate::streams::connect(relay_io).await.unwrap();
+    tokio::spawn(driver);
+    tunnel.streams.set(streams).unwrap();
+    let (seen_tx, mut seen) = tokio::sync::mpsc::channel::<crate::protocol::Request>(1);
+    tokio::spawn(async move {
+        let service =
+            hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let seen_tx = seen_tx.clone();
+                async move {
+                    let head = crate::protocol::stream::decode_meta(req.headers()).unwrap();
+                    let _ = seen_tx.send(head).await;
+                    std::future::pending::<Result<hyper::Response<Body>, std::convert::Infallible>>(
+                    )
+                    .await
+                }
+            });
+        let _ = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .serve_connection(hyper_util::rt::TokioIo::new(agent_io), service)
+            .await;
+    });
     let waiting = tokio::spawn({
         let state = state.clone();
         async move { call(&state, get("/t/demo/hook")).await }
     });
-    // The request reached the agent's socket writer: it now waits for an answer.
-    let frame = bounded(outbound.recv()).await.unwrap();
-    let RelayMessage::Request(request) = RelayMessage::decode(&frame).unwrap() else {
-        panic!("expected a request frame");
-    };
+    // The request reached the agent as a stream: it now waits for an answer.
+    let request = bounded(seen.recv()).await.unwrap();
     assert_eq!(request.target, "/hook");
     assert_eq!(state.in_flight.load(Ordering::SeqCst), 1);
     assert_eq!(tunnel.in_flight.load(Ordering::SeqCst), 1);
+    assert!(
+        state.memory.used() > 0,
+        "the stream holds its share of the budget"
+    );
     // The sender goes away: its request future is dropped mid-await.
     waiting.abort();
     assert!(bounded(waiting).await.unwrap_err().is_cancelled());
     assert_eq!(state.in_flight.load(Ordering::SeqCst), 0);
     assert_eq!(tunnel.in_flight.load(Ordering::SeqCst), 0);
-    // Nobody waits for the answer any more, so a late one is ignored.
-    let late = crate::protocol::Response {
-        id: request.id,
-        status: 200,
-        headers: Vec::new(),
-        body: bytes::Bytes::new(),
-    };
-    assert!(!tunnel.complete(late), "the waiter was forgotten");
+    assert_eq!(state.memory.used(), 0, "the budget is returned");
+}
+
+#[tokio::test]
+async fn past_the_memory_budget_requests_get_503_with_retry_after() {
+    let state = state(RelayConfig {
+        memory_budget: 1024,
+        ..RelayConfig::default()
+    })
+    .await;
+    let (_tunnel, _outbound) = state.register("demo", Mode::Proxy, None).unwrap();
+    let response = call(&state, get("/t/demo/hook")).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(code(&response), Some(HttpErrorCode::RelayBusy));
+    assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+    assert!(text(response).await.contains("--memory-budget"));
 }
 
 #[tokio::test]

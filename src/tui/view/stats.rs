@@ -31,7 +31,7 @@ pub(super) fn render_stats(app: &App, view: &StatsView, frame: &mut Frame<'_>, a
     }
     match &view.report {
         None => lines.push(Line::styled(" computing…", t.dim())),
-        Some(r) if r.total.count == 0 => lines.push(Line::styled(
+        Some(r) if r.is_empty() => lines.push(Line::styled(
             " No requests in the last 1h: stats fill in as webhooks arrive.",
             t.dim(),
         )),
@@ -92,5 +92,41 @@ mod tests {
         assert_eq!(report.total.count, stored);
         app.handle(Event::Stats(Ok(Box::new(report))));
         insta::assert_snapshot!("stats", screen(&app));
+    }
+
+    /// A window whose only traffic the relay refused still shows a table,
+    /// with the refusals on the path the relay named.
+    #[test]
+    fn relay_refusals_alone_show_in_the_stats_view() {
+        let rows = history();
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("history.sqlite3")).unwrap();
+        let mut app = sample_app(Mode::Inspect, &rows, 140, 30);
+        let Some(Effect::LoadStats { now_ms }) = app.handle(ch('s')) else {
+            panic!("no stats load")
+        };
+        store
+            .insert_refusals(&[crate::stats::Refusal {
+                received_at_ms: now_ms - 1_000,
+                method: Some("POST".into()),
+                path: Some("/orders/42".into()),
+                status: Some(413),
+                reason: Some("body_too_large".into()),
+                count: 4,
+            }])
+            .unwrap();
+        let report = stats_report(&store, now_ms).unwrap();
+        app.handle(Event::Stats(Ok(Box::new(report))));
+        let shown = screen(&app);
+        assert!(!shown.contains("No requests"), "{shown}");
+        assert!(
+            shown.contains("0 requests in the last 1h · relay refused 4"),
+            "the summary line: {shown}"
+        );
+        let row = shown
+            .lines()
+            .find(|l| l.contains("POST /orders/:n"))
+            .unwrap_or_else(|| panic!("no path row: {shown}"));
+        assert!(row.contains("relay refused 4"), "{row}");
     }
 }

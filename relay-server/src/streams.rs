@@ -1,0 +1,84 @@
+//! The relay's end of protocol v2: HTTP/2 streams to one agent, over the
+//! session's stream pipe (see [`crate::protocol::stream`]). The relay is the
+//! HTTP/2 client: each live public request opens a stream.
+
+use axum::body::Body;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::protocol::stream::{
+    CONNECTION_WINDOW, MAX_META_BYTES, META_HEADER, MetaError, STREAM_WINDOW, decode_meta,
+    encode_meta,
+};
+use crate::protocol::{Request, Response};
+
+/// Opens streams on one agent's HTTP/2 connection; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Streams {
+    send: hyper::client::conn::http2::SendRequest<Body>,
+}
+
+/// Why a stream gave no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// The connection or the stream ended first (agent gone, or the request
+    /// body failed; the body's own verdict says which).
+    #[error("the stream ended before an answer: {0}")]
+    Ended(#[from] hyper::Error),
+    /// The agent's answer had no usable head.
+    #[error("{0}")]
+    BadHead(#[from] MetaError),
+    /// The request head could not be put in an HTTP/2 request.
+    #[error("the request could not be framed: {0}")]
+    Framing(#[from] http::Error),
+}
+
+/// Starts the HTTP/2 client on `io`; the returned future drives the
+/// connection and ends with it (dropping it fails every open stream at once).
+pub async fn connect<IO>(
+    io: IO,
+) -> Result<(Streams, impl Future<Output = ()> + Send + 'static), hyper::Error>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_send_buf_size(STREAM_WINDOW as usize)
+        .max_header_list_size(MAX_META_BYTES)
+        .handshake(TokioIo::new(io))
+        .await?;
+    let driver = async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "agent stream connection ended");
+        }
+    };
+    Ok((Streams { send }, driver))
+}
+
+impl Streams {
+    /// Opens one stream with `head` and `body` (streamed as it is polled)
+    /// and waits for the answer's head; the answer's body follows as it comes.
+    pub async fn open(
+        &self,
+        head: &Request,
+        body: Body,
+    ) -> Result<(Response, Incoming), StreamError> {
+        let mut send = self.send.clone();
+        send.ready().await?;
+        let request = http::Request::builder()
+            .method(http::Method::POST)
+            .uri("http://agent/")
+            .header(META_HEADER, encode_meta(head))
+            .body(body)?;
+        let answer = send.send_request(request).await?;
+        let head: Response = decode_meta(answer.headers())?;
+        Ok((head, answer.into_body()))
+    }
+
+    /// True once the connection is gone.
+    pub fn is_closed(&self) -> bool {
+        self.send.is_closed()
+    }
+}
