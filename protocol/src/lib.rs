@@ -20,9 +20,7 @@ mod control;
 mod error_code;
 pub mod stream;
 
-pub use check::{
-    Violation, check_request, check_request_head, check_response, check_response_head,
-};
+pub use check::{Violation, check_request, check_request_head, check_response_head};
 pub use control::{Refused, RefusedRequest, Release, Released};
 pub use error_code::{HttpErrorCode, UnknownCode};
 

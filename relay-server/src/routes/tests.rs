@@ -18,7 +18,7 @@ use tower::ServiceExt as _;
 use super::{ConnInfo, router};
 use crate::config::{MAX_URI_BYTES, RateLimit, RelayConfig};
 use crate::durable::Durable;
-use crate::protocol::{ERROR_HEADER, HttpErrorCode, Mode, RelayMessage};
+use crate::protocol::{ERROR_HEADER, HttpErrorCode, Mode};
 use crate::state::AppState;
 
 const PEER: &str = "192.0.2.7:40000";
