@@ -57,6 +57,9 @@ pub struct ListenSettings {
     pub ping_interval: Duration,
     /// Replace a live session of the same tunnel instead of being refused.
     pub takeover: bool,
+    /// Body bytes kept per body in history (`None`: config file, then
+    /// [`crate::capture::DEFAULT_CAPTURE_MAX`]).
+    pub capture_max: Option<usize>,
 }
 
 /// A tunnel that is up and serving in the background.
@@ -180,7 +183,10 @@ pub async fn start(settings: ListenSettings, cancel: CancellationToken) -> anyho
         verify,
         ordered,
         max_attempts: settings.max_attempts.max(1),
-        capture_max: crate::capture::DEFAULT_CAPTURE_MAX,
+        capture_max: settings
+            .capture_max
+            .or(config.capture_max.map(|c| c.0))
+            .unwrap_or(crate::capture::DEFAULT_CAPTURE_MAX),
         live: tokio_util::task::TaskTracker::new(),
     });
     let worker = {

@@ -256,6 +256,7 @@ pub fn settings(relay: Option<&str>, target: &str, home: &Path) -> ListenSetting
         keep: None,
         keep_bytes: None,
         ping_interval: hooktunnel_protocol::PING_INTERVAL,
+        capture_max: None,
     }
 }
 
