@@ -46,11 +46,13 @@ async fn local_app() -> u16 {
         )
         .route(
             "/bytes/{mib}",
-            axum::routing::get(|axum::extract::Path(mib): axum::extract::Path<usize>| async move {
-                Body::from_stream(futures_util::stream::iter(0..mib).map(|i| {
-                    Ok::<_, std::convert::Infallible>(Bytes::from(vec![(i % 251) as u8; CHUNK]))
-                }))
-            }),
+            axum::routing::get(
+                |axum::extract::Path(mib): axum::extract::Path<usize>| async move {
+                    Body::from_stream(futures_util::stream::iter(0..mib).map(|i| {
+                        Ok::<_, std::convert::Infallible>(Bytes::from(vec![(i % 251) as u8; CHUNK]))
+                    }))
+                },
+            ),
         )
         .route(
             "/sse",
@@ -98,7 +100,10 @@ fn free_port() -> u16 {
 
 async fn wait_port(port: u16) -> anyhow::Result<()> {
     for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
@@ -131,13 +136,15 @@ fn reset_peak(pid: Option<u32>) {
     }
 }
 
-type Client = hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Body>;
+type Client =
+    hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Body>;
 
 /// MiB/s uploading `mib` MiB to `base/sink`.
 async fn upload(client: &Client, base: &str, mib: usize) -> anyhow::Result<f64> {
-    let body = Body::from_stream(futures_util::stream::iter(0..mib).map(|i| {
-        Ok::<_, std::convert::Infallible>(Bytes::from(vec![(i % 251) as u8; CHUNK]))
-    }));
+    let body = Body::from_stream(
+        futures_util::stream::iter(0..mib)
+            .map(|i| Ok::<_, std::convert::Infallible>(Bytes::from(vec![(i % 251) as u8; CHUNK]))),
+    );
     let request = http::Request::post(format!("{base}/sink"))
         .header("content-length", (mib * CHUNK).to_string())
         .body(body)?;
@@ -247,10 +254,16 @@ async fn main() -> anyhow::Result<()> {
             .stderr(Stdio::null()),
     )?;
     let mut lines = BufReader::new(agent.stdout.take().context("agent stdout")?).lines();
-    let ready = lines.next_line().await?.context("the agent printed nothing")?;
+    let ready = lines
+        .next_line()
+        .await?
+        .context("the agent printed nothing")?;
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     let ready: serde_json::Value = serde_json::from_str(&ready)?;
-    let public = ready["public_url"].as_str().context("no public_url")?.to_owned();
+    let public = ready["public_url"]
+        .as_str()
+        .context("no public_url")?
+        .to_owned();
 
     let mut paths = vec![Path_ {
         name: "direct",
@@ -263,14 +276,26 @@ async fn main() -> anyhow::Result<()> {
         let server = spawn(
             Command::new(bore)
                 .args(["server", "--bind-addr", "127.0.0.1"])
-                .args(["--min-port", &port.to_string(), "--max-port", &port.to_string()])
+                .args([
+                    "--min-port",
+                    &port.to_string(),
+                    "--max-port",
+                    &port.to_string(),
+                ])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null()),
         )?;
         wait_port(7835).await?;
         let local = spawn(
             Command::new(bore)
-                .args(["local", &app.to_string(), "--to", "127.0.0.1", "--port", &port.to_string()])
+                .args([
+                    "local",
+                    &app.to_string(),
+                    "--to",
+                    "127.0.0.1",
+                    "--port",
+                    &port.to_string(),
+                ])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null()),
         )?;
@@ -288,9 +313,12 @@ async fn main() -> anyhow::Result<()> {
         pids: vec![relay.id(), agent.id()],
     });
 
-    let client: Client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http();
-    println!("| path | upload {mib} MiB (MiB/s) | download {mib} MiB (MiB/s) | peak RSS during them (MiB) | SSE first byte p50 (ms) | WebSocket echo p50 (ms) |");
+    let client: Client =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
+    println!(
+        "| path | upload {mib} MiB (MiB/s) | download {mib} MiB (MiB/s) | peak RSS during them (MiB) | SSE first byte p50 (ms) | WebSocket echo p50 (ms) |"
+    );
     println!("| --- | ---: | ---: | --- | ---: | ---: |");
     for path in &paths {
         for pid in &path.pids {
@@ -308,7 +336,11 @@ async fn main() -> anyhow::Result<()> {
         println!(
             "| {} | {up:.0} | {down:.0} | {} | {sse:.3} | {ws:.3} |",
             path.name,
-            if peaks.is_empty() { "-".to_owned() } else { peaks.join(" / ") }
+            if peaks.is_empty() {
+                "-".to_owned()
+            } else {
+                peaks.join(" / ")
+            }
         );
     }
     drop(relay);
