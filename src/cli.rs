@@ -251,6 +251,11 @@ pub struct ListenArgs {
     /// Most body bytes kept in history (config: `keep_bytes`; default 1 GiB).
     #[arg(long, value_name = "BYTES")]
     pub keep_bytes: Option<u64>,
+    /// Most bytes of each body kept in history: 10MiB, 512k, 1048576, or 0 for heads only
+    /// (config: `capture_max`; default 10 MiB). Longer bodies are still forwarded whole; the
+    /// history keeps their head, total size and SHA-256, and they cannot be replayed.
+    #[arg(long, value_name = "SIZE")]
+    pub capture_max: Option<crate::capture::CaptureMax>,
     /// Also trust this PEM CA certificate for a wss:// relay (a private CA or self-signed relay).
     #[arg(long, value_name = "FILE", env = "HOOKTUNNEL_CA_CERT")]
     pub ca_cert: Option<std::path::PathBuf>,

@@ -6,6 +6,7 @@
 //! | [`cli`] | clap types: the command-line contract |
 //! | [`config`] | settings from flags, env and the config file; paths |
 //! | [`exchange`] | the domain record of one request/response |
+//! | [`capture`] | the capture limit: bodies kept up to it, size and SHA-256 beyond |
 //! | [`clock`] | the wall clock (`now_ms`) and its RFC 3339 rendering |
 //! | [`form`] | form-urlencoded decoding of bodies and query strings |
 //! | [`error_chain`] | one-line root cause of an error chain |

@@ -17,6 +17,7 @@ use hooktunnel_protocol::{self as protocol, Ack, AgentMessage};
 
 use crate::agent::events::EventSender;
 use crate::agent::seen::SeenIds;
+use crate::capture::Capture;
 use crate::event::AgentEvent;
 use crate::exchange::Exchange;
 use crate::forward::{Forwarded, Forwarder};
@@ -55,7 +56,8 @@ pub struct Pipeline {
     pub max_attempts: u32,
     /// Routes, header edits, mocks and faults (`--route`, `--inject`, …).
     pub rules: RuleSet,
-    /// Bytes of each body kept in the history (`--capture-max`).
+    /// Body bytes the history keeps per body (`--capture-max`); beyond it a
+    /// body is recorded as a [`crate::capture::Truncation`].
     pub capture_max: usize,
     /// Live streams in progress, so a stopping agent can let them finish.
     pub live: tokio_util::task::TaskTracker,
@@ -183,12 +185,16 @@ impl Pipeline {
         response_truncated: Option<crate::capture::Truncation>,
     ) -> Exchange {
         let cut = request_truncated.is_some();
+        // The bodies arrive already cut, so `exchange` finds nothing more to cut.
         let mut exchange = self.exchange(request, forwarded, 1);
         if cut {
             // A verdict over part of a body would be wrong either way.
             exchange.signature = None;
         }
-        let _ = (request_truncated, response_truncated);
+        exchange.request_truncated = request_truncated.or(exchange.request_truncated.take());
+        if let Some(r) = exchange.response.as_mut() {
+            r.truncated = response_truncated.or(r.truncated.take());
+        }
         exchange
     }
 
@@ -212,6 +218,9 @@ impl Pipeline {
             .rules
             .target_for(&request.method, &request.target, &request.headers)
             .unwrap_or_else(|| self.forwarder.target().base_url());
+        let (request_body, request_truncated) = Capture::whole(&request.body, self.capture_max);
+        let mut response = forwarded.response;
+        (response.body, response.truncated) = Capture::whole(&response.body, self.capture_max);
         Exchange {
             id: request.id,
             tunnel,
@@ -220,8 +229,10 @@ impl Pipeline {
             path: request.target,
             target,
             request_headers: request.headers,
-            request_body: request.body,
-            response: Some(forwarded.response),
+            request_body,
+            request_truncated,
+            capture_degraded: false,
+            response: Some(response),
             duration_us: forwarded.duration_us,
             error: forwarded.error,
             replay_of: None,

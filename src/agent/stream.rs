@@ -378,6 +378,8 @@ impl Pipeline {
                 status: app.status,
                 headers: app.headers,
                 body: response_teed.bytes,
+                // Set from `response_teed.truncated` by `exchange_streamed`.
+                truncated: None,
             },
             error: error.or_else(|| request.error.clone()),
             duration_us: crate::forward::elapsed_us(started),
@@ -495,6 +497,8 @@ impl Pipeline {
                 status: 101,
                 headers: app.headers,
                 body: received,
+                // Set from `received_cut` by `exchange_streamed`.
+                truncated: None,
             },
             error,
             duration_us: crate::forward::elapsed_us(started),
@@ -515,8 +519,13 @@ impl Pipeline {
         let exchange =
             self.exchange_streamed(head, forwarded, request.truncated, response_truncated);
         let summary = exchange.summary();
-        self.store.record(exchange).await;
+        // Never waits: a store that is behind gets the exchange without its
+        // bodies (or, stalled, not at all), and a notice says so.
+        let recorded = self.store.record(exchange);
         self.events.send(AgentEvent::Exchange(summary));
+        if let Some(notice) = self.store.behind_notice(recorded) {
+            self.events.send(AgentEvent::Notice(notice));
+        }
     }
 }
 

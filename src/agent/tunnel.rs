@@ -61,6 +61,9 @@ pub struct ListenSettings {
     pub rules: crate::rules::RulesConfig,
     /// Seed for fault injection's draws (reproducible runs).
     pub inject_seed: Option<u64>,
+    /// Body bytes kept per body in history (`None`: config file, then
+    /// [`crate::capture::DEFAULT_CAPTURE_MAX`]).
+    pub capture_max: Option<usize>,
 }
 
 /// A tunnel that is up and serving in the background.
@@ -197,7 +200,10 @@ pub async fn start(settings: ListenSettings, cancel: CancellationToken) -> anyho
             &settings.forward,
             settings.inject_seed,
         ),
-        capture_max: crate::capture::DEFAULT_CAPTURE_MAX,
+        capture_max: settings
+            .capture_max
+            .or(config.capture_max.map(|c| c.0))
+            .unwrap_or(crate::capture::DEFAULT_CAPTURE_MAX),
         live: tokio_util::task::TaskTracker::new(),
     });
     let worker = {

@@ -49,6 +49,7 @@ pub async fn run(args: ListenArgs, paths: Paths) -> anyhow::Result<()> {
         takeover: args.takeover,
         rules: args.rules.to_config(),
         inject_seed: args.rules.inject_seed,
+        capture_max: args.capture_max.map(|c| c.0),
     };
     let tui = !args.json && !args.no_tui && std::io::stdout().is_terminal();
     let format = if args.json {

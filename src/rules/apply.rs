@@ -243,6 +243,7 @@ fn injected(status: u16, what: &'static str, body: &'static str) -> ExchangeResp
             Header::new(INJECTED_HEADER, what),
         ],
         body: Bytes::from_static(body.as_bytes()),
+        truncated: None,
     }
 }
 
@@ -263,5 +264,6 @@ fn mocked(mock: &Mock) -> ExchangeResponse {
         } else {
             mock.body.clone()
         },
+        truncated: None,
     }
 }

@@ -7,6 +7,7 @@
 mod support;
 
 mod agent_cli;
+mod capture;
 mod cli;
 mod delivery;
 mod e2e;

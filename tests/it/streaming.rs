@@ -326,6 +326,9 @@ async fn a_relay_with_a_100_mib_limit_passes_60_mib() {
         stored.request_body.len(),
         hooktunnel::capture::DEFAULT_CAPTURE_MAX
     );
+    let cut = stored.request_truncated.expect("the cut is recorded");
+    assert_eq!(cut.total_bytes, (chunks * 65536) as u64);
+    assert_eq!(cut.sha256, want);
 }
 
 #[tokio::test]

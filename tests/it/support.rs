@@ -258,6 +258,7 @@ pub fn settings(relay: Option<&str>, target: &str, home: &Path) -> ListenSetting
         ping_interval: hooktunnel_protocol::PING_INTERVAL,
         rules: Default::default(),
         inject_seed: None,
+        capture_max: None,
     }
 }
 
