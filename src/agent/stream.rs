@@ -267,17 +267,22 @@ impl Pipeline {
         }
         let (request_body, request_done) = Tee::request(body, self.capture_max);
         let opened = self
-            .forwarder
-            .open(
-                &head.method,
-                &head.target,
-                &head.headers,
-                request_body.boxed_unsync(),
-                false,
-            )
+            .open_app(&head, request_body.boxed_unsync(), false)
             .await;
         self.answer_opened(head, opened, request_done, reply, started)
             .await;
+    }
+
+    /// Sends `head` with `body` to the local app; see [`crate::forward::Forwarder::open`].
+    async fn open_app(
+        &self,
+        head: &protocol::Request,
+        body: crate::forward::OutBody,
+        upgrade: bool,
+    ) -> Result<http::Response<Incoming>, crate::forward::Failure> {
+        self.forwarder
+            .open(&head.method, &head.target, &head.headers, body, upgrade)
+            .await
     }
 
     /// Streams the app's answer back (or hooktunnel's own), waits for both
@@ -353,16 +358,7 @@ impl Pipeline {
         reply: oneshot::Sender<http::Response<AnswerBody>>,
         started: Instant,
     ) {
-        let opened = self
-            .forwarder
-            .open(
-                &head.method,
-                &head.target,
-                &head.headers,
-                whole_body(Bytes::new()),
-                true,
-            )
-            .await;
+        let opened = self.open_app(&head, whole_body(Bytes::new()), true).await;
         let mut response = match opened {
             Ok(response) if response.status() == http::StatusCode::SWITCHING_PROTOCOLS => response,
             other => {
