@@ -279,15 +279,8 @@ impl Pipeline {
             return self.handle_upgrade(head, body, reply, started, &plan).await;
         }
         let (request_body, request_done) = Tee::request(body, self.capture_max);
-        let opened = plan
-            .forwarder
-            .open(
-                &head.method,
-                &head.target,
-                plan.headers.as_deref().unwrap_or(&head.headers),
-                request_body.boxed_unsync(),
-                false,
-            )
+        let opened = self
+            .open_app(&plan, &head, request_body.boxed_unsync(), false)
             .await;
         self.answer_opened(head, opened, request_done, reply, started, &plan)
             .await;
@@ -319,6 +312,21 @@ impl Pipeline {
         };
         let request = request_done.await.unwrap_or_default();
         self.record_live(head, request, forwarded, None).await;
+    }
+
+    /// Sends `head` with `body` to the local app the plan routes it to,
+    /// with the plan's header edits; see [`crate::forward::Forwarder::open`].
+    async fn open_app(
+        &self,
+        plan: &crate::rules::apply::Plan<'_>,
+        head: &protocol::Request,
+        body: crate::forward::OutBody,
+        upgrade: bool,
+    ) -> Result<http::Response<Incoming>, crate::forward::Failure> {
+        let headers = plan.headers.as_deref().unwrap_or(&head.headers);
+        plan.forwarder
+            .open(&head.method, &head.target, headers, body, upgrade)
+            .await
     }
 
     /// Streams the app's answer back (or hooktunnel's own), waits for both
@@ -399,15 +407,8 @@ impl Pipeline {
         started: Instant,
         plan: &crate::rules::apply::Plan<'_>,
     ) {
-        let opened = plan
-            .forwarder
-            .open(
-                &head.method,
-                &head.target,
-                plan.headers.as_deref().unwrap_or(&head.headers),
-                whole_body(Bytes::new()),
-                true,
-            )
+        let opened = self
+            .open_app(plan, &head, whole_body(Bytes::new()), true)
             .await;
         let mut response = match opened {
             Ok(response) if response.status() == http::StatusCode::SWITCHING_PROTOCOLS => response,

@@ -145,33 +145,25 @@ pub fn render(e: &Exchange, mask: bool) -> String {
     }
     text.push('\n');
     push_headers(&mut text, "Request", &e.request_headers, mask);
-    if crate::websocket::is_websocket(e) {
+    let websocket = crate::websocket::is_websocket(e);
+    if websocket {
         // The bodies are the two directions' frames: shown as messages.
         for line in crate::websocket::describe(e) {
             text.push_str(&sanitize::escape(&line));
             text.push('\n');
         }
-        if let Some(r) = &e.response {
-            text.push('\n');
-            push_headers(
-                &mut text,
-                &format!("Response {}", r.status),
-                &r.headers,
-                mask,
-            );
-        }
-        return text;
+    } else {
+        text.push_str(&format!(
+            "Request body ({})\n",
+            output::size(e.request_body.len() as u64)
+        ));
+        push_body(
+            &mut text,
+            &e.request_body,
+            e.request_truncated.as_ref(),
+            e.capture_degraded,
+        );
     }
-    text.push_str(&format!(
-        "Request body ({})\n",
-        output::size(e.request_body.len() as u64)
-    ));
-    push_body(
-        &mut text,
-        &e.request_body,
-        e.request_truncated.as_ref(),
-        e.capture_degraded,
-    );
     if let Some(r) = &e.response {
         text.push('\n');
         push_headers(
@@ -180,6 +172,9 @@ pub fn render(e: &Exchange, mask: bool) -> String {
             &r.headers,
             mask,
         );
+        if websocket {
+            return text;
+        }
         text.push_str(&format!(
             "Response body ({})\n",
             output::size(r.body.len() as u64)

@@ -351,24 +351,25 @@ async fn a_body_over_the_limit_mid_stream_gets_413_and_never_completes_at_the_ap
     assert_eq!(response.headers()["x-hooktunnel-error"], "body_too_large");
 }
 
+/// A raw connection that has asked the tunnel for 256 MiB and reads nothing yet.
+async fn big_download(relay: &Relay, agent: &Agent) -> tokio::net::TcpStream {
+    let name = agent.public_url.rsplit('/').next().unwrap().to_owned();
+    let mut tcp = tokio::net::TcpStream::connect(relay.addr).await.unwrap();
+    let request = format!(
+        "GET /t/{name}/bytes/{} HTTP/1.1\r\nHost: r\r\n\r\n",
+        256 << 20
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    tcp
+}
+
 #[tokio::test]
 async fn small_requests_keep_flowing_while_a_large_transfer_stalls() {
     let port = app(hashing_app()).await;
     let (relay, agent, _home) = tunnel(RelayConfig::default(), port).await;
     // A 256 MiB download whose reader stops after the head: its stream
     // fills its window and waits; the tunnel must not wait with it.
-    let mut stalled = tokio::net::TcpStream::connect(relay.addr).await.unwrap();
-    let name = agent.public_url.rsplit('/').next().unwrap().to_owned();
-    stalled
-        .write_all(
-            format!(
-                "GET /t/{name}/bytes/{} HTTP/1.1\r\nHost: r\r\n\r\n",
-                256 << 20
-            )
-            .as_bytes(),
-        )
-        .await
-        .unwrap();
+    let mut stalled = big_download(&relay, &agent).await;
     let mut head = [0_u8; 64];
     let n = bounded("the big head", stalled.read(&mut head))
         .await
@@ -403,18 +404,7 @@ async fn a_sender_that_never_reads_is_cut_at_the_write_timeout() {
         ..RelayConfig::default()
     };
     let (relay, agent, _home) = tunnel(config, port).await;
-    let name = agent.public_url.rsplit('/').next().unwrap().to_owned();
-    let mut sender = tokio::net::TcpStream::connect(relay.addr).await.unwrap();
-    sender
-        .write_all(
-            format!(
-                "GET /t/{name}/bytes/{} HTTP/1.1\r\nHost: r\r\n\r\n",
-                256 << 20
-            )
-            .as_bytes(),
-        )
-        .await
-        .unwrap();
+    let mut sender = big_download(&relay, &agent).await;
     // Never read: once the socket buffers are full the relay's writes stall,
     // and after the write timeout it lets go of the stream.
     let started = Instant::now();
