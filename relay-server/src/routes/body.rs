@@ -208,14 +208,12 @@ impl Streamed {
         let now = Instant::now();
         self.waiting_since = Some(now);
         let idle = self.limits.timeout;
-        let allowed = if self.limits.min_rate == 0 {
-            None
-        } else {
-            let earned = Duration::from_millis(
-                (self.received as u64).saturating_mul(1000) / self.limits.min_rate,
-            );
-            Some((self.limits.grace + earned).saturating_sub(self.waited))
-        };
+        let allowed = (self.received as u64)
+            .saturating_mul(1000)
+            .checked_div(self.limits.min_rate)
+            .map(|earned_ms| {
+                (self.limits.grace + Duration::from_millis(earned_ms)).saturating_sub(self.waited)
+            });
         let (wait, slow) = match allowed {
             Some(left) if left < idle => (left, true),
             _ => (idle, false),
@@ -297,6 +295,7 @@ impl hyper::body::Body for Streamed {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
