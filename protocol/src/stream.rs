@@ -16,7 +16,7 @@
 //! duplicates and non-UTF-8 bytes, and lets `101`, `HEAD` lengths and
 //! hop-by-hop `Upgrade` fields cross unchanged.
 
-use bytes::{BufMut as _, Bytes, BytesMut};
+use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -54,14 +54,6 @@ pub fn classify(message: Bytes) -> Inbound {
     } else {
         Inbound::Control(message)
     }
-}
-
-/// A WebSocket message carrying `h2` bytes.
-pub fn stream_message(h2: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(1 + h2.len());
-    out.put_u8(STREAM_MARKER);
-    out.put_slice(h2);
-    out.freeze()
 }
 
 /// Why a head could not be read from [`META_HEADER`].
@@ -127,7 +119,7 @@ mod tests {
         .encode();
         assert_eq!(control[0], 0, "a control frame starts with a zero byte");
         assert_eq!(classify(control.clone()), Inbound::Control(control));
-        let message = stream_message(b"PRI * HTTP/2.0");
+        let message = Bytes::from_static(b"\x01PRI * HTTP/2.0");
         assert_eq!(
             classify(message),
             Inbound::Stream(Bytes::from_static(b"PRI * HTTP/2.0"))
