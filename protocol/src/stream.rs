@@ -32,7 +32,12 @@ pub const META_HEADER: &str = "x-hooktunnel-meta";
 pub const MAX_META_BYTES: u32 = 1024 * 1024;
 /// HTTP/2 flow-control window per stream: the most body bytes in transit
 /// for one request (each way) before its sender must wait for its reader.
-pub const STREAM_WINDOW: u32 = 256 * 1024;
+/// A transfer's rate is at most this per round trip through both hops:
+/// measured on loopback, 256 KiB gave 0.53× bore's rate on a 1 GiB
+/// transfer and 1 MiB 0.70× (BENCHMARKS.md).
+pub const STREAM_WINDOW: u32 = 1024 * 1024;
+/// Bytes of one stream's body a side buffers before HTTP/2 has sent them.
+pub const SEND_BUFFER: usize = 256 * 1024;
 /// HTTP/2 flow-control window for the whole connection.
 pub const CONNECTION_WINDOW: u32 = 8 * 1024 * 1024;
 /// Streams one agent serves at once; more wait at the relay.

@@ -404,8 +404,8 @@ impl Session {
         cancel: CancellationToken,
     ) -> Result<(), AgentError> {
         use hooktunnel_protocol::stream::{
-            CONNECTION_WINDOW, Inbound, MAX_CONCURRENT_STREAMS, MAX_META_BYTES, STREAM_WINDOW,
-            classify,
+            CONNECTION_WINDOW, Inbound, MAX_CONCURRENT_STREAMS, MAX_META_BYTES, SEND_BUFFER,
+            STREAM_WINDOW, classify,
         };
         let ping_interval = self.ping_interval;
         let (mut sink, mut stream) = self.socket.split();
@@ -432,7 +432,7 @@ impl Session {
             .initial_connection_window_size(CONNECTION_WINDOW)
             .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
             .max_header_list_size(MAX_META_BYTES)
-            .max_send_buf_size(STREAM_WINDOW as usize)
+            .max_send_buf_size(SEND_BUFFER)
             .serve_connection(TokioIo::new(h2_io), service);
         let streams = async {
             match connection.await {
