@@ -366,7 +366,7 @@ settle() {
 
 # run_cell ROUND CELL PATH: one warm-up and one measured wrk run; appends to results.tsv
 run_cell() {
-  local round=$1 cell=$2 path=$3 conns threads suffix url line ticks0 ticks1 rest
+  local round=$1 cell=$2 path=$3 conns threads suffix url line ticks0 ticks1 first0 first1 rest
   local -a envs
   read -r conns threads suffix rest <<<"$(cell_spec "$cell")"
   read -r -a envs <<<"${rest:-}"
@@ -376,18 +376,20 @@ run_cell() {
   local pids
   read -r -a pids <<<"$(path_pids "$path")"
   ticks0=$(sum_ticks "${pids[@]}")
+  first0=$(cpu_ticks "${pids[0]}")
   env "${envs[@]}" wrk -t"$threads" -c"$conns" -d"${DURATION}s" --timeout 10s --latency \
     -s "$ROOT/bench/wrk.lua" "$url" >"$OUT/wrk-$round-$cell-$path.txt" 2>&1 || true
   ticks1=$(sum_ticks "${pids[@]}")
+  first1=$(cpu_ticks "${pids[0]}")
   line=$(grep '^RESULT ' "$OUT/wrk-$round-$cell-$path.txt" || true)
   [[ -n $line ]] || {
     log "wrk failed for $cell/$path: $(tail -3 "$OUT/wrk-$round-$cell-$path.txt")"
     line="RESULT requests=0 duration_us=1 bytes=0 p50_us=0 p99_us=0 mean_us=0 err_connect=0 err_read=0 err_write=0 err_status=0 err_timeout=0"
   }
   # shellcheck disable=SC2086
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$cell" "$path" "${line#RESULT }" \
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$cell" "$path" "${line#RESULT }" \
     "$(((ticks1 - ticks0) * 1000 / CLK_TCK))" "$(cut -d' ' -f1 /proc/loadavg)" \
-    "$(pgrep -c -x rustc || true)" >>"$OUT/results.tsv"
+    "$(pgrep -c -x rustc || true)" "$(((first1 - first0) * 1000 / CLK_TCK))" >>"$OUT/results.tsv"
   log "round $round  $cell  $path: $(summary_line "$line")"
 }
 
@@ -420,7 +422,7 @@ throughput() {
   start_bore
   start_hooktunnel ht
   sanity_check
-  printf 'round\tcell\tpath\tresult\tcpu_ms\tload1\trustc\n' >"$OUT/results.tsv"
+  printf 'round\tcell\tpath\tresult\tcpu_ms\tload1\trustc\tcpu_first_ms\n' >"$OUT/results.tsv"
   local round cell path order
   for round in $(seq "$ROUNDS"); do
     order=$PATHS
@@ -456,7 +458,7 @@ summarize() {
       p50[cell, path, round] = v["p50_us"] / 1000
       p99[cell, path, round] = v["p99_us"] / 1000
       errs[cell, path] += v["err_connect"] + v["err_read"] + v["err_write"] + v["err_status"] + v["err_timeout"]
-      cpu[cell, path] += $5; reqs[cell, path] += v["requests"]
+      cpu[cell, path] += $5; first[cell, path] += $8; reqs[cell, path] += v["requests"]
       load[round] = load[round] " " $6; if ($7 > 0) busy[round] += 1
     }
     function cellv(arr, cell, path, fmt,   r, s, list, m) {
@@ -489,14 +491,17 @@ summarize() {
       print ""
       printf "One-connection p50, hooktunnel minus direct: %+.3f ms.\n", d50
       print ""
-      print "| cell | errors direct / bore / hooktunnel | tunnel CPU per request, µs: bore (server+local) / hooktunnel (relay+agent); nginx for direct |"
-      print "| --- | --- | --- |"
+      print "| cell | errors direct / bore / hooktunnel | tunnel CPU per request, µs: bore (server+local) / hooktunnel (relay+agent); nginx for direct | split, µs: bore server / local; hooktunnel relay / agent |"
+      print "| --- | --- | --- | --- |"
       for (i = 1; i < n; i++) {
         c = order[i]
-        printf "| %s | %d / %d / %d | %.0f / %.0f / %.0f |\n", c, errs[c, "direct"], errs[c, "bore"], errs[c, "hooktunnel"],
-          cpu[c, "bore"] * 1000 / (reqs[c, "bore"] ? reqs[c, "bore"] : 1),
-          cpu[c, "hooktunnel"] * 1000 / (reqs[c, "hooktunnel"] ? reqs[c, "hooktunnel"] : 1),
-          cpu[c, "direct"] * 1000 / (reqs[c, "direct"] ? reqs[c, "direct"] : 1)
+        rb = reqs[c, "bore"] ? reqs[c, "bore"] : 1; rh = reqs[c, "hooktunnel"] ? reqs[c, "hooktunnel"] : 1
+        printf "| %s | %d / %d / %d | %.0f / %.0f / %.0f | %.0f / %.0f; %.0f / %.0f |\n", c, errs[c, "direct"], errs[c, "bore"], errs[c, "hooktunnel"],
+          cpu[c, "bore"] * 1000 / rb,
+          cpu[c, "hooktunnel"] * 1000 / rh,
+          cpu[c, "direct"] * 1000 / (reqs[c, "direct"] ? reqs[c, "direct"] : 1),
+          first[c, "bore"] * 1000 / rb, (cpu[c, "bore"] - first[c, "bore"]) * 1000 / rb,
+          first[c, "hooktunnel"] * 1000 / rh, (cpu[c, "hooktunnel"] - first[c, "hooktunnel"]) * 1000 / rh
       }
       print ""
       for (r = 1; r <= rounds; r++) printf "Round %d: 1-min load average after each run:%s; runs with a rustc (someone compiling) running: %d\n", r, load[r], busy[r]

@@ -16,6 +16,8 @@ const BATCH: usize = 256;
 
 fn exchange(body: &Bytes) -> Exchange {
     Exchange {
+        request_truncated: None,
+        capture_degraded: false,
         attempts: 1,
         id: next_id(),
         tunnel: "bench".into(),
@@ -36,6 +38,7 @@ fn exchange(body: &Bytes) -> Exchange {
         ],
         request_body: body.clone(),
         response: Some(ExchangeResponse {
+            truncated: None,
             status: 200,
             headers: vec![
                 Header::new("content-type", "application/json"),

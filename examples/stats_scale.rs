@@ -57,10 +57,13 @@ fn exchange(i: u64, now: u64, span_ms: u64, rows: u64) -> Exchange {
             Header::new(header.0, header.1),
         ],
         request_body: Bytes::from(format!(r#"{{"id":"evt_{i}","type":"{kind}","data":{{}}}}"#)),
+        request_truncated: None,
+        capture_degraded: false,
         response: Some(ExchangeResponse {
             status,
             headers: vec![Header::new("content-type", "text/plain")],
             body: Bytes::from_static(b"ok"),
+            truncated: None,
         }),
         duration_us: 500 + (i * 7919) % 250_000,
         error,

@@ -64,9 +64,9 @@ pub enum Command {
     /// With no relay configured, an embedded relay starts on this machine
     /// (loopback only); pass --relay or set HOOKTUNNEL_RELAY to go public.
     #[command(
-        after_help = "Examples:\n  hooktunnel listen 3000\n  hooktunnel listen http://127.0.0.1:8080/api --json\n  hooktunnel listen 3000 --relay https://hooks.example.com --name my-app"
+        after_help = "Examples:\n  hooktunnel listen 3000\n  hooktunnel listen http://127.0.0.1:8080/api --json\n  hooktunnel listen 3000 --relay https://hooks.example.com --name my-app\n  hooktunnel listen 3000 --basic-auth ci:s3cret --allow-ip 192.0.2.0/24\n  hooktunnel listen 3000 --verify stripe:whsec_... --verify-at-edge stripe\n  hooktunnel listen 3000 --route '/api/*=3001' --mock 'when-app-down:503:try later'\n  hooktunnel listen 3000 --inject 'delay=2s:20%' --inject 'status=503:10%' --inject 'drop=5%'\n  (rules also live in config.toml as [[tunnel]] tables: README \"Rules\")"
     )]
-    Listen(ListenArgs),
+    Listen(Box<ListenArgs>),
     /// List captured exchanges, newest first.
     #[command(
         after_help = "Examples:\n  hooktunnel requests -n 50\n  hooktunnel requests --method POST --path '/webhooks/**' --status 5xx\n  hooktunnel requests --since 1h --grep invoice.paid --json"
@@ -253,6 +253,11 @@ pub struct ListenArgs {
     /// Most body bytes kept in history (config: `keep_bytes`; default 1 GiB).
     #[arg(long, value_name = "BYTES")]
     pub keep_bytes: Option<u64>,
+    /// Most bytes of each body kept in history: 10MiB, 512k, 1048576, or 0 for heads only
+    /// (config: `capture_max`; default 10 MiB). Longer bodies are still forwarded whole; the
+    /// history keeps their head, total size and SHA-256, and they cannot be replayed.
+    #[arg(long, value_name = "SIZE")]
+    pub capture_max: Option<crate::capture::CaptureMax>,
     /// Also trust this PEM CA certificate for a wss:// relay (a private CA or self-signed relay).
     #[arg(long, value_name = "FILE", env = "HOOKTUNNEL_CA_CERT")]
     pub ca_cert: Option<std::path::PathBuf>,
@@ -263,6 +268,95 @@ pub struct ListenArgs {
     /// The web inspector and its API.
     #[command(flatten)]
     pub web: WebArgs,
+    /// Traffic rules: who may call (enforced by the relay) and what the app sees.
+    #[command(flatten)]
+    pub rules: RuleArgs,
+}
+
+/// `listen`'s traffic rules (issue 17). The same strings work in a
+/// `[[tunnel]]` table of config.toml (see README "Rules").
+#[derive(clap::Args, Debug, Default, Clone)]
+#[command(next_help_heading = "Traffic rules")]
+pub struct RuleArgs {
+    /// Require HTTP basic auth at the relay: USER:PASS (repeatable: any one
+    /// matches). Only a salted hash travels to the relay; callers without it
+    /// get 401. Example: --basic-auth 'ci:s3cret'
+    #[arg(long, value_name = "USER:PASS")]
+    pub basic_auth: Vec<String>,
+    /// Only these client addresses may call (repeatable; IPv4 or IPv6, CIDR or
+    /// address). Others get 403 at the relay. Example: --allow-ip 192.0.2.0/24
+    #[arg(long, value_name = "CIDR")]
+    pub allow_ip: Vec<String>,
+    /// Refuse these client addresses (repeatable; wins over --allow-ip).
+    /// Example: --deny-ip 203.0.113.9
+    #[arg(long, value_name = "CIDR")]
+    pub deny_ip: Vec<String>,
+    /// Require a header at the relay ('Name' present, or 'Name: value' exact);
+    /// others get 403. Example: --require-header 'X-Token: abc123'
+    #[arg(long, value_name = "HEADER")]
+    pub require_header: Vec<String>,
+    /// The relay checks this provider's signature and refuses forged or
+    /// unsigned requests with 401 (stripe, github). Sends the signing secret
+    /// (from --verify / HOOKTUNNEL_VERIFY / config) to the relay.
+    /// Example: --verify stripe:whsec_… --verify-at-edge stripe
+    #[arg(long, value_name = "PROVIDER")]
+    pub verify_at_edge: Option<String>,
+    /// Send matching requests to another local app: '[METHOD] PATTERN=TARGET'
+    /// (repeatable, first match wins, the PORT|URL argument is the default).
+    /// '/api/*' is a prefix; other '*' patterns are globs.
+    /// Examples: --route '/api/*=3001' --route 'POST /hooks/stripe=http://127.0.0.1:4000'
+    #[arg(long, value_name = "RULE")]
+    pub route: Vec<String>,
+    /// Add a request header before it reaches the app (history keeps what the
+    /// sender sent). Example: --add-header 'X-Env: dev'
+    #[arg(long, value_name = "NAME: VALUE")]
+    pub add_header: Vec<String>,
+    /// Remove a request header before it reaches the app. Example: --remove-header Cookie
+    /// (a '/pattern ' prefix limits any header edit to those paths: '/api/* X-Env: dev';
+    /// remove then add to set a header)
+    #[arg(long, value_name = "NAME")]
+    pub remove_header: Vec<String>,
+    /// Add a header to the answer the sender gets. Example: --add-response-header 'Cache-Control: no-store'
+    #[arg(long, value_name = "NAME: VALUE")]
+    pub add_response_header: Vec<String>,
+    /// Remove a header from the answer the sender gets. Example: --remove-response-header Server
+    #[arg(long, value_name = "NAME")]
+    pub remove_response_header: Vec<String>,
+    /// Answer for the app: '[PATTERN ]MODE:STATUS[:BODY|:@FILE]', MODE is
+    /// `always`, `when-app-down` (instead of 502) or `when-offline` (the relay
+    /// answers while this agent is away, instead of queueing). Examples:
+    /// --mock '/health always:200:ok', --mock 'when-app-down:503:@down.json'
+    #[arg(long, value_name = "RULE")]
+    pub mock: Vec<String>,
+    /// Inject faults to watch a sender retry: '[PATTERN ]delay=2s[:P%]',
+    /// 'status=503:10%', 'drop=5%' (no answer; the sender times out).
+    /// Injected answers are marked in the history. Example: --inject 'status=503:10%'
+    #[arg(long, value_name = "FAULT")]
+    pub inject: Vec<String>,
+    /// Seed for --inject's random draws, for a reproducible run.
+    #[arg(long, value_name = "N")]
+    pub inject_seed: Option<u64>,
+}
+
+impl RuleArgs {
+    /// The rule strings, as a config table would hold them.
+    pub fn to_config(&self) -> crate::rules::RulesConfig {
+        crate::rules::RulesConfig {
+            name: None,
+            basic_auth: self.basic_auth.clone(),
+            allow_ip: self.allow_ip.clone(),
+            deny_ip: self.deny_ip.clone(),
+            require_header: self.require_header.clone(),
+            verify_at_edge: self.verify_at_edge.clone(),
+            route: self.route.clone(),
+            add_header: self.add_header.clone(),
+            remove_header: self.remove_header.clone(),
+            add_response_header: self.add_response_header.clone(),
+            remove_response_header: self.remove_response_header.clone(),
+            mock: self.mock.clone(),
+            inject: self.inject.clone(),
+        }
+    }
 }
 
 /// Where the web inspector listens, and its token.

@@ -100,6 +100,13 @@ pub struct ConfigFile {
     /// Web inspector address (`127.0.0.1:4040`, a port, or `off`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub web_addr: Option<String>,
+    /// Body bytes kept per body in history (`"10MiB"`, `"512k"`, a number,
+    /// `0` for heads only); see [`crate::capture`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capture_max: Option<crate::capture::CaptureMax>,
+    /// Traffic rules per tunnel (`[[tunnel]]` tables, the flags' syntax).
+    #[serde(default, rename = "tunnel", skip_serializing_if = "Vec::is_empty")]
+    pub tunnels: Vec<crate::rules::RulesConfig>,
 }
 
 impl std::fmt::Debug for ConfigFile {
@@ -116,6 +123,8 @@ impl std::fmt::Debug for ConfigFile {
             .field("keep_bytes", &self.keep_bytes)
             .field("mask_secrets", &self.mask_secrets)
             .field("web_addr", &self.web_addr)
+            .field("tunnels", &self.tunnels)
+            .field("capture_max", &self.capture_max)
             .finish()
     }
 }

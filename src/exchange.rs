@@ -4,6 +4,8 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use ulid::Ulid;
 
+use crate::capture::Truncation;
+
 pub use hooktunnel_protocol::Header;
 
 // Re-exported for existing callers; the clock lives in `crate::clock`.
@@ -15,8 +17,10 @@ pub struct ExchangeResponse {
     pub status: u16,
     /// Headers in order, duplicates kept.
     pub headers: Vec<Header>,
-    /// Exact body bytes.
+    /// Body bytes as captured: the whole body, or its head when `truncated`.
     pub body: Bytes,
+    /// Set when the history holds only the head of the body (see [`crate::capture`]).
+    pub truncated: Option<Truncation>,
 }
 
 /// A signature check's outcome, stored with the exchange.
@@ -48,8 +52,14 @@ pub struct Exchange {
     pub target: String,
     /// Request headers in arrival order.
     pub request_headers: Vec<Header>,
-    /// Request body bytes.
+    /// Request body bytes as captured: the whole body, or its head when
+    /// `request_truncated`.
     pub request_body: Bytes,
+    /// Set when the history holds only the head of the request body.
+    pub request_truncated: Option<Truncation>,
+    /// True when the history store fell behind and this exchange was
+    /// recorded without its bodies (heads, sizes and SHA-256 kept).
+    pub capture_degraded: bool,
     /// The answer, when one came back.
     pub response: Option<ExchangeResponse>,
     /// Time from forwarding to the last response byte, microseconds.
@@ -80,6 +90,36 @@ impl Exchange {
     /// Duration in milliseconds, for display and JSON.
     pub fn duration_ms(&self) -> f64 {
         (self.duration_us as f64 / 100.0).round() / 10.0
+    }
+
+    /// Whether a body is held only in part (request or response).
+    pub fn truncated(&self) -> bool {
+        self.request_truncated.is_some()
+            || self
+                .response
+                .as_ref()
+                .is_some_and(|r| r.truncated.is_some())
+    }
+
+    /// Why this exchange cannot be replayed as it was sent: its request
+    /// body is not held whole. The message names the limit and the flag.
+    pub fn replay_refusal(&self) -> Option<String> {
+        let t = self.request_truncated.as_ref()?;
+        Some(if self.capture_degraded {
+            format!(
+                "cannot replay {}: its request body ({}) was not recorded because the history store fell behind; only its size and SHA-256 ({}…) were kept",
+                self.id,
+                crate::output::size(t.total_bytes),
+                t.short_sha()
+            )
+        } else {
+            format!(
+                "cannot replay {}: its request body was truncated at {} of {} (--capture-max); raise --capture-max to capture it whole",
+                self.id,
+                crate::output::size(t.limit),
+                crate::output::size(t.total_bytes)
+            )
+        })
     }
 
     /// The light view used by lists.

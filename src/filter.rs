@@ -438,6 +438,8 @@ mod tests {
 
     fn ex(method: &str, path: &str, status: Option<u16>) -> Exchange {
         Exchange {
+            request_truncated: None,
+            capture_degraded: false,
             attempts: 1,
             id: Ulid::generate(),
             tunnel: "t".into(),
@@ -451,6 +453,7 @@ mod tests {
             ],
             request_body: Bytes::from_static(br#"{"customer":"Cus_123"}"#),
             response: status.map(|s| ExchangeResponse {
+                truncated: None,
                 status: s,
                 headers: vec![Header::new("x-served-by", b"app\xff".to_vec())],
                 body: Bytes::from_static(b"thanks"),

@@ -387,6 +387,7 @@ impl Forwarder {
             status: parts.status.as_u16(),
             headers: headers_of(&parts.headers),
             body,
+            truncated: None,
         })
     }
 }
@@ -412,6 +413,7 @@ pub fn own_answer(status: u16, code: HttpErrorCode, message: &str) -> ExchangeRe
             Header::new(ERROR_HEADER, code.as_str()),
         ],
         body: Bytes::from(format!("hooktunnel: {message}\n")),
+        truncated: None,
     }
 }
 

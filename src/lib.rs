@@ -6,6 +6,7 @@
 //! | [`cli`] | clap types: the command-line contract |
 //! | [`config`] | settings from flags, env and the config file; paths |
 //! | [`exchange`] | the domain record of one request/response |
+//! | [`capture`] | the capture limit: bodies kept up to it, size and SHA-256 beyond |
 //! | [`clock`] | the wall clock (`now_ms`) and its RFC 3339 rendering |
 //! | [`form`] | form-urlencoded decoding of bodies and query strings |
 //! | [`error_chain`] | one-line root cause of an error chain |
@@ -18,6 +19,7 @@
 //! | [`private`] | owner-only directories and files, whatever the umask |
 //! | [`running`] | the state file of a running `listen`, read by `status` and `trigger --tunnel` |
 //! | [`replay`] | re-sending stored requests through the forwarder |
+//! | [`rules`] | traffic rules: edge rules sent to the relay, routes/header edits/mocks/faults applied by the agent |
 //! | [`editor`] | editing a request in `$VISUAL`/`$EDITOR` before a replay |
 //! | [`secrets`] | the one lookup of signature secrets (flags, env, config) |
 //! | [`mask`] | secret header values masked for display (never in storage) |
@@ -53,6 +55,7 @@ pub mod output;
 pub mod pretty;
 pub mod private;
 pub mod replay;
+pub mod rules;
 pub mod running;
 pub mod sanitize;
 pub mod secrets;
@@ -61,3 +64,4 @@ pub mod store;
 pub mod tui;
 pub mod verify;
 pub mod web;
+pub mod websocket;

@@ -89,11 +89,17 @@ pub fn destination(original: &Exchange, opts: &ReplayOptions) -> anyhow::Result<
 }
 
 /// Sends `request` and returns the new exchange (not yet stored), linked to `original`.
+///
+/// Refuses an original whose request body the history holds only in part
+/// ([`Exchange::replay_refusal`]): sending the head would not be a replay.
 pub async fn send(
     original: &Exchange,
     request: ReplayRequest,
     opts: &ReplayOptions,
 ) -> anyhow::Result<Exchange> {
+    if let Some(why) = original.replay_refusal() {
+        anyhow::bail!(why);
+    }
     let target = destination(original, opts)?;
     let forwarder = Forwarder::with_options(
         target.clone(),
@@ -122,6 +128,8 @@ pub async fn send(
         target: target.base_url(),
         request_headers: request.headers,
         request_body: request.body,
+        request_truncated: None,
+        capture_degraded: false,
         response: Some(forwarded.response),
         duration_us: forwarded.duration_us,
         error: forwarded.error,

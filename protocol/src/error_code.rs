@@ -77,6 +77,18 @@ http_error_codes! {
     Unauthorized => "unauthorized",
     /// Relay: the agent endpoint was asked for something other than a WebSocket (400).
     NotWebsocket => "not_websocket",
+    /// Relay: the tunnel needs HTTP basic auth and got none or wrong credentials (401).
+    BasicAuth => "basic_auth",
+    /// Relay: the client address is denied or outside the tunnel's allowlist (403).
+    IpRefused => "ip_refused",
+    /// Relay: a header the tunnel requires is missing or has another value (403).
+    HeaderRequired => "header_required",
+    /// Relay: the webhook signature the tunnel verifies at the edge is missing or invalid (401).
+    SignatureRefused => "signature_refused",
+    /// Agent: an answer made by `--inject` (fault injection), not by the app.
+    Injected => "injected",
+    /// Agent: an answer made by `--mock`, not by the app.
+    Mocked => "mocked",
     /// Agent: the local app could not be reached (502).
     LocalUnreachable => "local_unreachable",
     /// Agent: the local app did not answer in time (504).

@@ -18,11 +18,10 @@ use std::time::Duration;
 mod check;
 mod control;
 mod error_code;
+pub mod rules;
 pub mod stream;
 
-pub use check::{
-    Violation, check_request, check_request_head, check_response, check_response_head,
-};
+pub use check::{Violation, check_request, check_request_head, check_response_head};
 pub use control::{Refused, RefusedRequest, Release, Released};
 pub use error_code::{HttpErrorCode, UnknownCode};
 
@@ -179,6 +178,9 @@ pub struct Hello {
     /// Replace a live session of the same key (`listen --takeover`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub takeover: bool,
+    /// Who may call the tunnel, enforced by the relay (absent: anyone).
+    #[serde(default, skip_serializing_if = "rules::EdgeRules::is_empty")]
+    pub rules: rules::EdgeRules,
 }
 
 /// A tunnel's custom answer for requests queued while its agent is away.
@@ -202,6 +204,10 @@ pub struct Welcome {
     pub public_urls: Vec<String>,
     /// The mode the relay applies.
     pub mode: Mode,
+    /// True when the relay enforces the `rules` of the `hello` (an older
+    /// relay ignores them; the agent must not believe it is protected).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rules_enforced: bool,
     /// The relay's `--max-body`: larger request bodies never reach the agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_body_bytes: Option<u64>,
@@ -520,6 +526,7 @@ mod tests {
                 name: "demo".into(),
                 public_urls: vec!["http://127.0.0.1:8080/t/demo".into()],
                 mode: Mode::Proxy,
+                rules_enforced: false,
                 max_body_bytes: None,
                 max_queued_bytes: None,
             }),
@@ -542,6 +549,38 @@ mod tests {
                 host: None,
                 instance: None,
                 takeover: false,
+                rules: rules::EdgeRules::default(),
+            }),
+            AgentMessage::Hello(Hello {
+                version: 1,
+                name: Some("guarded".into()),
+                key: None,
+                mode: Mode::Proxy,
+                queued_response: None,
+                host: None,
+                instance: None,
+                takeover: false,
+                rules: rules::EdgeRules {
+                    basic_auth: vec![rules::BasicAuth {
+                        salt: "00112233445566778899aabbccddeeff".into(),
+                        sha256: "ab".repeat(32),
+                    }],
+                    allow_ip: vec![rules::parse_cidr("10.0.0.0/8").unwrap()],
+                    deny_ip: vec![rules::parse_cidr("2001:db8::/32").unwrap()],
+                    require_headers: vec![rules::RequiredHeader {
+                        name: "x-token".into(),
+                        value: Some("t".into()),
+                    }],
+                    verify: Some(rules::EdgeVerify {
+                        provider: rules::EdgeProvider::Stripe,
+                        secret: "whsec_x".into(),
+                    }),
+                    offline: Some(Box::new(rules::OfflineAnswer {
+                        status: 503,
+                        content_type: "text/plain; charset=utf-8".into(),
+                        body: "back soon".into(),
+                    })),
+                },
             }),
             AgentMessage::Response(Response {
                 id,

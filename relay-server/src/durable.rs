@@ -133,6 +133,10 @@ pub trait NameRegistry {
     fn set_queued_answer(&self, name: &str, answer: Option<&QueuedAnswer>) -> Stored<()>;
     /// The answer senders get while the agent is away, when customised.
     fn queued_answer(&self, name: &str) -> Stored<Option<QueuedAnswer>>;
+    /// Stores a name's edge rules as JSON, without signing secrets (`None`: no rules).
+    fn set_edge_rules(&self, name: &str, rules: Option<&str>) -> Stored<()>;
+    /// Every name's stored edge rules, loaded at start.
+    fn all_edge_rules(&self) -> Stored<Vec<(String, String)>>;
 }
 
 /// One request to queue, with the bounds it must fit in.
@@ -268,6 +272,18 @@ impl Durable {
         let name = name.to_owned();
         self.call(move |b| b.set_queued_answer(&name, answer.as_ref()))
             .await?
+    }
+
+    /// See [`NameRegistry::set_edge_rules`].
+    pub async fn set_edge_rules(&self, name: &str, rules: Option<String>) -> Stored<()> {
+        let name = name.to_owned();
+        self.call(move |b| b.set_edge_rules(&name, rules.as_deref()))
+            .await?
+    }
+
+    /// See [`NameRegistry::all_edge_rules`].
+    pub async fn all_edge_rules(&self) -> Stored<Vec<(String, String)>> {
+        self.call(|b| b.all_edge_rules()).await?
     }
 
     /// See [`NameRegistry::queued_answer`].

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::config::MAX_URI_BYTES;
 use crate::name::NameError;
+use crate::protocol::rules::EdgeRefusal;
 use crate::protocol::{ERROR_HEADER, HttpErrorCode};
 
 /// An answer the relay gives instead of the app's.
@@ -116,6 +117,9 @@ pub enum RelayError {
         "missing or wrong relay token: the agent must send `Authorization: Bearer <token>` with a token this relay accepts (agent: --token or HOOKTUNNEL_TOKEN; relay: --token or --tokens-file)"
     )]
     Unauthorized,
+    /// The tunnel's edge rules refused the request (basic auth, IP, header, signature).
+    #[error("{0}")]
+    Edge(crate::protocol::rules::EdgeRefusal),
     /// The agent endpoint was asked for something other than a WebSocket.
     #[error(
         "this is the hooktunnel agent endpoint: it takes a WebSocket upgrade (version 13) from `hooktunnel listen --relay URL`"
@@ -152,6 +156,12 @@ impl RelayError {
             Self::RelayBusy(_) => HttpErrorCode::RelayBusy,
             Self::Unauthorized => HttpErrorCode::Unauthorized,
             Self::NotWebsocket => HttpErrorCode::NotWebsocket,
+            Self::Edge(refusal) => match refusal {
+                EdgeRefusal::BasicAuth => HttpErrorCode::BasicAuth,
+                EdgeRefusal::IpDenied(_) | EdgeRefusal::IpNotAllowed(_) => HttpErrorCode::IpRefused,
+                EdgeRefusal::MissingHeader(_) => HttpErrorCode::HeaderRequired,
+                EdgeRefusal::Signature { .. } => HttpErrorCode::SignatureRefused,
+            },
         }
     }
 
@@ -180,6 +190,12 @@ impl RelayError {
             Self::AgentDisconnected => StatusCode::BAD_GATEWAY,
             Self::AgentTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            // A required header is no HTTP authentication scheme (nothing to
+            // put in `WWW-Authenticate`), so it is 403, like an address.
+            Self::Edge(EdgeRefusal::BasicAuth | EdgeRefusal::Signature { .. }) => {
+                StatusCode::UNAUTHORIZED
+            }
+            Self::Edge(_) => StatusCode::FORBIDDEN,
         }
     }
 
@@ -199,6 +215,13 @@ impl RelayError {
                 | Self::BodyTooSlow(_)
                 | Self::Unauthorized
                 | Self::NotWebsocket
+                // Refused before its body was read.
+                | Self::Edge(
+                    EdgeRefusal::BasicAuth
+                        | EdgeRefusal::IpDenied(_)
+                        | EdgeRefusal::IpNotAllowed(_)
+                        | EdgeRefusal::MissingHeader(_)
+                )
         )
     }
 
@@ -227,6 +250,12 @@ impl IntoResponse for RelayError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
+        if matches!(self, Self::Edge(EdgeRefusal::BasicAuth)) {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"hooktunnel\", charset=\"UTF-8\""),
+            );
+        }
         if let Some(secs) = self.retry_after() {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }

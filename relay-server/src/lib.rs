@@ -133,11 +133,24 @@ pub async fn serve(
         })?),
         None => None,
     };
+    let stored_rules = durable
+        .all_edge_rules()
+        .await
+        .map_err(std::io::Error::other)?;
     let mut state = AppState::new(config, local_addr, tls.is_some(), durable);
     state.cluster = cluster;
     let state = Arc::new(state);
+    if let Some(cluster) = &state.cluster {
+        cluster.routes.attach(&state);
+    }
     if let Some(listener) = internal {
         tokio::spawn(cluster::internal::serve(listener, state.clone()));
+    }
+    for (name, json) in stored_rules {
+        match serde_json::from_str(&json) {
+            Ok(rules) => state.set_edge_rules(&name, rules),
+            Err(e) => tracing::error!(tunnel = %name, error = %e, "unreadable stored edge rules"),
+        }
     }
     let app = routes::router(state.clone());
     let metrics_server = metrics_listener.map(|listener| {

@@ -9,9 +9,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Bytes a live stream may hold at the relay: a flow-control window each
-/// way plus the send buffer hyper keeps per stream.
-pub const LIVE_STREAM_BYTES: u64 = 3 * crate::protocol::stream::STREAM_WINDOW as u64;
+/// Bytes a live stream may hold at the relay: the answer's flow-control
+/// window (received, not yet read by the sender) plus the request body
+/// hyper buffers before sending it to the agent.
+pub const LIVE_STREAM_BYTES: u64 =
+    crate::protocol::stream::STREAM_WINDOW as u64 + crate::protocol::stream::SEND_BUFFER as u64;
 
 /// The budget shared by every request of one relay.
 #[derive(Debug)]

@@ -34,6 +34,8 @@ pub struct Metrics {
     pub acked: AtomicU64,
     /// Agent handshakes refused.
     pub refused: AtomicU64,
+    /// Requests refused by a tunnel's edge rules (basic auth, IP, header, signature).
+    pub edge_refused: AtomicU64,
     /// Requests refused by a rate limit (429).
     pub rate_limited: AtomicU64,
     /// Requests refused because a tunnel had too many in flight (503).
@@ -80,6 +82,9 @@ pub struct AppState {
     /// This node's handles to the cluster (`--cluster`), else `None`.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
     tunnels: Mutex<HashMap<String, Arc<Tunnel>>>,
+    /// Each tunnel's edge rules, from its agent's last `hello`; kept while
+    /// the agent is away so queued requests pass the same checks.
+    edge_rules: Mutex<HashMap<String, Arc<crate::protocol::rules::EdgeRules>>>,
     next_conn: AtomicU64,
 }
 
@@ -165,6 +170,7 @@ impl AppState {
             memory: MemoryBudget::new(config_memory_budget),
             cluster: None,
             tunnels: Mutex::new(HashMap::new()),
+            edge_rules: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
         }
     }
@@ -180,6 +186,21 @@ impl AppState {
     /// The live tunnel called `name`, if an agent holds it.
     pub fn tunnel(&self, name: &str) -> Option<Arc<Tunnel>> {
         lock(&self.tunnels).get(name).cloned()
+    }
+
+    /// The edge rules of tunnel `name`, when its agent declared any.
+    pub fn edge_rules(&self, name: &str) -> Option<Arc<crate::protocol::rules::EdgeRules>> {
+        lock(&self.edge_rules).get(name).cloned()
+    }
+
+    /// Records the rules an agent declared for `name` (empty: none).
+    pub fn set_edge_rules(&self, name: &str, rules: crate::protocol::rules::EdgeRules) {
+        let mut all = lock(&self.edge_rules);
+        if rules.is_empty() {
+            all.remove(name);
+        } else {
+            all.insert(name.to_owned(), Arc::new(rules));
+        }
     }
 
     /// Number of connected agents.
@@ -304,6 +325,10 @@ impl AppState {
         let mut tunnels = lock(&self.tunnels);
         if tunnels.get(&tunnel.name).map(|t| t.conn_id) == Some(tunnel.conn_id) {
             tunnels.remove(&tunnel.name);
+            // Keyless names are never queued for, so their rules go with them.
+            if tunnel.key_hash.is_none() {
+                lock(&self.edge_rules).remove(&tunnel.name);
+            }
         }
         tunnel.ended.cancel();
     }

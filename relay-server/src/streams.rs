@@ -8,8 +8,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::protocol::stream::{
-    CONNECTION_WINDOW, MAX_META_BYTES, META_HEADER, MetaError, STREAM_WINDOW, decode_meta,
-    encode_meta,
+    CONNECTION_WINDOW, MAX_META_BYTES, META_HEADER, MetaError, SEND_BUFFER, STREAM_WINDOW,
+    decode_meta, encode_meta,
 };
 use crate::protocol::{Request, Response};
 
@@ -68,7 +68,7 @@ where
     let (send, conn) = builder
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
-        .max_send_buf_size(STREAM_WINDOW as usize)
+        .max_send_buf_size(SEND_BUFFER)
         .max_header_list_size(MAX_META_BYTES)
         .handshake(TokioIo::new(io))
         .await?;

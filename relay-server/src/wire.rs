@@ -81,15 +81,20 @@ where
     R: tokio::io::AsyncRead + Unpin,
     T: From<bytes::Bytes>,
 {
+    use crate::protocol::stream::{MAX_STREAM_CHUNK, STREAM_MARKER};
+    use bytes::BufMut as _;
     use tokio::io::AsyncReadExt as _;
-    let mut buf = vec![0_u8; crate::protocol::stream::MAX_STREAM_CHUNK];
     loop {
-        let n = from.read(&mut buf).await?;
+        // Read straight behind the marker byte: the message is built in place.
+        let mut message = bytes::BytesMut::with_capacity(1 + MAX_STREAM_CHUNK);
+        message.put_u8(STREAM_MARKER);
+        let n = from
+            .read_buf(&mut (&mut message).limit(MAX_STREAM_CHUNK))
+            .await?;
         if n == 0 {
             return Ok(());
         }
-        let message = crate::protocol::stream::stream_message(&buf[..n]);
-        if outbound.send(T::from(message)).await.is_err() {
+        if outbound.send(T::from(message.freeze())).await.is_err() {
             return Err(std::io::ErrorKind::BrokenPipe.into());
         }
     }

@@ -529,3 +529,33 @@ async fn memory_per_name() {
         (after - before) / NAMES
     );
 }
+
+#[tokio::test]
+async fn edge_rules_are_stored_with_the_name_and_go_with_it() {
+    let redis = RedisServer::start(&[]);
+    let a = node(&redis, "a", Duration::from_secs(10)).await;
+    let s = &a.store;
+    let rules = r#"{"allow_ip":["10.0.0.0/8"]}"#;
+    s.set_edge_rules("nobody", Some(rules)).await.unwrap();
+    assert!(
+        s.all_edge_rules().await.unwrap().is_empty(),
+        "only claimed names"
+    );
+    assert_eq!(
+        s.claim_within("demo", "k", 10).await.unwrap(),
+        Claim::Granted
+    );
+    s.set_edge_rules("demo", Some(rules)).await.unwrap();
+    assert_eq!(
+        s.all_edge_rules().await.unwrap(),
+        [("demo".to_owned(), rules.to_owned())]
+    );
+    s.set_edge_rules("demo", None).await.unwrap();
+    assert!(s.all_edge_rules().await.unwrap().is_empty());
+    s.set_edge_rules("demo", Some(rules)).await.unwrap();
+    s.release("demo", "k", false).await.unwrap();
+    assert!(
+        s.all_edge_rules().await.unwrap().is_empty(),
+        "released with the name"
+    );
+}

@@ -17,9 +17,11 @@ use hooktunnel_protocol::{self as protocol, Ack, AgentMessage};
 
 use crate::agent::events::EventSender;
 use crate::agent::seen::SeenIds;
+use crate::capture::Capture;
 use crate::event::AgentEvent;
 use crate::exchange::Exchange;
-use crate::forward::{Forwarded, Forwarder, Outgoing};
+use crate::forward::{Forwarded, Forwarder};
+use crate::rules::apply::{Routed, RuleSet};
 use crate::store::writer::StoreWriter;
 use crate::verify::{self, SecretSpec};
 
@@ -52,7 +54,10 @@ pub struct Pipeline {
     pub ordered: mpsc::Sender<OrderedJob>,
     /// Attempts for a durable delivery whose local app fails (5xx or unreachable).
     pub max_attempts: u32,
-    /// Bytes of each body kept in the history (`--capture-max`).
+    /// Routes, header edits, mocks and faults (`--route`, `--inject`, …).
+    pub rules: RuleSet,
+    /// Body bytes the history keeps per body (`--capture-max`); beyond it a
+    /// body is recorded as a [`crate::capture::Truncation`].
     pub capture_max: usize,
     /// Live streams in progress, so a stopping agent can let them finish.
     pub live: tokio_util::task::TaskTracker,
@@ -109,29 +114,26 @@ impl Pipeline {
         }
     }
 
-    async fn forward(&self, request: &protocol::Request) -> Forwarded {
+    async fn forward(&self, request: &protocol::Request) -> Routed {
         // A frame that breaks the protocol is answered at once, never passed
         // on (a short body under a larger Content-Length would hang the app).
         if let Err(violation) = protocol::check_request(request) {
             let message = format!("the relay sent an invalid request: {violation}");
-            return Forwarded {
-                response: crate::forward::own_answer(
-                    502,
-                    protocol::HttpErrorCode::ProtocolError,
-                    &message,
-                ),
-                error: Some(message),
-                duration_us: 0,
+            return Routed {
+                forwarded: Forwarded {
+                    response: crate::forward::own_answer(
+                        502,
+                        protocol::HttpErrorCode::ProtocolError,
+                        &message,
+                    ),
+                    error: Some(message),
+                    duration_us: 0,
+                },
+                dropped: false,
             };
         }
-        self.forwarder
-            .forward(Outgoing {
-                method: &request.method,
-                path: &request.target,
-                headers: &request.headers,
-                body: request.body.clone(),
-            })
-            .await
+        // Routes, header edits, mocks and faults (issue 17): one call.
+        self.rules.forward(&self.forwarder, request).await
     }
 
     /// Retries a failing local app with exponential backoff and jitter,
@@ -140,7 +142,7 @@ impl Pipeline {
         let mut delays = crate::agent::reconnect::retry_delays();
         let mut attempt = 1;
         loop {
-            let mut forwarded = self.forward(request).await;
+            let mut forwarded = self.forward(request).await.forwarded;
             let failed = forwarded.error.is_some() || forwarded.response.status >= 500;
             // Sending an invalid frame again cannot make it valid.
             if !failed || protocol::check_request(request).is_err() {
@@ -183,12 +185,16 @@ impl Pipeline {
         response_truncated: Option<crate::capture::Truncation>,
     ) -> Exchange {
         let cut = request_truncated.is_some();
+        // The bodies arrive already cut, so `exchange` finds nothing more to cut.
         let mut exchange = self.exchange(request, forwarded, 1);
         if cut {
             // A verdict over part of a body would be wrong either way.
             exchange.signature = None;
         }
-        let _ = (request_truncated, response_truncated);
+        exchange.request_truncated = request_truncated.or(exchange.request_truncated.take());
+        if let Some(r) = exchange.response.as_mut() {
+            r.truncated = response_truncated.or(r.truncated.take());
+        }
         exchange
     }
 
@@ -207,16 +213,26 @@ impl Pipeline {
             crate::clock::now_secs(),
         );
         let tunnel = self.tunnel.read().map(|t| t.clone()).unwrap_or_default();
+        // The route's target (issue 17), else the default one.
+        let target = self
+            .rules
+            .target_for(&request.method, &request.target, &request.headers)
+            .unwrap_or_else(|| self.forwarder.target().base_url());
+        let (request_body, request_truncated) = Capture::whole(&request.body, self.capture_max);
+        let mut response = forwarded.response;
+        (response.body, response.truncated) = Capture::whole(&response.body, self.capture_max);
         Exchange {
             id: request.id,
             tunnel,
             received_at_ms: request.received_at_ms,
             method: request.method,
             path: request.target,
-            target: self.forwarder.target().base_url(),
+            target,
             request_headers: request.headers,
-            request_body: request.body,
-            response: Some(forwarded.response),
+            request_body,
+            request_truncated,
+            capture_degraded: false,
+            response: Some(response),
             duration_us: forwarded.duration_us,
             error: forwarded.error,
             replay_of: None,

@@ -81,6 +81,8 @@ pub struct AgentOptions {
     pub instance: String,
     /// Replace a live session of the same tunnel (`--takeover`).
     pub takeover: bool,
+    /// Who may call the tunnel, enforced by the relay (sent in `hello`).
+    pub rules: protocol::rules::EdgeRules,
     /// Every relay of the cluster, `relay` among them (`--relay URL1,URL2`):
     /// after a failure the agent moves to the next. Empty: only `relay`.
     pub relays: Vec<String>,
@@ -121,6 +123,8 @@ impl std::fmt::Debug for AgentOptions {
             .field("ca_cert", &self.ca_cert)
             .field("host", &self.host)
             .field("takeover", &self.takeover)
+            // Verifiers and secrets stay out of logs.
+            .field("edge_rules", &!self.rules.is_empty())
             .finish()
     }
 }
@@ -186,6 +190,12 @@ pub enum AgentError {
     /// The relay said something we did not understand.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// The relay accepted the tunnel but does not enforce its edge rules
+    /// (a relay from before rules): serving would leave the URL open.
+    #[error(
+        "the relay at {0} does not enforce traffic rules (--basic-auth, --allow-ip, --deny-ip, --require-header, --verify-at-edge); upgrade the relay, or run without those rules"
+    )]
+    RulesNotEnforced(String),
 }
 
 impl AgentError {
@@ -196,6 +206,7 @@ impl AgentError {
             | AgentError::Unauthorized { .. }
             | AgentError::TokenRequired { .. }
             | AgentError::CaCert { .. }
+            | AgentError::RulesNotEnforced(_)
             | AgentError::TakenOver(_) => true,
             AgentError::Refused { code, .. } => matches!(
                 code,
@@ -260,6 +271,7 @@ pub async fn connect(opts: &AgentOptions, config_hint: &str) -> Result<Session, 
         host: opts.host.clone(),
         instance: Some(opts.instance.clone()),
         takeover: opts.takeover,
+        rules: opts.rules.clone(),
     });
     socket
         .send(Message::Binary(hello.encode()))
@@ -268,6 +280,10 @@ pub async fn connect(opts: &AgentOptions, config_hint: &str) -> Result<Session, 
     let RelayMessage::Welcome(welcome) = next_reply(&mut socket).await? else {
         return Err(AgentError::Protocol("expected welcome".into()));
     };
+    if !opts.rules.is_empty() && !welcome.rules_enforced {
+        let _ = socket.close(None).await;
+        return Err(AgentError::RulesNotEnforced(opts.relay.clone()));
+    }
     Ok(Session {
         welcome,
         socket,
@@ -415,8 +431,8 @@ impl Session {
         cancel: CancellationToken,
     ) -> Result<(), AgentError> {
         use hooktunnel_protocol::stream::{
-            CONNECTION_WINDOW, Inbound, MAX_CONCURRENT_STREAMS, MAX_META_BYTES, STREAM_WINDOW,
-            classify,
+            CONNECTION_WINDOW, Inbound, MAX_CONCURRENT_STREAMS, MAX_META_BYTES, SEND_BUFFER,
+            STREAM_WINDOW, classify,
         };
         let ping_interval = self.ping_interval;
         let (mut sink, mut stream) = self.socket.split();
@@ -443,7 +459,7 @@ impl Session {
             .initial_connection_window_size(CONNECTION_WINDOW)
             .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
             .max_header_list_size(MAX_META_BYTES)
-            .max_send_buf_size(STREAM_WINDOW as usize)
+            .max_send_buf_size(SEND_BUFFER)
             .serve_connection(TokioIo::new(h2_io), service);
         let streams = async {
             match connection.await {
@@ -577,6 +593,7 @@ mod relay_list_tests {
             host: None,
             instance: "run".into(),
             takeover: false,
+            rules: Default::default(),
         }
     }
 

@@ -29,6 +29,9 @@ use crate::forward::{BoxError, Forwarded, headers_of, own_answer, whole_body};
 
 /// Bytes read from an upgraded local connection at once.
 const UPGRADE_CHUNK: usize = 16 * 1024;
+/// Longest an injected drop holds a stream unanswered (the relay's
+/// response timeout usually ends it first).
+const DROP_HOLD: std::time::Duration = std::time::Duration::from_secs(300);
 /// How long the app may go on talking after the sender stopped sending.
 const UPGRADE_LINGER: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -262,22 +265,68 @@ impl Pipeline {
                 .record_live(head, Teed::default(), forwarded, None)
                 .await;
         }
+        // Traffic rules (issue 17): route, header edits, delay, fault, mock.
+        let plan = self.rules.plan(&self.forwarder, &head);
+        if !plan.delay.is_zero() {
+            tokio::time::sleep(plan.delay).await;
+        }
+        if let Some(own_answer) = plan.own {
+            return self
+                .answer_own(head, body, own_answer, reply, started)
+                .await;
+        }
         if upgrade_requested(&head.headers).is_some() {
-            return self.handle_upgrade(head, body, reply, started).await;
+            return self.handle_upgrade(head, body, reply, started, &plan).await;
         }
         let (request_body, request_done) = Tee::request(body, self.capture_max);
         let opened = self
-            .forwarder
-            .open(
-                &head.method,
-                &head.target,
-                &head.headers,
-                request_body.boxed_unsync(),
-                false,
-            )
+            .open_app(&plan, &head, request_body.boxed_unsync(), false)
             .await;
-        self.answer_opened(head, opened, request_done, reply, started)
+        self.answer_opened(head, opened, request_done, reply, started, &plan)
             .await;
+    }
+
+    /// A fault or mock answers instead of the app; the request body is
+    /// still read into the record. An injected drop answers nothing: the
+    /// stream is held until the relay gives up on it.
+    async fn answer_own(
+        &self,
+        head: protocol::Request,
+        body: Incoming,
+        own_answer: crate::rules::apply::OwnAnswer,
+        reply: oneshot::Sender<http::Response<AnswerBody>>,
+        started: Instant,
+    ) {
+        let (request_body, request_done) = Tee::request(body, self.capture_max);
+        drop(request_body);
+        if own_answer.dropped {
+            let mut reply = reply;
+            let _ = tokio::time::timeout(DROP_HOLD, reply.closed()).await;
+        } else {
+            let _ = reply.send(own(head.id, &own_answer.response));
+        }
+        let forwarded = Forwarded {
+            response: own_answer.response,
+            error: own_answer.error,
+            duration_us: crate::forward::elapsed_us(started),
+        };
+        let request = request_done.await.unwrap_or_default();
+        self.record_live(head, request, forwarded, None).await;
+    }
+
+    /// Sends `head` with `body` to the local app the plan routes it to,
+    /// with the plan's header edits; see [`crate::forward::Forwarder::open`].
+    async fn open_app(
+        &self,
+        plan: &crate::rules::apply::Plan<'_>,
+        head: &protocol::Request,
+        body: crate::forward::OutBody,
+        upgrade: bool,
+    ) -> Result<http::Response<Incoming>, crate::forward::Failure> {
+        let headers = plan.headers.as_deref().unwrap_or(&head.headers);
+        plan.forwarder
+            .open(&head.method, &head.target, headers, body, upgrade)
+            .await
     }
 
     /// Streams the app's answer back (or hooktunnel's own), waits for both
@@ -289,6 +338,7 @@ impl Pipeline {
         request_done: oneshot::Receiver<Teed>,
         reply: oneshot::Sender<http::Response<AnswerBody>>,
         started: Instant,
+        plan: &crate::rules::apply::Plan<'_>,
     ) {
         let response = match opened {
             Ok(response) if response.status() == http::StatusCode::SWITCHING_PROTOCOLS => {
@@ -299,23 +349,26 @@ impl Pipeline {
         };
         let (app, teed) = match response {
             Err(failure) => {
-                let _ = reply.send(own(head.id, &failure.response));
-                let forwarded = Forwarded {
+                let mut forwarded = Forwarded {
                     response: failure.response,
                     error: Some(failure.error),
                     duration_us: crate::forward::elapsed_us(started),
                 };
+                // A `when-app-down` mock and response edits (issue 17).
+                self.rules.after(plan, &head.target, &mut forwarded);
+                let _ = reply.send(own(head.id, &forwarded.response));
                 let request = request_done.await.unwrap_or_default();
                 return self.record_live(head, request, forwarded, None).await;
             }
             Ok(response) => {
                 let (parts, body) = response.into_parts();
-                let app = protocol::Response {
+                let mut app = protocol::Response {
                     id: head.id,
                     status: parts.status.as_u16(),
                     headers: headers_of(&parts.headers),
                     body: Bytes::new(),
                 };
+                self.rules.edit_response(&head.target, &mut app.headers);
                 let (body, done) = Tee::new(body, self.capture_max, "local app's answer");
                 let _ = reply.send(answer(&app, body.boxed_unsync()));
                 (app, done)
@@ -333,6 +386,8 @@ impl Pipeline {
                 status: app.status,
                 headers: app.headers,
                 body: response_teed.bytes,
+                // Set from `response_teed.truncated` by `exchange_streamed`.
+                truncated: None,
             },
             error: error.or_else(|| request.error.clone()),
             duration_us: crate::forward::elapsed_us(started),
@@ -350,23 +405,19 @@ impl Pipeline {
         mut from_sender: Incoming,
         reply: oneshot::Sender<http::Response<AnswerBody>>,
         started: Instant,
+        plan: &crate::rules::apply::Plan<'_>,
     ) {
         let opened = self
-            .forwarder
-            .open(
-                &head.method,
-                &head.target,
-                &head.headers,
-                whole_body(Bytes::new()),
-                true,
-            )
+            .open_app(plan, &head, whole_body(Bytes::new()), true)
             .await;
         let mut response = match opened {
             Ok(response) if response.status() == http::StatusCode::SWITCHING_PROTOCOLS => response,
             other => {
                 // Refused (or failed): an ordinary answer; no body came from the sender.
                 let (_, done) = oneshot::channel();
-                return self.answer_opened(head, other, done, reply, started).await;
+                return self
+                    .answer_opened(head, other, done, reply, started, plan)
+                    .await;
             }
         };
         let on_upgrade = hyper::upgrade::on(&mut response);
@@ -447,6 +498,8 @@ impl Pipeline {
                 status: 101,
                 headers: app.headers,
                 body: received,
+                // Set from `received_cut` by `exchange_streamed`.
+                truncated: None,
             },
             error,
             duration_us: crate::forward::elapsed_us(started),
@@ -467,8 +520,13 @@ impl Pipeline {
         let exchange =
             self.exchange_streamed(head, forwarded, request.truncated, response_truncated);
         let summary = exchange.summary();
-        self.store.record(exchange).await;
+        // Never waits: a store that is behind gets the exchange without its
+        // bodies (or, stalled, not at all), and a notice says so.
+        let recorded = self.store.record(exchange);
         self.events.send(AgentEvent::Exchange(summary));
+        if let Some(notice) = self.store.behind_notice(recorded) {
+            self.events.send(AgentEvent::Notice(notice));
+        }
     }
 }
 

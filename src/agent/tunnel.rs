@@ -57,6 +57,13 @@ pub struct ListenSettings {
     pub ping_interval: Duration,
     /// Replace a live session of the same tunnel instead of being refused.
     pub takeover: bool,
+    /// Traffic rules from the flags (merged with the config's `[[tunnel]]`).
+    pub rules: crate::rules::RulesConfig,
+    /// Seed for fault injection's draws (reproducible runs).
+    pub inject_seed: Option<u64>,
+    /// Body bytes kept per body in history (`None`: config file, then
+    /// [`crate::capture::DEFAULT_CAPTURE_MAX`]).
+    pub capture_max: Option<usize>,
 }
 
 /// A tunnel that is up and serving in the background.
@@ -116,6 +123,15 @@ pub async fn start(settings: ListenSettings, cancel: CancellationToken) -> anyho
         config.agent_key = Some(new_agent_key());
         config.save(&config_path)?;
     }
+    let verify: Vec<SecretSpec> =
+        crate::secrets::resolve(&settings.verify, "--verify", &settings.paths)?
+            .into_iter()
+            .map(|(spec, _)| spec)
+            .collect();
+    // Rules are checked before anything connects: a typo never goes live.
+    let rules = crate::rules::select(&settings.rules, settings.name.as_deref(), &config.tunnels)
+        .with_context(|| format!("in the [[tunnel]] tables of {}", config_path.display()))?;
+    let (edge, agent_rules) = crate::rules::compile(&rules, &verify)?;
     let (relay, embedded) = match settings.relay.clone().or_else(|| config.relay.clone()) {
         Some(relay) => (relay, false),
         None => (
@@ -137,6 +153,7 @@ pub async fn start(settings: ListenSettings, cancel: CancellationToken) -> anyho
         name: settings
             .name
             .clone()
+            .or_else(|| rules.name.clone())
             .or_else(|| config.name_for(&relay_key).map(str::to_owned)),
         key: config.agent_key.clone(),
         mode: settings.mode,
@@ -146,6 +163,7 @@ pub async fn start(settings: ListenSettings, cancel: CancellationToken) -> anyho
         host: super::host_name(),
         instance: super::new_instance_id(),
         takeover: settings.takeover,
+        rules: edge,
     };
     let hint = config_path.display().to_string();
     // Several relays (one cluster): the first that answers.
@@ -171,10 +189,6 @@ pub async fn start(settings: ListenSettings, cancel: CancellationToken) -> anyho
     if config.remember_name(&relay_key, &session.welcome.name) {
         config.save(&config_path)?;
     }
-    let verify = crate::secrets::resolve(&settings.verify, "--verify", &settings.paths)?
-        .into_iter()
-        .map(|(spec, _)| spec)
-        .collect();
     if config.keep == Some(0) {
         anyhow::bail!(
             "`keep = 0` in {} would keep no history; set it to 1 or more (or run `hooktunnel clear` to empty the history)",
@@ -195,7 +209,16 @@ pub async fn start(settings: ListenSettings, cancel: CancellationToken) -> anyho
         verify,
         ordered,
         max_attempts: settings.max_attempts.max(1),
-        capture_max: crate::capture::DEFAULT_CAPTURE_MAX,
+        rules: crate::rules::apply::RuleSet::new(
+            agent_rules,
+            settings.timeout,
+            &settings.forward,
+            settings.inject_seed,
+        ),
+        capture_max: settings
+            .capture_max
+            .or(config.capture_max.map(|c| c.0))
+            .unwrap_or(crate::capture::DEFAULT_CAPTURE_MAX),
         live: tokio_util::task::TaskTracker::new(),
     });
     let worker = {

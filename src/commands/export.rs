@@ -31,6 +31,13 @@ pub fn run(args: &ExportArgs, paths: &Paths) -> anyhow::Result<()> {
             s
         }
         ExportFormat::Curl => {
+            if let Some(t) = &exchange.request_truncated {
+                anyhow::bail!(
+                    "cannot export {} as curl: its request body was captured only in part ({}), so the command would send something else; --format json or har show what was kept (raise --capture-max on `listen` to capture bodies whole)",
+                    exchange.id,
+                    crate::capture::note(t, exchange.capture_degraded)
+                );
+            }
             let base = match &args.to {
                 Some(to) => Target::parse(to)?.base_url(),
                 None => exchange.target.clone(),

@@ -27,7 +27,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let paths = Paths::discover()?;
     match cli.command {
-        Command::Listen(args) => listen::run(args, paths).await,
+        Command::Listen(args) => listen::run(*args, paths).await,
         Command::Requests(args) => requests::run(&args, &paths),
         Command::Show(args) => show::run(&args, &paths),
         Command::Stats(args) => stats::run(&args, &paths),

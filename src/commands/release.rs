@@ -34,6 +34,7 @@ pub async fn run(args: &ReleaseArgs, paths: &Paths) -> anyhow::Result<()> {
         host: agent::host_name(),
         instance: agent::new_instance_id(),
         takeover: false,
+        rules: Default::default(),
     };
     let hint = config_path.display().to_string();
     let name = &args.name;

@@ -4,6 +4,7 @@ use std::io::Write as _;
 
 use anyhow::Context as _;
 
+use crate::capture::Truncation;
 use crate::cli::ShowArgs;
 use crate::config::Paths;
 use crate::exchange::{Exchange, Header, SignatureVerdict};
@@ -62,9 +63,17 @@ fn push_headers(text: &mut String, title: &str, headers: &[Header], mask: bool) 
     }
 }
 
-fn push_body(text: &mut String, body: &[u8]) {
+fn push_body(text: &mut String, body: &[u8], truncated: Option<&Truncation>, degraded: bool) {
+    if let Some(t) = truncated {
+        text.push_str(&format!("  {}\n", crate::capture::note(t, degraded)));
+        text.push_str(&format!("  sha256 {}\n", t.sha256));
+    }
     if body.is_empty() {
-        text.push_str("  (empty body)\n");
+        text.push_str(if truncated.is_some() {
+            "  (no bytes kept)\n"
+        } else {
+            "  (empty body)\n"
+        });
         return;
     }
     let shown = &body[..body.len().min(SHOWN_BODY_BYTES)];
@@ -127,17 +136,34 @@ pub fn render(e: &Exchange, mask: bool) -> String {
     if let Some(err) = &e.error {
         text.push_str(&format!("error: {}\n", sanitize::escape(err)));
     }
+    if let Some(why) = e.replay_refusal() {
+        text.push_str(&format!("replay: refused ({why})\n"));
+    }
     if let Some(line) = signature_line(e.signature.as_ref()) {
         text.push_str(&line);
         text.push('\n');
     }
     text.push('\n');
     push_headers(&mut text, "Request", &e.request_headers, mask);
-    text.push_str(&format!(
-        "Request body ({})\n",
-        output::size(e.request_body.len() as u64)
-    ));
-    push_body(&mut text, &e.request_body);
+    let websocket = crate::websocket::is_websocket(e);
+    if websocket {
+        // The bodies are the two directions' frames: shown as messages.
+        for line in crate::websocket::describe(e) {
+            text.push_str(&sanitize::escape(&line));
+            text.push('\n');
+        }
+    } else {
+        text.push_str(&format!(
+            "Request body ({})\n",
+            output::size(e.request_body.len() as u64)
+        ));
+        push_body(
+            &mut text,
+            &e.request_body,
+            e.request_truncated.as_ref(),
+            e.capture_degraded,
+        );
+    }
     if let Some(r) = &e.response {
         text.push('\n');
         push_headers(
@@ -146,11 +172,14 @@ pub fn render(e: &Exchange, mask: bool) -> String {
             &r.headers,
             mask,
         );
+        if websocket {
+            return text;
+        }
         text.push_str(&format!(
             "Response body ({})\n",
             output::size(r.body.len() as u64)
         ));
-        push_body(&mut text, &r.body);
+        push_body(&mut text, &r.body, r.truncated.as_ref(), e.capture_degraded);
     }
     text
 }
@@ -160,6 +189,34 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn a_truncated_body_says_how_much_was_kept_and_why_replay_is_refused() {
+        let mut e = crate::store::tests::sample(1);
+        e.request_body = bytes::Bytes::from_static(b"{\"head\":");
+        e.request_truncated = Some(Truncation {
+            total_bytes: 52 * 1024 * 1024,
+            sha256: "ab".repeat(32),
+            limit: 8,
+        });
+        let shown = render(&e, true);
+        assert!(
+            shown.contains("  truncated: 8 B of 52.0 MiB kept · sha256 abababababab…"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains(&format!("  sha256 {}", "ab".repeat(32))),
+            "{shown}"
+        );
+        assert!(shown.contains("replay: refused (cannot replay"), "{shown}");
+        assert!(shown.contains("--capture-max"), "{shown}");
+        e.capture_degraded = true;
+        let shown = render(&e, true);
+        assert!(
+            shown.contains("not kept: the history store fell behind"),
+            "{shown}"
+        );
+    }
 
     #[test]
     fn secrets_are_masked_unless_revealed_and_the_record_keeps_them() {

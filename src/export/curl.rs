@@ -105,7 +105,15 @@ pub fn curl(ex: &Exchange, base_url: &str, body_file: Option<&Path>) -> CurlExpo
     }
     args.push(quote_always(join_url(base_url, &ex.path).as_bytes()));
 
-    let mut script = prefix;
+    let mut script = String::new();
+    if let Some(t) = &ex.request_truncated {
+        // Comments, so the script still runs; the CLI refuses outright.
+        script.push_str(&format!(
+            "# hooktunnel: WARNING: the request body was captured only in part ({}).\n# This command sends only the kept head, not the original request.\n",
+            crate::sanitize::escape(&crate::capture::note(t, ex.capture_degraded))
+        ));
+    }
+    script.push_str(&prefix);
     script.push_str(&args_to_lines(&args));
     script.push('\n');
     CurlExport {

@@ -4,6 +4,7 @@
 use base64::prelude::*;
 use serde_json::{Map, Value, json};
 
+use crate::capture::Truncation;
 use crate::exchange::{Exchange, Header};
 
 use super::{join_url, rfc3339_ms};
@@ -18,6 +19,8 @@ use super::{join_url, rfc3339_ms};
 /// browsers record failed requests. hooktunnel's own fields ride along as
 /// `_id`, `_tunnel`, `_error`, `_replayOf`, `_queued`, `_peer`, `_publicUrl`
 /// and `_signature`. Header values that are not UTF-8 are converted lossily.
+/// A body the history holds only in part keeps its whole size in `size` /
+/// `bodySize`, its head in `text`, and says so in `comment` and `_truncated`.
 pub fn har(exchanges: &[Exchange]) -> Value {
     json!({
         "log": {
@@ -75,13 +78,18 @@ fn request(ex: &Exchange) -> Value {
         "headers": headers(&ex.request_headers),
         "queryString": query_string(&ex.path),
         "headersSize": -1,
-        "bodySize": ex.request_body.len(),
+        "bodySize": ex.request_truncated.as_ref().map_or(ex.request_body.len() as u64, |t| t.total_bytes),
     });
-    if !ex.request_body.is_empty()
+    if (!ex.request_body.is_empty() || ex.request_truncated.is_some())
         && let Value::Object(map) = &mut req
     {
         let mut post = json!({ "mimeType": mime_type(&ex.request_headers) });
         put_body(&mut post, &ex.request_body);
+        mark_truncated(
+            &mut post,
+            ex.request_truncated.as_ref(),
+            ex.capture_degraded,
+        );
         map.insert("postData".into(), post);
     }
     req
@@ -102,8 +110,13 @@ fn response(ex: &Exchange) -> Value {
             "_error": ex.error,
         });
     };
-    let mut content = json!({ "size": r.body.len(), "mimeType": mime_type(&r.headers) });
+    let size = r
+        .truncated
+        .as_ref()
+        .map_or(r.body.len() as u64, |t| t.total_bytes);
+    let mut content = json!({ "size": size, "mimeType": mime_type(&r.headers) });
     put_body(&mut content, &r.body);
+    mark_truncated(&mut content, r.truncated.as_ref(), ex.capture_degraded);
     json!({
         "status": r.status,
         "statusText": http::StatusCode::from_u16(r.status)
@@ -116,8 +129,21 @@ fn response(ex: &Exchange) -> Value {
         "content": content,
         "redirectURL": header(&r.headers, "location").unwrap_or_default(),
         "headersSize": -1,
-        "bodySize": r.body.len(),
+        "bodySize": size,
     })
+}
+
+/// On a body held in part: a `comment` saying so (HAR viewers show it) and
+/// `_truncated {totalBytes, sha256, limit}`; sizes elsewhere are the whole body's.
+fn mark_truncated(obj: &mut Value, t: Option<&Truncation>, degraded: bool) {
+    let (Value::Object(map), Some(t)) = (obj, t) else {
+        return;
+    };
+    map.insert("comment".into(), json!(crate::capture::note(t, degraded)));
+    map.insert(
+        "_truncated".into(),
+        json!({ "totalBytes": t.total_bytes, "sha256": t.sha256, "limit": t.limit }),
+    );
 }
 
 /// Sets `text` (and `encoding: "base64"` when the bytes are not UTF-8).

@@ -42,6 +42,14 @@ fn headers_json(headers: &[Header]) -> Value {
     )
 }
 
+/// `{total_bytes, sha256, limit}` of a body held in part, else `null`.
+pub(crate) fn truncation_json(t: Option<&crate::capture::Truncation>) -> Value {
+    t.map_or(
+        Value::Null,
+        |t| json!({ "total_bytes": t.total_bytes, "sha256": t.sha256, "limit": t.limit }),
+    )
+}
+
 fn signature_json(sig: Option<&SignatureVerdict>) -> Value {
     sig.map_or(
         Value::Null,
@@ -53,10 +61,12 @@ fn signature_json(sig: Option<&SignatureVerdict>) -> Value {
 /// and `export --format json`.
 ///
 /// Shape: `id`, `tunnel`, `received_at` (RFC 3339 UTC), `received_at_ms`,
-/// `target`, `url` (target + path), `request {method, path, headers, body_base64}`,
-/// `response {status, headers, body_base64}` or `null`, `error`, `duration_ms`,
-/// `replay_of`, `queued`, `peer`, `public_url`, `signature {provider, valid,
-/// reason}` or `null`. Headers are `[name, value]` pairs in order with
+/// `target`, `url` (target + path), `request {method, path, headers, body_base64,
+/// truncated}`, `response {status, headers, body_base64, truncated}` or `null`,
+/// `capture_degraded`, `error`, `duration_ms`, `replay_of`, `queued`, `peer`,
+/// `public_url`, `signature {provider, valid, reason}` or `null`. `truncated`
+/// is `null` for a body kept whole, else `{total_bytes, sha256, limit}` of the
+/// whole body (`body_base64` then holds only its head; see [`crate::capture`]). Headers are `[name, value]` pairs in order with
 /// duplicates; a value that is not UTF-8 is shown lossily (U+FFFD), while
 /// bodies are always base64 of the exact bytes.
 pub fn json(ex: &Exchange) -> Value {
@@ -72,12 +82,15 @@ pub fn json(ex: &Exchange) -> Value {
             "path": ex.path,
             "headers": headers_json(&ex.request_headers),
             "body_base64": BASE64_STANDARD.encode(&ex.request_body),
+            "truncated": truncation_json(ex.request_truncated.as_ref()),
         },
         "response": ex.response.as_ref().map_or(Value::Null, |r| json!({
             "status": r.status,
             "headers": headers_json(&r.headers),
             "body_base64": BASE64_STANDARD.encode(&r.body),
+            "truncated": truncation_json(r.truncated.as_ref()),
         })),
+        "capture_degraded": ex.capture_degraded,
         "error": ex.error,
         "duration_ms": ex.duration_ms(),
         "replay_of": ex.replay_of.map(|u| u.to_string()),
@@ -121,6 +134,8 @@ pub(crate) mod fixtures {
     /// A JSON webhook POST with a response.
     pub fn text_exchange() -> Exchange {
         Exchange {
+            request_truncated: None,
+            capture_degraded: false,
             attempts: 1,
             id: Ulid::generate(),
             tunnel: "demo".into(),
@@ -144,6 +159,7 @@ pub(crate) mod fixtures {
                 "{\"ref\":\"refs/heads/main\",\n \"msg\":\"it's $HOME \\\\ `x` é ✓\"}\n".as_bytes(),
             ),
             response: Some(ExchangeResponse {
+                truncated: None,
                 status: 201,
                 headers: vec![
                     Header::new("content-type", "text/plain; charset=utf-8"),
@@ -251,8 +267,52 @@ mod tests {
         assert_eq!(v["response"], Value::Null);
         assert_eq!(v["error"], "connection refused");
         assert_eq!(v["signature"], Value::Null);
+        assert_eq!(v["request"]["truncated"], Value::Null);
+        assert_eq!(v["capture_degraded"], false);
         assert_eq!(v["replay_of"], ex.replay_of.unwrap().to_string());
         assert_eq!(v["url"], "http://127.0.0.1:3000/upload/a/../b%20c");
+    }
+
+    #[test]
+    fn json_says_when_a_body_is_truncated() {
+        let mut ex = text_exchange();
+        let t = crate::capture::Truncation {
+            total_bytes: 1000,
+            sha256: "0f".repeat(32),
+            limit: 4,
+        };
+        ex.request_body = ex.request_body.slice(..4);
+        ex.request_truncated = Some(t.clone());
+        if let Some(r) = ex.response.as_mut() {
+            r.truncated = Some(t);
+        }
+        let v = json(&ex);
+        let want = json!({"total_bytes": 1000, "sha256": "0f".repeat(32), "limit": 4});
+        assert_eq!(v["request"]["truncated"], want);
+        assert_eq!(v["response"]["truncated"], want);
+        let head = BASE64_STANDARD
+            .decode(v["request"]["body_base64"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(head.len(), 4);
+
+        let entry = &har(std::slice::from_ref(&ex))["log"]["entries"][0];
+        assert_eq!(entry["request"]["bodySize"], 1000);
+        assert_eq!(
+            entry["request"]["postData"]["_truncated"]["totalBytes"],
+            1000
+        );
+        assert_eq!(entry["response"]["content"]["size"], 1000);
+        let comment = entry["response"]["content"]["comment"].as_str().unwrap();
+        assert!(
+            comment.starts_with("truncated: 4 B of 1000 B kept"),
+            "{comment}"
+        );
+
+        let script = curl(&ex, "http://x", None).script;
+        assert!(
+            script.starts_with("# hooktunnel: WARNING: the request body was captured only in part"),
+            "{script}"
+        );
     }
 
     #[test]

@@ -51,6 +51,18 @@ impl Cause {
         match own_code {
             Some(b"local_timeout") => return Some(Cause::Timeout),
             Some(b"local_unreachable") => return Some(Cause::Unreachable),
+            // `--inject` simulates what a sender would see from a failing app.
+            Some(b"injected") => {
+                return match status {
+                    Some(504) => Some(Cause::Timeout),
+                    Some(s) if s >= 500 => Some(Cause::App5xx),
+                    _ => None,
+                };
+            }
+            // An `always` mock is an answer; a `when-app-down` one records the failure.
+            Some(b"mocked") if !error => {
+                return status.filter(|s| *s >= 500).map(|_| Cause::App5xx);
+            }
             _ => {}
         }
         match (status, error) {
@@ -195,6 +207,19 @@ mod tests {
     fn causes_from_outcomes() {
         assert_eq!(Cause::classify(Some(200), false, None), None);
         assert_eq!(Cause::classify(Some(404), false, None), None);
+        assert_eq!(
+            Cause::classify(Some(503), true, Some(b"injected")),
+            Some(Cause::App5xx)
+        );
+        assert_eq!(
+            Cause::classify(Some(504), true, Some(b"injected")),
+            Some(Cause::Timeout)
+        );
+        assert_eq!(Cause::classify(Some(200), false, Some(b"mocked")), None);
+        assert_eq!(
+            Cause::classify(Some(503), true, Some(b"mocked")),
+            Some(Cause::Unreachable)
+        );
         assert_eq!(Cause::classify(Some(503), false, None), Some(Cause::App5xx));
         assert_eq!(
             Cause::classify(Some(502), true, Some(b"local_unreachable")),

@@ -17,6 +17,7 @@ use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension as _, Row, params};
 use ulid::Ulid;
 
+use crate::capture::Truncation;
 use crate::exchange::{Exchange, ExchangeResponse, ExchangeSummary, Header, SignatureVerdict};
 
 /// How long a connection waits for another process's write lock.
@@ -116,10 +117,13 @@ macro_rules! captured_columns {
         "id, tunnel, received_at_ms, method, path, target, request_headers, request_body, status, response_headers, response_body, duration_us, error, replay_of, queued, peer, public_url, signature"
     };
 }
-/// What [`full_from_row`] reads, minus `attempts` (v4): migrations before v4
-/// select these and a literal `1` instead.
+/// What [`full_from_row`] reads, minus `attempts` (v4) and the capture
+/// columns (v5): migrations before them select these and literals instead.
 const CAPTURED_COLUMNS: &str = captured_columns!();
-const FULL_COLUMNS: &str = concat!(captured_columns!(), ", attempts");
+const FULL_COLUMNS: &str = concat!(
+    captured_columns!(),
+    ", attempts, request_truncated, response_truncated, capture_degraded"
+);
 
 impl Store {
     /// Opens (creating and migrating as needed) the database at `path`.
@@ -161,8 +165,8 @@ impl Store {
         let tx = self.conn.transaction()?;
         {
             let mut stmt = tx.prepare_cached(
-                "INSERT OR IGNORE INTO exchanges (id, tunnel, received_at_ms, method, path, target, request_headers, request_body, status, response_headers, response_body, duration_us, error, replay_of, queued, peer, public_url, signature, request_bytes, response_bytes, path_pattern, provider, event_type, cause, sig_valid, attempts)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)",
+                "INSERT OR IGNORE INTO exchanges (id, tunnel, received_at_ms, method, path, target, request_headers, request_body, status, response_headers, response_body, duration_us, error, replay_of, queued, peer, public_url, signature, request_bytes, response_bytes, path_pattern, provider, event_type, cause, sig_valid, attempts, request_truncated, response_truncated, capture_degraded)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)",
             )?;
             for e in exchanges {
                 let response = e.response.as_ref();
@@ -198,6 +202,9 @@ impl Store {
                     cause,
                     sig_valid,
                     e.attempts.max(1),
+                    truncation_to_json(e.request_truncated.as_ref()),
+                    truncation_to_json(response.and_then(|r| r.truncated.as_ref())),
+                    e.capture_degraded,
                 ])?;
             }
         }
@@ -396,6 +403,19 @@ fn parse_opt_id(id: &str, value: Option<String>) -> Result<Option<Ulid>, StoreEr
         })
 }
 
+fn truncation_to_json(t: Option<&Truncation>) -> Option<String> {
+    t.and_then(|t| serde_json::to_string(t).ok())
+}
+
+fn truncation_from_json(id: &str, json: Option<String>) -> Result<Option<Truncation>, StoreError> {
+    json.map(|s| serde_json::from_str(&s))
+        .transpose()
+        .map_err(|e| StoreError::Corrupt {
+            id: id.to_owned(),
+            why: format!("truncation: {e}"),
+        })
+}
+
 fn parse_signature(json: Option<String>) -> Option<SignatureVerdict> {
     json.and_then(|s| serde_json::from_str(&s).ok())
 }
@@ -448,12 +468,16 @@ fn full_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Exchange, StoreError>
     let peer: Option<String> = row.get(15)?;
     let public_url: Option<String> = row.get(16)?;
     let attempts: i64 = row.get(18)?;
+    let request_truncated: Option<String> = row.get(19)?;
+    let response_truncated: Option<String> = row.get(20)?;
+    let capture_degraded: bool = row.get(21)?;
     Ok((|| {
         let response = match (status, response_headers) {
             (Some(status), Some(headers)) => Some(ExchangeResponse {
                 status,
                 headers: headers_from_json(&id, &headers)?,
                 body: Bytes::from(response_body.unwrap_or_default()),
+                truncated: truncation_from_json(&id, response_truncated)?,
             }),
             _ => None,
         };
@@ -466,6 +490,8 @@ fn full_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Exchange, StoreError>
             target,
             request_headers: headers_from_json(&id, &request_headers)?,
             request_body: Bytes::from(request_body),
+            request_truncated: truncation_from_json(&id, request_truncated)?,
+            capture_degraded,
             response,
             duration_us,
             error,
@@ -487,6 +513,8 @@ pub(crate) mod tests {
     /// A plausible exchange for tests.
     pub fn sample(n: u8) -> Exchange {
         Exchange {
+            request_truncated: None,
+            capture_degraded: false,
             attempts: 1,
             id: hooktunnel_protocol::next_id(),
             tunnel: "demo".into(),
@@ -497,6 +525,7 @@ pub(crate) mod tests {
             request_headers: vec![Header::new("x-dup", "1"), Header::new("x-dup", vec![0xff])],
             request_body: Bytes::from(vec![n, 0, 13, 10]),
             response: Some(ExchangeResponse {
+                truncated: None,
                 status: 200,
                 headers: vec![Header::new("content-type", "text/plain")],
                 body: Bytes::from_static(b"ok"),
@@ -533,6 +562,32 @@ pub(crate) mod tests {
             store.resolve("nope"),
             Err(StoreError::NotFound(_))
         ));
+    }
+
+    #[test]
+    fn truncations_and_the_degraded_flag_round_trip() {
+        let (_dir, mut store) = open();
+        let mut e = sample(3);
+        e.request_truncated = Some(Truncation {
+            total_bytes: 52 * 1024 * 1024,
+            sha256: "ab".repeat(32),
+            limit: 10 * 1024 * 1024,
+        });
+        e.capture_degraded = true;
+        if let Some(r) = e.response.as_mut() {
+            r.truncated = Some(Truncation {
+                total_bytes: 9,
+                sha256: "cd".repeat(32),
+                limit: 2,
+            });
+        }
+        store.insert(&e).unwrap();
+        assert_eq!(store.get(&e.id).unwrap(), Some(e.clone()));
+        // A whole capture reads back with no truncation.
+        let whole = sample(4);
+        store.insert(&whole).unwrap();
+        let back = store.get(&whole.id).unwrap().unwrap();
+        assert!(!back.truncated() && !back.capture_degraded);
     }
 
     #[test]

@@ -64,6 +64,12 @@ const MIGRATIONS: &[&str] = &[
         count INTEGER NOT NULL
     );
     CREATE INDEX relay_refusals_time ON relay_refusals(received_at_ms);",
+    // The capture limit (`crate::capture`): a body kept only in part has its
+    // whole size and SHA-256 here, as JSON; `capture_degraded` marks an
+    // exchange recorded without bodies because the writer fell behind.
+    "ALTER TABLE exchanges ADD COLUMN request_truncated TEXT;
+    ALTER TABLE exchanges ADD COLUMN response_truncated TEXT;
+    ALTER TABLE exchanges ADD COLUMN capture_degraded INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// The version whose migration adds the derived stats columns.

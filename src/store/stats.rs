@@ -38,7 +38,7 @@ pub(super) fn backfill(tx: &Transaction<'_>) -> Result<u64, StoreError> {
     let mut ids = tx.prepare("SELECT id FROM exchanges WHERE id > ?1 ORDER BY id LIMIT ?2")?;
     // `attempts` (v4) may not exist yet; derived columns do not use it.
     let mut select = tx.prepare(&format!(
-        "SELECT {CAPTURED_COLUMNS}, 1 FROM exchanges WHERE id = ?1"
+        "SELECT {CAPTURED_COLUMNS}, 1, NULL, NULL, 0 FROM exchanges WHERE id = ?1"
     ))?;
     let mut update = tx.prepare(
         "UPDATE exchanges SET path_pattern = ?2, provider = ?3, event_type = ?4, cause = ?5, sig_valid = ?6 WHERE id = ?1",

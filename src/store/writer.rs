@@ -4,10 +4,13 @@
 use std::path::PathBuf;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc, oneshot};
 
 use super::{Store, StoreError};
+use crate::capture::{Capture, Truncation};
 use crate::config::{ConfigFile, DEFAULT_KEEP, DEFAULT_KEEP_BYTES};
 use crate::exchange::Exchange;
 use crate::stats::{Refusal, refusal};
@@ -18,15 +21,18 @@ const MAX_BATCH: usize = 256;
 /// How long a batch nobody waits for may wait for company before it is
 /// committed.
 const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(2);
-/// Writes queued before senders wait.
+/// Writes queued: beyond it a durable write waits and a live one is counted
+/// as lost (see [`Recorded::Lost`]).
 const QUEUE_CAPACITY: usize = 4096;
 /// Fewest exchanges one eviction pass may remove.
 const EVICT_ROWS: u64 = 1024;
 /// Body bytes one eviction pass may free (beyond its first exchange), at least.
 const EVICT_BYTES: u64 = 16 * 1024 * 1024;
-/// Body bytes (request + response) queued before senders wait: with bodies
-/// of up to 32 MiB a bound by count alone could hold gigabytes. One exchange
-/// larger than this is let through on its own.
+/// Body bytes (request + response) queued: with bodies of up to the capture
+/// limit a bound by count alone could hold gigabytes. Beyond it a durable
+/// write waits and a live one is queued without its bodies
+/// ([`Recorded::Degraded`]). One exchange larger than this is let through on
+/// its own.
 const QUEUE_BYTES: usize = 64 * 1024 * 1024;
 
 /// A write, or (`exchange: None`, no refusals) a barrier that completes
@@ -88,6 +94,34 @@ impl Retention {
     }
 }
 
+/// What became of an exchange given to [`StoreWriter::record`].
+#[must_use]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recorded {
+    /// Queued with its bodies (as captured).
+    Whole,
+    /// The queue's body budget was full: queued without bodies, with their
+    /// sizes and SHA-256s, flagged `capture_degraded`.
+    Degraded,
+    /// The queue's row bound was full too (the writer is stalled): not
+    /// recorded, counted in [`StoreWriter::behind`].
+    Lost,
+    /// The writer has stopped.
+    Stopped,
+}
+
+/// How often the live path fell back, since the writer started.
+#[derive(Default)]
+struct Behind {
+    degraded: AtomicU64,
+    lost: AtomicU64,
+    /// `now_ms` of the last notice, for [`StoreWriter::behind_notice`].
+    noticed_ms: AtomicU64,
+}
+
+/// Least time between two "store fell behind" notices.
+const NOTICE_EVERY_MS: u64 = 5_000;
+
 /// Cheap handle to the writer thread.
 #[derive(Clone)]
 pub struct StoreWriter {
@@ -95,6 +129,7 @@ pub struct StoreWriter {
     /// Permits are body bytes; see [`QUEUE_BYTES`].
     budget: Arc<Semaphore>,
     queue_bytes: usize,
+    behind: Arc<Behind>,
 }
 
 impl StoreWriter {
@@ -107,18 +142,19 @@ impl StoreWriter {
     /// Opens the database, evicts what is over `retention`, and starts the
     /// writer thread, which keeps the history within `retention`.
     pub fn spawn_with_retention(path: PathBuf, retention: Retention) -> Result<Self, StoreError> {
-        Self::spawn_bounded(path, retention, QUEUE_BYTES)
+        Self::spawn_bounded(path, retention, QUEUE_CAPACITY, QUEUE_BYTES)
     }
 
     fn spawn_bounded(
         path: PathBuf,
         retention: Retention,
+        queue_rows: usize,
         queue_bytes: usize,
     ) -> Result<Self, StoreError> {
         let mut store = Store::open(&path)?;
         // At start-up nobody waits yet: catch up on the whole backlog.
         let kept = Kept::enforce(&mut store, retention, (u64::MAX / 2, u64::MAX / 2))?;
-        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let (tx, rx) = mpsc::channel(queue_rows.max(1));
         std::thread::Builder::new()
             .name("hooktunnel-store".into())
             .spawn(move || run(store, rx, retention, kept))
@@ -130,32 +166,88 @@ impl StoreWriter {
             tx,
             budget: Arc::new(Semaphore::new(queue_bytes)),
             queue_bytes,
+            behind: Arc::default(),
         })
+    }
+
+    /// Permits for `exchange`'s bodies (see [`QUEUE_BYTES`]).
+    fn permits(&self, exchange: &Exchange) -> u32 {
+        let bytes = body_bytes(exchange).min(self.queue_bytes);
+        u32::try_from(bytes).unwrap_or(u32::MAX)
     }
 
     /// Waits until the exchange's bodies fit in the queue's byte budget
     /// (`None`: the writer is gone).
     async fn reserve(&self, exchange: &Exchange) -> Option<OwnedSemaphorePermit> {
-        let bytes = body_bytes(exchange).min(self.queue_bytes);
-        let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
-        self.budget.clone().acquire_many_owned(bytes).await.ok()
+        let permits = self.permits(exchange);
+        self.budget.clone().acquire_many_owned(permits).await.ok()
     }
 
-    /// Queues an exchange; returns once it is queued, not written. Waits
-    /// while the queue is full, by count or by body bytes.
-    pub async fn record(&self, exchange: Exchange) -> bool {
-        let Some(bytes) = self.reserve(&exchange).await else {
-            return false;
+    /// Queues a live exchange without ever waiting, so the live path is
+    /// never held by the store. When the queue's body budget is full the
+    /// exchange is queued [degraded](degrade) (heads, sizes and SHA-256s;
+    /// no bodies); when its row bound is full too, it is counted as lost.
+    /// Either way [`StoreWriter::behind_notice`] reports it.
+    pub fn record(&self, exchange: Exchange) -> Recorded {
+        let (exchange, bytes, outcome) = match self
+            .budget
+            .clone()
+            .try_acquire_many_owned(self.permits(&exchange))
+        {
+            Ok(bytes) => (exchange, Some(bytes), Recorded::Whole),
+            Err(TryAcquireError::Closed) => return Recorded::Stopped,
+            Err(TryAcquireError::NoPermits) => (degrade(exchange), None, Recorded::Degraded),
         };
-        self.tx
-            .send(Job {
-                exchange: Some(exchange),
-                refusals: Vec::new(),
-                done: None,
-                bytes: Some(bytes),
-            })
-            .await
-            .is_ok()
+        let job = Job {
+            exchange: Some(exchange),
+            refusals: Vec::new(),
+            done: None,
+            bytes,
+        };
+        match self.tx.try_send(job) {
+            Ok(()) => {
+                if outcome == Recorded::Degraded {
+                    self.behind.degraded.fetch_add(1, Ordering::Relaxed);
+                }
+                outcome
+            }
+            Err(TrySendError::Full(_)) => {
+                self.behind.lost.fetch_add(1, Ordering::Relaxed);
+                Recorded::Lost
+            }
+            Err(TrySendError::Closed(_)) => Recorded::Stopped,
+        }
+    }
+
+    /// `(degraded, lost)`: live exchanges recorded without bodies, and not
+    /// recorded at all, because the store was behind (see [`Recorded`]).
+    pub fn behind(&self) -> (u64, u64) {
+        (
+            self.behind.degraded.load(Ordering::Relaxed),
+            self.behind.lost.load(Ordering::Relaxed),
+        )
+    }
+
+    /// A notice for the user after a [`Recorded::Degraded`] or
+    /// [`Recorded::Lost`], at most one per 5 s (totals so far); `None`
+    /// otherwise.
+    pub fn behind_notice(&self, recorded: Recorded) -> Option<String> {
+        if !matches!(recorded, Recorded::Degraded | Recorded::Lost) {
+            return None;
+        }
+        let now = crate::clock::now_ms();
+        let last = self.behind.noticed_ms.load(Ordering::Relaxed);
+        if last != 0 && now.saturating_sub(last) < NOTICE_EVERY_MS {
+            return None;
+        }
+        self.behind
+            .noticed_ms
+            .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+            .ok()?;
+        let (degraded, lost) = self.behind();
+        Some(format!(
+            "the history store fell behind: {degraded} exchanges recorded without bodies (sizes and SHA-256 kept), {lost} not recorded, so far; live traffic was not slowed"
+        ))
     }
 
     /// Queues the rows of a relay's refusal note, received now, for `stats`.
@@ -215,6 +307,27 @@ impl StoreWriter {
             .map_err(|_| stopped())?;
         wait.await.map_err(|_| stopped())?
     }
+}
+
+/// `exchange` without its bodies, for a queue that has no room for them:
+/// each dropped body becomes a [`Truncation`] with limit 0 (its size and
+/// SHA-256; a body already truncated keeps the whole body's), and the
+/// exchange is flagged `capture_degraded`.
+pub fn degrade(mut exchange: Exchange) -> Exchange {
+    fn drop_body(body: &mut bytes::Bytes, truncated: &mut Option<Truncation>) {
+        let whole = match truncated.take() {
+            Some(t) => Some(Truncation { limit: 0, ..t }),
+            None => Capture::whole(body, 0).1,
+        };
+        *truncated = whole;
+        *body = bytes::Bytes::new();
+    }
+    drop_body(&mut exchange.request_body, &mut exchange.request_truncated);
+    if let Some(r) = exchange.response.as_mut() {
+        drop_body(&mut r.body, &mut r.truncated);
+    }
+    exchange.capture_degraded = true;
+    exchange
 }
 
 /// What the writer believes the history holds. Other processes (`replay`,
@@ -391,14 +504,16 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_queue_is_bounded_by_body_bytes() {
+    async fn durable_writes_wait_for_the_body_budget() {
         let home = tempfile::tempdir().unwrap();
         let db = home.path().join("history.db");
-        let writer = StoreWriter::spawn_bounded(db.clone(), Retention::default(), 1000).unwrap();
+        let writer =
+            StoreWriter::spawn_bounded(db.clone(), Retention::default(), QUEUE_CAPACITY, 1000)
+                .unwrap();
         let run = async {
             // Each 600-byte exchange waits for the one before to be committed.
             for _ in 0..20 {
-                assert!(writer.record(exchange(600)).await);
+                writer.record_durably(exchange(600)).await.unwrap();
             }
             // Larger than the whole budget: let through on its own.
             writer.record_durably(exchange(5000)).await.unwrap();
@@ -409,5 +524,81 @@ mod tests {
             .unwrap();
         assert_eq!(writer.budget.available_permits(), 1000);
         assert_eq!(Store::open(&db).unwrap().count().unwrap(), 21);
+        assert_eq!(writer.behind(), (0, 0));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn live_records_never_wait_a_full_budget_degrades_them_with_sizes_and_hashes() {
+        let home = tempfile::tempdir().unwrap();
+        let db = home.path().join("history.db");
+        let writer =
+            StoreWriter::spawn_bounded(db.clone(), Retention::default(), QUEUE_CAPACITY, 1000)
+                .unwrap();
+        // Bodies queued but not yet written fill the budget.
+        let held = writer.budget.clone().try_acquire_many_owned(1000).unwrap();
+        let whole = exchange(600);
+        let Recorded::Degraded = writer.record(whole.clone()) else {
+            panic!("a full budget must degrade, not wait")
+        };
+        assert!(writer.behind_notice(Recorded::Degraded).is_some());
+        assert!(
+            writer.behind_notice(Recorded::Degraded).is_none(),
+            "rate-limited"
+        );
+        drop(held);
+        let later = exchange(600);
+        assert_eq!(writer.record(later.clone()), Recorded::Whole);
+        tokio::time::timeout(Duration::from_secs(30), writer.flush())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(writer.behind(), (1, 0));
+
+        let store = Store::open(&db).unwrap();
+        let degraded = store.get(&whole.id).unwrap().unwrap();
+        assert!(degraded.capture_degraded);
+        assert!(degraded.request_body.is_empty());
+        let t = degraded.request_truncated.clone().unwrap();
+        assert_eq!((t.total_bytes, t.limit), (600, 0));
+        assert_eq!(t, Capture::whole(&whole.request_body, 0).1.unwrap());
+        let response = degraded.response.clone().unwrap();
+        assert!(response.body.is_empty() && response.truncated.is_some());
+        assert_eq!(response.headers, whole.response.clone().unwrap().headers);
+        assert_eq!(degraded.request_headers, whole.request_headers);
+        assert!(degraded.replay_refusal().unwrap().contains("fell behind"));
+        let kept = store.get(&later.id).unwrap().unwrap();
+        assert_eq!(kept, later);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stalled_writer_with_a_full_row_bound_counts_what_it_loses() {
+        let home = tempfile::tempdir().unwrap();
+        let db = home.path().join("history.db");
+        let writer =
+            StoreWriter::spawn_bounded(db.clone(), Retention::default(), 1, 1 << 20).unwrap();
+        // Another process holds the write lock: the writer stalls on its insert.
+        let blocker = rusqlite::Connection::open(&db).unwrap();
+        blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+        assert_eq!(writer.record(exchange(10)), Recorded::Whole);
+        // The writer has taken it and waits on the lock; one more fits the queue.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(writer.record(exchange(10)), Recorded::Whole);
+        let started = std::time::Instant::now();
+        let outcomes: Vec<Recorded> = (0..4).map(|_| writer.record(exchange(10))).collect();
+        assert!(started.elapsed() < Duration::from_secs(1), "never waits");
+        assert_eq!(outcomes, vec![Recorded::Lost; 4]);
+        assert!(
+            writer
+                .behind_notice(Recorded::Lost)
+                .unwrap()
+                .contains("4 not recorded")
+        );
+        blocker.execute_batch("COMMIT").unwrap();
+        tokio::time::timeout(Duration::from_secs(30), writer.flush())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(Store::open(&db).unwrap().count().unwrap(), 2);
+        assert_eq!(writer.behind(), (0, 4));
     }
 }

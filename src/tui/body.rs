@@ -12,6 +12,7 @@ use std::borrow::Cow;
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 
+use crate::capture::Truncation;
 use crate::exchange::{Exchange, Header};
 use crate::export::http_message::is_text_body;
 use crate::mask;
@@ -144,10 +145,31 @@ fn request_lines(ex: &Exchange, view: BodyView, theme: Theme, mask: bool) -> Vec
         ]));
     }
     push_headers(&mut out, &ex.request_headers, theme, mask);
+    if crate::websocket::is_websocket(ex) {
+        // Both directions' frames, as messages, in place of raw bodies.
+        for text in crate::websocket::describe(ex) {
+            let title = !text.starts_with(' ');
+            if title {
+                out.push(Line::default());
+            }
+            let style = if title {
+                theme.bold()
+            } else {
+                Style::default()
+            };
+            out.push(line(sanitize::escape(&text).into_owned(), style));
+        }
+        return out;
+    }
+    let capture = Kept {
+        truncated: ex.request_truncated.as_ref(),
+        degraded: ex.capture_degraded,
+    };
     push_body(
         &mut out,
         &ex.request_headers,
         &ex.request_body,
+        capture,
         view,
         &ex.id,
         theme,
@@ -188,7 +210,21 @@ fn response_lines(ex: &Exchange, view: BodyView, theme: Theme, mask: bool) -> Ve
     }
     if let Some(resp) = &ex.response {
         push_headers(&mut out, &resp.headers, theme, mask);
-        push_body(&mut out, &resp.headers, &resp.body, view, &ex.id, theme);
+        if !crate::websocket::is_websocket(ex) {
+            let capture = Kept {
+                truncated: resp.truncated.as_ref(),
+                degraded: ex.capture_degraded,
+            };
+            push_body(
+                &mut out,
+                &resp.headers,
+                &resp.body,
+                capture,
+                view,
+                &ex.id,
+                theme,
+            );
+        }
     }
     out
 }
@@ -261,10 +297,29 @@ fn choose(body: &[u8], ctype: &str, view: BodyView) -> Shown {
     }
 }
 
+/// What the history holds of a body: all of it, or (`truncated`) its head.
+#[derive(Clone, Copy)]
+struct Kept<'a> {
+    truncated: Option<&'a Truncation>,
+    degraded: bool,
+}
+
+impl Kept<'_> {
+    /// The warning line under the body's title when it is held in part.
+    fn note(self, theme: Theme) -> Option<Line<'static>> {
+        let t = self.truncated?;
+        Some(line(
+            sanitize::escape(&crate::capture::note(t, self.degraded)).into_owned(),
+            theme.warn(),
+        ))
+    }
+}
+
 fn push_body(
     out: &mut Vec<Line<'static>>,
     headers: &[Header],
     body: &[u8],
+    kept: Kept<'_>,
     view: BodyView,
     id: &ulid::Ulid,
     theme: Theme,
@@ -273,8 +328,16 @@ fn push_body(
     if body.is_empty() {
         out.push(Line::from(vec![
             Span::styled("Body", theme.bold()),
-            Span::styled(" · empty", theme.dim()),
+            Span::styled(
+                if kept.truncated.is_some() {
+                    " · none kept"
+                } else {
+                    " · empty"
+                },
+                theme.dim(),
+            ),
         ]));
+        out.extend(kept.note(theme));
         return;
     }
     let ctype = content_type(headers);
@@ -314,6 +377,7 @@ fn push_body(
             theme.dim(),
         ),
     ]));
+    out.extend(kept.note(theme));
     if let Some(why) = not_pretty {
         out.push(line(format!("{why}; showing the raw text"), theme.warn()));
     }
@@ -570,6 +634,58 @@ mod tests {
         );
     }
 
+    const WHOLE: Kept<'static> = Kept {
+        truncated: None,
+        degraded: false,
+    };
+
+    #[test]
+    fn a_body_held_in_part_says_so_under_its_title() {
+        let t = Truncation {
+            total_bytes: 1_288_490_189,
+            sha256: "ab12cd34ef56aa".into(),
+            limit: 10 * 1024 * 1024,
+        };
+        let kept = Kept {
+            truncated: Some(&t),
+            degraded: false,
+        };
+        let mut out = Vec::new();
+        push_body(
+            &mut out,
+            &[],
+            b"head",
+            kept,
+            BodyView::Auto,
+            &ulid::Ulid::nil(),
+            PLAIN,
+        );
+        assert_eq!(
+            out[2].to_string(),
+            "truncated: 10.0 MiB of 1.2 GiB kept · sha256 ab12cd34ef56…"
+        );
+        let mut out = Vec::new();
+        let kept = Kept {
+            truncated: Some(&t),
+            degraded: true,
+        };
+        push_body(
+            &mut out,
+            &[],
+            b"",
+            kept,
+            BodyView::Auto,
+            &ulid::Ulid::nil(),
+            PLAIN,
+        );
+        assert!(out[1].to_string().contains("none kept"), "{:?}", out[1]);
+        assert!(
+            out[2].to_string().contains("store fell behind"),
+            "{:?}",
+            out[2]
+        );
+    }
+
     #[test]
     fn huge_bodies_are_cut_with_a_note() {
         let mut out = Vec::new();
@@ -578,6 +694,7 @@ mod tests {
             &mut out,
             &[],
             &body,
+            WHOLE,
             BodyView::Auto,
             &ulid::Ulid::nil(),
             PLAIN,
@@ -593,6 +710,7 @@ mod tests {
             &mut out,
             &[],
             many.as_bytes(),
+            WHOLE,
             BodyView::Raw,
             &ulid::Ulid::nil(),
             PLAIN,

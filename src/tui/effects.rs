@@ -152,6 +152,11 @@ impl TerminalHost {
         terminal: &mut Terminal<Crossterm>,
     ) -> anyhow::Result<()> {
         let original = self.worker.get(id).await?;
+        // Editing the head of a truncated body would send something else.
+        if let Some(why) = original.replay_refusal() {
+            self.notice(why, true);
+            return Ok(());
+        }
         let dir = self.scratch_dir()?;
         self.input.set_paused(true).await;
         restore_terminal();

@@ -125,6 +125,8 @@ pub(crate) const T0: u64 = 1_700_000_000_000;
 
 pub(crate) fn ex(n: u64, method: &str, path: &str, status: Option<u16>) -> Exchange {
     Exchange {
+        request_truncated: None,
+        capture_degraded: false,
         attempts: 1,
         id: Ulid::from_parts(T0 + n * 1000, u128::from(n) + 1),
         tunnel: "demo".into(),
@@ -138,6 +140,7 @@ pub(crate) fn ex(n: u64, method: &str, path: &str, status: Option<u16>) -> Excha
         ],
         request_body: Bytes::from_static(br#"{"action":"opened","number":42,"ok":true,"tags":["a","b"],"sender":{"login":"octocat"}}"#),
         response: status.map(|status| ExchangeResponse {
+            truncated: None,
             status,
             headers: vec![HttpHeader::new("content-type", "text/plain")],
             body: Bytes::from_static(b"ok\n"),
@@ -267,6 +270,7 @@ pub(crate) fn hostile() -> Exchange {
         "line one {evil}\n\u{1b}]52;c;ZXZpbA==\u{7}clipboard\n\u{1b}P+q544e\u{1b}\\dcs\n\ttabbed\u{85}next"
     ));
     e.response = Some(ExchangeResponse {
+        truncated: None,
         status: 200,
         headers: vec![HttpHeader::new("x-evil", evil.as_bytes().to_vec())],
         body: Bytes::from(

@@ -428,6 +428,20 @@ mod tests {
     }
 
     #[test]
+    fn snapshot_detail_truncated() {
+        let mut big = ex(1, "POST", "/upload", Some(200));
+        big.request_truncated = Some(crate::capture::Truncation {
+            total_bytes: 1_288_490_189,
+            sha256: format!("ab12{}", "0".repeat(60)),
+            limit: 10 * 1024 * 1024,
+        });
+        let rows = vec![big];
+        let mut app = sample_app(Mode::Inspect, &rows, 100, 24);
+        open_detail(&mut app, &rows);
+        insta::assert_snapshot!("detail_truncated", screen(&app));
+    }
+
+    #[test]
     fn snapshot_detail_form_and_hex() {
         let mut form = ex(1, "POST", "/hooks/slack", Some(200));
         form.request_headers = vec![HttpHeader::new(

@@ -202,6 +202,7 @@ pub fn request_json(e: &Exchange) -> Value {
             "proto": "HTTP/1.1",
             "headers": headers_map(&r.headers),
             "raw": BASE64_STANDARD.encode(raw),
+            "truncated": crate::export::truncation_json(r.truncated.as_ref()),
         })
     });
     json!({
@@ -217,6 +218,7 @@ pub fn request_json(e: &Exchange) -> Value {
             "headers": headers_map(&e.request_headers),
             "uri": e.path,
             "raw": BASE64_STANDARD.encode(raw_request(e)),
+            "truncated": crate::export::truncation_json(e.request_truncated.as_ref()),
         },
         "response": response,
     })

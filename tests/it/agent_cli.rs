@@ -53,6 +53,11 @@ impl Listening {
         self.ready["public_url"].as_str().unwrap().to_owned()
     }
 
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap()
+    }
+
     /// `kill -9`: no goodbye, no drain.
     pub async fn kill9(&mut self) {
         let _ = self.child.start_kill();
@@ -141,6 +146,8 @@ async fn names_stick_per_relay_and_status_and_trigger_use_the_live_tunnel() {
 
 fn exchange(id: &str) -> Exchange {
     Exchange {
+        request_truncated: None,
+        capture_degraded: false,
         attempts: 1,
         id: ulid::Ulid::from_string(id).unwrap(),
         tunnel: "t".into(),
@@ -151,6 +158,7 @@ fn exchange(id: &str) -> Exchange {
         request_headers: vec![Header::new("content-type", "text/plain")],
         request_body: Bytes::from_static(b"x"),
         response: Some(ExchangeResponse {
+            truncated: None,
             status: 200,
             headers: vec![],
             body: Bytes::new(),

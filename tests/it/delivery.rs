@@ -207,6 +207,8 @@ async fn an_id_already_stored_is_acked_but_not_forwarded_again() {
     let mut store = Store::open(&Paths::at(home.path()).db()).unwrap();
     store
         .insert(&Exchange {
+            request_truncated: None,
+            capture_degraded: false,
             attempts: 1,
             id,
             tunnel: String::new(),
@@ -217,6 +219,7 @@ async fn an_id_already_stored_is_acked_but_not_forwarded_again() {
             request_headers: vec![],
             request_body: "stored-before-crash".into(),
             response: Some(ExchangeResponse {
+                truncated: None,
                 status: 200,
                 headers: vec![],
                 body: "".into(),

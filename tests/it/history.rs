@@ -714,6 +714,8 @@ async fn clear_asks_or_needs_yes() {
 
 fn exchange(n: u8, body_len: usize) -> Exchange {
     Exchange {
+        request_truncated: None,
+        capture_degraded: false,
         attempts: 1,
         id: hooktunnel_protocol::next_id(),
         tunnel: "t".into(),
@@ -724,6 +726,7 @@ fn exchange(n: u8, body_len: usize) -> Exchange {
         request_headers: vec![Header::new("x-n", n.to_string())],
         request_body: Bytes::from(vec![n; body_len]),
         response: Some(ExchangeResponse {
+            truncated: None,
             status: 200,
             headers: Vec::new(),
             body: Bytes::new(),

@@ -7,6 +7,7 @@
 mod support;
 
 mod agent_cli;
+mod capture;
 mod cli;
 mod cluster;
 mod delivery;
@@ -14,6 +15,7 @@ mod e2e;
 mod history;
 mod install;
 mod metrics;
+mod rules;
 mod security;
 mod sessions;
 mod signatures;

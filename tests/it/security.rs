@@ -147,6 +147,7 @@ impl RawAgent {
             host: None,
             instance: None,
             takeover: false,
+            rules: Default::default(),
         });
         ws.send(Message::Binary(hello.encode())).await.unwrap();
         let name = loop {

@@ -123,14 +123,9 @@ async fn websocket_echo_through_the_tunnel_text_binary_ping_close_and_a_mib() {
     ws.send(Message::Ping(Bytes::from_static(b"p")))
         .await
         .unwrap();
-    loop {
-        match bounded("pong", ws.next()).await.unwrap().unwrap() {
-            Message::Pong(p) => {
-                assert_eq!(&p[..], b"p");
-                break;
-            }
-            other => panic!("expected a pong, got {other:?}"),
-        }
+    match bounded("pong", ws.next()).await.unwrap().unwrap() {
+        Message::Pong(p) => assert_eq!(&p[..], b"p"),
+        other => panic!("expected a pong, got {other:?}"),
     }
     let big: Vec<u8> = (0..1 << 20).map(|i| (i % 253) as u8).collect();
     ws.send(Message::Binary(Bytes::from(big.clone())))
@@ -162,6 +157,23 @@ async fn websocket_echo_through_the_tunnel_text_binary_ping_close_and_a_mib() {
         stored.response.unwrap().body.len() > 1 << 20,
         "app→client bytes kept"
     );
+    // `show` reads the messages back, each direction in order.
+    let shown = hooktunnel_run(_home.path(), &["show", &summary.id.to_string()]).await;
+    assert!(shown.ok, "{shown:?}");
+    let out = &shown.stdout;
+    assert!(
+        out.contains("WebSocket messages, sender → app (5)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("WebSocket messages, app → sender (5)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("hello") && out.contains("close   1001  bye"),
+        "{out}"
+    );
+    assert!(out.contains("1.0 MiB"), "{out}");
 }
 
 #[tokio::test]
@@ -314,6 +326,9 @@ async fn a_relay_with_a_100_mib_limit_passes_60_mib() {
         stored.request_body.len(),
         hooktunnel::capture::DEFAULT_CAPTURE_MAX
     );
+    let cut = stored.request_truncated.expect("the cut is recorded");
+    assert_eq!(cut.total_bytes, (chunks * 65536) as u64);
+    assert_eq!(cut.sha256, want);
 }
 
 #[tokio::test]
@@ -336,24 +351,25 @@ async fn a_body_over_the_limit_mid_stream_gets_413_and_never_completes_at_the_ap
     assert_eq!(response.headers()["x-hooktunnel-error"], "body_too_large");
 }
 
+/// A raw connection that has asked the tunnel for 256 MiB and reads nothing yet.
+async fn big_download(relay: &Relay, agent: &Agent) -> tokio::net::TcpStream {
+    let name = agent.public_url.rsplit('/').next().unwrap().to_owned();
+    let mut tcp = tokio::net::TcpStream::connect(relay.addr).await.unwrap();
+    let request = format!(
+        "GET /t/{name}/bytes/{} HTTP/1.1\r\nHost: r\r\n\r\n",
+        256 << 20
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    tcp
+}
+
 #[tokio::test]
 async fn small_requests_keep_flowing_while_a_large_transfer_stalls() {
     let port = app(hashing_app()).await;
     let (relay, agent, _home) = tunnel(RelayConfig::default(), port).await;
     // A 256 MiB download whose reader stops after the head: its stream
     // fills its window and waits; the tunnel must not wait with it.
-    let mut stalled = tokio::net::TcpStream::connect(relay.addr).await.unwrap();
-    let name = agent.public_url.rsplit('/').next().unwrap().to_owned();
-    stalled
-        .write_all(
-            format!(
-                "GET /t/{name}/bytes/{} HTTP/1.1\r\nHost: r\r\n\r\n",
-                256 << 20
-            )
-            .as_bytes(),
-        )
-        .await
-        .unwrap();
+    let mut stalled = big_download(&relay, &agent).await;
     let mut head = [0_u8; 64];
     let n = bounded("the big head", stalled.read(&mut head))
         .await
@@ -388,18 +404,7 @@ async fn a_sender_that_never_reads_is_cut_at_the_write_timeout() {
         ..RelayConfig::default()
     };
     let (relay, agent, _home) = tunnel(config, port).await;
-    let name = agent.public_url.rsplit('/').next().unwrap().to_owned();
-    let mut sender = tokio::net::TcpStream::connect(relay.addr).await.unwrap();
-    sender
-        .write_all(
-            format!(
-                "GET /t/{name}/bytes/{} HTTP/1.1\r\nHost: r\r\n\r\n",
-                256 << 20
-            )
-            .as_bytes(),
-        )
-        .await
-        .unwrap();
+    let mut sender = big_download(&relay, &agent).await;
     // Never read: once the socket buffers are full the relay's writes stall,
     // and after the write timeout it lets go of the stream.
     let started = Instant::now();
@@ -483,6 +488,7 @@ async fn an_old_agent_is_told_to_upgrade() {
         host: None,
         instance: None,
         takeover: false,
+        rules: Default::default(),
     });
     ws.send(Message::Binary(hello.encode())).await.unwrap();
     let reply = loop {
@@ -499,4 +505,69 @@ async fn an_old_agent_is_told_to_upgrade() {
     };
     assert_eq!(e.code, hooktunnel_protocol::ErrorCode::UnsupportedVersion);
     assert!(e.message.contains("upgrade hooktunnel"), "{}", e.message);
+}
+
+/// Resident and peak resident memory of `pid`, in KiB, from `/proc`.
+fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+#[tokio::test]
+async fn a_1_gib_upload_arrives_intact_while_relay_and_agent_stay_bounded() {
+    const CHUNK: usize = 1 << 20;
+    const CHUNKS: usize = 1024; // 1 GiB
+    let port = app(hashing_app()).await;
+    let relay = Relay::start(RelayConfig {
+        max_body_bytes: 2 << 30,
+        ..RelayConfig::default()
+    })
+    .await;
+    let home = tempfile::tempdir().unwrap();
+    // The agent is its own process, so its memory can be read alone.
+    let agent = Listening::start(home.path(), &[&port.to_string(), "--relay", &relay.url]).await;
+    let pid = agent.pid();
+    let (_, start_peak) = rss_kib(pid);
+    let plain = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Body>();
+    let request = http::Request::post(format!("{}/sha", agent.public_url()))
+        .header("content-length", (CHUNK * CHUNKS).to_string())
+        .body(generated(CHUNKS, CHUNK))
+        .unwrap();
+    let upload = tokio::spawn(async move {
+        let response = plain.request(request).await.unwrap();
+        let status = response.status();
+        let text = response.into_body().collect().await.unwrap().to_bytes();
+        (status, text)
+    });
+    // The relay's share of the memory budget stays one stream's worth.
+    let mut most_reserved = 0;
+    while !upload.is_finished() {
+        most_reserved = most_reserved.max(relay.metric("hooktunnel_memory_reserved_bytes").await);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (status, text) = tokio::time::timeout(Duration::from_secs(600), upload)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, 200);
+    let (want, len) = digest(generated(CHUNKS, CHUNK)).await;
+    assert_eq!(String::from_utf8_lossy(&text), format!("{want} {len}"));
+    let (_, peak) = rss_kib(pid);
+    eprintln!(
+        "1 GiB upload: agent peak RSS {} MiB (at start {} MiB); relay reserved at most {} KiB",
+        peak / 1024,
+        start_peak / 1024,
+        most_reserved / 1024
+    );
+    assert!(peak < 128 * 1024, "agent peak RSS {peak} KiB");
+    assert!(most_reserved <= hooktunnel_relay::memory::LIVE_STREAM_BYTES);
 }

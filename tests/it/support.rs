@@ -256,6 +256,9 @@ pub fn settings(relay: Option<&str>, target: &str, home: &Path) -> ListenSetting
         keep: None,
         keep_bytes: None,
         ping_interval: hooktunnel_protocol::PING_INTERVAL,
+        rules: Default::default(),
+        inject_seed: None,
+        capture_max: None,
     }
 }
 

@@ -29,6 +29,8 @@ const SVG: &str = r#"<svg xmlns="http://www.w3.org/2000/svg"><script>alert(5)</s
 
 fn exchange(n: u64, path: &str, body: &str) -> Exchange {
     Exchange {
+        request_truncated: None,
+        capture_degraded: false,
         attempts: 1,
         id: Ulid::from_parts(1_700_000_000_000 + n, u128::from(n)),
         tunnel: "quiet-fox".into(),
@@ -44,6 +46,7 @@ fn exchange(n: u64, path: &str, body: &str) -> Exchange {
         ],
         request_body: Bytes::from(body.to_owned()),
         response: Some(ExchangeResponse {
+            truncated: None,
             status: 200,
             headers: vec![Header::new("content-type", "image/svg+xml")],
             body: Bytes::from_static(SVG.as_bytes()),

@@ -55,6 +55,9 @@ pub mod keys {
         }
     }
 
+    /// Set of the names that carry edge rules (read at start).
+    pub const RULES: &str = "ht:rules";
+
     /// Set of the names one agent key holds.
     pub fn key_names(key_hash: &str) -> String {
         format!("ht:key:{{{key_hash}}}:names")
@@ -167,7 +170,7 @@ async fn watch_owners(
                                 wakers.wake(&name);
                             }
                         } else {
-                            routes.forget(&name);
+                            routes.changed(&name);
                         }
                     }
                     forget_all();
@@ -385,6 +388,7 @@ impl Cluster {
             &config.node_id,
             &config.secret,
             metrics.clone(),
+            RedisStore::new(conn.clone(), &config.node_id),
         ));
         let wakers = Arc::new(Wakers::default());
         tokio::spawn(watch_owners(

@@ -27,6 +27,7 @@ struct Scripts {
     pending: Script,
     ack: Script,
     set_answer: Script,
+    set_rules: Script,
 }
 
 /// Names and queues in Redis; cheap to clone.
@@ -68,6 +69,7 @@ impl RedisStore {
                 pending: Script::new(&scripts::pending()),
                 ack: Script::new(&scripts::ack()),
                 set_answer: Script::new(scripts::SET_ANSWER),
+                set_rules: Script::new(scripts::SET_RULES),
             }),
             consumer: format!("node:{node}"),
         }
@@ -112,6 +114,7 @@ impl RedisStore {
             .key(&k.stream)
             .key(&k.stats)
             .key(&k.ids)
+            .key(keys::RULES)
             .arg(&hash)
             .arg(if dry_run { "1" } else { "0" })
             .arg(name)
@@ -158,6 +161,49 @@ impl RedisStore {
             .await
             .map_err(redis_err)?;
         Ok(())
+    }
+
+    /// See [`NameRegistry::set_edge_rules`].
+    pub async fn set_edge_rules(&self, name: &str, rules: Option<&str>) -> Stored<()> {
+        let k = keys::Tunnel::new(name);
+        let _: i64 = self
+            .scripts
+            .set_rules
+            .key(&k.name)
+            .key(keys::RULES)
+            .arg(name)
+            .arg(rules.unwrap_or_default())
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_err)?;
+        Ok(())
+    }
+
+    /// The stored edge rules of one name.
+    pub async fn edge_rules(&self, name: &str) -> Stored<Option<String>> {
+        let k = keys::Tunnel::new(name);
+        redis::cmd("HGET")
+            .arg(&k.name)
+            .arg("rules")
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_err)
+    }
+
+    /// See [`NameRegistry::all_edge_rules`].
+    pub async fn all_edge_rules(&self) -> Stored<Vec<(String, String)>> {
+        let names: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(keys::RULES)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_err)?;
+        let mut out = Vec::with_capacity(names.len());
+        for name in names {
+            if let Some(rules) = self.edge_rules(&name).await? {
+                out.push((name, rules));
+            }
+        }
+        Ok(out)
     }
 
     /// See [`NameRegistry::queued_answer`].
@@ -347,6 +393,12 @@ impl NameRegistry for RedisDurable {
     }
     fn queued_answer(&self, name: &str) -> Stored<Option<QueuedAnswer>> {
         self.run(self.store.queued_answer(name))
+    }
+    fn set_edge_rules(&self, name: &str, rules: Option<&str>) -> Stored<()> {
+        self.run(self.store.set_edge_rules(name, rules))
+    }
+    fn all_edge_rules(&self) -> Stored<Vec<(String, String)>> {
+        self.run(self.store.all_edge_rules())
     }
 }
 

@@ -33,6 +33,10 @@ pub struct Routes {
     /// in-flight slots count here).
     remote: Mutex<HashMap<String, (u64, Arc<Tunnel>)>>,
     metrics: Arc<super::ClusterMetrics>,
+    /// Where edge rules are read from when a tunnel changes hands.
+    store: super::RedisStore,
+    /// The node's state, for its copy of the edge rules (set once serving).
+    state: std::sync::OnceLock<std::sync::Weak<AppState>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -46,6 +50,7 @@ impl Routes {
         node: &str,
         secret: &str,
         metrics: Arc<super::ClusterMetrics>,
+        store: super::RedisStore,
     ) -> Self {
         Self {
             leases,
@@ -55,6 +60,8 @@ impl Routes {
             peers: tokio::sync::Mutex::new(HashMap::new()),
             remote: Mutex::new(HashMap::new()),
             metrics,
+            store,
+            state: std::sync::OnceLock::new(),
         }
     }
 
@@ -79,6 +86,40 @@ impl Routes {
         }
         owners.insert(name.to_owned(), (owner.clone(), Instant::now()));
         owner
+    }
+
+    /// Lets lease changes refresh `state`'s copy of the tunnel's edge rules.
+    pub fn attach(&self, state: &Arc<AppState>) {
+        let _ = self.state.set(Arc::downgrade(state));
+    }
+
+    /// A tunnel changed hands (its agent connected somewhere, with the rules
+    /// it sent stored first): forget its owner, reload its edge rules so this
+    /// node enforces what the agent asked for.
+    pub fn changed(&self, name: &str) {
+        self.forget(name);
+        let Some(state) = self.state.get().and_then(std::sync::Weak::upgrade) else {
+            return;
+        };
+        // The agent's own node keeps the rules from its hello (the stored
+        // copy has no signing secret).
+        if state.tunnel(name).is_some() {
+            return;
+        }
+        let (store, name) = (self.store.clone(), name.to_owned());
+        tokio::spawn(async move {
+            match store.edge_rules(&name).await {
+                Ok(json) => {
+                    let rules = json
+                        .and_then(|j| serde_json::from_str(&j).ok())
+                        .unwrap_or_default();
+                    state.set_edge_rules(&name, rules);
+                }
+                Err(e) => {
+                    tracing::warn!(tunnel = %name, error = %e, "cannot reload the tunnel's edge rules");
+                }
+            }
+        });
     }
 
     /// Forgets everything cached (the announcements may have been missed).

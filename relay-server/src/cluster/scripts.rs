@@ -53,8 +53,8 @@ redis.call('SADD', KEYS[2], ARGV[3])
 return {'granted'}
 ";
 
-/// KEYS: name hash, the key's name set, stream, stats, ids. ARGV: key hash,
-/// dry run ('1'/'0'), name. Returns `{'released', queued}`, `{'unknown'}`
+/// KEYS: name hash, the key's name set, stream, stats, ids, the set of
+/// names with edge rules. ARGV: key hash, dry run ('1'/'0'), name. Returns `{'released', queued}`, `{'unknown'}`
 /// or `{'not_owner'}`.
 pub const RELEASE_NAME: &str = r"
 local owner = redis.call('HGET', KEYS[1], 'key')
@@ -64,6 +64,7 @@ local queued = redis.call('XLEN', KEYS[3])
 if ARGV[2] == '0' then
   redis.call('DEL', KEYS[1], KEYS[3], KEYS[4], KEYS[5])
   redis.call('SREM', KEYS[2], ARGV[3])
+  redis.call('SREM', KEYS[6], ARGV[3])
 end
 return {'released', tostring(queued)}
 ";
@@ -73,6 +74,20 @@ return {'released', tostring(queued)}
 pub const SET_ANSWER: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], 'answer', ARGV[1])
+return 1
+";
+
+/// KEYS: name hash, the set of names with edge rules. ARGV: name, the
+/// rules (JSON; '' clears them). Only on a claimed name.
+pub const SET_RULES: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if ARGV[2] == '' then
+  redis.call('HDEL', KEYS[1], 'rules')
+  redis.call('SREM', KEYS[2], ARGV[1])
+else
+  redis.call('HSET', KEYS[1], 'rules', ARGV[2])
+  redis.call('SADD', KEYS[2], ARGV[1])
+end
 return 1
 ";
 

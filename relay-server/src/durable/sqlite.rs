@@ -71,6 +71,13 @@ impl SqliteDurable {
         if !has_client {
             conn.execute_batch("ALTER TABLE queue ADD COLUMN client TEXT NOT NULL DEFAULT ''")?;
         }
+        // Databases from before edge rules (issue 17) lack their column.
+        let has_rules = conn
+            .prepare("SELECT 1 FROM pragma_table_info('names') WHERE name = 'edge_rules'")?
+            .exists([])?;
+        if !has_rules {
+            conn.execute_batch("ALTER TABLE names ADD COLUMN edge_rules TEXT")?;
+        }
         Ok(Self { conn })
     }
 
@@ -158,6 +165,22 @@ impl NameRegistry for SqliteDurable {
             ],
         )?;
         Ok(())
+    }
+
+    fn set_edge_rules(&self, name: &str, rules: Option<&str>) -> Stored<()> {
+        self.conn().execute(
+            "UPDATE names SET edge_rules = ?2 WHERE name = ?1",
+            params![name, rules],
+        )?;
+        Ok(())
+    }
+
+    fn all_edge_rules(&self) -> Stored<Vec<(String, String)>> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT name, edge_rules FROM names WHERE edge_rules IS NOT NULL")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     fn queued_answer(&self, name: &str) -> Stored<Option<QueuedAnswer>> {
@@ -309,6 +332,15 @@ mod tests {
         };
         d.set_queued_answer("demo", Some(&answer)).unwrap();
         assert_eq!(d.queued_answer("demo").unwrap(), Some(answer));
+        d.set_edge_rules("demo", Some("{\"allow_ip\":[\"10.0.0.0/8\"]}"))
+            .unwrap();
+        let all = d.all_edge_rules().unwrap();
+        assert_eq!(
+            all,
+            [("demo".into(), "{\"allow_ip\":[\"10.0.0.0/8\"]}".into())]
+        );
+        d.set_edge_rules("demo", None).unwrap();
+        assert!(d.all_edge_rules().unwrap().is_empty());
     }
 
     #[test]

@@ -159,15 +159,22 @@ impl Verdict {
 }
 
 /// A sender's body passed on as it arrives, under the same limits as
-/// [`read_body`]: past `max` bytes or below the minimum rate it fails (and
-/// says why in its [`Verdict`]) instead of being held. For a streamed body
-/// the total-time limit becomes an idle limit: a large upload may take as
-/// long as it needs while it keeps the minimum rate.
+/// [`read_body`]: past `max` bytes, or slower than the minimum rate, it
+/// fails (and says why in its [`Verdict`]) instead of being held.
+///
+/// Only time spent waiting *for the sender* counts: while the agent or the
+/// app is not reading (its window is full, a breakpoint in the handler) the
+/// body is not polled, and that time is not the sender's fault. For a
+/// streamed body the total-time limit becomes an idle limit, so a large
+/// upload may take as long as it needs while it keeps the minimum rate.
 pub struct Streamed {
     inner: Body,
     limits: BodyLimits,
-    start: Instant,
     received: usize,
+    /// Time spent waiting for the sender so far.
+    waited: Duration,
+    /// Since when the current wait for the sender lasts.
+    waiting_since: Option<Instant>,
     timer: std::pin::Pin<Box<tokio::time::Sleep>>,
     slow: bool,
     verdict: Verdict,
@@ -181,30 +188,44 @@ impl Streamed {
         if inner.is_end_stream() {
             verdict.complete();
         }
-        let start = Instant::now();
-        let mut body = Self {
+        Self {
             inner,
             limits,
-            start,
             received: 0,
-            timer: Box::pin(tokio::time::sleep_until(start + limits.timeout)),
+            waited: Duration::ZERO,
+            waiting_since: None,
+            timer: Box::pin(tokio::time::sleep(limits.timeout)),
             slow: false,
             verdict,
             ended: false,
-        };
-        body.rearm();
-        body
+        }
     }
 
-    /// The next deadline: idle for the body timeout, or behind the minimum rate.
-    fn rearm(&mut self) {
-        let idle = Instant::now() + self.limits.timeout;
-        let (deadline, slow) = match rate_deadline(self.start, self.received, &self.limits) {
-            Some(d) if d < idle => (d, true),
+    /// Starts a wait for the sender: the deadline is the idle limit, or the
+    /// point where the waiting time so far passes what the minimum rate
+    /// allows for what has arrived.
+    fn start_waiting(&mut self) {
+        let now = Instant::now();
+        self.waiting_since = Some(now);
+        let idle = self.limits.timeout;
+        let allowed = (self.received as u64)
+            .saturating_mul(1000)
+            .checked_div(self.limits.min_rate)
+            .map(|earned_ms| {
+                (self.limits.grace + Duration::from_millis(earned_ms)).saturating_sub(self.waited)
+            });
+        let (wait, slow) = match allowed {
+            Some(left) if left < idle => (left, true),
             _ => (idle, false),
         };
         self.slow = slow;
-        self.timer.as_mut().reset(deadline);
+        self.timer.as_mut().reset(now + wait);
+    }
+
+    fn stop_waiting(&mut self) {
+        if let Some(since) = self.waiting_since.take() {
+            self.waited += since.elapsed();
+        }
     }
 
     fn cut(&mut self, cut: Cut) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Cut>>> {
@@ -229,12 +250,12 @@ impl hyper::body::Body for Streamed {
         }
         match std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
+                this.stop_waiting();
                 if let Some(data) = frame.data_ref() {
                     this.received = this.received.saturating_add(data.len());
                     if this.received > this.limits.max {
                         return this.cut(Cut::TooLarge(this.limits.max));
                     }
-                    this.rearm();
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
@@ -244,11 +265,16 @@ impl hyper::body::Body for Streamed {
                 this.verdict.complete();
                 Poll::Ready(None)
             }
-            Poll::Pending => match this.timer.as_mut().poll(cx) {
-                Poll::Ready(()) if this.slow => this.cut(Cut::TooSlow(this.limits.min_rate)),
-                Poll::Ready(()) => this.cut(Cut::Idle(this.limits.timeout)),
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending => {
+                if this.waiting_since.is_none() {
+                    this.start_waiting();
+                }
+                match this.timer.as_mut().poll(cx) {
+                    Poll::Ready(()) if this.slow => this.cut(Cut::TooSlow(this.limits.min_rate)),
+                    Poll::Ready(()) => this.cut(Cut::Idle(this.limits.timeout)),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
         }
     }
 
@@ -269,6 +295,7 @@ impl hyper::body::Body for Streamed {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
@@ -293,5 +320,68 @@ mod tests {
             ..limits
         };
         assert_eq!(rate_deadline(start, 10, &off), None);
+    }
+
+    fn channel_body() -> (tokio::sync::mpsc::Sender<Bytes>, Body) {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv()
+                .await
+                .map(|b| (Ok::<_, std::convert::Infallible>(b), rx))
+        });
+        (tx, Body::from_stream(stream))
+    }
+
+    const LIMITS: BodyLimits = BodyLimits {
+        max: 1 << 20,
+        timeout: Duration::from_secs(60),
+        min_rate: 1000,
+        grace: Duration::from_secs(5),
+    };
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sender_below_the_minimum_rate_is_cut() {
+        let (tx, body) = channel_body();
+        let verdict = Verdict::default();
+        let mut body = Streamed::new(body, LIMITS, verdict.clone());
+        let started = Instant::now();
+        tx.send(Bytes::from_static(b"x")).await.unwrap();
+        assert!(body.frame().await.unwrap().is_ok());
+        let err = body.frame().await.unwrap().unwrap_err();
+        assert_eq!(err, Cut::TooSlow(1000));
+        assert_eq!(verdict.cut(), Some(Cut::TooSlow(1000)));
+        // The grace period, plus a millisecond earned by the one byte.
+        assert_eq!(started.elapsed(), Duration::from_millis(5001));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn time_the_reader_is_not_reading_is_not_the_senders() {
+        let (tx, body) = channel_body();
+        let verdict = Verdict::default();
+        let mut body = Streamed::new(body, LIMITS, verdict.clone());
+        tx.send(Bytes::from_static(b"x")).await.unwrap();
+        assert!(body.frame().await.unwrap().is_ok());
+        // The app sits on a breakpoint for a minute; the sender sends meanwhile.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        tx.send(Bytes::from_static(b"y")).await.unwrap();
+        assert!(
+            body.frame().await.unwrap().is_ok(),
+            "no cut for the reader's pause"
+        );
+        drop(tx);
+        assert!(body.frame().await.is_none());
+        assert_eq!(verdict.cut(), None);
+        assert!(verdict.ended_for().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_streamed_body_past_the_limit_is_cut_as_it_passes() {
+        let (tx, body) = channel_body();
+        let limits = BodyLimits { max: 10, ..LIMITS };
+        let mut body = Streamed::new(body, limits, Verdict::default());
+        tx.send(Bytes::from_static(b"0123456789")).await.unwrap();
+        assert!(body.frame().await.unwrap().is_ok());
+        tx.send(Bytes::from_static(b"!")).await.unwrap();
+        assert_eq!(body.frame().await.unwrap().unwrap_err(), Cut::TooLarge(10));
     }
 }

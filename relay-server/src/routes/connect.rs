@@ -129,7 +129,7 @@ async fn refuse(mut socket: WebSocket, code: ErrorCode, message: String) {
 /// What an agent opens its socket for.
 enum First {
     /// A tunnel session.
-    Hello(Hello),
+    Hello(Box<Hello>),
     /// Freeing a name (`hooktunnel release`).
     Release(Release),
 }
@@ -170,7 +170,7 @@ async fn read_hello(socket: &mut WebSocket) -> Result<First, (ErrorCode, String)
     };
     match AgentMessage::decode(&first) {
         Ok(AgentMessage::Hello(hello)) if hello.version == PROTOCOL_VERSION => {
-            Ok(First::Hello(hello))
+            Ok(First::Hello(Box::new(hello)))
         }
         Ok(AgentMessage::Release(release)) => Ok(First::Release(release)),
         Ok(AgentMessage::Hello(hello)) => Err((
@@ -213,6 +213,15 @@ async fn session(mut socket: WebSocket, state: Arc<AppState>, budget: Budget) {
             return refuse(socket, code, message).await;
         }
     };
+    if let Err(e) = hello.rules.validate() {
+        state.metrics.refused.fetch_add(1, Ordering::Relaxed);
+        return refuse(
+            socket,
+            ErrorCode::BadHandshake,
+            format!("unusable edge rules: {e}"),
+        )
+        .await;
+    }
     let (name, key_hash) = match admit(&state, &hello).await {
         Ok(admitted) => admitted,
         Err((code, message)) => {
@@ -234,6 +243,17 @@ async fn session(mut socket: WebSocket, state: Arc<AppState>, budget: Budget) {
             return refuse(socket, code, message).await;
         }
     };
+    state.set_edge_rules(&name, hello.rules.clone());
+    if hello.key.is_some() {
+        // Claimed names queue while their agent is away: their rules must
+        // survive a relay restart (without the signing secret).
+        let stored = (!hello.rules.is_empty())
+            .then(|| serde_json::to_string(&hello.rules.without_secret()).ok())
+            .flatten();
+        if let Err(e) = state.durable.set_edge_rules(&name, stored).await {
+            tracing::error!(tunnel = %name, error = %e, "cannot store edge rules");
+        }
+    }
     // Cluster (#15): the tunnel's lease; everything below is fenced by its epoch.
     let held = match &state.cluster {
         Some(cluster) => match crate::cluster::session::Held::claim(cluster, &name, &hello).await {
@@ -266,6 +286,7 @@ async fn session(mut socket: WebSocket, state: Arc<AppState>, budget: Budget) {
         name: name.clone(),
         public_urls: state.public_urls(&name),
         mode: hello.mode,
+        rules_enforced: !hello.rules.is_empty(),
         max_body_bytes: Some(state.config.max_body_bytes as u64),
         max_queued_bytes: Some(
             state

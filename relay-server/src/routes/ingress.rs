@@ -152,6 +152,7 @@ fn tell_agent(
             | RelayError::BodyTimeout(_)
             | RelayError::RateLimited { .. }
             | RelayError::TunnelBusy { .. }
+            | RelayError::Edge(_)
     ) {
         return;
     }
@@ -218,11 +219,16 @@ async fn capture(
             wait,
         });
     }
-    let client = limit::ip_key(forwarded::client_ip(
-        &parts.headers,
-        conn.peer.ip(),
-        state.config.trust_proxy,
-    ));
+    let client_ip = forwarded::client_ip(&parts.headers, conn.peer.ip(), state.config.trust_proxy);
+    // Edge rules (issue 17): who may call, before a slot or a body byte.
+    let edge = super::edge::admit(state, &route.name, &parts.headers, client_ip)?;
+    if live.is_none()
+        && let Some(answer) = super::edge::offline_answer(edge.as_deref())
+    {
+        *seen = Some((route.name, false));
+        return Ok(answer);
+    }
+    let client = limit::ip_key(client_ip);
     let slot = match &live {
         Some(tunnel) if !needs_queue => {
             let max = state.config.max_in_flight_per_tunnel;
@@ -311,6 +317,17 @@ async fn capture(
                 state.metrics.relay_busy.fetch_add(1, Ordering::Relaxed);
                 return Err(RelayError::RelayBusy(state.memory.limit()));
             };
+            // Edge verification (issue 17) reads the whole body first, under --max-body.
+            let (body, _whole) = super::edge::read_verified(
+                state,
+                &route.name,
+                edge.as_deref(),
+                &parts.headers,
+                body,
+                limits,
+                upgrade,
+            )
+            .await?;
             let verdict = if upgrade {
                 Verdict::ended_now()
             } else {
@@ -363,6 +380,13 @@ async fn capture(
                 }
                 read => read?,
             };
+            super::edge::verify_body(
+                state,
+                &route.name,
+                edge.as_deref(),
+                &parts.headers,
+                &request.body,
+            )?;
             queue(state, &route.name, client, live.as_deref(), request).await
         }
     }

@@ -131,7 +131,7 @@ pub async fn forward_live(
         tracing::warn!(tunnel = %tunnel.name, id = %request.id, %violation, "agent answer breaks the protocol");
         return Err(RelayError::ProtocolError(violation.to_string()));
     }
-    let mut response = response_head(&answer, head);
+    let mut response = response_head(&answer);
     match (on_upgrade, upstream) {
         (Some(on_upgrade), Some(upstream)) if answer.status == 101 => {
             tokio::spawn(relay_upgraded(on_upgrade, upstream, incoming, hold));
@@ -193,7 +193,7 @@ fn declared_length(answer: &protocol::Response) -> Option<u64> {
 /// The sender's response head from the agent's. `204` and `304` never carry
 /// a `Content-Length` (RFC 9110 §8.6); a `HEAD` answer keeps the app's. A
 /// `101` keeps `Upgrade` and `Connection`; other hop-by-hop fields go.
-fn response_head(answer: &protocol::Response, head: bool) -> Response {
+fn response_head(answer: &protocol::Response) -> Response {
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
     let bodyless = matches!(answer.status, 204 | 304);
     let switching = answer.status == 101;
@@ -218,7 +218,6 @@ fn response_head(answer: &protocol::Response, head: bool) -> Response {
             headers.append(name, value);
         }
     }
-    let _ = head;
     response
 }
 

@@ -3,6 +3,7 @@
 mod body;
 mod budget;
 mod connect;
+mod edge;
 mod guard;
 pub mod ingress;
 mod live;
@@ -111,6 +112,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> String {
          # TYPE hooktunnel_conns_refused_total counter\nhooktunnel_conns_refused_total {}\n\
          # TYPE hooktunnel_accept_errors_total counter\nhooktunnel_accept_errors_total {}\n\
          # TYPE hooktunnel_protocol_errors_total counter\nhooktunnel_protocol_errors_total {}\n\
+         # TYPE hooktunnel_edge_refused_total counter\nhooktunnel_edge_refused_total {}\n\
          # TYPE hooktunnel_relay_busy_total counter\nhooktunnel_relay_busy_total {}\n\
          # TYPE hooktunnel_memory_reserved_bytes gauge\nhooktunnel_memory_reserved_bytes {}\n",
         state.tunnel_count(),
@@ -126,6 +128,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> String {
         m.conns_refused.load(Relaxed),
         m.accept_errors.load(Relaxed),
         m.protocol_errors.load(Relaxed),
+        m.edge_refused.load(Relaxed),
         m.relay_busy.load(Relaxed),
         state.memory.used(),
     ) + &m.tunnels.render()

@@ -64,6 +64,8 @@ pub(super) async fn release_name(
             .await
             .map_err(internal)?,
     )?;
+    // A freed name is anyone's again: its rules go with it.
+    state.set_edge_rules(name, crate::protocol::rules::EdgeRules::default());
     Ok(Released {
         name: name.clone(),
         queued,

@@ -18,7 +18,7 @@ use tower::ServiceExt as _;
 use super::{ConnInfo, router};
 use crate::config::{MAX_URI_BYTES, RateLimit, RelayConfig};
 use crate::durable::Durable;
-use crate::protocol::{ERROR_HEADER, HttpErrorCode, Mode, RelayMessage};
+use crate::protocol::{ERROR_HEADER, HttpErrorCode, Mode};
 use crate::state::AppState;
 
 const PEER: &str = "192.0.2.7:40000";
@@ -345,4 +345,81 @@ mod arbitrary {
             prop_assert!(DEFINED.contains(&status), "{status}");
         }
     }
+}
+
+#[tokio::test]
+async fn edge_rules_refuse_before_the_agent_and_cover_queued_requests() {
+    use crate::protocol::rules::{BasicAuth, EdgeRules, parse_cidr};
+    let state = state(RelayConfig::default()).await;
+    let (_tunnel, mut outbound) = state.register("demo", Mode::Proxy, None).unwrap();
+    state.set_edge_rules(
+        "demo",
+        EdgeRules {
+            basic_auth: vec![BasicAuth::new("ci:pw", [3; 16]).unwrap()],
+            ..EdgeRules::default()
+        },
+    );
+    let response = call(&state, get("/t/demo/hook")).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(code(&response), Some(HttpErrorCode::BasicAuth));
+    assert!(
+        response.headers()[header::WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic realm=")
+    );
+    assert!(
+        outbound.try_recv().is_err(),
+        "a refused request reached the agent"
+    );
+    assert_eq!(state.metrics.edge_refused.load(Ordering::Relaxed), 1);
+
+    // The peer (192.0.2.7) is outside the allowlist; a queued (offline)
+    // tunnel is judged by the same rules.
+    let claimed = bounded(state.durable.claim("away", "key")).await.unwrap();
+    assert_eq!(claimed, crate::durable::Claim::Granted);
+    state.set_edge_rules(
+        "away",
+        EdgeRules {
+            allow_ip: vec![parse_cidr("10.0.0.0/8").unwrap()],
+            ..EdgeRules::default()
+        },
+    );
+    let response = call(
+        &state,
+        Request::post("/t/away/hook").header(header::HOST, "r"),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert_eq!(code(&response), Some(HttpErrorCode::IpRefused));
+    assert_eq!(bounded(state.durable.depth("away")).await.unwrap(), 0);
+    // A when-offline answer replaces the queue while the agent is away.
+    state.set_edge_rules(
+        "away",
+        EdgeRules {
+            offline: Some(Box::new(crate::protocol::rules::OfflineAnswer {
+                status: 503,
+                content_type: "text/plain".into(),
+                body: "back soon".into(),
+            })),
+            ..EdgeRules::default()
+        },
+    );
+    let response = call(
+        &state,
+        Request::post("/t/away/hook").header(header::HOST, "r"),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(code(&response), Some(HttpErrorCode::Mocked));
+    assert_eq!(text(response).await, "back soon");
+    assert_eq!(bounded(state.durable.depth("away")).await.unwrap(), 0);
+    // No rules: anyone again.
+    state.set_edge_rules("away", EdgeRules::default());
+    let response = call(
+        &state,
+        Request::post("/t/away/hook").header(header::HOST, "r"),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
 }

@@ -23,6 +23,8 @@ struct Tally {
     by_class: [usize; 6],
     failed: usize,
     skipped: usize,
+    /// Not sent: the request body was captured only in part.
+    refused: usize,
 }
 
 pub(super) async fn bulk(
@@ -68,9 +70,14 @@ pub(super) async fn bulk(
             }
             writeln!(
                 out,
-                "{}  →  {}",
+                "{}  →  {}{}",
                 output::exchange_line(row, color),
-                sanitize::escape(&target.base_url())
+                sanitize::escape(&target.base_url()),
+                if original.request_truncated.is_some() {
+                    "  (refused: request body truncated)"
+                } else {
+                    ""
+                }
             )?;
         }
         if args.json {
@@ -106,6 +113,12 @@ pub(super) async fn bulk(
             bar.inc(1);
             continue;
         };
+        if let Some(why) = original.replay_refusal() {
+            tally.refused += 1;
+            bar.suspend(|| note(&why));
+            bar.inc(1);
+            continue;
+        }
         let mut request = ReplayRequest::original(&original);
         match plan.resign(&original, &mut request) {
             Ok(Some(message)) => bar.suspend(|| note(&format!("{}: {message}", original.id))),
@@ -181,6 +194,12 @@ pub(super) async fn bulk(
     if tally.skipped > 0 {
         summary.push_str(&format!(", {} gone from history", tally.skipped));
     }
+    if tally.refused > 0 {
+        summary.push_str(&format!(
+            ", {} refused (request body truncated, see --capture-max)",
+            tally.refused
+        ));
+    }
     if let Some(why) = &stopped {
         summary.push_str(&format!("; {why}"));
     }
@@ -198,6 +217,13 @@ pub(super) async fn bulk(
             stopped.map_or_else(String::new, |s| format!(
                 " ({s}; start the app and run the same command again, or use --to)"
             ))
+        );
+    }
+    if tally.refused > 0 {
+        anyhow::bail!(
+            "{} of {} requests were not replayed: their request bodies were captured only in part; raise --capture-max on `listen` to capture them whole",
+            tally.refused,
+            rows.len()
         );
     }
     Ok(())

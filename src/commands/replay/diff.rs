@@ -84,6 +84,7 @@ mod tests {
 
     fn response(status: u16, headers: &[(&str, &str)], body: &'static [u8]) -> ExchangeResponse {
         ExchangeResponse {
+            truncated: None,
             status,
             headers: headers.iter().map(|(n, v)| Header::new(*n, *v)).collect(),
             body: Bytes::from_static(body),

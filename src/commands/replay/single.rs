@@ -21,6 +21,9 @@ pub(super) async fn single(
     id: &str,
 ) -> anyhow::Result<()> {
     let original = store.resolve(id)?;
+    if let Some(why) = original.replay_refusal() {
+        anyhow::bail!(why);
+    }
     let mut request = ReplayRequest::original(&original);
     if args.edit {
         let Some((edited, message)) = edit(&original).await? else {

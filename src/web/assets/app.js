@@ -296,6 +296,14 @@ function renderDetail() {
     rows.appendChild(tr);
   }
   renderBody(b64bytes(part.body_base64), header(part.headers, "content-type"));
+  if (part.truncated) {
+    // The history holds only the head of this body (--capture-max).
+    const t = part.truncated;
+    const why = d.capture_degraded
+      ? "not kept: the history store fell behind · " + fmtSize(t.total_bytes)
+      : "truncated: " + fmtSize(Math.min(t.limit, t.total_bytes)) + " of " + fmtSize(t.total_bytes) + " kept";
+    $("body-note").prepend(el("span", why + " · sha256 " + t.sha256.slice(0, 12) + "… (cannot be replayed) ", "json-error"));
+  }
   const id = encodeURIComponent(d.id);
   $("download-body").href = "/api/v1/exchanges/" + id + "/" + state.side + "/body";
   $("har-one").href = "/api/v1/har?ids=" + id;

@@ -454,6 +454,7 @@ async fn a_relay_request_whose_body_contradicts_its_length_is_refused_at_once() 
             name: "raw-relay".into(),
             public_urls: vec![format!("http://{relay_addr}/t/raw-relay")],
             mode: Mode::Proxy,
+            rules_enforced: false,
             max_body_bytes: None,
             max_queued_bytes: None,
         });
