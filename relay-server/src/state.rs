@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use tokio::sync::{Notify, mpsc};
@@ -97,9 +97,11 @@ pub struct Tunnel {
     key_hash: Option<String>,
     /// Encoded frames for the agent's socket writer.
     pub outbound: mpsc::Sender<Bytes>,
-    /// Opens HTTP/2 streams to the agent (protocol v2); set once the
-    /// session's stream connection is up.
-    pub streams: OnceLock<crate::streams::Streams>,
+    /// Opens HTTP/2 streams to the agent (protocol v2); started by the
+    /// first live request on the session's stream pipe.
+    streams: tokio::sync::OnceCell<crate::streams::Streams>,
+    /// The HTTP/2 end of the session's stream pipe until the connection starts.
+    pipe: Mutex<Option<tokio::io::DuplexStream>>,
     /// Woken when something is queued for this tunnel.
     pub queued: Notify,
     /// Fires when a newer session with the same key takes over.
@@ -268,7 +270,8 @@ impl AppState {
             mode: claimant.mode,
             key_hash: claimant.key_hash,
             outbound: tx,
-            streams: OnceLock::new(),
+            streams: tokio::sync::OnceCell::new(),
+            pipe: Mutex::new(None),
             queued: Notify::new(),
             replaced: CancellationToken::new(),
             replaced_because: Mutex::new(None),
@@ -297,15 +300,14 @@ impl AppState {
         let now = crate::protocol::now_ms();
         // Nobody reads these frames: refusal notes stay with the owner node.
         let (tx, _rx) = mpsc::channel(1);
-        let cell = OnceLock::new();
-        let _ = cell.set(streams);
         Arc::new(Tunnel {
             name: name.to_owned(),
             conn_id: self.next_conn.fetch_add(1, Ordering::Relaxed),
             mode,
             key_hash: None,
             outbound: tx,
-            streams: cell,
+            streams: tokio::sync::OnceCell::from(streams),
+            pipe: Mutex::new(None),
             queued: Notify::new(),
             replaced: CancellationToken::new(),
             replaced_because: Mutex::new(None),
@@ -389,6 +391,41 @@ pub enum SlotRefused {
 }
 
 impl Tunnel {
+    /// Gives the tunnel the HTTP/2 end of its session's stream pipe.
+    pub fn attach_pipe(&self, io: tokio::io::DuplexStream) {
+        *lock(&self.pipe) = Some(io);
+    }
+
+    /// The agent's HTTP/2 streams, starting the connection on first use;
+    /// `None` when the session has no pipe or the connection cannot start.
+    /// The connection lives until the session ends (then every open stream
+    /// fails at once).
+    pub async fn streams(&self) -> Option<crate::streams::Streams> {
+        let started = self
+            .streams
+            .get_or_try_init(|| async {
+                let io = lock(&self.pipe).take().ok_or(())?;
+                let (streams, driver) = crate::streams::connect(io).await.map_err(|e| {
+                    tracing::warn!(tunnel = %self.name, error = %e, "cannot start the stream connection");
+                })?;
+                let ended = self.ended.clone();
+                tokio::spawn(async move {
+                    tokio::select! {
+                        () = driver => {}
+                        () = ended.cancelled() => {}
+                    }
+                });
+                Ok::<_, ()>(streams)
+            })
+            .await;
+        started.ok().cloned()
+    }
+
+    /// The HTTP/2 streams when their connection has started.
+    pub fn started_streams(&self) -> Option<&crate::streams::Streams> {
+        self.streams.get()
+    }
+
     /// Notes that the agent was heard from just now.
     pub fn heard_from(&self) {
         self.last_seen_ms

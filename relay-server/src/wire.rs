@@ -84,16 +84,23 @@ where
     use crate::protocol::stream::{MAX_STREAM_CHUNK, STREAM_MARKER};
     use bytes::BufMut as _;
     use tokio::io::AsyncReadExt as _;
+    // Idle sessions wait with a small buffer; a read that fills it means a
+    // transfer is on, and the next reads take whole chunks.
+    const IDLE_CHUNK: usize = 4 * 1024;
+    let mut chunk = IDLE_CHUNK;
     loop {
         // Read straight behind the marker byte: the message is built in place.
-        let mut message = bytes::BytesMut::with_capacity(1 + MAX_STREAM_CHUNK);
+        let mut message = bytes::BytesMut::with_capacity(1 + chunk);
         message.put_u8(STREAM_MARKER);
-        let n = from
-            .read_buf(&mut (&mut message).limit(MAX_STREAM_CHUNK))
-            .await?;
+        let n = from.read_buf(&mut (&mut message).limit(chunk)).await?;
         if n == 0 {
             return Ok(());
         }
+        chunk = if n == chunk {
+            MAX_STREAM_CHUNK
+        } else {
+            IDLE_CHUNK
+        };
         if outbound.send(T::from(message.freeze())).await.is_err() {
             return Err(std::io::ErrorKind::BrokenPipe.into());
         }

@@ -97,10 +97,11 @@ async fn handle(
             return Ok(refuse(400, "bad_request"));
         }
     };
-    let Some(streams) = state
-        .tunnel(&name)
-        .and_then(|tunnel| tunnel.streams.get().cloned())
-    else {
+    let streams = match state.tunnel(&name) {
+        Some(tunnel) => tunnel.streams().await,
+        None => None,
+    };
+    let Some(streams) = streams else {
         return Ok(refuse(502, "agent_disconnected"));
     };
     match streams.open(&head, Body::new(req.into_body())).await {

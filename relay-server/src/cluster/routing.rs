@@ -183,7 +183,7 @@ impl Routes {
         let owner = self.owner(name).await?;
         if let Some((epoch, tunnel)) = lock(&self.remote).get(name)
             && *epoch == owner.epoch
-            && tunnel.streams.get().is_some_and(|s| !s.is_closed())
+            && tunnel.started_streams().is_some_and(|s| !s.is_closed())
         {
             return Some(tunnel.clone());
         }

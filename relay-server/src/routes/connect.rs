@@ -267,20 +267,10 @@ async fn session(mut socket: WebSocket, state: Arc<AppState>, budget: Budget) {
         None => None,
     };
     budget.lift();
-    // Protocol v2: live requests are HTTP/2 streams over this socket.
+    // Protocol v2: live requests are HTTP/2 streams over this socket; the
+    // HTTP/2 connection starts with the first one (idle agents cost less).
     let (h2_io, pipe) = crate::wire::stream_pipe();
-    let (streams, driver) = match crate::streams::connect(h2_io).await {
-        Ok(started) => started,
-        Err(e) => {
-            tracing::error!(tunnel = %name, error = %e, "cannot start the stream connection");
-            state.unregister(&tunnel);
-            if let Some(held) = held {
-                held.release().await;
-            }
-            return;
-        }
-    };
-    let _ = tunnel.streams.set(streams);
+    tunnel.attach_pipe(h2_io);
     let welcome = RelayMessage::Welcome(Welcome {
         version: PROTOCOL_VERSION,
         name: name.clone(),
@@ -316,7 +306,6 @@ async fn session(mut socket: WebSocket, state: Arc<AppState>, budget: Budget) {
         tokio::select! {
             () = pump(socket, &state, &tunnel, outbound, pipe, stop, held.as_ref()) => {}
             () = deliver_queue(&state, &tunnel, held.as_ref()) => {}
-            () = driver => {}
         }
         tracing::info!(tunnel = %name, "agent disconnected");
     }

@@ -76,7 +76,7 @@ pub async fn forward_live(
     verdict: Verdict,
     hold: Hold,
 ) -> Result<Response, RelayError> {
-    let Some(streams) = tunnel.streams.get().cloned() else {
+    let Some(streams) = tunnel.streams().await else {
         return Err(RelayError::AgentDisconnected);
     };
     let head = request.method == "HEAD";

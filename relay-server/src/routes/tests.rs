@@ -204,9 +204,7 @@ async fn a_sender_that_disconnects_leaves_nothing_in_flight() {
     let (tunnel, _outbound) = state.register("demo", Mode::Proxy, None).unwrap();
     // An agent end that takes streams and never answers them.
     let (relay_io, agent_io) = tokio::io::duplex(64 * 1024);
-    let (streams, driver) = crate::streams::connect(relay_io).await.unwrap();
-    tokio::spawn(driver);
-    tunnel.streams.set(streams).unwrap();
+    tunnel.attach_pipe(relay_io);
     let (seen_tx, mut seen) = tokio::sync::mpsc::channel::<crate::protocol::Request>(1);
     tokio::spawn(async move {
         let service =
