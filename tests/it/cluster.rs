@@ -87,6 +87,28 @@ async fn node(redis: &RedisServer, id: &str) -> Relay {
     .await
 }
 
+/// Three nodes on one Redis.
+async fn three_nodes(redis: &RedisServer) -> (Relay, Relay, Relay) {
+    (
+        node(redis, "a").await,
+        node(redis, "b").await,
+        node(redis, "c").await,
+    )
+}
+
+/// A local app and an agent for it on `relay`, with the agent's home.
+async fn agent_on(relay: &Relay) -> (LocalApp, Agent, tempfile::TempDir) {
+    let app = LocalApp::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let agent = Agent::start(settings(
+        Some(&relay.url),
+        &app.port().to_string(),
+        home.path(),
+    ))
+    .await;
+    (app, agent, home)
+}
+
 /// The tunnel's path part (`/t/<name>`) of a public URL.
 fn tunnel_path(url: &str) -> &str {
     &url[url.find("/t/").expect("a path URL")..]
@@ -98,14 +120,8 @@ fn tunnel_path(url: &str) -> &str {
 #[tokio::test]
 async fn requests_queued_on_any_node_reach_the_agent_on_another() {
     let redis = RedisServer::start();
-    let (a, b, c) = (
-        node(&redis, "a").await,
-        node(&redis, "b").await,
-        node(&redis, "c").await,
-    );
-    let app = LocalApp::start().await;
-    let home = tempfile::tempdir().unwrap();
-    let agent = Agent::start(settings(Some(&a.url), &app.port().to_string(), home.path())).await;
+    let (a, b, c) = three_nodes(&redis).await;
+    let (app, agent, home) = agent_on(&a).await;
     let path = tunnel_path(&agent.public_url).to_owned();
     agent.stop().await;
 
@@ -223,14 +239,8 @@ async fn one_name_on_two_nodes_exactly_one_agent_wins() {
 #[tokio::test]
 async fn an_agent_on_one_node_answers_through_every_node() {
     let redis = RedisServer::start();
-    let (a, b, c) = (
-        node(&redis, "a").await,
-        node(&redis, "b").await,
-        node(&redis, "c").await,
-    );
-    let app = LocalApp::start().await;
-    let home = tempfile::tempdir().unwrap();
-    let agent = Agent::start(settings(Some(&a.url), &app.port().to_string(), home.path())).await;
+    let (a, b, c) = three_nodes(&redis).await;
+    let (app, agent, _home) = agent_on(&a).await;
     let path = tunnel_path(&agent.public_url).to_owned();
     let http = client();
     let mut sent = Vec::new();
@@ -306,11 +316,7 @@ fn routing_cache() -> Duration {
 #[tokio::test]
 async fn an_agent_moves_to_the_next_relay_when_its_node_goes() {
     let redis = RedisServer::start();
-    let (a, b, c) = (
-        node(&redis, "a").await,
-        node(&redis, "b").await,
-        node(&redis, "c").await,
-    );
+    let (a, b, c) = three_nodes(&redis).await;
     let app = LocalApp::start().await;
     let home = tempfile::tempdir().unwrap();
     let mut s = settings(
@@ -434,9 +440,7 @@ fn redis_calls(redis: &RedisServer) -> u64 {
 async fn numbers() {
     let redis = RedisServer::start();
     let (a, b) = (node(&redis, "a").await, node(&redis, "b").await);
-    let app = LocalApp::start().await;
-    let home = tempfile::tempdir().unwrap();
-    let agent = Agent::start(settings(Some(&a.url), &app.port().to_string(), home.path())).await;
+    let (app, agent, _home) = agent_on(&a).await;
     let path = tunnel_path(&agent.public_url).to_owned();
     // The single-node SQLite relay, for comparison.
     let single = Relay::start(RelayConfig::default()).await;
