@@ -442,6 +442,51 @@ mod tests {
     }
 
     #[test]
+    fn snapshot_detail_websocket_messages() {
+        // Frames as recorded: masked from the sender, plain from the app.
+        fn frame(opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
+            let mut out = vec![
+                0x80 | opcode,
+                payload.len() as u8 | if mask.is_some() { 0x80 } else { 0 },
+            ];
+            match mask {
+                Some(key) => {
+                    out.extend_from_slice(&key);
+                    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+                }
+                None => out.extend_from_slice(payload),
+            }
+            out
+        }
+        let mut ws = ex(1, "GET", "/socket", Some(101));
+        ws.request_headers = vec![
+            HttpHeader::new("connection", "upgrade"),
+            HttpHeader::new("upgrade", "websocket"),
+        ];
+        let key = Some([9, 8, 7, 6]);
+        let mut sent = frame(0x1, b"{\"subscribe\":\"orders\"}", key);
+        sent.extend(frame(0x9, b"", key));
+        sent.extend(frame(0x8, &[0x03, 0xe8], key));
+        ws.request_body = Bytes::from(sent);
+        let mut received = frame(0x1, b"{\"order\":42}", None);
+        received.extend(frame(0x2, &[0xde, 0xad, 0xbe, 0xef], None));
+        received.extend(frame(0xA, b"", None));
+        if let Some(r) = ws.response.as_mut() {
+            r.body = Bytes::from(received);
+        }
+        let rows = vec![ws];
+        let mut app = sample_app(Mode::Inspect, &rows, 90, 40);
+        open_detail(&mut app, &rows);
+        let screen = screen(&app);
+        assert!(
+            screen.contains("WebSocket messages, sender → app (3)"),
+            "{screen}"
+        );
+        assert!(screen.contains("deadbeef"), "{screen}");
+        insta::assert_snapshot!("detail_websocket", screen);
+    }
+
+    #[test]
     fn snapshot_detail_form_and_hex() {
         let mut form = ex(1, "POST", "/hooks/slack", Some(200));
         form.request_headers = vec![HttpHeader::new(
