@@ -102,7 +102,10 @@ async fn handle(
         None => None,
     };
     let Some(streams) = streams else {
-        return Ok(refuse(502, "agent_disconnected"));
+        // The agent left this node after the peer looked its owner up: the
+        // request is queued here, as ingress would have done (no 502 for a
+        // request the queue can keep).
+        return Ok(queue_here(&state, &name, head, req.into_body()).await);
     };
     match streams.open(&head, Body::new(req.into_body())).await {
         Ok((answer, body)) => {
@@ -119,6 +122,70 @@ async fn handle(
             Ok(refuse(502, "agent_disconnected"))
         }
     }
+}
+
+/// Queues a forwarded request on this node and answers the peer with the
+/// sender's answer (the usual 2xx naming the id, or the refusal).
+async fn queue_here(
+    state: &Arc<AppState>,
+    name: &str,
+    mut head: crate::protocol::Request,
+    body: Incoming,
+) -> http::Response<Body> {
+    use axum::response::IntoResponse as _;
+    use http_body_util::BodyExt as _;
+    let max = state
+        .config
+        .queue_max_entry
+        .min(state.config.max_body_bytes);
+    let Some(_reserved) = state.memory.try_reserve(max as u64) else {
+        return answer_as_meta(
+            head.id,
+            crate::error::RelayError::RelayBusy(state.memory.limit()).into_response(),
+        )
+        .await;
+    };
+    head.body = match http_body_util::Limited::new(body, max).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => {
+            let refused = crate::error::RelayError::QueuedBodyTooLarge(max).into_response();
+            return answer_as_meta(head.id, refused).await;
+        }
+    };
+    head.queued = true;
+    head.needs_ack = true;
+    let client = head
+        .peer
+        .as_deref()
+        .and_then(|p| p.parse::<std::net::SocketAddr>().ok())
+        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+    let id = head.id;
+    let answer =
+        crate::routes::ingress::queue(state, name, crate::limit::ip_key(client), None, head)
+            .await
+            .unwrap_or_else(|e| e.into_response());
+    answer_as_meta(id, answer).await
+}
+
+/// A response this node made, as a stream answer: its head in [`META_HEADER`].
+async fn answer_as_meta(
+    id: ulid::Ulid,
+    response: axum::response::Response,
+) -> http::Response<Body> {
+    let (parts, body) = response.into_parts();
+    let head = crate::protocol::Response {
+        id,
+        status: parts.status.as_u16(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(n, v)| crate::protocol::Header::new(n.as_str(), v.as_bytes()))
+            .collect(),
+        body: bytes::Bytes::new(),
+    };
+    let mut out = http::Response::new(body);
+    out.headers_mut().insert(META_HEADER, encode_meta(&head));
+    out
 }
 
 #[cfg(test)]

@@ -412,7 +412,7 @@ fn upgrade_of(headers: &HeaderMap) -> Option<String> {
 }
 
 /// Offline or ack mode: store durably (fsync'd), then answer 2xx naming the id.
-async fn queue(
+pub(crate) async fn queue(
     state: &AppState,
     name: &str,
     client: std::net::IpAddr,
