@@ -857,3 +857,59 @@ async fn ack_mode_requests_queued_on_another_node_are_delivered_at_once() {
     assert_eq!(app.seen().len(), 5);
     drop(agent);
 }
+
+/// A tunnel that verifies Stripe signatures at the edge, its agent on node
+/// A: a signed event sent through node B is verified on A (which holds the
+/// signing secret) and reaches the app; a forged one is refused with 401
+/// and never does.
+#[tokio::test]
+async fn signatures_are_verified_on_the_owner_for_requests_through_another_node() {
+    use hooktunnel::verify::{self, Provider, SecretSpec};
+    const SECRET: &str = "whsec_cluster_edge";
+    let redis = RedisServer::start();
+    let (a, b) = (node(&redis, "a").await, node(&redis, "b").await);
+    let app = LocalApp::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let mut s = settings(Some(&a.url), &app.port().to_string(), home.path());
+    s.verify = vec![SecretSpec::new(Provider::Stripe, SECRET)];
+    s.rules.verify_at_edge = Some("stripe".into());
+    let agent = Agent::start(s).await;
+    let url = format!("{}{}/stripe", b.url, tunnel_path(&agent.public_url));
+    let body: &'static [u8] = br#"{"id":"evt_1","type":"charge.succeeded"}"#;
+    let now = hooktunnel::clock::now_ms() / 1000;
+    let signed = verify::sign(Provider::Stripe, SECRET, body, now, None, None).unwrap();
+    let headers: Vec<(&str, &[u8])> = signed
+        .iter()
+        .map(|h| (h.name.as_str(), h.value.as_slice()))
+        .collect();
+    let http = client();
+    let forged = send(
+        &http,
+        "POST",
+        &url,
+        &headers,
+        &br#"{"id":"evt_1","type":"x"}"#[..],
+    )
+    .await;
+    assert_eq!(
+        forged.status,
+        401,
+        "{:?}",
+        String::from_utf8_lossy(&forged.body)
+    );
+    assert_eq!(
+        forged.header("x-hooktunnel-error"),
+        [b"signature_refused".to_vec()]
+    );
+    assert!(app.seen().is_empty(), "a forged event reached the app");
+    let good = send(&http, "POST", &url, &headers, body).await;
+    assert_eq!(
+        good.status,
+        200,
+        "{:?}",
+        String::from_utf8_lossy(&good.body)
+    );
+    assert_eq!(app.seen().len(), 1);
+    assert_eq!(app.seen()[0].body, body);
+    agent.stop().await;
+}

@@ -107,7 +107,15 @@ async fn handle(
         // request the queue can keep).
         return Ok(queue_here(&state, &name, head, req.into_body()).await);
     };
-    match streams.open(&head, Body::new(req.into_body())).await {
+    // Signatures are verified here, where the agent's signing secret is.
+    let (body, _whole) = match verify_here(&state, &name, &head, req.into_body()).await {
+        Ok(verified) => verified,
+        Err(refused) => {
+            use axum::response::IntoResponse as _;
+            return Ok(answer_as_meta(head.id, refused.into_response()).await);
+        }
+    };
+    match streams.open(&head, body).await {
         Ok((answer, body)) => {
             cluster
                 .metrics
@@ -122,6 +130,45 @@ async fn handle(
             Ok(refuse(502, "agent_disconnected"))
         }
     }
+}
+
+/// For a tunnel that verifies signatures at the edge: the forwarded body,
+/// read whole and checked against the sender's headers (as ingress does on
+/// the node that holds the agent); other bodies pass untouched.
+async fn verify_here(
+    state: &Arc<AppState>,
+    name: &str,
+    head: &crate::protocol::Request,
+    body: Incoming,
+) -> Result<(Body, Option<crate::memory::Reservation>), crate::error::RelayError> {
+    let rules = state.edge_rules(name);
+    let mut headers = http::HeaderMap::new();
+    for h in &head.headers {
+        if let (Ok(n), Ok(v)) = (
+            http::HeaderName::from_bytes(h.name.as_bytes()),
+            http::HeaderValue::from_bytes(&h.value),
+        ) {
+            headers.append(n, v);
+        }
+    }
+    let config = &state.config;
+    let limits = crate::routes::body::BodyLimits {
+        max: config.max_body_bytes,
+        timeout: config.body_read_timeout,
+        min_rate: config.min_body_rate,
+        grace: config.body_rate_grace,
+    };
+    let upgrade = crate::protocol::stream::upgrade_requested(&head.headers).is_some();
+    crate::routes::edge::read_verified(
+        state,
+        name,
+        rules.as_deref(),
+        &headers,
+        Body::new(body),
+        limits,
+        upgrade,
+    )
+    .await
 }
 
 /// Queues a forwarded request on this node and answers the peer with the

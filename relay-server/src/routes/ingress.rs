@@ -193,11 +193,14 @@ async fn capture(
         Err(RouteError::NoTunnel) => return Err(RelayError::NoTunnel),
     };
     let mut live = state.tunnel(&route.name);
-    // Cluster (#15): a tunnel held on another node is streamed through it.
+    // Cluster (#15): a tunnel held on another node is streamed through it;
+    // that node, which has the agent's signing secret, verifies signatures.
+    let mut remote = false;
     if live.is_none()
         && let Some(cluster) = &state.cluster
     {
         live = cluster.routes.remote(state, &route.name).await;
+        remote = live.is_some();
     }
     let needs_queue = match &live {
         Some(t) => t.mode == Mode::Ack,
@@ -321,7 +324,7 @@ async fn capture(
             let (body, _whole) = super::edge::read_verified(
                 state,
                 &route.name,
-                edge.as_deref(),
+                edge.as_deref().filter(|_| !remote),
                 &parts.headers,
                 body,
                 limits,

@@ -1,9 +1,9 @@
 //! HTTP routes: control routes under `/_hooktunnel/`, everything else is ingress.
 
-mod body;
+pub(crate) mod body;
 mod budget;
 mod connect;
-mod edge;
+pub(crate) mod edge;
 mod guard;
 pub mod ingress;
 mod live;
