@@ -1,4 +1,5 @@
-//! The agent's WebSocket: authenticate, upgrade, handshake, then pump frames.
+//! The agent's WebSocket: authenticate, upgrade, handshake, register; the
+//! registered session's traffic is `link.rs`.
 //!
 //! The upgrade is done here rather than by axum's extractor so the socket can
 //! be read through a byte budget: until the tunnel is registered an agent may
@@ -16,24 +17,22 @@ use tokio::time::{timeout, timeout_at};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use super::budget::{Budget, Budgeted};
+use super::link::{Stop, deliver_queue, pump};
 use crate::config::{HANDSHAKE_TIMEOUT, MAX_HELLO_BYTES};
 use crate::durable::{self, Claim};
 use crate::error::RelayError;
 use crate::name;
-use crate::protocol::stream::{Inbound, classify};
 use crate::protocol::{
-    AgentMessage, ErrorCode, ErrorMessage, Hello, MAX_HEADER_BYTES, PING_INTERVAL,
-    PROTOCOL_VERSION, RelayMessage, Release, Welcome,
+    AgentMessage, ErrorCode, ErrorMessage, Hello, MAX_HEADER_BYTES, PROTOCOL_VERSION, RelayMessage,
+    Release, Welcome,
 };
 use crate::session::{self, Claimant};
 use crate::state::{AppState, RegisterError, Tunnel};
-use crate::wire::{pump_in, write_batched};
 
-type WebSocket = WebSocketStream<Budgeted<TokioIo<hyper::upgrade::Upgraded>>>;
+pub(super) type WebSocket = WebSocketStream<Budgeted<TokioIo<hyper::upgrade::Upgraded>>>;
 
 /// Read buffer per agent WebSocket. tungstenite's default (128 KiB) is
 /// allocated eagerly and zero-filled, so it stays resident for every idle
@@ -42,8 +41,6 @@ const READ_BUFFER_BYTES: usize = 8 * 1024;
 /// How long a claim for a tunnel held by another run of the same key waits
 /// for that run to go away (a graceful stop closes its socket within moments).
 const STOPPING_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
-/// Longest the relay spends saying goodbye (error and close frames) to an agent.
-const GOODBYE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 /// The close reason agents see when the relay shuts down.
 pub const SHUTDOWN_REASON: &str = "relay restarting";
 
@@ -357,42 +354,6 @@ async fn register(
     }
 }
 
-/// Why the relay ends a healthy session.
-enum Stop {
-    /// The relay shuts down.
-    Closing,
-    /// Another session took the tunnel: with a message when another run
-    /// took it over, without when the same run reconnected.
-    Replaced(Option<String>),
-}
-
-/// Tells the agent why the session ends, then closes the socket.
-async fn goodbye<S>(sink: &mut S, stop: Stop)
-where
-    S: futures_util::Sink<Message> + Unpin,
-{
-    let frame = match stop {
-        Stop::Closing => CloseFrame {
-            code: CloseCode::Restart,
-            reason: SHUTDOWN_REASON.into(),
-        },
-        Stop::Replaced(Some(message)) => {
-            let note = RelayMessage::Error(ErrorMessage {
-                code: ErrorCode::TakenOver,
-                message,
-            });
-            let _ = timeout(GOODBYE_TIMEOUT, sink.send(Message::Binary(note.encode()))).await;
-            CloseFrame {
-                code: CloseCode::Policy,
-                reason: "taken over".into(),
-            }
-        }
-        // The same run reconnected: this link is dead already.
-        Stop::Replaced(None) => return,
-    };
-    let _ = timeout(GOODBYE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
-}
-
 /// Decides the tunnel name and claims it for the agent's key.
 async fn admit(
     state: &AppState,
@@ -451,164 +412,4 @@ async fn admit(
         .await
         .map_err(internal)?;
     Ok((name, Some(durable::key_hash(key))))
-}
-
-/// Sends everything queued for the tunnel, oldest first, then waits for more.
-/// Entries stay queued until the agent acks them, so a dropped link loses nothing.
-async fn deliver_queue(
-    state: &AppState,
-    tunnel: &Tunnel,
-    held: Option<&crate::cluster::session::Held>,
-) {
-    use crate::cluster::Fenced;
-    const PAGE: usize = 64;
-    let mut last = None;
-    loop {
-        let batch = match held {
-            Some(held) => match held.pending(last, PAGE).await {
-                Ok(Fenced::Done(batch)) => Ok(batch),
-                Ok(Fenced::Refused) => {
-                    tracing::info!(tunnel = %tunnel.name, "queue delivery refused by the lease fence");
-                    return;
-                }
-                Err(e) => Err(e),
-            },
-            None => state.durable.pending(&tunnel.name, last, PAGE).await,
-        };
-        let batch = match batch {
-            Ok(batch) => batch,
-            Err(e) => {
-                tracing::error!(tunnel = %tunnel.name, error = %e, "cannot read the queue; retrying");
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        let full_page = batch.len() == PAGE;
-        for entry in batch {
-            if tunnel.outbound.send(entry.frame).await.is_err() {
-                return;
-            }
-            last = Some(entry.seq);
-        }
-        if !full_page {
-            match held {
-                // Other nodes queue too: they announce it (and a slow poll
-                // catches a missed announcement).
-                Some(held) => {
-                    let woken = async {
-                        tokio::select! {
-                            () = tunnel.queued.notified() => {}
-                            () = held.queued_elsewhere() => {}
-                        }
-                    };
-                    let _ = timeout(crate::cluster::session::QUEUE_POLL, woken).await;
-                }
-                None => tunnel.queued.notified().await,
-            }
-        }
-    }
-}
-
-/// Moves frames both ways until either side goes away, or `stop` says why
-/// the relay ends the session (then the agent is told).
-async fn pump(
-    socket: WebSocket,
-    state: &AppState,
-    tunnel: &Tunnel,
-    mut outbound: tokio::sync::mpsc::Receiver<bytes::Bytes>,
-    pipe: tokio::io::DuplexStream,
-    stop: impl std::future::Future<Output = Stop>,
-    held: Option<&crate::cluster::session::Held>,
-) {
-    let (mut sink, mut stream) = socket.split();
-    let (pipe_out, mut pipe_in) = tokio::io::split(pipe);
-    let stopped = {
-        let streams_out = async {
-            if let Err(e) = crate::wire::pump_out(pipe_out, &tunnel.outbound).await {
-                tracing::debug!(tunnel = %tunnel.name, error = %e, "stream pipe closed");
-            }
-        };
-        let writer = async {
-            if let Err(e) = write_batched(&mut sink, &mut outbound, PING_INTERVAL).await {
-                tracing::debug!(tunnel = %tunnel.name, error = %e, "agent socket write failed");
-            }
-        };
-        let reader = async {
-            let mut last_seen = tokio::time::Instant::now();
-            loop {
-                let next = timeout(PING_INTERVAL * 2 + PING_INTERVAL / 2, stream.next()).await;
-                let msg = match next {
-                    Ok(Some(Ok(msg))) => msg,
-                    Ok(_) => break,
-                    Err(_) => {
-                        tracing::warn!(tunnel = %tunnel.name, idle = ?last_seen.elapsed(), "agent silent for two ping intervals; dropping");
-                        break;
-                    }
-                };
-                last_seen = tokio::time::Instant::now();
-                tunnel.heard_from();
-                let frame = match msg {
-                    Message::Binary(frame) => match classify(frame) {
-                        Inbound::Stream(h2) => {
-                            if pump_in(&mut pipe_in, &h2).await.is_err() {
-                                break;
-                            }
-                            continue;
-                        }
-                        Inbound::Control(frame) => frame,
-                    },
-                    Message::Close(_) => break,
-                    _ => continue,
-                };
-                {
-                    match AgentMessage::decode_bytes(&frame) {
-                        Ok(AgentMessage::Response(_)) => {
-                            tracing::debug!(tunnel = %tunnel.name, "a v1 response frame on a v2 session ignored");
-                        }
-                        Ok(AgentMessage::Ack(ack)) => {
-                            let acked = match held {
-                                Some(held) => held.ack(ack.id).await.map(|fenced| match fenced {
-                                    crate::cluster::Fenced::Done(acked) => acked,
-                                    crate::cluster::Fenced::Refused => {
-                                        tracing::warn!(tunnel = %tunnel.name, id = %ack.id, "ack refused by the lease fence: a newer session owns the tunnel");
-                                        false
-                                    }
-                                }),
-                                None => state.durable.ack(&tunnel.name, ack.id).await,
-                            };
-                            match acked {
-                                Ok(true) => {
-                                    state.metrics.acked.fetch_add(1, Ordering::Relaxed);
-                                }
-                                Ok(false) => {
-                                    tracing::debug!(tunnel = %tunnel.name, id = %ack.id, "ack for an id not queued here ignored")
-                                }
-                                Err(e) => {
-                                    tracing::error!(tunnel = %tunnel.name, error = %e, "cannot delete an acked entry; it will be redelivered")
-                                }
-                            }
-                        }
-                        Ok(AgentMessage::Error(e)) => {
-                            tracing::warn!(tunnel = %tunnel.name, code = ?e.code, message = ?e.message, "agent reported an error")
-                        }
-                        Ok(AgentMessage::Hello(_) | AgentMessage::Release(_)) => {
-                            tracing::debug!(tunnel = %tunnel.name, "handshake message mid-session ignored")
-                        }
-                        Err(e) => {
-                            tracing::warn!(tunnel = %tunnel.name, error = ?e, "malformed frame from agent ignored")
-                        }
-                    }
-                }
-            }
-        };
-        tokio::select! {
-            () = writer => None,
-            () = reader => None,
-            () = streams_out => None,
-            why = stop => Some(why),
-        }
-    };
-    if let Some(why) = stopped {
-        goodbye(&mut sink, why).await;
-    }
 }

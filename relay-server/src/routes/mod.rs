@@ -6,6 +6,7 @@ mod connect;
 pub(crate) mod edge;
 mod guard;
 pub mod ingress;
+mod link;
 mod live;
 mod release;
 
