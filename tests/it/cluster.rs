@@ -109,6 +109,25 @@ async fn agent_on(relay: &Relay) -> (LocalApp, Agent, tempfile::TempDir) {
     (app, agent, home)
 }
 
+/// A local app and an agent for it that knows two relays (`--relay A,B`)
+/// and pings every `ping`, with the agent's home.
+async fn agent_on_either(
+    first: &str,
+    second: &str,
+    ping: Duration,
+) -> (LocalApp, Agent, tempfile::TempDir) {
+    let app = LocalApp::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let mut s = settings(
+        Some(&format!("{first},{second}")),
+        &app.port().to_string(),
+        home.path(),
+    );
+    s.ping_interval = ping;
+    let agent = Agent::start(s).await;
+    (app, agent, home)
+}
+
 /// The tunnel's path part (`/t/<name>`) of a public URL.
 fn tunnel_path(url: &str) -> &str {
     &url[url.find("/t/").expect("a path URL")..]
@@ -317,15 +336,7 @@ fn routing_cache() -> Duration {
 async fn an_agent_moves_to_the_next_relay_when_its_node_goes() {
     let redis = RedisServer::start();
     let (a, b, c) = three_nodes(&redis).await;
-    let app = LocalApp::start().await;
-    let home = tempfile::tempdir().unwrap();
-    let mut s = settings(
-        Some(&format!("{},{}", a.url, b.url)),
-        &app.port().to_string(),
-        home.path(),
-    );
-    s.ping_interval = Duration::from_millis(500);
-    let agent = Agent::start(s).await;
+    let (app, agent, _home) = agent_on_either(&a.url, &b.url, Duration::from_millis(500)).await;
     assert!(agent.public_url.starts_with(&a.url), "{}", agent.public_url);
     let path = tunnel_path(&agent.public_url).to_owned();
     let http = client();
@@ -673,15 +684,7 @@ async fn fault_under_load(signal: &str) {
         return;
     };
     let (b, c) = (node(&redis, "b").await, node(&redis, "c").await);
-    let app = LocalApp::start().await;
-    let home = tempfile::tempdir().unwrap();
-    let mut s = settings(
-        Some(&format!("{},{}", a.url, b.url)),
-        &app.port().to_string(),
-        home.path(),
-    );
-    s.ping_interval = Duration::from_millis(300);
-    let agent = Agent::start(s).await;
+    let (app, agent, _home) = agent_on_either(&a.url, &b.url, Duration::from_millis(300)).await;
     assert!(agent.public_url.starts_with(&a.url), "{}", agent.public_url);
     let path = tunnel_path(&agent.public_url).to_owned();
     let stop = CancellationToken::new();
