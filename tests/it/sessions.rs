@@ -204,17 +204,7 @@ async fn names_are_capped_per_key_and_release_frees_one_with_its_queue() {
 
     // The freed slot takes a new name; a live name cannot be released.
     let third = Agent::start(with_name("third")).await;
-    let live = hooktunnel_run(
-        home.path(),
-        &["release", "third", "--relay", &relay.url, "--yes"],
-    )
-    .await;
-    assert!(!live.ok);
-    assert!(
-        live.stderr.contains("stop that listen first"),
-        "{}",
-        live.stderr
-    );
+    release_refused(home.path(), "third", &relay, "stop that listen first").await;
     third.stop().await;
 
     let stranger = tempfile::tempdir().unwrap();
@@ -223,17 +213,20 @@ async fn names_are_capped_per_key_and_release_frees_one_with_its_queue() {
         "agent_key = \"someone-else\"\n",
     )
     .unwrap();
-    let theft = hooktunnel_run(
+    release_refused(
         stranger.path(),
-        &["release", "second", "--relay", &relay.url, "--yes"],
+        "second",
+        &relay,
+        "belongs to another agent key",
     )
     .await;
-    assert!(!theft.ok);
-    assert!(
-        theft.stderr.contains("belongs to another agent key"),
-        "{}",
-        theft.stderr
-    );
+}
+
+/// `hooktunnel release NAME` from `home` fails, saying `why`.
+async fn release_refused(home: &std::path::Path, name: &str, relay: &Relay, why: &str) {
+    let run = hooktunnel_run(home, &["release", name, "--relay", &relay.url, "--yes"]).await;
+    assert!(!run.ok, "{run:?}");
+    assert!(run.stderr.contains(why), "{}", run.stderr);
 }
 
 #[tokio::test]

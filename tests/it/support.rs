@@ -476,3 +476,28 @@ pub fn hooktunnel(home: &Path) -> std::process::Command {
         .env("NO_COLOR", "1");
     cmd
 }
+
+/// The web inspector attached to a running `agent` on a free loopback port
+/// (no token), as `listen` attaches it; cancel the token to stop it.
+pub async fn web_inspector(
+    agent: &mut Agent,
+    home: &Path,
+) -> (hooktunnel::web::Web, tokio_util::sync::CancellationToken) {
+    let args = hooktunnel::cli::WebArgs {
+        web_addr: Some(hooktunnel::web::WebAddr::At("127.0.0.1:0".parse().unwrap())),
+        web_token: None,
+    };
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let paths = Paths::at(home);
+    let web = hooktunnel::web::attach(
+        &mut agent.running,
+        &args,
+        &paths,
+        Vec::new(),
+        cancel.clone(),
+    )
+    .await
+    .unwrap()
+    .expect("web started");
+    (web, cancel)
+}

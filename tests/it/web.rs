@@ -474,22 +474,7 @@ async fn a_running_listen_serves_the_ngrok_api_and_replays() {
     let home = tempfile::tempdir().unwrap();
     let settings = crate::support::settings(None, &app.port().to_string(), home.path());
     let mut agent = crate::support::Agent::start(settings).await;
-    let paths = hooktunnel::config::Paths::at(home.path());
-    let args = hooktunnel::cli::WebArgs {
-        web_addr: Some(web::WebAddr::At("127.0.0.1:0".parse().unwrap())),
-        web_token: None,
-    };
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let web = web::attach(
-        &mut agent.running,
-        &args,
-        &paths,
-        Vec::new(),
-        cancel.clone(),
-    )
-    .await
-    .unwrap()
-    .expect("web started");
+    let (web, cancel) = crate::support::web_inspector(&mut agent, home.path()).await;
     let base = format!("http://{}", web.addr);
     let http = client();
 
@@ -610,22 +595,7 @@ async fn a_running_listen_serves_the_stats_report_of_the_cli() {
     let home = tempfile::tempdir().unwrap();
     let settings = crate::support::settings(Some(&relay.url), &app.port().to_string(), home.path());
     let mut agent = crate::support::Agent::start(settings).await;
-    let paths = hooktunnel::config::Paths::at(home.path());
-    let args = hooktunnel::cli::WebArgs {
-        web_addr: Some(web::WebAddr::At("127.0.0.1:0".parse().unwrap())),
-        web_token: None,
-    };
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let web = web::attach(
-        &mut agent.running,
-        &args,
-        &paths,
-        Vec::new(),
-        cancel.clone(),
-    )
-    .await
-    .unwrap()
-    .expect("web started");
+    let (web, cancel) = crate::support::web_inspector(&mut agent, home.path()).await;
     let base = format!("http://{}", web.addr);
     let http = client();
     let stats = |query: &str| {

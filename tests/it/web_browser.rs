@@ -10,7 +10,6 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
 use crate::support::{bounded, client, send};
-use hooktunnel::web;
 
 /// A chromedriver of our own on a free port, killed on drop.
 struct Driver {
@@ -150,22 +149,7 @@ async fn the_page_shows_rows_live_opens_replays_filters_and_stays_inert() {
     let profile = tempfile::tempdir().unwrap();
     let settings = crate::support::settings(None, &app.port().to_string(), home.path());
     let mut agent = crate::support::Agent::start(settings).await;
-    let args = hooktunnel::cli::WebArgs {
-        web_addr: Some(web::WebAddr::At("127.0.0.1:0".parse().unwrap())),
-        web_token: None,
-    };
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let paths = hooktunnel::config::Paths::at(home.path());
-    let web = web::attach(
-        &mut agent.running,
-        &args,
-        &paths,
-        Vec::new(),
-        cancel.clone(),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let (web, cancel) = crate::support::web_inspector(&mut agent, home.path()).await;
     // Drain the agent's events as the TUI or printer would.
     let mut events = std::mem::replace(&mut agent.running.events, tokio::sync::mpsc::channel(1).1);
     tokio::spawn(async move { while events.recv().await.is_some() {} });
