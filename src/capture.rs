@@ -12,12 +12,15 @@ use sha2::{Digest as _, Sha256};
 /// Bytes kept per body unless `--capture-max` / `capture_max` say otherwise.
 pub const DEFAULT_CAPTURE_MAX: usize = 10 * 1024 * 1024;
 
-/// Tees a body that arrives in chunks: hashes every byte, keeps up to the limit.
+/// Tees a body that arrives in chunks: keeps up to the limit and, once a
+/// body passes it, hashes the whole body (bodies within the limit, the
+/// usual webhook, are never hashed: their bytes are kept instead).
 pub struct Capture {
     limit: usize,
     kept: BytesMut,
     total: u64,
-    hasher: Sha256,
+    /// Started when the body first passes the limit (over what was kept).
+    hasher: Option<Sha256>,
 }
 
 /// A body the history holds only the head of.
@@ -73,19 +76,30 @@ impl Capture {
     pub fn new(limit: usize) -> Self {
         Self {
             limit,
-            kept: BytesMut::with_capacity(limit.min(64 * 1024)),
+            // Grows as bytes come: most bodies are small, many empty.
+            kept: BytesMut::new(),
             total: 0,
-            hasher: Sha256::new(),
+            hasher: None,
         }
     }
 
-    /// Feeds the next chunk: hashed whole, kept while under the limit.
+    /// Feeds the next chunk: kept while under the limit, hashed from the
+    /// moment the body passes it.
     pub fn push(&mut self, chunk: &[u8]) {
-        self.hasher.update(chunk);
         self.total = self.total.saturating_add(chunk.len() as u64);
+        if let Some(hasher) = self.hasher.as_mut() {
+            hasher.update(chunk);
+            return;
+        }
         let room = self.limit.saturating_sub(self.kept.len());
-        if room > 0 {
-            self.kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        let take = chunk.len().min(room);
+        self.kept.extend_from_slice(&chunk[..take]);
+        if take < chunk.len() {
+            // The first byte past the limit: the hash covers what was kept too.
+            let mut hasher = Sha256::new();
+            hasher.update(&self.kept);
+            hasher.update(&chunk[take..]);
+            self.hasher = Some(hasher);
         }
     }
 
@@ -94,7 +108,7 @@ impl Capture {
         let dropped = self.total > self.kept.len() as u64;
         let truncation = dropped.then(|| Truncation {
             total_bytes: self.total,
-            sha256: hex::encode(self.hasher.finalize()),
+            sha256: hex::encode(self.hasher.unwrap_or_default().finalize()),
             limit: self.limit as u64,
         });
         (self.kept.freeze(), truncation)
