@@ -9,6 +9,7 @@ use hooktunnel_relay::durable::{Claim, Enqueue, EnqueueError, QueueLimits, Relea
 use hooktunnel_relay::protocol::Mode;
 
 mod redis;
+mod tls;
 use redis::*;
 
 /// Claims `name` for `run` on `node`, which must be granted.
