@@ -253,9 +253,14 @@ fn explain(e: &rustls::Error, host: Option<&str>) -> String {
              (nodes are TLS servers and clients to each other); reissue it with both, or with no extendedKeyUsage"
                 .into()
         }
-        _ => format!(
-            "{e} (a self-signed certificate must not be a CA: basicConstraints CA:FALSE)"
-        ),
+        // webpki's CaUsedAsEndEntity arrives wrapped in `Other`; webpki is
+        // not a direct dependency, so it is recognised by name.
+        (C::Other(other), _) if format!("{other:?}").contains("CaUsedAsEndEntity") => {
+            "it is a CA certificate (basicConstraints CA:TRUE, what `openssl req -x509` makes by default), \
+             which cannot be a node's own; reissue it with -addext basicConstraints=critical,CA:FALSE"
+                .into()
+        }
+        _ => e.to_string(),
     }
 }
 

@@ -47,7 +47,9 @@ enum PeerError {
     Tls(std::io::Error, String),
     #[error(
         "the peer node did not answer over HTTP/2{}: {error}",
-        if *tls { " inside TLS" } else { " in clear text (if it runs with --internal-tls, give every node the same setting)" }
+        if *tls {
+            " inside TLS (if it refused this node's certificate, its --tls-cert file or --internal-ca must hold this node's issuer)"
+        } else { " in clear text (if it runs with --internal-tls, give every node the same setting)" }
     )]
     Http {
         error: crate::streams::StreamError,
