@@ -153,6 +153,11 @@ fn ready_json(r: &Ready) -> serde_json::Value {
         "relay": r.relay,
         "embedded": r.embedded,
         "web_url": r.web_url,
+        "more": r.more.iter().map(|t| serde_json::json!({
+            "name": t.name,
+            "public_url": t.public_url,
+            "target": t.target,
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -182,6 +187,15 @@ pub fn print_event(
                 paint(color, "1", &r.public_url),
                 r.target
             )?;
+            for t in &r.more {
+                writeln!(
+                    out,
+                    "{} {}  →  {}",
+                    paint(color, "1;32", "Forwarding"),
+                    paint(color, "1", &t.public_url),
+                    t.target
+                )?;
+            }
             writeln!(
                 out,
                 "Requests appear below; replay any with `hooktunnel replay <id>`. Ctrl-C stops."
