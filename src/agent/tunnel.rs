@@ -272,19 +272,26 @@ pub async fn start(settings: ListenSettings, cancel: CancellationToken) -> anyho
         .first()
         .cloned()
         .unwrap_or_default();
-    let published = crate::running::publish(
-        &settings.paths,
-        &crate::running::TunnelState {
-            pid: std::process::id(),
-            name: session.welcome.name.clone(),
-            public_url: public_url.clone(),
-            relay: relay.clone(),
-            embedded,
-            target: settings.target.base_url(),
-            since_ms: crate::clock::now_ms(),
-            web_url: None,
-        },
-    )?;
+    // One state file per tunnel, so `status` lists each of them.
+    let since_ms = crate::clock::now_ms();
+    let published = urls
+        .iter()
+        .map(|t| {
+            crate::running::publish(
+                &settings.paths,
+                &crate::running::TunnelState {
+                    pid: std::process::id(),
+                    name: t.name.clone(),
+                    public_url: t.public_url.clone(),
+                    relay: relay.clone(),
+                    embedded,
+                    target: t.target.clone(),
+                    since_ms,
+                    web_url: None,
+                },
+            )
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     pipeline.events.send(AgentEvent::Ready(Ready {
         public_url: public_url.clone(),
         target: settings.target.base_url(),

@@ -78,6 +78,15 @@ async fn two_tunnels_share_one_socket_with_their_own_rules_apps_and_history() {
     assert_eq!(urls[1].0, "hooks");
     let (shop, hooks) = (urls[0].1.to_owned(), urls[1].1.to_owned());
 
+    let status = hooktunnel_run(home.path(), &["status", "--json"]).await;
+    assert!(status.ok, "{}", status.stderr);
+    for t in ["shop", "hooks"] {
+        assert!(
+            status.stdout.contains(&format!("\"name\":\"{t}\"")),
+            "{}",
+            status.stdout
+        );
+    }
     let health: serde_json::Value = serde_json::from_slice(&relay.health().await.body).unwrap();
     assert_eq!(health["tunnels"], 2, "{health}");
     assert_eq!(
