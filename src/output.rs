@@ -180,20 +180,14 @@ pub fn print_event(
         (Format::Json, AgentEvent::Exchange(s)) => json_line(out, &exchange_json(s))?,
         (Format::Json, AgentEvent::Connection(state)) => json_line(out, &connection_json(state))?,
         (Format::Lines { color }, AgentEvent::Ready(r)) => {
-            writeln!(
-                out,
-                "{} {}  →  {}",
-                paint(color, "1;32", "Forwarding"),
-                paint(color, "1", &r.public_url),
-                r.target
-            )?;
-            for t in &r.more {
+            let more = r.more.iter().map(|t| (&t.public_url, &t.target));
+            for (public_url, target) in std::iter::once((&r.public_url, &r.target)).chain(more) {
                 writeln!(
                     out,
                     "{} {}  →  {}",
                     paint(color, "1;32", "Forwarding"),
-                    paint(color, "1", &t.public_url),
-                    t.target
+                    paint(color, "1", public_url),
+                    target
                 )?;
             }
             writeln!(
