@@ -129,7 +129,7 @@ struct Args {
     )]
     cluster_secret: Option<String>,
     /// Address for node-to-node traffic: HTTP/2, in clear text unless
-    /// --internal-tls (then keep it on a private network, firewalled).
+    /// --internal-tls. Keep it on a private network, firewalled.
     #[arg(
         long,
         value_name = "ADDR",
