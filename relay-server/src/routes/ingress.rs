@@ -160,13 +160,18 @@ fn tell_agent(
     let Ok(route) = route(state.config.domain.as_deref(), host, path_and_query) else {
         return;
     };
+    let note = protocol::RefusedRequest {
+        method: method.to_owned(),
+        path: crate::refusals::short_path(&route.target),
+        status: refused.status().as_u16(),
+        reason: refused.code().as_str().to_owned(),
+    };
     if let Some(tunnel) = state.tunnel(&route.name) {
-        tunnel.refused(protocol::RefusedRequest {
-            method: method.to_owned(),
-            path: crate::refusals::short_path(&route.target),
-            status: refused.status().as_u16(),
-            reason: refused.code().as_str().to_owned(),
-        });
+        tunnel.refused(note);
+    } else if let Some(cluster) = &state.cluster {
+        // Cluster (#15): the agent may be on another node; that node gets
+        // the note (published, coalesced, lossy like local notes).
+        cluster.notes.refused(&route.name, note);
     }
 }
 
