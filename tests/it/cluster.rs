@@ -977,18 +977,41 @@ async fn signed_requests_queued_on_another_node_are_verified_there() {
         .map(|h| (h.name.as_str(), h.value.as_slice()))
         .collect();
     headers.push(("x-probe", b"1"));
-    let forged = send(&http, "POST", &url, &headers, &br#"{"id":"evt_q","type":"x"}"#[..]).await;
-    assert_eq!(forged.status, 401, "{:?}", String::from_utf8_lossy(&forged.body));
-    assert_eq!(forged.header("x-hooktunnel-error"), [b"signature_refused".to_vec()]);
+    let forged = send(
+        &http,
+        "POST",
+        &url,
+        &headers,
+        &br#"{"id":"evt_q","type":"x"}"#[..],
+    )
+    .await;
+    assert_eq!(
+        forged.status,
+        401,
+        "{:?}",
+        String::from_utf8_lossy(&forged.body)
+    );
+    assert_eq!(
+        forged.header("x-hooktunnel-error"),
+        [b"signature_refused".to_vec()]
+    );
     let good = send(&http, "POST", &url, &headers, body).await;
-    assert_eq!(good.status, 202, "{:?}", String::from_utf8_lossy(&good.body));
+    assert_eq!(
+        good.status,
+        202,
+        "{:?}",
+        String::from_utf8_lossy(&good.body)
+    );
 
     // At rest: rules without the secret, the secret sealed.
     let raw = redis_raw(&redis, &format!("HGETALL ht:{{{name}}}:name"));
     let raw = String::from_utf8_lossy(&raw);
     assert!(raw.contains("sealed"), "{raw}");
     assert!(raw.contains("v1:"), "{raw}");
-    assert!(!raw.contains(SECRET), "the signing secret is in Redis in clear: {raw}");
+    assert!(
+        !raw.contains(SECRET),
+        "the signing secret is in Redis in clear: {raw}"
+    );
 
     // The agent comes back: only the good event reaches the app.
     let agent = Agent::start(agent_settings(Some(name))).await;

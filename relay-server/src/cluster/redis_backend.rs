@@ -13,12 +13,12 @@ use ulid::Ulid;
 use super::keys;
 use super::scripts;
 use super::seal::Sealer;
-use crate::protocol::rules::EdgeRules;
 use crate::durable::policy::{self, Usage};
 use crate::durable::{
     Claim, DeliveryQueue, DurableError, Enqueue, EnqueueError, NameRegistry, Pending, QueuedAnswer,
     Release, Stored, key_hash,
 };
+use crate::protocol::rules::EdgeRules;
 
 /// The scripts, loaded once (`EVALSHA`, reloaded after a Redis restart).
 struct Scripts {

@@ -451,7 +451,10 @@ async fn signing_secrets_are_sealed_and_open_only_with_the_cluster_secret() {
         ..EdgeRules::default()
     };
     a.store.store_edge_rules("demo", &rules).await.unwrap();
-    assert_eq!(b.store.edge_rules("demo").await.unwrap(), Some(rules.clone()));
+    assert_eq!(
+        b.store.edge_rules("demo").await.unwrap(),
+        Some(rules.clone())
+    );
     assert_eq!(
         b.store.all_edge_rules().await.unwrap(),
         [("demo".to_owned(), rules.clone())]
