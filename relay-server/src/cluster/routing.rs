@@ -118,10 +118,29 @@ impl Routes {
         });
     }
 
-    /// Forgets everything cached (the announcements may have been missed).
+    /// Forgets everything cached (the announcements may have been missed),
+    /// and reloads every stored rule set for the tunnels this node does not
+    /// hold: a missed lease change must not leave this node verifying (or
+    /// not) with rules the agent has since replaced.
     pub fn forget_all(&self) {
         lock(&self.owners).clear();
         lock(&self.remote).clear();
+        let Some(state) = self.state.get().and_then(std::sync::Weak::upgrade) else {
+            return;
+        };
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            match store.all_edge_rules().await {
+                Ok(all) => {
+                    for (name, rules) in all {
+                        if state.tunnel(&name).is_none() {
+                            state.set_edge_rules(&name, rules);
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot reload the stored edge rules"),
+            }
+        });
     }
 
     /// Forgets what is known about `name`'s owner (a lease changed, or a
