@@ -73,6 +73,7 @@ pub fn note(tunnel: &Arc<Tunnel>, pending: &Mutex<Pending>, refused: RefusedRequ
         Refused {
             count: 1,
             examples: vec![refused],
+            tunnel: None,
         },
     );
 }
@@ -135,6 +136,7 @@ mod tests {
         let elsewhere = Refused {
             count: 7,
             examples: vec![one(401); MAX_EXAMPLES],
+            tunnel: None,
         };
         assert!(!p.merge(elsewhere.clone()), "the window is already open");
         let note = p.take().unwrap_or_else(|| panic!("a note"));
@@ -144,7 +146,8 @@ mod tests {
         assert!(p.merge(elsewhere), "a merged note opens a window too");
         assert!(!p.merge(Refused {
             count: 0,
-            examples: Vec::new()
+            examples: Vec::new(),
+            tunnel: None,
         }));
     }
 
