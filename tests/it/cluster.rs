@@ -1066,3 +1066,50 @@ async fn refusals_on_another_node_reach_the_agents_notes() {
     .await;
     agent.stop().await;
 }
+
+/// Several tunnels over one socket (issue 17) in a cluster: each tunnel has
+/// its own lease, is routed from another node, queues there while the agent
+/// is away and is acked into its own queue when the agent is back elsewhere.
+#[tokio::test]
+async fn two_tunnels_over_one_socket_are_served_and_queued_through_another_node() {
+    let redis = RedisServer::start();
+    let (a, b) = (node(&redis, "a").await, node(&redis, "b").await);
+    let (first_app, second_app) = (LocalApp::start().await, LocalApp::start().await);
+    let home = tempfile::tempdir().unwrap();
+    let both = |relay: &str| {
+        let mut s = settings(Some(relay), &first_app.port().to_string(), home.path());
+        s.name = Some("first".into());
+        s.also = vec![hooktunnel::agent::tunnel::AlsoTunnel {
+            name: "second".into(),
+            target: hooktunnel::forward::Target::parse(&second_app.port().to_string()).unwrap(),
+        }];
+        s
+    };
+    let agent = Agent::start(both(&a.url)).await;
+    let http = client();
+    let live = send(&http, "POST", &format!("{}/t/second/x", b.url), &[], "two").await;
+    assert_eq!((live.status, &live.body[..]), (200, &b"two"[..]));
+    assert!(first_app.seen().is_empty());
+    agent.stop().await;
+    tokio::time::sleep(routing_cache()).await;
+    let queued = send(
+        &http,
+        "POST",
+        &format!("{}/t/second/later", b.url),
+        &[],
+        "q",
+    )
+    .await;
+    assert_eq!(queued.status, 202);
+    let agent = Agent::start(both(&b.url)).await;
+    bounded("the queued request delivered and acked", async {
+        while b.metric("hooktunnel_acked_total").await != 1 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let bodies: Vec<Vec<u8>> = second_app.seen().into_iter().map(|s| s.body).collect();
+    assert_eq!(bodies, [b"two".to_vec(), b"q".to_vec()]);
+    assert!(first_app.seen().is_empty());
+    agent.stop().await;
+}
