@@ -69,7 +69,7 @@ pub enum Command {
     Listen(Box<ListenArgs>),
     /// List captured exchanges, newest first.
     #[command(
-        after_help = "Examples:\n  hooktunnel requests -n 50\n  hooktunnel requests --method POST --path '/webhooks/**' --status 5xx\n  hooktunnel requests --since 1h --grep invoice.paid --json"
+        after_help = "Examples:\n  hooktunnel requests -n 50\n  hooktunnel requests --method POST --path '/webhooks/**' --status 5xx\n  hooktunnel requests --since 1h --grep invoice.paid --json\n  hooktunnel requests --tunnel shop --tunnel billing"
     )]
     Requests(RequestsArgs),
     /// Show one exchange: request and response.
@@ -486,6 +486,10 @@ pub struct FilterArgs {
     /// header, a body or the error.
     #[arg(long, value_name = "TEXT")]
     pub grep: Option<String>,
+    /// Only exchanges of this tunnel (its name, or a glob such as 'shop-*');
+    /// repeat for any of several tunnels.
+    #[arg(long = "tunnel", value_name = "NAME")]
+    pub tunnels: Vec<String>,
 }
 
 impl FilterArgs {
@@ -496,6 +500,7 @@ impl FilterArgs {
             && self.status.is_none()
             && self.since.is_none()
             && self.grep.is_none()
+            && self.tunnels.is_empty()
     }
 
     /// The filter these flags describe, with `since` relative to `now_ms`.
@@ -510,7 +515,8 @@ impl FilterArgs {
             self.since.as_deref(),
             self.grep.as_deref(),
             now_ms,
-        )
+        )?
+        .with_tunnels(self.tunnels.iter().map(String::as_str))
     }
 }
 

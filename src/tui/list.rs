@@ -28,6 +28,8 @@ impl App {
             .unwrap_or(usize::MAX)
             .max(newest_rows.len());
         self.newest = newest_rows.first().map(|r| r.id);
+        self.tunnels
+            .note_all(newest_rows.iter().map(|r| r.tunnel.as_str()));
         self.window = Window {
             start: 0,
             rows: newest_rows,
@@ -122,6 +124,8 @@ impl App {
             // The history ends here (retention removed older rows).
             self.total = offset + n;
         }
+        self.tunnels
+            .note_all(page.rows.iter().map(|r| r.tunnel.as_str()));
         self.window.merge(offset, page.rows);
         self.window.trim(self.top, MAX_WINDOW);
         self.clamp();
@@ -149,6 +153,7 @@ impl App {
             self.recent.pop_front();
         }
         self.recent.push_back(s.id);
+        self.tunnels.note(&s.tunnel);
         if self.newest.is_none_or(|n| s.id > n) {
             self.newest = Some(s.id);
         }
@@ -286,6 +291,9 @@ impl App {
         scanned: u64,
         done: bool,
     ) {
+        // Rows of the history either way, even from an older scan.
+        self.tunnels
+            .note_all(rows.iter().map(|r| r.tunnel.as_str()));
         if let Some(f) = self.filtered_at(generation) {
             f.extend(rows, scanned, done);
         }
