@@ -780,8 +780,13 @@ mod tests {
         let e = Filter::parse("tunnel:shop-[", NOW).unwrap_err();
         assert!(matches!(e, FilterError::BadTunnel { .. }), "{e}");
         assert!(e.to_string().starts_with("bad tunnel \"shop-[\": "), "{e}");
-        let e = Filter::default().with_tunnels(["ok", "no way"]).unwrap_err();
-        assert!(e.to_string().starts_with("bad tunnel \"no way\": ' '"), "{e}");
+        let e = Filter::default()
+            .with_tunnels(["ok", "no way"])
+            .unwrap_err();
+        assert!(
+            e.to_string().starts_with("bad tunnel \"no way\": ' '"),
+            "{e}"
+        );
     }
 
     #[test]

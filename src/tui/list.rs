@@ -473,6 +473,33 @@ mod tests {
     }
 
     #[test]
+    fn tunnel_filter_matches_live_rows_by_their_summary() {
+        let mut app = app_with(3);
+        let Some(Effect::Scan { filter, .. }) = type_text(&mut app, "tunnel:shop") else {
+            panic!("no scan")
+        };
+        assert_eq!(filter.to_string(), "tunnel:shop");
+        let mut shop = row(7);
+        shop.tunnel = "shop".into();
+        // Decided on the row alone: no full check is asked for.
+        assert_eq!(app.handle(Event::Agent(AgentEvent::Exchange(row(6)))), None);
+        assert_eq!(
+            app.handle(Event::Agent(AgentEvent::Exchange(shop.clone()))),
+            None
+        );
+        assert_eq!(app.len(), 1);
+        assert_eq!(app.selected_id(), Some(shop.id));
+        assert!(app.tunnels().several(), "demo and shop");
+        // The prompt reopens with the query: this makes it `tunnel:shop,x/y`.
+        assert_eq!(type_text(&mut app, ",x/y"), None);
+        let error = app.prompt().unwrap().error.clone().unwrap();
+        assert!(
+            error.starts_with("bad tunnel \"shop,x/y\": '/' is in no tunnel name"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn grep_filters_check_live_rows_in_full() {
         let mut app = app_with(3);
         let Some(Effect::Scan { generation, .. }) = type_text(&mut app, "needle") else {

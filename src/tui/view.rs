@@ -630,7 +630,10 @@ mod tests {
         let mut app = sample_app(Mode::Live, &rows, 120, 24);
         open_detail(&mut app, &rows);
         let shown = screen(&app);
-        assert!(!shown.contains("TUNNEL") && !shown.contains("tunnel demo"), "{shown}");
+        assert!(
+            !shown.contains("TUNNEL") && !shown.contains("tunnel demo"),
+            "{shown}"
+        );
     }
 
     #[test]

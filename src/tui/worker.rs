@@ -275,7 +275,6 @@ pub(super) fn overview(db: &Path, upto: Option<Ulid>) -> anyhow::Result<Overview
     Ok(found)
 }
 
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]

@@ -82,9 +82,7 @@ async fn openapi() -> Response {
 
 async fn status(State(state): State<AppState>) -> Json<Value> {
     let tunnels = state.tunnels();
-    let info = |t: &super::TunnelInfo| {
-        json!({ "name": t.name, "public_url": t.public_url, "target": t.target })
-    };
+    let info = |t: &super::TunnelInfo| json!({ "name": t.name, "public_url": t.public_url, "target": t.target });
     Json(json!({
         "tunnel": tunnels.first().map(info),
         "tunnels": tunnels.iter().map(info).collect::<Vec<_>>(),

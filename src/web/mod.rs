@@ -496,6 +496,49 @@ mod tests {
         assert_eq!(tunnel_name("https://my-app.hooks.example.com"), "my-app");
     }
 
+    #[test]
+    fn ready_adds_a_tunnel_and_counts_go_per_tunnel() {
+        let state = WebState::new(
+            PathBuf::from("/nonexistent/history.db"),
+            DEFAULT_ADDR,
+            None,
+            Vec::new(),
+        );
+        assert!(state.tunnels().is_empty() && state.tunnel().is_none());
+        let ready = |url: &str| {
+            AgentEvent::Ready(crate::event::Ready {
+                public_url: url.into(),
+                target: "http://127.0.0.1:3000".into(),
+                relay: "http://127.0.0.1:7070".into(),
+                embedded: true,
+                web_url: None,
+            })
+        };
+        state.observe(&ready("http://127.0.0.1:7070/t/shop"));
+        state.observe(&ready("http://127.0.0.1:7070/t/shop"));
+        assert_eq!(state.tunnels().len(), 1, "the same name again replaces it");
+        let exchange = |tunnel: &str| {
+            let mut e = crate::export::fixtures::text_exchange();
+            e.tunnel = tunnel.into();
+            AgentEvent::Exchange(e.summary())
+        };
+        state.observe(&exchange("shop"));
+        state.observe(&exchange("billing"));
+        // One tunnel: its count is every request (as before).
+        assert_eq!(state.http_count_of("shop"), 2);
+        state.observe(&ready("http://127.0.0.1:7070/t/billing"));
+        let names: Vec<String> = state.tunnels().into_iter().map(|t| t.name).collect();
+        assert_eq!(names, ["shop", "billing"]);
+        assert_eq!(state.tunnel().unwrap().name, "shop");
+        assert_eq!(state.find_tunnel("billing").unwrap().name, "billing");
+        assert!(state.find_tunnel("other").is_none());
+        assert_eq!(state.http_count_of("shop"), 1);
+        assert_eq!(state.http_count_of("billing"), 1);
+        assert_eq!(state.http_count_of("other"), 0);
+        state.set_tunnels(Vec::new());
+        assert!(state.tunnels().is_empty());
+    }
+
     #[tokio::test]
     async fn a_public_address_needs_a_token() {
         let e = bind("0.0.0.0:0".parse().unwrap(), None).await.unwrap_err();

@@ -711,7 +711,9 @@ async fn requests_by_tunnel() {
     assert_eq!(got, [ids[1].clone()]);
     let got = listed_ids(&hooktunnel_run(h, &["requests", "--json", "--tunnel", "sh*"]).await);
     assert_eq!(got, [ids[2].clone(), ids[0].clone()]);
-    let both = ["requests", "--json", "--tunnel", "shop", "--tunnel", "billing"];
+    let both = [
+        "requests", "--json", "--tunnel", "shop", "--tunnel", "billing",
+    ];
     assert_eq!(listed_ids(&hooktunnel_run(h, &both).await).len(), 3);
 
     // Text lines name the tunnel once there are several.
@@ -726,14 +728,23 @@ async fn requests_by_tunnel() {
     assert!(!run.stdout.contains("shop"), "{}", run.stdout);
 
     let run = hooktunnel_run(h, &["requests", "--tunnel", "nope"]).await;
-    assert!(run.stdout.contains("No stored request matches tunnel:nope"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("No stored request matches tunnel:nope"),
+        "{}",
+        run.stdout
+    );
     let run = hooktunnel_run(h, &["requests", "--tunnel", "a/b"]).await;
     assert!(!run.ok);
     assert!(run.stderr.contains("bad tunnel \"a/b\""), "{}", run.stderr);
 
     let run = hooktunnel_run(h, &["replay", "--tunnel", "billing", "--dry-run"]).await;
     assert!(run.ok, "{run:?}");
-    assert!(run.stdout.contains("Would replay 1 request matching tunnel:billing"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("Would replay 1 request matching tunnel:billing"),
+        "{}",
+        run.stdout
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -28,7 +28,7 @@ const HOSTILE_JSON: &str =
     r#"{"html":"</script><script>alert(3)</script>","img":"<img src=x onerror=alert(4)>"}"#;
 const SVG: &str = r#"<svg xmlns="http://www.w3.org/2000/svg"><script>alert(5)</script></svg>"#;
 
-fn exchange(n: u64, path: &str, body: &str) -> Exchange {
+pub(crate) fn exchange(n: u64, path: &str, body: &str) -> Exchange {
     Exchange {
         request_truncated: None,
         capture_degraded: false,
@@ -217,7 +217,10 @@ async fn several_tunnels_are_listed_found_and_filtered() {
     let info = |name: &str| TunnelInfo {
         name: name.into(),
         public_url: format!("http://127.0.0.1:7070/t/{name}"),
-        target: format!("http://127.0.0.1:{}", if name == "shop" { 3000 } else { 4000 }),
+        target: format!(
+            "http://127.0.0.1:{}",
+            if name == "shop" { 3000 } else { 4000 }
+        ),
     };
     web.state.set_tunnels(vec![info("shop"), info("billing")]);
     // The agent's events count requests per tunnel.
@@ -284,7 +287,10 @@ async fn several_tunnels_are_listed_found_and_filtered() {
     let (status, v) = get_json("/api/v1/exchanges?filter=tunnel:a/b").await;
     assert_eq!(status, 400);
     assert!(
-        v["error"].as_str().unwrap().starts_with("bad tunnel \"a/b\""),
+        v["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("bad tunnel \"a/b\""),
         "{v}"
     );
     cancel.cancel();
