@@ -272,6 +272,36 @@ impl Filter {
         })
     }
 
+    /// Both filters at once: every part of each must match. A part both
+    /// set is an error ([`FilterError::Duplicate`]), as in one query; their
+    /// `tunnel:` terms add up (any of them).
+    pub fn and(mut self, other: Filter) -> Result<Self, FilterError> {
+        fn one<T>(a: &mut Option<T>, b: Option<T>, key: &'static str) -> Result<(), FilterError> {
+            match (a.is_some(), b) {
+                (true, Some(_)) => Err(FilterError::Duplicate(key)),
+                (false, Some(b)) => {
+                    *a = Some(b);
+                    Ok(())
+                }
+                (_, None) => Ok(()),
+            }
+        }
+        one(&mut self.method, other.method, "method")?;
+        one(&mut self.path, other.path, "path")?;
+        one(&mut self.status, other.status, "status")?;
+        one(&mut self.grep, other.grep, "grep")?;
+        if other.since_ms.is_some() {
+            one(&mut self.since_ms, other.since_ms, "since")?;
+            self.since_label = other.since_label;
+        }
+        for t in other.tunnels {
+            if !self.tunnels.contains(&t) {
+                self.tunnels.push(t);
+            }
+        }
+        Ok(self)
+    }
+
     /// Adds `tunnel:` terms (from repeated `--tunnel` flags): the filter then
     /// keeps exchanges of any of these tunnels. Blank names are skipped.
     pub fn with_tunnels<'a>(
@@ -760,6 +790,29 @@ mod tests {
             .unwrap();
         assert_eq!(f.to_string(), "tunnel:shop tunnel:billing");
         assert!(Filter::default().with_tunnels([""]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn two_filters_together() {
+        let flags = Filter::from_parts(Some("post"), None, None, Some("10m"), None, NOW)
+            .unwrap()
+            .with_tunnels(["shop"])
+            .unwrap();
+        let query = Filter::parse("status:4xx tunnel:billing tunnel:shop", NOW).unwrap();
+        let both = flags.clone().and(query).unwrap();
+        assert_eq!(
+            both.to_string(),
+            "tunnel:shop tunnel:billing method:POST status:4xx since:10m"
+        );
+        let e = flags
+            .and(Filter::parse("since:1h", NOW).unwrap())
+            .unwrap_err();
+        assert_eq!(e, FilterError::Duplicate("since"));
+        let e = Filter::parse("x", NOW)
+            .unwrap()
+            .and(Filter::parse("y", NOW).unwrap())
+            .unwrap_err();
+        assert_eq!(e, FilterError::Duplicate("grep"));
     }
 
     #[test]

@@ -349,6 +349,15 @@ impl App {
     fn on_agent(&mut self, ev: AgentEvent) -> Option<Effect> {
         match ev {
             AgentEvent::Ready(r) => {
+                // An agent serving several tunnels shows the column from the
+                // start. (One tunnel notes nothing here: its rows name it.)
+                if !r.more.is_empty() {
+                    let first = crate::web::tunnel_name(&r.public_url);
+                    self.tunnels.note_all(
+                        std::iter::once(first.as_str())
+                            .chain(r.more.iter().map(|t| t.name.as_str())),
+                    );
+                }
                 self.header = Header::from(&r);
                 self.link = Link::Online;
                 None

@@ -117,6 +117,13 @@ fn render_header(app: &App, frame: &mut Frame<'_>, area: Rect) {
                 first.push(Span::styled(" → ", t.dim()));
                 first.push(Span::raw(escape(target).into_owned()));
             }
+            if !h.more.is_empty() {
+                let names: Vec<_> = h.more.iter().map(|n| escape(n)).collect();
+                first.push(Span::styled(
+                    format!("  +{} more: {}", h.more.len(), names.join(", ")),
+                    t.dim(),
+                ));
+            }
             if h.embedded {
                 first.push(Span::styled(
                     "  (embedded relay: this machine only)",
@@ -634,6 +641,25 @@ mod tests {
             !shown.contains("TUNNEL") && !shown.contains("tunnel demo"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn an_agent_serving_several_tunnels_shows_them_from_the_start() {
+        let mut app = sample_app(Mode::Live, &[], 120, 8);
+        let mut ready = crate::tui::testing::ready();
+        ready.more = vec![crate::event::TunnelUrl {
+            name: "billing".into(),
+            public_url: "http://127.0.0.1:7070/t/billing".into(),
+            target: "http://127.0.0.1:4000".into(),
+        }];
+        app.handle(Event::Agent(AgentEvent::Ready(ready)));
+        assert_eq!(app.tunnels().names(), ["brave-otter", "billing"]);
+        let shown = screen(&app);
+        assert!(
+            shown.contains("→ http://127.0.0.1:3000  +1 more: billing"),
+            "{shown}"
+        );
+        assert!(shown.contains("TIME     TUNNEL"), "{shown}");
     }
 
     #[test]

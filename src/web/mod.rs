@@ -166,8 +166,8 @@ impl WebState {
         self.tunnels.read().map(|t| t.clone()).unwrap_or_default()
     }
 
-    /// Replaces the list of tunnels (an agent serving several sets them
-    /// all at once; [`observe`](Self::observe) also adds one per `Ready`).
+    /// Replaces the list of tunnels ([`observe`](Self::observe) does it
+    /// with every tunnel a `Ready` names).
     pub fn set_tunnels(&self, tunnels: Vec<TunnelInfo>) {
         if let Ok(mut t) = self.tunnels.write() {
             *t = tunnels;
@@ -211,11 +211,18 @@ impl WebState {
     pub fn observe(&self, event: &AgentEvent) {
         match event {
             AgentEvent::Ready(ready) => {
-                self.set_tunnel(TunnelInfo {
+                // The first tunnel, then any further ones (`listen --all`).
+                let first = TunnelInfo {
                     name: tunnel_name(&ready.public_url),
                     public_url: ready.public_url.clone(),
                     target: ready.target.clone(),
+                };
+                let more = ready.more.iter().map(|t| TunnelInfo {
+                    name: t.name.clone(),
+                    public_url: t.public_url.clone(),
+                    target: t.target.clone(),
                 });
+                self.set_tunnels(std::iter::once(first).chain(more).collect());
                 self.set_connection("online".to_owned());
             }
             AgentEvent::Connection(state) => self.set_connection(match state {
@@ -505,18 +512,30 @@ mod tests {
             Vec::new(),
         );
         assert!(state.tunnels().is_empty() && state.tunnel().is_none());
-        let ready = |url: &str| {
+        let ready = |more: &[&str]| {
             AgentEvent::Ready(crate::event::Ready {
-                public_url: url.into(),
+                public_url: "http://127.0.0.1:7070/t/shop".into(),
                 target: "http://127.0.0.1:3000".into(),
                 relay: "http://127.0.0.1:7070".into(),
                 embedded: true,
                 web_url: None,
+                more: more
+                    .iter()
+                    .map(|n| crate::event::TunnelUrl {
+                        name: (*n).into(),
+                        public_url: format!("http://127.0.0.1:7070/t/{n}"),
+                        target: "http://127.0.0.1:4000".into(),
+                    })
+                    .collect(),
             })
         };
-        state.observe(&ready("http://127.0.0.1:7070/t/shop"));
-        state.observe(&ready("http://127.0.0.1:7070/t/shop"));
-        assert_eq!(state.tunnels().len(), 1, "the same name again replaces it");
+        state.observe(&ready(&[]));
+        state.observe(&ready(&[]));
+        assert_eq!(
+            state.tunnels().len(),
+            1,
+            "a second Ready replaces the first"
+        );
         let exchange = |tunnel: &str| {
             let mut e = crate::export::fixtures::text_exchange();
             e.tunnel = tunnel.into();
@@ -526,7 +545,7 @@ mod tests {
         state.observe(&exchange("billing"));
         // One tunnel: its count is every request (as before).
         assert_eq!(state.http_count_of("shop"), 2);
-        state.observe(&ready("http://127.0.0.1:7070/t/billing"));
+        state.observe(&ready(&["billing"]));
         let names: Vec<String> = state.tunnels().into_iter().map(|t| t.name).collect();
         assert_eq!(names, ["shop", "billing"]);
         assert_eq!(state.tunnel().unwrap().name, "shop");

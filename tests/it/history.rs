@@ -715,6 +715,29 @@ async fn requests_by_tunnel() {
         "requests", "--json", "--tunnel", "shop", "--tunnel", "billing",
     ];
     assert_eq!(listed_ids(&hooktunnel_run(h, &both).await).len(), 3);
+    // The one-line syntax, as the inspector's prompt reads it.
+    let got =
+        listed_ids(&hooktunnel_run(h, &["requests", "--json", "--filter", "tunnel:billing"]).await);
+    assert_eq!(got, [ids[1].clone()]);
+    let query = [
+        "requests",
+        "--json",
+        "--filter",
+        "tunnel:shop path:/n/3",
+        "--tunnel",
+        "billing",
+    ];
+    assert_eq!(
+        listed_ids(&hooktunnel_run(h, &query).await),
+        [ids[2].clone()]
+    );
+    let run = hooktunnel_run(h, &["requests", "--filter", "since:1h", "--since", "2h"]).await;
+    assert!(!run.ok);
+    assert!(
+        run.stderr.contains("\"since:\" given more than once"),
+        "{}",
+        run.stderr
+    );
 
     // Text lines name the tunnel once there are several.
     let run = hooktunnel_run(h, &["requests"]).await;
