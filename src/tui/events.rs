@@ -154,7 +154,7 @@ pub enum Effect {
         /// The filter generation.
         generation: u64,
         /// The row.
-        summary: ExchangeSummary,
+        summary: Box<ExchangeSummary>,
         /// What to match.
         filter: Box<Filter>,
     },

@@ -312,7 +312,7 @@ impl App {
             Some(false) => None,
             None => Some(Effect::CheckLive {
                 generation: f.generation,
-                summary: s.clone(),
+                summary: Box::new(s.clone()),
                 filter: Box::new(f.filter.clone()),
             }),
         }
