@@ -1068,6 +1068,8 @@ async fn signed_requests_queued_on_another_node_are_verified_there() {
     let path = tunnel_path(&agent.public_url).to_owned();
     let name = path.trim_start_matches("/t/").to_owned();
     agent.stop().await;
+    // B must not still route to A from its owner cache: this is about B queueing.
+    tokio::time::sleep(routing_cache()).await;
 
     let http = client();
     let url = format!("{}{path}/stripe", b.url);
