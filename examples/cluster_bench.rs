@@ -9,7 +9,7 @@
 //! ```
 //!
 //! Argument: the directory holding `hooktunnel` and `hooktunnel-relay`
-//! (default `target/release`). Environment: `CB_ROUNDS` (3) rounds of the
+//! (default `target/release`). Environment: `CB_ROUNDS` (5) rounds of the
 //! request cells, `CB_SECS` (4) seconds per throughput cell, `CB_KILLS` (20)
 //! failover rounds, `CB_ACCOUNT` (1000) requests per Redis accounting cell,
 //! `CB_NAMES` (10000) idle tunnels for the memory cell, `CB_LEASE_TTL` (3)
@@ -125,6 +125,32 @@ fn redis_info(port: u16, sections: &str) -> anyhow::Result<String> {
     }
 }
 
+/// Keys by kind (`ht:{name}:lease` → `ht:{·}:lease`), from `KEYS *`.
+fn key_kinds(port: u16) -> anyhow::Result<BTreeMap<String, u64>> {
+    use std::io::BufRead as _;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(b"KEYS *\r\n")?;
+    let mut r = std::io::BufReader::new(s);
+    let mut line = String::new();
+    r.read_line(&mut line)?;
+    let n: usize = line.trim().trim_start_matches('*').parse()?;
+    let mut kinds = BTreeMap::new();
+    for _ in 0..n {
+        line.clear();
+        r.read_line(&mut line)?; // $len
+        line.clear();
+        r.read_line(&mut line)?;
+        let key = line.trim_end();
+        let kind = match (key.find('{'), key.find('}')) {
+            (Some(a), Some(b)) if a < b => format!("{}{{·}}{}", &key[..a], &key[b + 1..]),
+            _ => key.to_owned(),
+        };
+        *kinds.entry(kind).or_default() += 1;
+    }
+    Ok(kinds)
+}
+
 #[derive(Clone, Debug, Default)]
 struct Snapshot {
     calls: BTreeMap<String, u64>,
@@ -163,6 +189,83 @@ fn snapshot(port: u16) -> Snapshot {
     s
 }
 
+/// `MONITOR` on its own connection, counting every command Redis runs by
+/// origin: `lua:<cmd>` for those a script ran, `<cmd>` for those a client
+/// sent (one round trip each), and the bytes the monitor itself received
+/// (subtracted from Redis' output bytes).
+struct Monitor {
+    counts: Arc<std::sync::Mutex<(BTreeMap<String, u64>, u64)>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Monitor {
+    fn start(port: u16) -> anyhow::Result<Self> {
+        use std::io::BufRead as _;
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+        s.write_all(b"MONITOR\r\n")?;
+        s.set_read_timeout(Some(Duration::from_millis(200)))?;
+        let counts = Arc::new(std::sync::Mutex::new((BTreeMap::new(), 0_u64)));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (c, st) = (counts.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut r = std::io::BufReader::with_capacity(1 << 20, s);
+            let mut line = Vec::new();
+            while !st.load(Ordering::SeqCst) {
+                match r.read_until(b'\n', &mut line) {
+                    Ok(0) => break,
+                    Ok(_) if line.ends_with(b"\n") => {}
+                    Ok(_) => continue,
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        continue;
+                    }
+                    Err(_) => break,
+                }
+                let text = String::from_utf8_lossy(&line);
+                // +1701.123 [0 127.0.0.1:5555] "evalsha" ...   or   [0 lua] "hget" ...
+                let origin_lua = text.contains(" lua] \"");
+                let cmd = text
+                    .split_once("] \"")
+                    .and_then(|(_, rest)| rest.split('"').next())
+                    .map(str::to_ascii_lowercase);
+                let mut g = c.lock().unwrap();
+                g.1 += line.len() as u64;
+                if let Some(cmd) = cmd
+                    && cmd != "info"
+                    && cmd != "monitor"
+                {
+                    let key = if origin_lua { format!("lua:{cmd}") } else { cmd };
+                    *g.0.entry(key).or_default() += 1;
+                }
+                drop(g);
+                line.clear();
+            }
+        });
+        Ok(Self { counts, stop })
+    }
+
+    /// INFO (bytes) plus the monitor's counts (commands) so far.
+    fn snapshot(&self, port: u16) -> Snapshot {
+        // Let the monitor catch up with what Redis ran before the INFO.
+        std::thread::sleep(Duration::from_millis(300));
+        let mut s = snapshot(port);
+        let g = self.counts.lock().unwrap();
+        s.calls = g.0.clone();
+        s.net_out = s.net_out.saturating_sub(g.1);
+        s
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
 /// What Redis did between two snapshots: commands by name, bytes in and
 /// out, and the seconds between them.
 #[derive(Clone, Debug, Default)]
@@ -192,6 +295,15 @@ impl Delta {
 
     fn total(&self) -> f64 {
         self.calls.values().sum()
+    }
+
+    /// Commands clients sent (round trips), not those scripts ran.
+    fn sent(&self) -> f64 {
+        self.calls
+            .iter()
+            .filter(|(c, _)| !c.starts_with("lua:"))
+            .map(|(_, n)| n)
+            .sum()
     }
 
     /// This minus `rate` (a background measured per second) over our time.
@@ -461,13 +573,16 @@ struct Cell {
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn idle_agent(url: String) -> anyhow::Result<Socket> {
+/// An agent that registers `name` with `key` and then only answers pings.
+async fn idle_agent(url: String, name: String, key: String) -> anyhow::Result<Socket> {
     use hooktunnel_protocol::{AgentMessage, PROTOCOL_VERSION, RelayMessage};
     use tokio_tungstenite::tungstenite::Message;
     let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str()).await?;
     let hello: AgentMessage = serde_json::from_value(serde_json::json!({
         "type": "hello",
         "version": PROTOCOL_VERSION,
+        "name": name,
+        "key": key,
     }))?;
     socket.send(Message::Binary(hello.encode())).await?;
     loop {
@@ -492,7 +607,7 @@ async fn main() -> anyhow::Result<()> {
             .nth(1)
             .unwrap_or_else(|| "target/release".into()),
     );
-    let rounds: usize = env_or("CB_ROUNDS", 3);
+    let rounds: usize = env_or("CB_ROUNDS", 5);
     let secs: f64 = env_or("CB_SECS", 4.0);
     let kills: usize = env_or("CB_KILLS", 20);
     let account: usize = env_or("CB_ACCOUNT", 1000);
@@ -661,17 +776,18 @@ async fn main() -> anyhow::Result<()> {
     // -------------------------------------------------------------- 3. Redis per request
     // Before the kills, while the agent is on node a (owner) and b is another node.
     quiet(&pids).await;
+    let monitor = Monitor::start(redis_port)?;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let s0 = snapshot(redis_port);
+    let s0 = monitor.snapshot(redis_port);
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let s1 = snapshot(redis_port);
+    let s1 = monitor.snapshot(redis_port);
     let background = Delta::between(&s0, &s1);
     let mut rows: Vec<(String, Delta, Delta)> = Vec::new();
     for (label, node) in [("live, via the owner", 0), ("live, via another node", 1)] {
         let url = format!("{}{path}/r", nodes[node].url());
-        let a = snapshot(redis_port);
+        let a = monitor.snapshot(redis_port);
         latencies(&client, &url, &small, account).await?;
-        let b = snapshot(redis_port);
+        let b = monitor.snapshot(redis_port);
         let raw = Delta::between(&a, &b);
         rows.push((
             label.into(),
@@ -691,7 +807,7 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let url = format!("{}{path}/q", nodes[1].url());
     let before_seen = seen.load(Ordering::SeqCst);
-    let q0 = snapshot(redis_port);
+    let q0 = monitor.snapshot(redis_port);
     let mut queued = 0;
     for _ in 0..account {
         match post(&client, &url, small.clone()).await? {
@@ -699,7 +815,7 @@ async fn main() -> anyhow::Result<()> {
             other => bail!("a request with the agent away got {other}"),
         }
     }
-    let q1 = snapshot(redis_port);
+    let q1 = monitor.snapshot(redis_port);
     let (agent2, public2) = start_agent(&bin, &home, app, &relays, "bench-cluster").await?;
     agent = agent2;
     if tunnel_path(&public2) != path {
@@ -714,7 +830,7 @@ async fn main() -> anyhow::Result<()> {
     }
     // Let the last acks land.
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    let q2 = snapshot(redis_port);
+    let q2 = monitor.snapshot(redis_port);
     let enqueue = Delta::between(&q0, &q1);
     let deliver = Delta::between(&q1, &q2);
     let nq = queued as f64;
@@ -734,25 +850,28 @@ async fn main() -> anyhow::Result<()> {
         both.per(nq),
         both.minus_background(&background).per(nq),
     ));
+    drop(monitor);
     println!(
         "## 3. Redis per request (POST 1 KiB, {account} requests per row, {queued} queued)\n"
     );
     println!(
-        "Background with one idle tunnel (lease renewals, polls, INFO itself): {:.1} commands/s, {:.0} B/s in, {:.0} B/s out ({}).\n",
-        background.total() / background.secs,
+        "Background with one idle tunnel (lease renewals, polls, health): {:.1} commands sent/s ({:.1} run by scripts), {:.0} B/s in, {:.0} B/s out ({}).\n",
+        background.sent() / background.secs,
+        (background.total() - background.sent()) / background.secs,
         background.net_in / background.secs,
         background.net_out / background.secs,
         background.per(background.secs).breakdown(),
     );
     println!(
-        "| request | commands (raw) | commands, background subtracted | bytes to Redis | bytes from Redis | commands |"
+        "| request | commands sent (round trips), raw | commands sent, background subtracted | + commands run inside scripts | bytes to Redis | bytes from Redis | commands (lua: run by a script) |"
     );
-    println!("| --- | ---: | ---: | ---: | ---: | --- |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | --- |");
     for (label, raw, net) in &rows {
         println!(
-            "| {label} | {:.2} | {:.2} | {:.0} | {:.0} | {} |",
-            raw.total(),
-            net.total(),
+            "| {label} | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} | {} |",
+            raw.sent(),
+            net.sent(),
+            net.total() - net.sent(),
             net.net_in,
             net.net_out,
             net.breakdown()
@@ -837,11 +956,22 @@ async fn main() -> anyhow::Result<()> {
     drop(agent);
 
     // -------------------------------------------------------------- 4. memory per idle tunnel
-    // Nodes restarted with a 30 s lease so 10,000 renewals are ~1,000/s, not ~10,000/s.
+    // On a fresh Redis (a clean baseline), nodes restarted with a 30 s
+    // lease so 10,000 renewals are ~1,000/s, not ~10,000/s.
     for n in &mut nodes {
         n.kill().await;
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let fresh = scratch.path().join("redis-memory");
+    std::fs::create_dir_all(&fresh)?;
+    let redis_port = free_port();
+    let _redis2 = start_redis(&fresh, redis_port)?;
+    wait_port(redis_port).await?;
+    for _ in 0..200 {
+        if redis_info(redis_port, "server").is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
     for n in &mut nodes {
         n.start(&bin, redis_port, 30).await?;
     }
@@ -859,7 +989,14 @@ async fn main() -> anyhow::Result<()> {
         .collect();
     let connect_started = Instant::now();
     let results: Vec<anyhow::Result<Socket>> = futures_util::stream::iter(0..names)
-        .map(|i| idle_agent(urls[i % urls.len()].clone()))
+        // 10 names per key (the default --max-names-per-key), like agents with several names.
+        .map(|i| {
+            idle_agent(
+                urls[i % urls.len()].clone(),
+                format!("idle-{i}"),
+                format!("bench-key-{:024x}", i / 10),
+            )
+        })
         .buffer_unordered(64)
         .collect()
         .await;
@@ -881,6 +1018,7 @@ async fn main() -> anyhow::Result<()> {
         .collect();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let m1 = snapshot(redis_port);
+    let kinds1 = key_kinds(redis_port)?;
     for h in &holders {
         h.abort();
     }
@@ -888,6 +1026,7 @@ async fn main() -> anyhow::Result<()> {
     // Sessions end, leases are released; names stay registered.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let m2 = snapshot(redis_port);
+    let kinds2 = key_kinds(redis_port)?;
     println!("## 4. Redis memory per idle tunnel ({connected} of {names} agents connected in {connect_secs:.1} s over three nodes)\n");
     if let Some(e) = first_error {
         println!("First connect error: {e:#}\n");
@@ -897,7 +1036,7 @@ async fn main() -> anyhow::Result<()> {
     println!("| --- | ---: | ---: | ---: |");
     println!("| before | {} | {} | – |", m0.used_memory, m0.keys);
     println!(
-        "| {connected} idle tunnels connected (name + lease) | {} | {} | {:.0} |",
+        "| {connected} idle tunnels connected (name, lease, epoch; 10 names per key) | {} | {} | {:.0} |",
         m1.used_memory,
         m1.keys,
         per(&m0, &m1)
@@ -908,6 +1047,7 @@ async fn main() -> anyhow::Result<()> {
         m2.keys,
         per(&m0, &m2)
     );
+    println!("Keys while connected: {kinds1:?}; after: {kinds2:?}\n");
     for n in &mut nodes {
         n.kill().await;
     }
