@@ -183,9 +183,20 @@ pub enum ModeArg {
 #[derive(clap::Args, Debug)]
 pub struct ListenArgs {
     /// Local app: a port (3000), HOST:PORT, or a base URL
-    /// (http://127.0.0.1:8080/prefix, https://localhost:8443).
-    #[arg(value_name = "PORT|URL")]
-    pub target: String,
+    /// (http://127.0.0.1:8080/prefix, https://localhost:8443). With --all or
+    /// --tunnel, the app of every [[tunnel]] table without its own `target`.
+    #[arg(value_name = "PORT|URL", required_unless_present_any = ["all", "tunnel"])]
+    pub target: Option<String>,
+    /// Serve every [[tunnel]] table of config.toml over one connection to
+    /// the relay: each with its `name`, its rules and its `target` (a port or
+    /// URL); the flags' rules apply to all of them. See README "Rules".
+    #[arg(long, conflicts_with_all = ["tunnel", "name"])]
+    pub all: bool,
+    /// Serve these [[tunnel]] tables of config.toml (repeatable, by name)
+    /// over one connection, as --all does for every table.
+    /// Example: --tunnel stripe --tunnel github
+    #[arg(long, value_name = "NAME", conflicts_with = "name")]
+    pub tunnel: Vec<String>,
     /// Accept any TLS certificate from an https:// local app (the
     /// self-signed ones dev servers make). Off by default.
     #[arg(long)]
@@ -343,6 +354,7 @@ impl RuleArgs {
     pub fn to_config(&self) -> crate::rules::RulesConfig {
         crate::rules::RulesConfig {
             name: None,
+            target: None,
             basic_auth: self.basic_auth.clone(),
             allow_ip: self.allow_ip.clone(),
             deny_ip: self.deny_ip.clone(),

@@ -35,6 +35,20 @@ pub struct Ready {
     pub embedded: bool,
     /// The local web inspector's address, when it runs.
     pub web_url: Option<String>,
+    /// Further tunnels this agent serves over the same connection
+    /// (`listen --all`); the fields above are its first tunnel's.
+    pub more: Vec<TunnelUrl>,
+}
+
+/// One further tunnel of an agent serving several.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TunnelUrl {
+    /// Its name.
+    pub name: String,
+    /// Its public URL.
+    pub public_url: String,
+    /// Its local app's base URL.
+    pub target: String,
 }
 
 /// One thing that happened in the agent.

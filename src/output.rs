@@ -153,6 +153,11 @@ fn ready_json(r: &Ready) -> serde_json::Value {
         "relay": r.relay,
         "embedded": r.embedded,
         "web_url": r.web_url,
+        "more": r.more.iter().map(|t| serde_json::json!({
+            "name": t.name,
+            "public_url": t.public_url,
+            "target": t.target,
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -175,13 +180,16 @@ pub fn print_event(
         (Format::Json, AgentEvent::Exchange(s)) => json_line(out, &exchange_json(s))?,
         (Format::Json, AgentEvent::Connection(state)) => json_line(out, &connection_json(state))?,
         (Format::Lines { color }, AgentEvent::Ready(r)) => {
-            writeln!(
-                out,
-                "{} {}  →  {}",
-                paint(color, "1;32", "Forwarding"),
-                paint(color, "1", &r.public_url),
-                r.target
-            )?;
+            let more = r.more.iter().map(|t| (&t.public_url, &t.target));
+            for (public_url, target) in std::iter::once((&r.public_url, &r.target)).chain(more) {
+                writeln!(
+                    out,
+                    "{} {}  →  {}",
+                    paint(color, "1;32", "Forwarding"),
+                    paint(color, "1", public_url),
+                    target
+                )?;
+            }
             writeln!(
                 out,
                 "Requests appear below; replay any with `hooktunnel replay <id>`. Ctrl-C stops."

@@ -114,6 +114,7 @@ mod tests {
             public_url: None,
             queued: false,
             needs_ack: false,
+            tunnel: None,
             body: Bytes::from_static(body.as_bytes()),
         }
     }

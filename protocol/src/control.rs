@@ -38,6 +38,10 @@ pub struct Refused {
     pub count: u64,
     /// The first few of them.
     pub examples: Vec<RefusedRequest>,
+    /// The tunnel they were for, on a connection with several (absent: the
+    /// session's first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<String>,
 }
 
 /// One request the relay refused.

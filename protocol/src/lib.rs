@@ -8,7 +8,7 @@
 //!
 //! ```
 //! use hooktunnel_protocol::{AgentMessage, Ack};
-//! let msg = AgentMessage::Ack(Ack { id: ulid::Ulid::nil() });
+//! let msg = AgentMessage::Ack(Ack { id: ulid::Ulid::nil(), tunnel: None });
 //! let bytes = msg.encode();
 //! assert_eq!(AgentMessage::decode(&bytes).unwrap(), msg);
 //! ```
@@ -181,6 +181,35 @@ pub struct Hello {
     /// Who may call the tunnel, enforced by the relay (absent: anyone).
     #[serde(default, skip_serializing_if = "rules::EdgeRules::is_empty")]
     pub rules: rules::EdgeRules,
+    /// Further tunnels served over this same connection (`listen --all`),
+    /// each with its own name, key, mode, queued answer and rules; version,
+    /// host, run id and takeover are this hello's. The relay grants all or
+    /// none, and answers each in [`Welcome::more`], in the same order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub more: Vec<Hello>,
+}
+
+/// Most tunnels one agent connection may carry.
+pub const MAX_TUNNELS_PER_SESSION: usize = 16;
+
+impl Hello {
+    /// Every tunnel this hello asks for, first the one it names itself; each
+    /// carries this hello's version, host, run id and takeover.
+    pub fn tunnels(&self) -> Vec<Hello> {
+        let first = Hello {
+            more: Vec::new(),
+            ..self.clone()
+        };
+        let rest = self.more.iter().map(|t| Hello {
+            version: self.version,
+            host: self.host.clone(),
+            instance: self.instance.clone(),
+            takeover: self.takeover,
+            more: Vec::new(),
+            ..t.clone()
+        });
+        std::iter::once(first).chain(rest).collect()
+    }
 }
 
 /// A tunnel's custom answer for requests queued while its agent is away.
@@ -215,6 +244,10 @@ pub struct Welcome {
     /// size its socket's message limit from the relay's real settings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_queued_bytes: Option<u64>,
+    /// The grants for [`Hello::more`], in its order (a relay that leaves
+    /// this short serves one tunnel per connection).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub more: Vec<Welcome>,
 }
 
 /// A captured request, relay to agent.
@@ -243,6 +276,10 @@ pub struct Request {
     /// (offline queue and ack mode); such requests are delivered in order.
     #[serde(default)]
     pub needs_ack: bool,
+    /// The tunnel the request came in on, for an agent serving several over
+    /// one connection (absent from older relays: the session's first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<String>,
     /// Raw body bytes (carried after the JSON header).
     #[serde(skip)]
     pub body: Bytes,
@@ -267,6 +304,10 @@ pub struct Response {
 pub struct Ack {
     /// The stored request's id.
     pub id: Ulid,
+    /// Whose queue it came from, on a connection with several tunnels
+    /// (absent: the session's first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<String>,
 }
 
 /// Machine-readable reason carried by an `error` message.
@@ -308,6 +349,9 @@ pub struct ErrorMessage {
 }
 
 /// Messages the agent sends.
+// One message lives at a time (decoded, acted on, dropped); boxing the
+// hello would only move its few hundred bytes to the heap.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum AgentMessage {
@@ -508,6 +552,7 @@ mod tests {
             public_url: Some("http://127.0.0.1:8080/t/demo/hooks/github?x=1&x=2".into()),
             queued: false,
             needs_ack: false,
+            tunnel: None,
             body: Bytes::from_static(b"{\"ok\":true}\0\r\n"),
         }
     }
@@ -515,6 +560,59 @@ mod tests {
     fn header_json(frame: &[u8]) -> serde_json::Value {
         let len = u32::from_be_bytes(frame[..4].try_into().unwrap()) as usize;
         serde_json::from_slice(&frame[4..4 + len]).unwrap()
+    }
+
+    #[test]
+    fn a_hello_with_more_tunnels_lends_them_its_session_fields() {
+        let hello = Hello {
+            version: PROTOCOL_VERSION,
+            name: Some("api".into()),
+            key: Some("k".into()),
+            mode: Mode::Proxy,
+            queued_response: None,
+            host: Some("laptop".into()),
+            instance: Some("run".into()),
+            takeover: true,
+            rules: rules::EdgeRules::default(),
+            more: vec![Hello {
+                version: 0,
+                name: Some("hooks".into()),
+                key: Some("k".into()),
+                mode: Mode::Ack,
+                queued_response: None,
+                host: None,
+                instance: None,
+                takeover: false,
+                rules: rules::EdgeRules::default(),
+                more: vec![],
+            }],
+        };
+        let all = hello.tunnels();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].name.as_deref(), Some("api"));
+        assert!(all[0].more.is_empty());
+        assert_eq!(all[1].name.as_deref(), Some("hooks"));
+        assert_eq!(all[1].mode, Mode::Ack);
+        assert_eq!(
+            (
+                all[1].version,
+                all[1].host.as_deref(),
+                all[1].instance.as_deref(),
+                all[1].takeover
+            ),
+            (PROTOCOL_VERSION, Some("laptop"), Some("run"), true)
+        );
+        // Round trip: `more` survives encoding, and is absent when empty.
+        let AgentMessage::Hello(back) =
+            AgentMessage::decode(&AgentMessage::Hello(hello.clone()).encode()).unwrap()
+        else {
+            panic!("not a hello");
+        };
+        assert_eq!(back, hello);
+        assert!(
+            !String::from_utf8_lossy(&AgentMessage::Hello(all[0].clone()).encode())
+                .contains("\"more\"")
+        );
     }
 
     #[test]
@@ -529,6 +627,7 @@ mod tests {
                 rules_enforced: false,
                 max_body_bytes: None,
                 max_queued_bytes: None,
+                more: vec![],
             }),
             RelayMessage::Request(sample_request()),
             RelayMessage::Error(ErrorMessage {
@@ -550,6 +649,7 @@ mod tests {
                 instance: None,
                 takeover: false,
                 rules: rules::EdgeRules::default(),
+                more: vec![],
             }),
             AgentMessage::Hello(Hello {
                 version: 1,
@@ -581,6 +681,7 @@ mod tests {
                         body: "back soon".into(),
                     })),
                 },
+                more: vec![],
             }),
             AgentMessage::Response(Response {
                 id,
@@ -591,7 +692,7 @@ mod tests {
                 ],
                 body: Bytes::from_static(b"created"),
             }),
-            AgentMessage::Ack(Ack { id }),
+            AgentMessage::Ack(Ack { id, tunnel: None }),
         ];
         let all: Vec<serde_json::Value> = relay
             .iter()
@@ -649,7 +750,13 @@ mod tests {
             panic!("unknown types are malformed");
         };
         assert!(why.contains("unknown variant"), "{why}");
-        let ack_with_body = encode_frame(&AgentMessage::Ack(Ack { id: Ulid::nil() }), b"surprise");
+        let ack_with_body = encode_frame(
+            &AgentMessage::Ack(Ack {
+                id: Ulid::nil(),
+                tunnel: None,
+            }),
+            b"surprise",
+        );
         let refused = Err(ProtocolError::UnexpectedBody(8));
         assert_eq!(AgentMessage::decode(&ack_with_body), refused);
         assert_eq!(AgentMessage::decode_bytes(&ack_with_body), refused);

@@ -120,6 +120,7 @@ mod tests {
     fn control_frames_and_stream_messages_never_collide() {
         let control = crate::AgentMessage::Ack(crate::Ack {
             id: ulid::Ulid::nil(),
+            tunnel: None,
         })
         .encode();
         assert_eq!(control[0], 0, "a control frame starts with a zero byte");
@@ -149,6 +150,7 @@ mod tests {
             public_url: None,
             queued: false,
             needs_ack: false,
+            tunnel: None,
             body: Bytes::new(),
         };
         let mut map = http::HeaderMap::new();

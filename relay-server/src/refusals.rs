@@ -38,6 +38,7 @@ impl Pending {
         (self.count > 0).then(|| Refused {
             count: std::mem::take(&mut self.count),
             examples: std::mem::take(&mut self.examples),
+            tunnel: None,
         })
     }
 }
@@ -64,7 +65,8 @@ pub fn note(tunnel: &Arc<Tunnel>, pending: &Mutex<Pending>, refused: RefusedRequ
     tokio::spawn(async move {
         tokio::time::sleep(WINDOW).await;
         let note = tunnel.take_refusals();
-        if let Some(note) = note {
+        if let Some(mut note) = note {
+            note.tunnel = Some(tunnel.name.clone());
             // Never wait on a busy agent for a courtesy note.
             let _ = tunnel
                 .outbound

@@ -97,11 +97,9 @@ pub struct Tunnel {
     key_hash: Option<String>,
     /// Encoded frames for the agent's socket writer.
     pub outbound: mpsc::Sender<Bytes>,
-    /// Opens HTTP/2 streams to the agent (protocol v2); started by the
-    /// first live request on the session's stream pipe.
-    streams: tokio::sync::OnceCell<crate::streams::Streams>,
-    /// The HTTP/2 end of the session's stream pipe until the connection starts.
-    pipe: Mutex<Option<tokio::io::DuplexStream>>,
+    /// The HTTP/2 connection to the agent, shared by every tunnel of the
+    /// session (an agent may serve several over one socket).
+    link: Arc<StreamLink>,
     /// Woken when something is queued for this tunnel.
     pub queued: Notify,
     /// Fires when a newer session with the same key takes over.
@@ -124,6 +122,16 @@ pub struct Tunnel {
     pub in_flight: AtomicUsize,
     /// The same, per client address (IPv6: per /64); entries at zero are removed.
     per_client: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// Opens HTTP/2 streams to one agent session (protocol v2); started by the
+/// first live request on the session's stream pipe, whichever of its
+/// tunnels that request is for.
+#[derive(Default)]
+pub struct StreamLink {
+    streams: tokio::sync::OnceCell<crate::streams::Streams>,
+    /// The HTTP/2 end of the session's stream pipe until the connection starts.
+    pipe: Mutex<Option<tokio::io::DuplexStream>>,
 }
 
 /// Why a live registration was refused.
@@ -234,6 +242,29 @@ impl AppState {
         name: &str,
         claimant: Claimant,
     ) -> Result<(Arc<Tunnel>, mpsc::Receiver<Bytes>), RegisterError> {
+        let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
+        let tunnel = self.register_on(name, claimant, tx, Arc::default())?;
+        Ok((tunnel, rx))
+    }
+
+    /// Binds `name` as a further tunnel of `first`'s session: the same
+    /// socket and HTTP/2 connection, the same rules for replacing.
+    pub fn register_beside(
+        &self,
+        name: &str,
+        claimant: Claimant,
+        first: &Tunnel,
+    ) -> Result<Arc<Tunnel>, RegisterError> {
+        self.register_on(name, claimant, first.outbound.clone(), first.link.clone())
+    }
+
+    fn register_on(
+        &self,
+        name: &str,
+        claimant: Claimant,
+        outbound: mpsc::Sender<Bytes>,
+        link: Arc<StreamLink>,
+    ) -> Result<Arc<Tunnel>, RegisterError> {
         let now = crate::protocol::now_ms();
         let mut tunnels = lock(&self.tunnels);
         if let Some(old) = tunnels.get(name) {
@@ -263,15 +294,13 @@ impl AppState {
             }
             old.replaced.cancel();
         }
-        let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
         let tunnel = Arc::new(Tunnel {
             name: name.to_owned(),
             conn_id: self.next_conn.fetch_add(1, Ordering::Relaxed),
             mode: claimant.mode,
             key_hash: claimant.key_hash,
-            outbound: tx,
-            streams: tokio::sync::OnceCell::new(),
-            pipe: Mutex::new(None),
+            outbound,
+            link,
             queued: Notify::new(),
             replaced: CancellationToken::new(),
             replaced_because: Mutex::new(None),
@@ -285,7 +314,7 @@ impl AppState {
             per_client: Mutex::new(HashMap::new()),
         });
         tunnels.insert(name.to_owned(), tunnel.clone());
-        Ok((tunnel, rx))
+        Ok(tunnel)
     }
 
     /// Cluster (#15): a tunnel whose agent is on another node, reached
@@ -306,8 +335,10 @@ impl AppState {
             mode,
             key_hash: None,
             outbound: tx,
-            streams: tokio::sync::OnceCell::from(streams),
-            pipe: Mutex::new(None),
+            link: Arc::new(StreamLink {
+                streams: tokio::sync::OnceCell::from(streams),
+                pipe: Mutex::new(None),
+            }),
             queued: Notify::new(),
             replaced: CancellationToken::new(),
             replaced_because: Mutex::new(None),
@@ -393,7 +424,7 @@ pub enum SlotRefused {
 impl Tunnel {
     /// Gives the tunnel the HTTP/2 end of its session's stream pipe.
     pub fn attach_pipe(&self, io: tokio::io::DuplexStream) {
-        *lock(&self.pipe) = Some(io);
+        *lock(&self.link.pipe) = Some(io);
     }
 
     /// The agent's HTTP/2 streams, starting the connection on first use;
@@ -402,9 +433,10 @@ impl Tunnel {
     /// fails at once).
     pub async fn streams(&self) -> Option<crate::streams::Streams> {
         let started = self
+            .link
             .streams
             .get_or_try_init(|| async {
-                let io = lock(&self.pipe).take().ok_or(())?;
+                let io = lock(&self.link.pipe).take().ok_or(())?;
                 let (streams, driver) = crate::streams::connect(io).await.map_err(|e| {
                     tracing::warn!(tunnel = %self.name, error = %e, "cannot start the stream connection");
                 })?;
@@ -423,7 +455,7 @@ impl Tunnel {
 
     /// The HTTP/2 streams when their connection has started.
     pub fn started_streams(&self) -> Option<&crate::streams::Streams> {
-        self.streams.get()
+        self.link.streams.get()
     }
 
     /// Notes that the agent was heard from just now.

@@ -7,6 +7,7 @@
 //! skipped, and the ack is sent only after the exchange is committed.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -43,7 +44,7 @@ pub struct Pipeline {
     /// Where exchanges are recorded.
     pub store: StoreWriter,
     /// Consumers of agent events (TUI or printer); bounded, never waits.
-    pub events: EventSender,
+    pub events: Arc<EventSender>,
     /// Tunnel name, recorded with each exchange.
     pub tunnel: std::sync::RwLock<String>,
     /// Signature secrets; each exchange gets a verdict when any are set.
@@ -64,6 +65,11 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
+    /// The tunnel's name as the relay granted it.
+    pub fn tunnel_name(&self) -> String {
+        self.tunnel.read().map(|t| t.clone()).unwrap_or_default()
+    }
+
     /// Runs durable deliveries one by one until the channel closes or `stop`
     /// fires; a delivery in progress is finished first, so stopping never
     /// leaves a request forwarded but unrecorded.
@@ -92,6 +98,8 @@ impl Pipeline {
                 },
             };
             let id = request.id;
+            // Acked into the queue it came from (one session may carry several).
+            let tunnel = request.tunnel.clone();
             let already = match seen.as_mut() {
                 Some(seen) => seen.contains(id).await,
                 None => false,
@@ -109,7 +117,7 @@ impl Pipeline {
                 }
                 self.events.send(AgentEvent::Exchange(summary));
             }
-            let ack = AgentMessage::Ack(Ack { id });
+            let ack = AgentMessage::Ack(Ack { id, tunnel });
             let _ = out.send(Message::Binary(ack.encode())).await;
         }
     }
@@ -212,7 +220,7 @@ impl Pipeline {
             request.public_url.as_deref(),
             crate::clock::now_secs(),
         );
-        let tunnel = self.tunnel.read().map(|t| t.clone()).unwrap_or_default();
+        let tunnel = self.tunnel_name();
         // The route's target (issue 17), else the default one.
         let target = self
             .rules
@@ -261,6 +269,7 @@ mod tests {
             public_url: None,
             queued: true,
             needs_ack: true,
+            tunnel: None,
             body: bytes::Bytes::new(),
         };
         (request, out.clone())

@@ -86,6 +86,68 @@ pub struct AgentOptions {
     /// Every relay of the cluster, `relay` among them (`--relay URL1,URL2`):
     /// after a failure the agent moves to the next. Empty: only `relay`.
     pub relays: Vec<String>,
+    /// Further tunnels served over the same connection (`listen --all`).
+    pub more: Vec<MoreTunnel>,
+}
+
+/// One further tunnel of a session: what its part of `hello` asks for
+/// (the key, host, run id and takeover are the session's).
+#[derive(Clone, Debug)]
+pub struct MoreTunnel {
+    /// Tunnel name to ask for.
+    pub name: Option<String>,
+    /// How the relay answers its senders.
+    pub mode: Mode,
+    /// What its senders get while this agent is away.
+    pub queued_response: Option<protocol::QueuedResponse>,
+    /// Who may call it, enforced by the relay.
+    pub rules: protocol::rules::EdgeRules,
+}
+
+/// The tunnels one session serves, first the one its hello names; requests,
+/// acks and notes name theirs (unnamed: the first).
+#[derive(Clone)]
+pub struct Tunnels(Arc<[Arc<Pipeline>]>);
+
+impl Tunnels {
+    /// The pipelines, first the session's own tunnel; `None` when empty.
+    pub fn new(pipelines: Vec<Arc<Pipeline>>) -> Option<Self> {
+        (!pipelines.is_empty()).then(|| Self(pipelines.into()))
+    }
+
+    /// A session with one tunnel.
+    pub fn one(pipeline: Arc<Pipeline>) -> Self {
+        Self(Arc::from([pipeline]))
+    }
+
+    /// The session's own tunnel (the one its hello names).
+    pub fn first(&self) -> &Arc<Pipeline> {
+        &self.0[0]
+    }
+
+    /// The tunnel called `name` (unnamed: the first); `None` when this
+    /// agent does not serve it.
+    pub fn get(&self, name: Option<&str>) -> Option<&Arc<Pipeline>> {
+        match name {
+            None => Some(self.first()),
+            Some(name) => self.0.iter().find(|p| p.tunnel_name() == name),
+        }
+    }
+
+    /// Every tunnel, the session's own first.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Pipeline>> {
+        self.0.iter()
+    }
+
+    /// Takes the names the relay granted, in the hello's order.
+    pub fn rename(&self, welcome: &Welcome) {
+        let granted = std::iter::once(&welcome.name).chain(welcome.more.iter().map(|w| &w.name));
+        for (pipeline, name) in self.0.iter().zip(granted) {
+            if let Ok(mut current) = pipeline.tunnel.write() {
+                current.clone_from(name);
+            }
+        }
+    }
 }
 
 impl AgentOptions {
@@ -125,6 +187,14 @@ impl std::fmt::Debug for AgentOptions {
             .field("takeover", &self.takeover)
             // Verifiers and secrets stay out of logs.
             .field("edge_rules", &!self.rules.is_empty())
+            .field(
+                "more",
+                &self
+                    .more
+                    .iter()
+                    .map(|t| t.name.as_deref())
+                    .collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -196,6 +266,12 @@ pub enum AgentError {
         "the relay at {0} does not enforce traffic rules (--basic-auth, --allow-ip, --deny-ip, --require-header, --verify-at-edge); upgrade the relay, or run without those rules"
     )]
     RulesNotEnforced(String),
+    /// The relay granted fewer tunnels than the hello asked for (a relay
+    /// from before several tunnels per connection).
+    #[error(
+        "the relay at {0} serves one tunnel per connection; upgrade the relay, or start each tunnel with its own `hooktunnel listen`"
+    )]
+    OneTunnelOnly(String),
 }
 
 impl AgentError {
@@ -207,6 +283,7 @@ impl AgentError {
             | AgentError::TokenRequired { .. }
             | AgentError::CaCert { .. }
             | AgentError::RulesNotEnforced(_)
+            | AgentError::OneTunnelOnly(_)
             | AgentError::TakenOver(_) => true,
             AgentError::Refused { code, .. } => matches!(
                 code,
@@ -272,6 +349,22 @@ pub async fn connect(opts: &AgentOptions, config_hint: &str) -> Result<Session, 
         instance: Some(opts.instance.clone()),
         takeover: opts.takeover,
         rules: opts.rules.clone(),
+        more: opts
+            .more
+            .iter()
+            .map(|t| Hello {
+                version: PROTOCOL_VERSION,
+                name: t.name.clone(),
+                key: opts.key.clone(),
+                mode: t.mode,
+                queued_response: t.queued_response.clone(),
+                host: None,
+                instance: None,
+                takeover: false,
+                rules: t.rules.clone(),
+                more: Vec::new(),
+            })
+            .collect(),
     });
     socket
         .send(Message::Binary(hello.encode()))
@@ -280,7 +373,16 @@ pub async fn connect(opts: &AgentOptions, config_hint: &str) -> Result<Session, 
     let RelayMessage::Welcome(welcome) = next_reply(&mut socket).await? else {
         return Err(AgentError::Protocol("expected welcome".into()));
     };
-    if !opts.rules.is_empty() && !welcome.rules_enforced {
+    if welcome.more.len() != opts.more.len() {
+        let _ = socket.close(None).await;
+        return Err(AgentError::OneTunnelOnly(opts.relay.clone()));
+    }
+    let asked = std::iter::once(&opts.rules).chain(opts.more.iter().map(|t| &t.rules));
+    let granted = std::iter::once(&welcome).chain(welcome.more.iter());
+    if asked
+        .zip(granted)
+        .any(|(rules, w)| !rules.is_empty() && !w.rules_enforced)
+    {
         let _ = socket.close(None).await;
         return Err(AgentError::RulesNotEnforced(opts.relay.clone()));
     }
@@ -425,11 +527,7 @@ impl Session {
     /// this side the HTTP/2 server); durable deliveries arrive as whole
     /// frames for the ordered worker. On `cancel`, streams in progress get
     /// up to [`DRAIN_LIMIT`] to finish and be recorded.
-    pub async fn run(
-        self,
-        pipeline: Arc<Pipeline>,
-        cancel: CancellationToken,
-    ) -> Result<(), AgentError> {
+    pub async fn run(self, tunnels: Tunnels, cancel: CancellationToken) -> Result<(), AgentError> {
         use hooktunnel_protocol::stream::{
             CONNECTION_WINDOW, Inbound, MAX_CONCURRENT_STREAMS, MAX_META_BYTES, SEND_BUFFER,
             STREAM_WINDOW, classify,
@@ -451,8 +549,8 @@ impl Session {
         let (h2_io, pipe) = hooktunnel_relay::wire::stream_pipe();
         let (pipe_out, mut pipe_in) = tokio::io::split(pipe);
         let service = {
-            let pipeline = pipeline.clone();
-            hyper::service::service_fn(move |request| stream::serve(pipeline.clone(), request))
+            let tunnels = tunnels.clone();
+            hyper::service::service_fn(move |request| stream::serve(tunnels.clone(), request))
         };
         let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
             .initial_stream_window_size(STREAM_WINDOW)
@@ -513,6 +611,11 @@ impl Session {
                 };
                 match RelayMessage::decode_bytes(&frame) {
                     Ok(RelayMessage::Request(request)) if request.needs_ack => {
+                        let Some(pipeline) = tunnels.get(request.tunnel.as_deref()) else {
+                            // Not acked: the relay keeps it for whoever serves that tunnel.
+                            tracing::warn!(id = %request.id, tunnel = ?request.tunnel, "a queued request for a tunnel this agent does not serve ignored");
+                            continue;
+                        };
                         // The worker outlives this session; its ack goes to this socket.
                         // Waits while the worker is behind: the relay keeps the rest.
                         let _ = pipeline.ordered.send((request, out_tx.clone())).await;
@@ -529,10 +632,15 @@ impl Session {
                         tracing::warn!(code = ?e.code, message = %e.message, "relay reported an error");
                     }
                     Ok(RelayMessage::Refused(note)) => {
+                        let pipeline = tunnels
+                            .get(note.tunnel.as_deref())
+                            .unwrap_or(tunnels.first());
                         pipeline.store.record_refused(&note);
-                        pipeline
-                            .events
-                            .send(crate::event::AgentEvent::Notice(refused::notice(&note)));
+                        let mut line = refused::notice(&note);
+                        if tunnels.iter().nth(1).is_some() {
+                            line = format!("{}: {line}", pipeline.tunnel_name());
+                        }
+                        pipeline.events.send(crate::event::AgentEvent::Notice(line));
                     }
                     Ok(RelayMessage::Welcome(_) | RelayMessage::Released(_)) => {}
                     // A newer relay's message type: tolerated, for forward compatibility.
@@ -560,11 +668,14 @@ impl Session {
                 // Stopping: streams in progress finish and are recorded
                 // first (the link keeps running meanwhile), but a stuck
                 // local app cannot hold the exit for long.
-                pipeline.live.close();
+                for pipeline in tunnels.iter() {
+                    pipeline.live.close();
+                }
+                let drained = futures_util::future::join_all(tunnels.iter().map(|p| p.live.wait()));
                 let _ = tokio::time::timeout(DRAIN_LIMIT, async {
                     tokio::select! {
                         _ = &mut serving => {}
-                        () = pipeline.live.wait() => {}
+                        _ = drained => {}
                     }
                 })
                 .await;
@@ -594,6 +705,7 @@ mod relay_list_tests {
             instance: "run".into(),
             takeover: false,
             rules: Default::default(),
+            more: Vec::new(),
         }
     }
 

@@ -51,6 +51,7 @@ mod tests {
     fn notes_read_as_one_line() {
         let note = Refused {
             count: 3,
+            tunnel: None,
             examples: vec![one(413, "body_too_large"); 3],
         };
         assert_eq!(
@@ -59,6 +60,7 @@ mod tests {
         );
         let mixed = Refused {
             count: 1,
+            tunnel: None,
             examples: vec![one(429, "rate_limited")],
         };
         assert!(notice(&mixed).starts_with("relay refused 1 request (429 rate limited)"));

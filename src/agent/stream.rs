@@ -7,7 +7,6 @@
 
 use std::convert::Infallible;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -215,7 +214,7 @@ fn own(id: ulid::Ulid, own: &ExchangeResponse) -> http::Response<AnswerBody> {
 /// its own task, tracked by the pipeline, so a stopping agent can let it
 /// finish and record even if the link drops meanwhile.
 pub async fn serve(
-    pipeline: Arc<Pipeline>,
+    tunnels: super::Tunnels,
     request: http::Request<Incoming>,
 ) -> Result<http::Response<AnswerBody>, Infallible> {
     let head: protocol::Request = match decode_meta(request.headers()) {
@@ -226,6 +225,15 @@ pub async fn serve(
             let response = own_answer(502, HttpErrorCode::ProtocolError, &message);
             return Ok(own(ulid::Ulid::nil(), &response));
         }
+    };
+    let Some(pipeline) = tunnels.get(head.tunnel.as_deref()).cloned() else {
+        let message = format!(
+            "the relay sent a request for tunnel '{}', which this agent does not serve",
+            head.tunnel.as_deref().unwrap_or_default()
+        );
+        tracing::warn!(%message);
+        let response = own_answer(502, HttpErrorCode::ProtocolError, &message);
+        return Ok(own(head.id, &response));
     };
     let (tx, rx) = oneshot::channel();
     let body = request.into_body();

@@ -2,12 +2,11 @@
 //! reconnects with backoff until cancelled or refused for good. Every change
 //! is reported as an [`AgentEvent::Connection`].
 
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{AgentOptions, Pipeline, Session, reconnect};
+use super::{AgentOptions, Pipeline, Session, Tunnels, reconnect};
 use crate::event::{AgentEvent, ConnectionState};
 
 /// Serves on `session`, reconnecting with backoff until `cancel` fires
@@ -16,13 +15,14 @@ pub async fn supervise(
     mut session: Session,
     opts: &AgentOptions,
     hint: &str,
-    pipeline: Arc<Pipeline>,
+    tunnels: Tunnels,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
+    let pipeline = tunnels.first().clone();
     // The relay moves to the next of the cluster's on each failed attempt.
     let mut opts = opts.clone();
     loop {
-        let lost = match session.run(pipeline.clone(), cancel.clone()).await {
+        let lost = match session.run(tunnels.clone(), cancel.clone()).await {
             Ok(()) => return Ok(()),
             // Taken over by another run: coming back would take it back.
             Err(e) if e.is_fatal() => return Err(gone_offline(&pipeline, e)),
@@ -61,9 +61,7 @@ pub async fn supervise(
                 }
             }
         };
-        if let Ok(mut name) = pipeline.tunnel.write() {
-            name.clone_from(&session.welcome.name);
-        }
+        tunnels.rename(&session.welcome);
         pipeline
             .events
             .send(AgentEvent::Connection(ConnectionState::Online));

@@ -64,6 +64,19 @@ pub struct ListenSettings {
     /// Body bytes kept per body in history (`None`: config file, then
     /// [`crate::capture::DEFAULT_CAPTURE_MAX`]).
     pub capture_max: Option<usize>,
+    /// Further tunnels over the same connection (`listen --all`), each a
+    /// `[[tunnel]]` table of the config: its name, rules and target.
+    pub also: Vec<AlsoTunnel>,
+}
+
+/// A further tunnel of one `listen`: a named `[[tunnel]]` table and the
+/// local app it forwards to.
+#[derive(Clone, Debug)]
+pub struct AlsoTunnel {
+    /// The table's (and the tunnel's) name.
+    pub name: String,
+    /// Its local app.
+    pub target: Target,
 }
 
 /// A tunnel that is up and serving in the background.
@@ -75,6 +88,8 @@ pub struct Running {
     pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
     /// The public URL.
     pub public_url: String,
+    /// Every tunnel served, the first one first: name, public URL, target.
+    pub tunnels: Vec<crate::event::TunnelUrl>,
 }
 
 /// Starts the relay library in this process; returns its base URL.
@@ -132,6 +147,14 @@ pub async fn start(settings: ListenSettings, cancel: CancellationToken) -> anyho
     let rules = crate::rules::select(&settings.rules, settings.name.as_deref(), &config.tunnels)
         .with_context(|| format!("in the [[tunnel]] tables of {}", config_path.display()))?;
     let (edge, agent_rules) = crate::rules::compile(&rules, &verify)?;
+    let mut also = Vec::with_capacity(settings.also.len());
+    for t in &settings.also {
+        let rules = crate::rules::select(&settings.rules, Some(&t.name), &config.tunnels)
+            .with_context(|| format!("in the [[tunnel]] tables of {}", config_path.display()))?;
+        let (edge, agent_rules) = crate::rules::compile(&rules, &verify)
+            .with_context(|| format!("in [[tunnel]] '{}'", t.name))?;
+        also.push((t, edge, agent_rules));
+    }
     let (relay, embedded) = match settings.relay.clone().or_else(|| config.relay.clone()) {
         Some(relay) => (relay, false),
         None => (
@@ -164,6 +187,15 @@ pub async fn start(settings: ListenSettings, cancel: CancellationToken) -> anyho
         instance: super::new_instance_id(),
         takeover: settings.takeover,
         rules: edge,
+        more: also
+            .iter()
+            .map(|(t, edge, _)| super::MoreTunnel {
+                name: Some(t.name.clone()),
+                mode: settings.mode,
+                queued_response: settings.queued_response.clone(),
+                rules: edge.clone(),
+            })
+            .collect(),
     };
     let hint = config_path.display().to_string();
     // Several relays (one cluster): the first that answers.
@@ -183,8 +215,11 @@ pub async fn start(settings: ListenSettings, cancel: CancellationToken) -> anyho
     // Taking over is for the first connection: a reconnect replaces only
     // this run's own session, so two runs never keep taking turns.
     opts.takeover = false;
-    // Reconnects ask for the granted name, so the URL survives a dropped link.
+    // Reconnects ask for the granted names, so the URLs survive a dropped link.
     opts.name = Some(session.welcome.name.clone());
+    for (more, granted) in opts.more.iter_mut().zip(&session.welcome.more) {
+        more.name = Some(granted.name.clone());
+    }
     // Remember the name for this relay so the next run gets the same URL.
     if config.remember_name(&relay_key, &session.welcome.name) {
         config.save(&config_path)?;
@@ -198,54 +233,65 @@ pub async fn start(settings: ListenSettings, cancel: CancellationToken) -> anyho
     let retention = Retention::resolve(settings.keep, settings.keep_bytes, &config);
     let store = StoreWriter::spawn_with_retention(settings.paths.db(), retention)?;
     let (events, events_rx) = events::channel(EVENT_CAPACITY);
-    let forwarder =
-        Forwarder::with_options(settings.target.clone(), settings.timeout, &settings.forward);
-    let (ordered, ordered_rx) = handle::ordered_channel();
-    let pipeline = Arc::new(Pipeline {
-        forwarder,
+    let shared = Shared {
         store,
-        events,
-        tunnel: RwLock::new(session.welcome.name.clone()),
+        events: Arc::new(events),
         verify,
-        ordered,
-        max_attempts: settings.max_attempts.max(1),
-        rules: crate::rules::apply::RuleSet::new(
-            agent_rules,
-            settings.timeout,
-            &settings.forward,
-            settings.inject_seed,
-        ),
+        settings: &settings,
         capture_max: settings
             .capture_max
             .or(config.capture_max.map(|c| c.0))
             .unwrap_or(crate::capture::DEFAULT_CAPTURE_MAX),
-        live: tokio_util::task::TaskTracker::new(),
-    });
-    let worker = {
-        let pipeline = pipeline.clone();
-        let db = settings.paths.db();
-        let stop = cancel.clone();
-        tokio::spawn(async move { pipeline.run_ordered(ordered_rx, db, stop).await })
+        cancel: &cancel,
     };
+    let mut workers = Vec::with_capacity(1 + also.len());
+    let mut pipelines = Vec::with_capacity(1 + also.len());
+    let granted = std::iter::once(&session.welcome).chain(&session.welcome.more);
+    let targets = std::iter::once((&settings.target, agent_rules))
+        .chain(also.into_iter().map(|(t, _, rules)| (&t.target, rules)));
+    for (welcome, (target, rules)) in granted.zip(targets) {
+        let (pipeline, worker) = shared.pipeline(&welcome.name, target, rules);
+        pipelines.push(pipeline);
+        workers.push(worker);
+    }
+    let store = shared.store;
+    let tunnels = super::Tunnels::new(pipelines).context("no tunnel to serve")?;
+    let pipeline = tunnels.first().clone();
+    let urls: Vec<crate::event::TunnelUrl> = std::iter::once(&session.welcome)
+        .chain(&session.welcome.more)
+        .zip(tunnels.iter())
+        .map(|(w, p)| crate::event::TunnelUrl {
+            name: w.name.clone(),
+            public_url: w.public_urls.first().cloned().unwrap_or_default(),
+            target: p.forwarder.target().base_url(),
+        })
+        .collect();
     let public_url = session
         .welcome
         .public_urls
         .first()
         .cloned()
         .unwrap_or_default();
-    let published = crate::running::publish(
-        &settings.paths,
-        &crate::running::TunnelState {
-            pid: std::process::id(),
-            name: session.welcome.name.clone(),
-            public_url: public_url.clone(),
-            relay: relay.clone(),
-            embedded,
-            target: settings.target.base_url(),
-            since_ms: crate::clock::now_ms(),
-            web_url: None,
-        },
-    )?;
+    // One state file per tunnel, so `status` lists each of them.
+    let since_ms = crate::clock::now_ms();
+    let published = urls
+        .iter()
+        .map(|t| {
+            crate::running::publish(
+                &settings.paths,
+                &crate::running::TunnelState {
+                    pid: std::process::id(),
+                    name: t.name.clone(),
+                    public_url: t.public_url.clone(),
+                    relay: relay.clone(),
+                    embedded,
+                    target: t.target.clone(),
+                    since_ms,
+                    web_url: None,
+                },
+            )
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     pipeline.events.send(AgentEvent::Ready(Ready {
         public_url: public_url.clone(),
         target: settings.target.base_url(),
@@ -253,14 +299,15 @@ pub async fn start(settings: ListenSettings, cancel: CancellationToken) -> anyho
         embedded,
         // Filled in by the web inspector's tee when it runs.
         web_url: None,
+        more: urls.iter().skip(1).cloned().collect(),
     }));
     let pipeline_for_stop = pipeline.clone();
     let task = tokio::spawn(async move {
-        let served = supervisor::supervise(session, &opts, &hint, pipeline, cancel.clone()).await;
-        // Stopped or refused for good: let the ordered worker finish its delivery.
+        let served = supervisor::supervise(session, &opts, &hint, tunnels, cancel.clone()).await;
+        // Stopped or refused for good: let the ordered workers finish their deliveries.
         cancel.cancel();
-        let _ = worker.await;
-        if let Err(e) = pipeline_for_stop.store.flush().await {
+        futures_util::future::join_all(workers).await;
+        if let Err(e) = store.flush().await {
             tracing::error!(error = %e, "could not finish writing the history");
         }
         if !pipeline_for_stop.events.report_dropped() {
@@ -277,5 +324,55 @@ pub async fn start(settings: ListenSettings, cancel: CancellationToken) -> anyho
         events: events_rx,
         task,
         public_url,
+        tunnels: urls,
     })
+}
+
+/// What every tunnel of one `listen` shares: the history, the event
+/// channel, the secrets and the settings.
+struct Shared<'a> {
+    store: StoreWriter,
+    events: Arc<events::EventSender>,
+    verify: Vec<SecretSpec>,
+    settings: &'a ListenSettings,
+    capture_max: usize,
+    cancel: &'a CancellationToken,
+}
+
+impl Shared<'_> {
+    /// One tunnel's pipeline and its ordered-delivery worker (which runs
+    /// until the tunnel stops).
+    fn pipeline(
+        &self,
+        name: &str,
+        target: &Target,
+        rules: crate::rules::AgentRules,
+    ) -> (Arc<Pipeline>, tokio::task::JoinHandle<()>) {
+        let settings = self.settings;
+        let (ordered, ordered_rx) = handle::ordered_channel();
+        let pipeline = Arc::new(Pipeline {
+            forwarder: Forwarder::with_options(target.clone(), settings.timeout, &settings.forward),
+            store: self.store.clone(),
+            events: self.events.clone(),
+            tunnel: RwLock::new(name.to_owned()),
+            verify: self.verify.clone(),
+            ordered,
+            max_attempts: settings.max_attempts.max(1),
+            rules: crate::rules::apply::RuleSet::new(
+                rules,
+                settings.timeout,
+                &settings.forward,
+                settings.inject_seed,
+            ),
+            capture_max: self.capture_max,
+            live: tokio_util::task::TaskTracker::new(),
+        });
+        let worker = {
+            let pipeline = pipeline.clone();
+            let db = settings.paths.db();
+            let stop = self.cancel.clone();
+            tokio::spawn(async move { pipeline.run_ordered(ordered_rx, db, stop).await })
+        };
+        (pipeline, worker)
+    }
 }

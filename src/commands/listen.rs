@@ -9,18 +9,36 @@ use tokio_util::sync::CancellationToken;
 
 use hooktunnel_protocol::{Mode, QueuedResponse};
 
-pub use crate::agent::tunnel::{ListenSettings, Running, start};
+pub use crate::agent::tunnel::{AlsoTunnel, ListenSettings, Running, start};
 use crate::cli::{ListenArgs, ModeArg};
 use crate::config::Paths;
 use crate::event::AgentEvent;
 use crate::forward::{ForwardOptions, Target};
 use crate::output::{self, Format};
+use anyhow::Context as _;
 
 /// Runs `listen`.
 pub async fn run(args: ListenArgs, paths: Paths) -> anyhow::Result<()> {
     let timeout = super::timeout(args.timeout)?;
+    // `--all` / `--tunnel`: several [[tunnel]] tables, the first one leading.
+    let (name, target, also) = if args.all || !args.tunnel.is_empty() {
+        let config = crate::config::ConfigFile::load(&paths.config_file())?;
+        let tables = crate::rules::several(&config.tunnels, &args.tunnel, args.target.as_deref())
+            .with_context(|| format!("in {}", paths.config_file().display()))?;
+        let mut served = Vec::with_capacity(tables.len());
+        for (name, target) in tables {
+            let target = Target::parse(&target)
+                .with_context(|| format!("the target of [[tunnel]] '{name}'"))?;
+            served.push(AlsoTunnel { name, target });
+        }
+        let first = served.remove(0);
+        (Some(first.name), first.target, served)
+    } else {
+        let target = args.target.as_deref().unwrap_or_default();
+        (args.name.clone(), Target::parse(target)?, Vec::new())
+    };
     let settings = ListenSettings {
-        target: Target::parse(&args.target)?,
+        target,
         forward: ForwardOptions {
             insecure_local: args.insecure_local,
             host_header: args.host_header.clone(),
@@ -28,7 +46,7 @@ pub async fn run(args: ListenArgs, paths: Paths) -> anyhow::Result<()> {
         // `HOOKTUNNEL_RELAY=` (set but empty) means "not set", as in most tools.
         relay: args.relay.clone().filter(|r| !r.trim().is_empty()),
         token: args.token.clone().filter(|t| !t.is_empty()),
-        name: args.name.clone(),
+        name,
         mode: match args.mode {
             ModeArg::Proxy => Mode::Proxy,
             ModeArg::Ack => Mode::Ack,
@@ -50,6 +68,7 @@ pub async fn run(args: ListenArgs, paths: Paths) -> anyhow::Result<()> {
         rules: args.rules.to_config(),
         inject_seed: args.rules.inject_seed,
         capture_max: args.capture_max.map(|c| c.0),
+        also,
     };
     let tui = !args.json && !args.no_tui && std::io::stdout().is_terminal();
     let format = if args.json {

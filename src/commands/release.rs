@@ -33,6 +33,7 @@ pub async fn run(args: &ReleaseArgs, paths: &Paths) -> anyhow::Result<()> {
         ping_interval: hooktunnel_relay::protocol::PING_INTERVAL,
         host: agent::host_name(),
         instance: agent::new_instance_id(),
+        more: Vec::new(),
         takeover: false,
         rules: Default::default(),
     };

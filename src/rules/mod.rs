@@ -23,6 +23,9 @@ pub struct RulesConfig {
     /// `[[tunnel]]` only: the tunnel name these rules are for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// `[[tunnel]]` only: its local app (a port or URL), for `listen --all`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
     /// `user:pass`, several allowed.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub basic_auth: Vec<String>,
@@ -65,6 +68,7 @@ impl std::fmt::Debug for RulesConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RulesConfig")
             .field("name", &self.name)
+            .field("target", &self.target)
             .field(
                 "basic_auth",
                 &format_args!("[{} redacted]", self.basic_auth.len()),
@@ -92,6 +96,7 @@ impl RulesConfig {
     pub fn is_empty(&self) -> bool {
         Self {
             name: None,
+            target: None,
             ..self.clone()
         } == Self::default()
     }
@@ -250,8 +255,71 @@ pub fn select(
     if let Some(table) = table {
         rules = rules.merged(table);
         rules.name = table.name.clone();
+        rules.target = table.target.clone();
     }
     Ok(rules)
+}
+
+/// The `[[tunnel]]` tables one `listen` serves over one connection
+/// (`--all`: every table; else those in `names`, in that order), each as
+/// (name, target); a table without `target` takes `default_target`.
+pub fn several(
+    tables: &[RulesConfig],
+    names: &[String],
+    default_target: Option<&str>,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let chosen: Vec<&RulesConfig> = if names.is_empty() {
+        if tables.is_empty() {
+            anyhow::bail!(
+                "--all found no [[tunnel]] tables; add one per tunnel, each with `name` and `target` (README \"Rules\")"
+            );
+        }
+        tables.iter().collect()
+    } else {
+        let mut chosen = Vec::with_capacity(names.len());
+        for name in names {
+            let Some(table) = tables
+                .iter()
+                .find(|t| t.name.as_deref() == Some(name.as_str()))
+            else {
+                let known: Vec<&str> = tables.iter().filter_map(|t| t.name.as_deref()).collect();
+                anyhow::bail!(
+                    "no [[tunnel]] table is named '{name}' (the config has: {})",
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
+                );
+            };
+            if chosen.iter().any(|c: &&RulesConfig| c.name == table.name) {
+                anyhow::bail!("--tunnel {name} is given twice");
+            }
+            chosen.push(table);
+        }
+        chosen
+    };
+    let max = hooktunnel_protocol::MAX_TUNNELS_PER_SESSION;
+    if chosen.len() > max {
+        anyhow::bail!(
+            "one agent serves at most {max} tunnels; {} were asked for",
+            chosen.len()
+        );
+    }
+    chosen
+        .into_iter()
+        .map(|t| {
+            let name = t.name.clone().ok_or_else(|| {
+                anyhow::anyhow!("a [[tunnel]] table has no `name`; every tunnel served together needs one")
+            })?;
+            let target = t.target.as_deref().or(default_target).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "[[tunnel]] '{name}' has no `target`: add `target = \"3000\"` (a port or URL) to it, or pass PORT|URL to listen"
+                )
+            })?;
+            Ok((name, target.to_owned()))
+        })
+        .collect()
 }
 
 /// Validates and builds both halves; the edge provider's secret comes from
@@ -382,6 +450,42 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use rand::SeedableRng as _;
+
+    fn table(name: Option<&str>, target: Option<&str>) -> RulesConfig {
+        RulesConfig {
+            name: name.map(str::to_owned),
+            target: target.map(str::to_owned),
+            ..RulesConfig::default()
+        }
+    }
+
+    #[test]
+    fn several_tables_are_chosen_in_order_with_their_targets() {
+        let tables = [table(Some("a"), Some("3000")), table(Some("b"), None)];
+        let all = several(&tables, &[], Some("4000")).unwrap();
+        assert_eq!(
+            all,
+            [("a".into(), "3000".into()), ("b".into(), "4000".into())]
+        );
+        let picked = several(&tables, &["b".into(), "a".into()], Some("5000")).unwrap();
+        assert_eq!(
+            picked,
+            [("b".into(), "5000".into()), ("a".into(), "3000".into())]
+        );
+        let err = |r: anyhow::Result<Vec<(String, String)>>| format!("{:#}", r.unwrap_err());
+        assert!(err(several(&tables, &[], None)).contains("[[tunnel]] 'b' has no `target`"));
+        assert!(err(several(&[], &[], None)).contains("--all found no [[tunnel]] tables"));
+        assert!(
+            err(several(&tables, &["c".into()], None))
+                .contains("no [[tunnel]] table is named 'c' (the config has: a, b)")
+        );
+        assert!(err(several(&tables, &["a".into(), "a".into()], None)).contains("given twice"));
+        assert!(err(several(&[table(None, Some("1"))], &[], None)).contains("has no `name`"));
+        let many: Vec<RulesConfig> = (0..17)
+            .map(|i| table(Some(&format!("t{i}")), Some("1")))
+            .collect();
+        assert!(err(several(&many, &[], None)).contains("at most 16"));
+    }
 
     fn config(f: impl FnOnce(&mut RulesConfig)) -> RulesConfig {
         let mut c = RulesConfig::default();

@@ -79,6 +79,7 @@ mod tests {
     fn a_note_becomes_grouped_rows_and_an_unnamed_rest() {
         let note = Refused {
             count: 12,
+            tunnel: None,
             examples: vec![
                 example("/hooks/1", 413, "body_too_large"),
                 example("/hooks/2", 429, "rate_limited"),
@@ -111,17 +112,20 @@ mod tests {
     fn a_fully_named_note_has_no_rest_and_an_empty_one_no_rows() {
         let one = Refused {
             count: 1,
+            tunnel: None,
             examples: vec![example("/x", 413, "body_too_large")],
         };
         assert_eq!(from_note(&one, 1).len(), 1);
         // A relay that sent more examples than its count: the examples count.
         let odd = Refused {
             count: 0,
+            tunnel: None,
             examples: vec![example("/x", 413, "body_too_large")],
         };
         assert_eq!(from_note(&odd, 1)[0].count, 1);
         let empty = Refused {
             count: 0,
+            tunnel: None,
             examples: Vec::new(),
         };
         assert!(from_note(&empty, 1).is_empty());

@@ -473,6 +473,7 @@ mod tests {
         let writer = StoreWriter::spawn(db.clone()).unwrap();
         let note = Refused {
             count: 7,
+            tunnel: None,
             examples: vec![RefusedRequest {
                 method: "POST".into(),
                 path: "/orders/1".into(),

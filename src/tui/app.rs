@@ -636,6 +636,7 @@ mod tests {
             relay: "http://127.0.0.1:7070".into(),
             embedded: true,
             web_url: None,
+            more: Vec::new(),
         })));
         assert_eq!(*app.link(), Link::Online);
         assert_eq!(

@@ -193,6 +193,7 @@ pub(crate) fn ready() -> Ready {
         relay: "http://127.0.0.1:7070".into(),
         embedded: true,
         web_url: Some("http://127.0.0.1:4040".into()),
+        more: Vec::new(),
     }
 }
 

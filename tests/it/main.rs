@@ -22,5 +22,6 @@ mod signatures;
 mod stats;
 mod streaming;
 mod tui_tmux;
+mod tunnels;
 mod web;
 mod web_browser;

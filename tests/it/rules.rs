@@ -480,6 +480,7 @@ async fn an_agent_with_rules_refuses_a_relay_that_does_not_enforce_them() {
             rules_enforced: false,
             max_body_bytes: None,
             max_queued_bytes: None,
+            more: vec![],
         });
         ws.send(Message::Binary(welcome.encode())).await.unwrap();
         ws

@@ -148,6 +148,7 @@ impl RawAgent {
             instance: None,
             takeover: false,
             rules: Default::default(),
+            more: vec![],
         });
         ws.send(Message::Binary(hello.encode())).await.unwrap();
         let name = loop {

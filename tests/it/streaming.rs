@@ -491,6 +491,7 @@ async fn an_old_agent_is_told_to_upgrade() {
         instance: None,
         takeover: false,
         rules: Default::default(),
+        more: vec![],
     });
     ws.send(Message::Binary(hello.encode())).await.unwrap();
     let reply = loop {

@@ -259,6 +259,7 @@ pub fn settings(relay: Option<&str>, target: &str, home: &Path) -> ListenSetting
         rules: Default::default(),
         inject_seed: None,
         capture_max: None,
+        also: Vec::new(),
     }
 }
 

@@ -210,22 +210,144 @@ async fn session(mut socket: WebSocket, state: Arc<AppState>, budget: Budget) {
             return refuse(socket, code, message).await;
         }
     };
-    if let Err(e) = hello.rules.validate() {
+    let asked = hello.tunnels();
+    if let Err(message) = distinct_names(&asked) {
         state.metrics.refused.fetch_add(1, Ordering::Relaxed);
+        return refuse(socket, ErrorCode::BadHandshake, message).await;
+    }
+    // Every tunnel of the hello is granted, or none: the agent asked for a
+    // set, and half of it would look like the rest had failed silently.
+    let several = asked.len() > 1;
+    let mut members: Vec<Member> = Vec::with_capacity(asked.len());
+    let mut outbound = None;
+    for wanted in asked {
+        let first = members.first().map(|m| m.tunnel.clone());
+        match join(&state, wanted, first.as_deref()).await {
+            Ok((member, rx)) => {
+                outbound = outbound.or(rx);
+                members.push(member);
+            }
+            Err((name, code, message)) => {
+                state.metrics.refused.fetch_add(1, Ordering::Relaxed);
+                leave(&state, members).await;
+                let message = match name {
+                    Some(name) if several => format!("tunnel '{name}': {message}"),
+                    _ => message,
+                };
+                return refuse(socket, code, message).await;
+            }
+        }
+    }
+    let (Some(first), Some(outbound)) = (members.first().map(|m| m.tunnel.clone()), outbound)
+    else {
         return refuse(
             socket,
             ErrorCode::BadHandshake,
-            format!("unusable edge rules: {e}"),
+            "hello names no tunnel".into(),
         )
         .await;
-    }
-    let (name, key_hash) = match admit(&state, &hello).await {
-        Ok(admitted) => admitted,
-        Err((code, message)) => {
-            state.metrics.refused.fetch_add(1, Ordering::Relaxed);
-            return refuse(socket, code, message).await;
-        }
     };
+    budget.lift();
+    // Protocol v2: live requests are HTTP/2 streams over this socket; the
+    // HTTP/2 connection starts with the first one (idle agents cost less).
+    let (h2_io, pipe) = crate::wire::stream_pipe();
+    first.attach_pipe(h2_io);
+    let mut welcomes = members.iter().map(|m| welcome(&state, m));
+    let welcome = welcomes.next().map(|first| Welcome {
+        more: welcomes.collect(),
+        ..first
+    });
+    if let Some(welcome) = welcome
+        && send(&mut socket, &RelayMessage::Welcome(welcome)).await
+    {
+        for m in &members {
+            tracing::info!(tunnel = %m.tunnel.name, mode = ?m.tunnel.mode, host = ?m.tunnel.host, "agent connected");
+        }
+        let stop = async {
+            let replaced = members
+                .iter()
+                .map(|m| Box::pin(m.tunnel.replaced.cancelled()));
+            let lost = members
+                .iter()
+                .map(|m| Box::pin(lease_lost(m.held.as_ref())));
+            tokio::select! {
+                ((), i, _) = futures_util::future::select_all(replaced) => {
+                    let tunnel = &members[i].tunnel;
+                    tracing::info!(tunnel = %tunnel.name, "session replaced by a newer one");
+                    Stop::Replaced(tunnel.replaced_because())
+                }
+                () = state.closing.cancelled() => Stop::Closing,
+                (end, _, _) = futures_util::future::select_all(lost) => match end {
+                    crate::cluster::lease::LeaseEnd::Taken => {
+                        Stop::Replaced(Some(crate::cluster::session::LEASE_LOST.into()))
+                    }
+                    // Redis is away: the agent reconnects (maybe elsewhere).
+                    crate::cluster::lease::LeaseEnd::Unreachable => Stop::Closing,
+                }
+            }
+        };
+        let queues = members
+            .iter()
+            .map(|m| Box::pin(deliver_queue(&state, &m.tunnel, m.held.as_ref())));
+        tokio::select! {
+            () = pump(socket, &state, &members, outbound, pipe, stop) => {}
+            _ = futures_util::future::select_all(queues) => {}
+        }
+        for m in &members {
+            tracing::info!(tunnel = %m.tunnel.name, "agent disconnected");
+        }
+    }
+    leave(&state, members).await;
+}
+
+/// One tunnel of an agent session: the hello's own, or one of its `more`.
+pub(super) struct Member {
+    pub(super) tunnel: Arc<Tunnel>,
+    /// Its cluster lease (`--cluster`), fencing what is done for it.
+    pub(super) held: Option<crate::cluster::session::Held>,
+    rules_enforced: bool,
+}
+
+/// Refuses a hello that names one tunnel twice, or too many.
+fn distinct_names(asked: &[Hello]) -> Result<(), String> {
+    let max = crate::protocol::MAX_TUNNELS_PER_SESSION;
+    if asked.len() > max {
+        return Err(format!(
+            "one connection carries at most {max} tunnels; this hello asks for {}",
+            asked.len()
+        ));
+    }
+    for (i, h) in asked.iter().enumerate() {
+        if let Some(name) = &h.name
+            && asked[..i].iter().any(|o| o.name.as_ref() == Some(name))
+        {
+            return Err(format!("tunnel '{name}' is asked for twice"));
+        }
+    }
+    Ok(())
+}
+
+/// Admits, registers and (in a cluster) leases one tunnel of the session;
+/// beside `first` when there is one. The refusal names the tunnel when known.
+async fn join(
+    state: &Arc<AppState>,
+    hello: Hello,
+    first: Option<&Tunnel>,
+) -> Result<
+    (Member, Option<tokio::sync::mpsc::Receiver<bytes::Bytes>>),
+    (Option<String>, ErrorCode, String),
+> {
+    let asked = hello.name.clone();
+    if let Err(e) = hello.rules.validate() {
+        return Err((
+            asked,
+            ErrorCode::BadHandshake,
+            format!("unusable edge rules: {e}"),
+        ));
+    }
+    let (name, key_hash) = admit(state, &hello)
+        .await
+        .map_err(|(code, message)| (asked, code, message))?;
     let claimant = Claimant {
         mode: hello.mode,
         key_hash,
@@ -233,13 +355,10 @@ async fn session(mut socket: WebSocket, state: Arc<AppState>, budget: Budget) {
         instance: hello.instance.clone(),
         takeover: hello.takeover,
     };
-    let (tunnel, outbound) = match register(&state, &name, claimant).await {
-        Ok(registered) => registered,
-        Err((code, message)) => {
-            state.metrics.refused.fetch_add(1, Ordering::Relaxed);
-            return refuse(socket, code, message).await;
-        }
-    };
+    let named = |(code, message)| (Some(name.clone()), code, message);
+    let (tunnel, rx) = register(state, &name, claimant, first)
+        .await
+        .map_err(named)?;
     state.set_edge_rules(&name, hello.rules.clone());
     if hello.key.is_some() {
         // Claimed names queue while their agent is away: their rules must
@@ -255,25 +374,40 @@ async fn session(mut socket: WebSocket, state: Arc<AppState>, budget: Budget) {
     let held = match &state.cluster {
         Some(cluster) => match crate::cluster::session::Held::claim(cluster, &name, &hello).await {
             Ok(held) => Some(held),
-            Err((code, message)) => {
+            Err(refused) => {
                 state.unregister(&tunnel);
-                state.metrics.refused.fetch_add(1, Ordering::Relaxed);
-                return refuse(socket, code, message).await;
+                return Err(named(refused));
             }
         },
         None => None,
     };
-    budget.lift();
-    // Protocol v2: live requests are HTTP/2 streams over this socket; the
-    // HTTP/2 connection starts with the first one (idle agents cost less).
-    let (h2_io, pipe) = crate::wire::stream_pipe();
-    tunnel.attach_pipe(h2_io);
-    let welcome = RelayMessage::Welcome(Welcome {
+    let member = Member {
+        tunnel,
+        held,
+        rules_enforced: !hello.rules.is_empty(),
+    };
+    Ok((member, rx))
+}
+
+/// Unregisters the session's tunnels and releases their leases.
+async fn leave(state: &AppState, members: Vec<Member>) {
+    for m in members {
+        state.unregister(&m.tunnel);
+        if let Some(held) = m.held {
+            held.release().await;
+        }
+    }
+}
+
+/// What the agent is told about one granted tunnel.
+fn welcome(state: &AppState, m: &Member) -> Welcome {
+    let name = &m.tunnel.name;
+    Welcome {
         version: PROTOCOL_VERSION,
         name: name.clone(),
-        public_urls: state.public_urls(&name),
-        mode: hello.mode,
-        rules_enforced: !hello.rules.is_empty(),
+        public_urls: state.public_urls(name),
+        mode: m.tunnel.mode,
+        rules_enforced: m.rules_enforced,
         max_body_bytes: Some(state.config.max_body_bytes as u64),
         max_queued_bytes: Some(
             state
@@ -281,34 +415,7 @@ async fn session(mut socket: WebSocket, state: Arc<AppState>, budget: Budget) {
                 .queue_max_entry
                 .min(state.config.max_body_bytes) as u64,
         ),
-    });
-    if send(&mut socket, &welcome).await {
-        tracing::info!(tunnel = %name, mode = ?hello.mode, host = ?tunnel.host, "agent connected");
-        let stop = async {
-            tokio::select! {
-                () = tunnel.replaced.cancelled() => {
-                    tracing::info!(tunnel = %name, "session replaced by a newer one");
-                    Stop::Replaced(tunnel.replaced_because())
-                }
-                () = state.closing.cancelled() => Stop::Closing,
-                end = lease_lost(held.as_ref()) => match end {
-                    crate::cluster::lease::LeaseEnd::Taken => {
-                        Stop::Replaced(Some(crate::cluster::session::LEASE_LOST.into()))
-                    }
-                    // Redis is away: the agent reconnects (maybe elsewhere).
-                    crate::cluster::lease::LeaseEnd::Unreachable => Stop::Closing,
-                }
-            }
-        };
-        tokio::select! {
-            () = pump(socket, &state, &tunnel, outbound, pipe, stop, held.as_ref()) => {}
-            () = deliver_queue(&state, &tunnel, held.as_ref()) => {}
-        }
-        tracing::info!(tunnel = %name, "agent disconnected");
-    }
-    state.unregister(&tunnel);
-    if let Some(held) = held {
-        held.release().await;
+        more: Vec::new(),
     }
 }
 
@@ -327,10 +434,25 @@ async fn register(
     state: &AppState,
     name: &str,
     claimant: Claimant,
-) -> Result<(Arc<Tunnel>, tokio::sync::mpsc::Receiver<bytes::Bytes>), (ErrorCode, String)> {
+    first: Option<&Tunnel>,
+) -> Result<
+    (
+        Arc<Tunnel>,
+        Option<tokio::sync::mpsc::Receiver<bytes::Bytes>>,
+    ),
+    (ErrorCode, String),
+> {
     let mut waited = false;
     loop {
-        match state.register_session(name, claimant.clone()) {
+        let registered = match first {
+            Some(first) => state
+                .register_beside(name, claimant.clone(), first)
+                .map(|t| (t, None)),
+            None => state
+                .register_session(name, claimant.clone())
+                .map(|(t, rx)| (t, Some(rx))),
+        };
+        match registered {
             Ok(registered) => return Ok(registered),
             Err(RegisterError::Busy) => {
                 return Err((

@@ -308,6 +308,7 @@ async fn capture(
         public_url: Some(public_url),
         queued: live.is_none(),
         needs_ack: needs_queue,
+        tunnel: Some(route.name.clone()),
         body: Bytes::new(),
     };
     match live {

@@ -10,7 +10,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use super::connect::{SHUTDOWN_REASON, WebSocket};
+use super::connect::{Member, SHUTDOWN_REASON, WebSocket};
 use crate::protocol::stream::{Inbound, classify};
 use crate::protocol::{AgentMessage, ErrorCode, ErrorMessage, PING_INTERVAL, RelayMessage};
 use crate::state::{AppState, Tunnel};
@@ -111,17 +111,28 @@ pub(super) async fn deliver_queue(
     }
 }
 
+/// The session's tunnel called `name`; without a name, its first.
+fn member<'a>(members: &'a [Member], name: Option<&str>) -> Option<&'a Member> {
+    match name {
+        None => members.first(),
+        Some(name) => members.iter().find(|m| m.tunnel.name == name),
+    }
+}
+
 /// Moves frames both ways until either side goes away, or `stop` says why
 /// the relay ends the session (then the agent is told).
 pub(super) async fn pump(
     socket: WebSocket,
     state: &AppState,
-    tunnel: &Tunnel,
+    members: &[Member],
     mut outbound: tokio::sync::mpsc::Receiver<bytes::Bytes>,
     pipe: tokio::io::DuplexStream,
     stop: impl std::future::Future<Output = Stop>,
-    held: Option<&crate::cluster::session::Held>,
 ) {
+    let Some(first) = members.first() else {
+        return;
+    };
+    let tunnel = &*first.tunnel;
     let (mut sink, mut stream) = socket.split();
     let (pipe_out, mut pipe_in) = tokio::io::split(pipe);
     let stopped = {
@@ -148,7 +159,9 @@ pub(super) async fn pump(
                     }
                 };
                 last_seen = tokio::time::Instant::now();
-                tunnel.heard_from();
+                for m in members {
+                    m.tunnel.heard_from();
+                }
                 let frame = match msg {
                     Message::Binary(frame) => match classify(frame) {
                         Inbound::Stream(h2) => {
@@ -168,6 +181,13 @@ pub(super) async fn pump(
                             tracing::debug!(tunnel = %tunnel.name, "a v1 response frame on a v2 session ignored");
                         }
                         Ok(AgentMessage::Ack(ack)) => {
+                            // Each tunnel acks into its own queue.
+                            let Some(Member { tunnel, held, .. }) =
+                                member(members, ack.tunnel.as_deref())
+                            else {
+                                tracing::warn!(tunnel = ?ack.tunnel, id = %ack.id, "ack for a tunnel not on this session ignored");
+                                continue;
+                            };
                             let acked = match held {
                                 Some(held) => held.ack(ack.id).await.map(|fenced| match fenced {
                                     crate::cluster::Fenced::Done(acked) => acked,

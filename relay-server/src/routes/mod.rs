@@ -52,6 +52,8 @@ async fn health(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
         "version": env!("CARGO_PKG_VERSION"),
         "protocol": crate::protocol::PROTOCOL_VERSION,
         "tunnels": state.tunnel_count(),
+        // One agent may serve several tunnels over one connection.
+        "agent_connections": state.sessions.len(),
     });
     // Cluster (#15): this node's view of Redis.
     if let Some(cluster) = &state.cluster {

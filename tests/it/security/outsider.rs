@@ -457,6 +457,7 @@ async fn a_relay_request_whose_body_contradicts_its_length_is_refused_at_once() 
             rules_enforced: false,
             max_body_bytes: None,
             max_queued_bytes: None,
+            more: vec![],
         });
         ws.send(Message::Binary(welcome.encode())).await.unwrap();
         ws
@@ -482,6 +483,7 @@ async fn a_relay_request_whose_body_contradicts_its_length_is_refused_at_once() 
         public_url: None,
         queued: true,
         needs_ack: true,
+        tunnel: None,
         body: Bytes::from_static(b"x"),
     });
     let started = Instant::now();
