@@ -183,7 +183,11 @@ fn snapshot(port: u16) -> Snapshot {
         } else if let Some(v) = line.strip_prefix("used_memory:") {
             s.used_memory = v.trim().parse().unwrap_or(0);
         } else if let Some(v) = line.strip_prefix("db0:keys=") {
-            s.keys = v.split(',').next().and_then(|k| k.parse().ok()).unwrap_or(0);
+            s.keys = v
+                .split(',')
+                .next()
+                .and_then(|k| k.parse().ok())
+                .unwrap_or(0);
         }
     }
     s
@@ -238,7 +242,11 @@ impl Monitor {
                     && cmd != "info"
                     && cmd != "monitor"
                 {
-                    let key = if origin_lua { format!("lua:{cmd}") } else { cmd };
+                    let key = if origin_lua {
+                        format!("lua:{cmd}")
+                    } else {
+                        cmd
+                    };
                     *g.0.entry(key).or_default() += 1;
                 }
                 drop(g);
@@ -535,7 +543,13 @@ async fn latencies(client: &Client, url: &str, body: &Bytes, n: usize) -> anyhow
 }
 
 /// Requests per second of `conns` loops of POSTs for `secs`; non-200s count as errors.
-async fn throughput(client: &Client, url: &str, body: &Bytes, conns: usize, secs: f64) -> (f64, u64) {
+async fn throughput(
+    client: &Client,
+    url: &str,
+    body: &Bytes,
+    conns: usize,
+    secs: f64,
+) -> (f64, u64) {
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -705,8 +719,14 @@ async fn main() -> anyhow::Result<()> {
     // -------------------------------------------------------------- 1. requests
     let paths: [(&str, String); 3] = [
         ("single-node SQLite relay", format!("{}/n", public1)),
-        ("cluster, via the owner", format!("{}{path}/n", nodes[0].url())),
-        ("cluster, via another node", format!("{}{path}/n", nodes[1].url())),
+        (
+            "cluster, via the owner",
+            format!("{}{path}/n", nodes[0].url()),
+        ),
+        (
+            "cluster, via another node",
+            format!("{}{path}/n", nodes[1].url()),
+        ),
     ];
     let pids: Vec<Option<u32>> = nodes
         .iter()
@@ -851,9 +871,7 @@ async fn main() -> anyhow::Result<()> {
         both.minus_background(&background).per(nq),
     ));
     drop(monitor);
-    println!(
-        "## 3. Redis per request (POST 1 KiB, {account} requests per row, {queued} queued)\n"
-    );
+    println!("## 3. Redis per request (POST 1 KiB, {account} requests per row, {queued} queued)\n");
     println!(
         "Background with one idle tunnel (lease renewals, polls, health): {:.1} commands sent/s ({:.1} run by scripts), {:.0} B/s in, {:.0} B/s out ({}).\n",
         background.sent() / background.secs,
@@ -1027,11 +1045,15 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(5)).await;
     let m2 = snapshot(redis_port);
     let kinds2 = key_kinds(redis_port)?;
-    println!("## 4. Redis memory per idle tunnel ({connected} of {names} agents connected in {connect_secs:.1} s over three nodes)\n");
+    println!(
+        "## 4. Redis memory per idle tunnel ({connected} of {names} agents connected in {connect_secs:.1} s over three nodes)\n"
+    );
     if let Some(e) = first_error {
         println!("First connect error: {e:#}\n");
     }
-    let per = |a: &Snapshot, b: &Snapshot| (b.used_memory as f64 - a.used_memory as f64) / connected.max(1) as f64;
+    let per = |a: &Snapshot, b: &Snapshot| {
+        (b.used_memory as f64 - a.used_memory as f64) / connected.max(1) as f64
+    };
     println!("| state | used_memory | keys | bytes per tunnel vs before |");
     println!("| --- | ---: | ---: | ---: |");
     println!("| before | {} | {} | – |", m0.used_memory, m0.keys);
