@@ -69,7 +69,7 @@ pub enum Command {
     Listen(Box<ListenArgs>),
     /// List captured exchanges, newest first.
     #[command(
-        after_help = "Examples:\n  hooktunnel requests -n 50\n  hooktunnel requests --method POST --path '/webhooks/**' --status 5xx\n  hooktunnel requests --since 1h --grep invoice.paid --json"
+        after_help = "Examples:\n  hooktunnel requests -n 50\n  hooktunnel requests --method POST --path '/webhooks/**' --status 5xx\n  hooktunnel requests --since 1h --grep invoice.paid --json\n  hooktunnel requests --tunnel shop --tunnel billing\n  hooktunnel requests --filter 'tunnel:shop status:5xx since:1h'"
     )]
     Requests(RequestsArgs),
     /// Show one exchange: request and response.
@@ -498,6 +498,15 @@ pub struct FilterArgs {
     /// header, a body or the error.
     #[arg(long, value_name = "TEXT")]
     pub grep: Option<String>,
+    /// Only exchanges of this tunnel (its name, or a glob such as 'shop-*');
+    /// repeat for any of several tunnels.
+    #[arg(long = "tunnel", value_name = "NAME")]
+    pub tunnels: Vec<String>,
+    /// The filter as one query, as the inspector's `/` prompt reads it:
+    /// 'method:POST path:/hooks/** status:4xx since:10m tunnel:shop text'.
+    /// Combines with the flags above (a part given both ways is an error).
+    #[arg(long = "filter", value_name = "QUERY")]
+    pub query: Option<String>,
 }
 
 impl FilterArgs {
@@ -508,6 +517,8 @@ impl FilterArgs {
             && self.status.is_none()
             && self.since.is_none()
             && self.grep.is_none()
+            && self.tunnels.is_empty()
+            && self.query.is_none()
     }
 
     /// The filter these flags describe, with `since` relative to `now_ms`.
@@ -515,14 +526,19 @@ impl FilterArgs {
         &self,
         now_ms: u64,
     ) -> Result<crate::filter::Filter, crate::filter::FilterError> {
-        crate::filter::Filter::from_parts(
+        let flags = crate::filter::Filter::from_parts(
             self.method.as_deref(),
             self.path.as_deref(),
             self.status.as_deref(),
             self.since.as_deref(),
             self.grep.as_deref(),
             now_ms,
-        )
+        )?
+        .with_tunnels(self.tunnels.iter().map(String::as_str))?;
+        match &self.query {
+            Some(q) => flags.and(crate::filter::Filter::parse(q, now_ms)?),
+            None => Ok(flags),
+        }
     }
 }
 

@@ -126,6 +126,7 @@ impl Exchange {
     pub fn summary(&self) -> ExchangeSummary {
         ExchangeSummary {
             id: self.id,
+            tunnel: self.tunnel.clone(),
             received_at_ms: self.received_at_ms,
             method: self.method.clone(),
             path: self.path.clone(),
@@ -146,6 +147,8 @@ impl Exchange {
 pub struct ExchangeSummary {
     /// Exchange id.
     pub id: Ulid,
+    /// The tunnel it came through (its name).
+    pub tunnel: String,
     /// Receive time, ms since the Unix epoch.
     pub received_at_ms: u64,
     /// HTTP method.

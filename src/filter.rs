@@ -5,7 +5,7 @@
 //! everything. As a one-line query (see [`Filter::parse`]):
 //!
 //! ```text
-//! method:POST path:/hooks/** status:4xx since:10m stripe "customer id"
+//! method:POST path:/hooks/** status:4xx since:10m tunnel:shop stripe "customer id"
 //! ```
 //!
 //! | key | value | matches |
@@ -14,6 +14,7 @@
 //! | `path:` | a glob | the path **without** its query string, whole |
 //! | `status:` | `404`, `4xx`, `error` | exact code, class, or a failed exchange |
 //! | `since:` | `10m`, `2h`, `1d`, `1h30m`, or an RFC 3339 time | received at or after |
+//! | `tunnel:` | a tunnel name or a glob over names (`shop-*`) | the tunnel it came through; several `tunnel:` terms match any of them |
 //! | `grep:` or bare words | text | ASCII case-insensitive substring |
 //!
 //! Path globs: `*` matches within one segment (never a `/`), `**` as a whole
@@ -21,6 +22,11 @@
 //! usual. So `/hooks/*` matches `/hooks/github` but not `/hooks/a/b`;
 //! `/hooks/**` matches both (and `/hooks/` itself). The glob must match the
 //! whole path, so a bare `/hooks` matches only that path.
+//!
+//! Tunnel names are matched whole and without regard to ASCII case
+//! (`tunnel:shop` is not `tunnel:shop-eu`; `tunnel:shop*` is both). A value
+//! with a character no tunnel name has (`tunnel:a/b`) is an error rather
+//! than a filter that silently matches nothing.
 //!
 //! `status:error` matches exchanges that got no response or on which
 //! hooktunnel recorded an error (its own 502/504).
@@ -38,7 +44,7 @@ use crate::exchange::{Exchange, ExchangeSummary};
 
 mod terms;
 
-pub use terms::{PathGlob, StatusMatch};
+pub use terms::{PathGlob, StatusMatch, TunnelMatch};
 
 /// Why a filter could not be built; messages are meant for the user as is.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -65,6 +71,14 @@ pub enum FilterError {
         /// What was given.
         input: String,
         /// The glob compiler's complaint.
+        reason: String,
+    },
+    /// The tunnel part is not a name or a glob over names.
+    #[error("bad tunnel {input:?}: {reason}")]
+    BadTunnel {
+        /// What was given.
+        input: String,
+        /// What is wrong with it.
         reason: String,
     },
     /// The method contains characters no HTTP method has.
@@ -97,6 +111,9 @@ pub struct Filter {
     pub since_label: Option<String>,
     /// Case-insensitive (ASCII) text searched in path, headers, bodies and error.
     pub grep: Option<String>,
+    /// Tunnel names or globs; an exchange matches when any of them does
+    /// (empty: every tunnel).
+    pub tunnels: Vec<TunnelMatch>,
 }
 
 /// Keys a query word may start with.
@@ -107,6 +124,7 @@ enum Key {
     Status,
     Since,
     Grep,
+    Tunnel,
 }
 
 impl Key {
@@ -117,6 +135,7 @@ impl Key {
             "status" => Self::Status,
             "since" => Self::Since,
             "grep" => Self::Grep,
+            "tunnel" => Self::Tunnel,
             _ => return None,
         })
     }
@@ -128,6 +147,7 @@ impl Key {
             Self::Status => "status",
             Self::Since => "since",
             Self::Grep => "grep",
+            Self::Tunnel => "tunnel",
         }
     }
 }
@@ -248,7 +268,59 @@ impl Filter {
             since_ms: since.map(|s| parse_since(s, now_ms)).transpose()?,
             since_label: since.map(str::to_owned),
             grep: grep.filter(|g| !g.is_empty()).map(str::to_owned),
+            tunnels: Vec::new(),
         })
+    }
+
+    /// Both filters at once: every part of each must match. A part both
+    /// set is an error ([`FilterError::Duplicate`]), as in one query; their
+    /// `tunnel:` terms add up (any of them).
+    pub fn and(mut self, other: Filter) -> Result<Self, FilterError> {
+        fn one<T>(a: &mut Option<T>, b: Option<T>, key: &'static str) -> Result<(), FilterError> {
+            match (a.is_some(), b) {
+                (true, Some(_)) => Err(FilterError::Duplicate(key)),
+                (false, Some(b)) => {
+                    *a = Some(b);
+                    Ok(())
+                }
+                (_, None) => Ok(()),
+            }
+        }
+        one(&mut self.method, other.method, "method")?;
+        one(&mut self.path, other.path, "path")?;
+        one(&mut self.status, other.status, "status")?;
+        one(&mut self.grep, other.grep, "grep")?;
+        if other.since_ms.is_some() {
+            one(&mut self.since_ms, other.since_ms, "since")?;
+            self.since_label = other.since_label;
+        }
+        for t in other.tunnels {
+            if !self.tunnels.contains(&t) {
+                self.tunnels.push(t);
+            }
+        }
+        Ok(self)
+    }
+
+    /// Adds `tunnel:` terms (from repeated `--tunnel` flags): the filter then
+    /// keeps exchanges of any of these tunnels. Blank names are skipped.
+    pub fn with_tunnels<'a>(
+        mut self,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Self, FilterError> {
+        for name in names.into_iter().filter_map(|n| non_blank(Some(n))) {
+            self.push_tunnel(name)?;
+        }
+        Ok(self)
+    }
+
+    /// Adds one tunnel term; the same pattern twice counts once.
+    fn push_tunnel(&mut self, pattern: &str) -> Result<(), FilterError> {
+        let term = TunnelMatch::new(pattern)?;
+        if !self.tunnels.contains(&term) {
+            self.tunnels.push(term);
+        }
+        Ok(())
     }
 
     /// Parses a one-line query such as
@@ -279,6 +351,7 @@ impl Filter {
                     filter.since_label = Some(value);
                 }
                 Key::Grep => grep.push(value),
+                Key::Tunnel => filter.push_tunnel(&value)?,
             }
         }
         if !grep.is_empty() {
@@ -294,20 +367,29 @@ impl Filter {
             && self.status.is_none()
             && self.since_ms.is_none()
             && self.grep.is_none()
+            && self.tunnels.is_empty()
+    }
+
+    /// Whether the tunnel named `name` passes the `tunnel:` terms.
+    pub fn matches_tunnel(&self, name: &str) -> bool {
+        self.tunnels.is_empty() || self.tunnels.iter().any(|t| t.matches(name))
     }
 
     /// The checks that need only list-row fields.
     fn matches_light(
         &self,
+        tunnel: &str,
         method: &str,
         path: &str,
         status: Option<u16>,
         has_error: bool,
         received_at_ms: u64,
     ) -> bool {
-        self.method
-            .as_deref()
-            .is_none_or(|m| m.eq_ignore_ascii_case(method))
+        self.matches_tunnel(tunnel)
+            && self
+                .method
+                .as_deref()
+                .is_none_or(|m| m.eq_ignore_ascii_case(method))
             && self.path.as_ref().is_none_or(|g| g.matches(path))
             && self.status.is_none_or(|s| s.matches(status, has_error))
             && self.since_ms.is_none_or(|t| received_at_ms >= t)
@@ -316,6 +398,7 @@ impl Filter {
     /// Whether the exchange matches every part of the filter.
     pub fn matches(&self, ex: &Exchange) -> bool {
         self.matches_light(
+            &ex.tunnel,
             &ex.method,
             &ex.path,
             ex.status(),
@@ -329,6 +412,7 @@ impl Filter {
     /// needed. A row that fails the other parts is `Some(false)` even then.
     pub fn matches_summary(&self, s: &ExchangeSummary) -> Option<bool> {
         let light = self.matches_light(
+            &s.tunnel,
             &s.method,
             &s.path,
             s.status,
@@ -398,6 +482,9 @@ impl fmt::Display for Filter {
     /// Renders the query back in the syntax [`Filter::parse`] reads.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut parts: Vec<String> = Vec::new();
+        for t in &self.tunnels {
+            parts.push(format!("tunnel:{}", quote_value(t.as_str())));
+        }
         if let Some(m) = &self.method {
             parts.push(format!("method:{}", quote_value(m)));
         }
@@ -639,6 +726,119 @@ mod tests {
         assert_eq!(
             Filter::parse(&f.to_string(), 0).unwrap().since_ms,
             Some(NOW)
+        );
+    }
+
+    #[test]
+    fn tunnel_terms_match_any_named_tunnel() {
+        let mut shop = ex("POST", "/hooks/a", Some(200));
+        shop.tunnel = "shop".into();
+        let mut shop_eu = ex("POST", "/hooks/a", Some(200));
+        shop_eu.tunnel = "shop-eu".into();
+        let mut billing = ex("POST", "/hooks/a", Some(500));
+        billing.tunnel = "billing".into();
+        let kept = |f: &Filter| -> Vec<String> {
+            [&shop, &shop_eu, &billing]
+                .into_iter()
+                .filter(|e| f.matches(e))
+                .map(|e| e.tunnel.clone())
+                .collect()
+        };
+
+        // A name is matched whole, without regard to ASCII case.
+        let f = Filter::parse("tunnel:shop", NOW).unwrap();
+        assert_eq!(kept(&f), ["shop"]);
+        assert_eq!(kept(&Filter::parse("TUNNEL:Shop", NOW).unwrap()), ["shop"]);
+        // Several terms: any of them; the other parts still all apply.
+        let f = Filter::parse("tunnel:shop tunnel:billing", NOW).unwrap();
+        assert_eq!(kept(&f), ["shop", "billing"]);
+        let f = Filter::parse("tunnel:shop status:5xx tunnel:billing", NOW).unwrap();
+        assert_eq!(kept(&f), ["billing"]);
+        // Globs over names.
+        assert_eq!(
+            kept(&Filter::parse("tunnel:shop*", NOW).unwrap()),
+            ["shop", "shop-eu"]
+        );
+        assert_eq!(
+            kept(&Filter::parse("tunnel:{shop-eu,billing}", NOW).unwrap()),
+            ["shop-eu", "billing"]
+        );
+        assert!(kept(&Filter::parse("tunnel:other", NOW).unwrap()).is_empty());
+
+        // Summaries carry the tunnel: no full read is needed.
+        let f = Filter::parse("tunnel:billing", NOW).unwrap();
+        assert_eq!(f.matches_summary(&billing.summary()), Some(true));
+        assert_eq!(f.matches_summary(&shop.summary()), Some(false));
+        let f = Filter::parse("tunnel:shop cus_123", NOW).unwrap();
+        assert_eq!(f.matches_summary(&billing.summary()), Some(false));
+        assert_eq!(f.matches_summary(&shop.summary()), None);
+
+        // Rendered back in the syntax; the same term twice counts once.
+        let f = Filter::parse("method:post tunnel:shop tunnel:b* tunnel:shop", NOW).unwrap();
+        assert_eq!(f.tunnels.len(), 2);
+        assert_eq!(f.to_string(), "tunnel:shop tunnel:b* method:POST");
+        assert_eq!(Filter::parse(&f.to_string(), NOW).unwrap(), f);
+        assert!(!f.is_empty());
+        // A grep word that looks like a tunnel term is quoted when rendered.
+        let f = Filter::from_parts(None, None, None, None, Some("tunnel:x"), NOW).unwrap();
+        assert_eq!(f.to_string(), "grep:tunnel:x");
+        assert_eq!(Filter::parse(&f.to_string(), NOW).unwrap(), f);
+
+        // The flags' way in: repeated --tunnel, blanks skipped.
+        let f = Filter::default()
+            .with_tunnels(["shop", " ", "billing"])
+            .unwrap();
+        assert_eq!(f.to_string(), "tunnel:shop tunnel:billing");
+        assert!(Filter::default().with_tunnels([""]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn two_filters_together() {
+        let flags = Filter::from_parts(Some("post"), None, None, Some("10m"), None, NOW)
+            .unwrap()
+            .with_tunnels(["shop"])
+            .unwrap();
+        let query = Filter::parse("status:4xx tunnel:billing tunnel:shop", NOW).unwrap();
+        let both = flags.clone().and(query).unwrap();
+        assert_eq!(
+            both.to_string(),
+            "tunnel:shop tunnel:billing method:POST status:4xx since:10m"
+        );
+        let e = flags
+            .and(Filter::parse("since:1h", NOW).unwrap())
+            .unwrap_err();
+        assert_eq!(e, FilterError::Duplicate("since"));
+        let e = Filter::parse("x", NOW)
+            .unwrap()
+            .and(Filter::parse("y", NOW).unwrap())
+            .unwrap_err();
+        assert_eq!(e, FilterError::Duplicate("grep"));
+    }
+
+    #[test]
+    fn tunnel_errors_say_what_is_wrong() {
+        assert_eq!(
+            Filter::parse("tunnel:", NOW).unwrap_err(),
+            FilterError::MissingValue("tunnel")
+        );
+        let e = Filter::parse("tunnel:a/b", NOW).unwrap_err();
+        assert!(matches!(&e, FilterError::BadTunnel { input, .. } if input == "a/b"));
+        assert_eq!(
+            e.to_string(),
+            "bad tunnel \"a/b\": '/' is in no tunnel name: names are letters, digits and '-' \
+             (a glob may add * ? [a-z] {a,b})"
+        );
+        let e = Filter::parse("tunnel:shop_eu", NOW).unwrap_err();
+        assert!(e.to_string().contains("'_' is in no tunnel name"), "{e}");
+        let e = Filter::parse("tunnel:shop-[", NOW).unwrap_err();
+        assert!(matches!(e, FilterError::BadTunnel { .. }), "{e}");
+        assert!(e.to_string().starts_with("bad tunnel \"shop-[\": "), "{e}");
+        let e = Filter::default()
+            .with_tunnels(["ok", "no way"])
+            .unwrap_err();
+        assert!(
+            e.to_string().starts_with("bad tunnel \"no way\": ' '"),
+            "{e}"
         );
     }
 

@@ -99,11 +99,50 @@ pub fn status_color(status: Option<u16>) -> &'static str {
     }
 }
 
+/// The widest a tunnel name is shown in a list; longer ones are cut with `…`.
+pub const TUNNEL_WIDTH: usize = 16;
+
+/// The width of a tunnel column for `rows`: `None` when they all came
+/// through one tunnel (the column would say nothing), else the widest name
+/// up to [`TUNNEL_WIDTH`].
+pub fn tunnel_column(rows: &[ExchangeSummary]) -> Option<usize> {
+    let first = &rows.first()?.tunnel;
+    if rows.iter().all(|r| &r.tunnel == first) {
+        return None;
+    }
+    rows.iter()
+        .map(|r| sanitize::escape(&r.tunnel).chars().count())
+        .max()
+        .map(|w| w.min(TUNNEL_WIDTH))
+}
+
+/// `name` escaped, cut to `width` characters (the last one `…`) and padded.
+fn tunnel_cell(name: &str, width: usize) -> String {
+    let name = sanitize::escape(name);
+    let cut: String = if name.chars().count() > width {
+        let mut c: String = name.chars().take(width.saturating_sub(1)).collect();
+        c.push('…');
+        c
+    } else {
+        name.into_owned()
+    };
+    format!("{cut:<width$}")
+}
+
 /// One log line for an exchange.
 pub fn exchange_line(s: &ExchangeSummary, color: bool) -> String {
+    exchange_line_in(s, color, None)
+}
+
+/// One log line for an exchange, with its tunnel after the time when
+/// `tunnel_width` is given (see [`tunnel_column`]).
+pub fn exchange_line_in(s: &ExchangeSummary, color: bool, tunnel_width: Option<usize>) -> String {
     let status = s.status.map_or_else(|| "---".to_owned(), |c| c.to_string());
+    let tunnel = tunnel_width.map_or_else(String::new, |w| {
+        format!("{}  ", paint(color, "36", &tunnel_cell(&s.tunnel, w)))
+    });
     let mut line = format!(
-        "{}  {:<7} {:<40} {} {:>8.1}ms  {:>9} → {:<9}  {}",
+        "{}  {tunnel}{:<7} {:<40} {} {:>8.1}ms  {:>9} → {:<9}  {}",
         clock(s.received_at_ms),
         sanitize::escape(&s.method),
         sanitize::escape(&s.path),
@@ -299,5 +338,27 @@ mod tests {
         s.received_at_ms = MS;
         assert!(exchange_line(&s, false).starts_with("22:13:20  POST"));
         assert_eq!(clock(MS), "22:13:20", "unit tests show UTC");
+    }
+
+    #[test]
+    fn list_lines_name_the_tunnel_only_among_several() {
+        let mut a = crate::export::fixtures::text_exchange().summary();
+        a.received_at_ms = MS;
+        let mut b = a.clone();
+        assert_eq!(tunnel_column(&[]), None);
+        assert_eq!(tunnel_column(&[a.clone(), b.clone()]), None);
+        b.tunnel = "payments-sandbox-eu".into();
+        assert_eq!(tunnel_column(&[a.clone(), b.clone()]), Some(TUNNEL_WIDTH));
+        b.tunnel = "shop".into();
+        let w = tunnel_column(&[a.clone(), b.clone()]);
+        assert_eq!(w, Some(4), "demo and shop");
+        assert!(exchange_line_in(&a, false, w).starts_with("22:13:20  demo  POST"));
+        assert!(exchange_line_in(&b, false, w).starts_with("22:13:20  shop  POST"));
+        b.tunnel = "payments-sandbox-eu".into();
+        assert!(
+            exchange_line_in(&b, false, Some(8)).starts_with("22:13:20  payment…  POST"),
+            "{}",
+            exchange_line_in(&b, false, Some(8))
+        );
     }
 }

@@ -142,6 +142,7 @@ pub async fn serve(
     let state = Arc::new(state);
     if let Some(cluster) = &state.cluster {
         cluster.routes.attach(&state);
+        cluster.notes.attach(&state);
     }
     if let Some(listener) = internal {
         tokio::spawn(cluster::internal::serve(listener, state.clone()));

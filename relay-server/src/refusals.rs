@@ -1,7 +1,9 @@
 //! Requests the relay refused for a live tunnel (413, 429, 400, …) never
 //! reach its agent, so the agent is sent a compact note instead: coalesced
 //! over [`WINDOW`], with the first few as examples, dropped rather than
-//! queued when the agent's socket is backed up.
+//! queued when the agent's socket is backed up. In a cluster, refusals on
+//! other nodes arrive as notes of their own ([`crate::cluster::notes`]) and
+//! are merged into the same window.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,6 +35,17 @@ impl Pending {
         self.count == 1
     }
 
+    /// Adds a whole note (refusals gathered elsewhere); true when it starts
+    /// a new note here.
+    pub fn merge(&mut self, note: Refused) -> bool {
+        let first = self.count == 0 && note.count > 0;
+        // Counts from other nodes are input: never overflow.
+        self.count = self.count.saturating_add(note.count);
+        let room = MAX_EXAMPLES.saturating_sub(self.examples.len());
+        self.examples.extend(note.examples.into_iter().take(room));
+        first
+    }
+
     /// The note, leaving this empty.
     pub fn take(&mut self) -> Option<Refused> {
         (self.count > 0).then(|| Refused {
@@ -54,10 +67,24 @@ pub fn short_path(path: &str) -> String {
 
 /// Notes one refusal for `tunnel`; the first of a window schedules the note.
 pub fn note(tunnel: &Arc<Tunnel>, pending: &Mutex<Pending>, refused: RefusedRequest) {
+    note_many(
+        tunnel,
+        pending,
+        Refused {
+            count: 1,
+            examples: vec![refused],
+            tunnel: None,
+        },
+    );
+}
+
+/// Notes refusals gathered elsewhere (another node) for `tunnel`, in the
+/// same window as its own.
+pub fn note_many(tunnel: &Arc<Tunnel>, pending: &Mutex<Pending>, refused: Refused) {
     let first = pending
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .add(refused);
+        .merge(refused);
     if !first {
         return;
     }
@@ -100,6 +127,28 @@ mod tests {
         assert_eq!(note.examples.len(), MAX_EXAMPLES);
         assert!(p.take().is_none());
         assert!(p.add(one(429)), "the next refusal starts a new note");
+    }
+
+    #[test]
+    fn notes_from_elsewhere_merge_into_the_window() {
+        let mut p = Pending::default();
+        assert!(p.add(one(413)));
+        let elsewhere = Refused {
+            count: 7,
+            examples: vec![one(401); MAX_EXAMPLES],
+            tunnel: None,
+        };
+        assert!(!p.merge(elsewhere.clone()), "the window is already open");
+        let note = p.take().unwrap_or_else(|| panic!("a note"));
+        assert_eq!(note.count, 8);
+        assert_eq!(note.examples.len(), MAX_EXAMPLES);
+        assert_eq!(note.examples[0].status, 413);
+        assert!(p.merge(elsewhere), "a merged note opens a window too");
+        assert!(!p.merge(Refused {
+            count: 0,
+            examples: Vec::new(),
+            tunnel: None,
+        }));
     }
 
     #[test]

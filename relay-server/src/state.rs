@@ -469,6 +469,12 @@ impl Tunnel {
         crate::refusals::note(self, &self.refusals, refused);
     }
 
+    /// Notes requests refused for this tunnel on another node (coalesced
+    /// with this node's own).
+    pub fn refused_elsewhere(self: &Arc<Self>, note: crate::protocol::Refused) {
+        crate::refusals::note_many(self, &self.refusals, note);
+    }
+
     /// The refusals gathered since the last note.
     pub fn take_refusals(&self) -> Option<crate::protocol::Refused> {
         lock(&self.refusals).take()

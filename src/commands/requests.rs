@@ -45,8 +45,10 @@ pub fn run(args: &RequestsArgs, paths: &Paths) -> anyhow::Result<()> {
         return Ok(());
     }
     let color = output::color_enabled(std::io::stdout().is_terminal());
+    // Rows of several tunnels (one agent serving several) name theirs.
+    let tunnels = output::tunnel_column(&rows);
     for row in &rows {
-        writeln!(out, "{}", output::exchange_line(row, color))?;
+        writeln!(out, "{}", output::exchange_line_in(row, color, tunnels))?;
     }
     Ok(())
 }

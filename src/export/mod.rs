@@ -108,6 +108,7 @@ pub fn json(ex: &Exchange) -> Value {
 pub fn summary_json(s: &ExchangeSummary) -> Value {
     json!({
         "id": s.id.to_string(),
+        "tunnel": s.tunnel,
         "received_at": rfc3339_ms(s.received_at_ms),
         "received_at_ms": s.received_at_ms,
         "method": s.method,
@@ -319,8 +320,10 @@ mod tests {
     fn summary_json_shape() {
         let ex = text_exchange();
         let v = summary_json(&ex.summary());
+        assert_eq!(v["tunnel"], "demo");
         for key in [
             "id",
+            "tunnel",
             "received_at",
             "received_at_ms",
             "method",

@@ -113,3 +113,80 @@ impl fmt::Display for PathGlob {
         f.write_str(&self.pattern)
     }
 }
+
+/// Characters a tunnel name may hold (relay names are lowercase DNS labels;
+/// upper case is accepted here and matched case-insensitively).
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '-'
+}
+
+/// Glob characters a `tunnel:` pattern may use besides name characters.
+const TUNNEL_GLOB_CHARS: &str = "*?[]{},!";
+
+/// One `tunnel:` term: a name, matched exactly but for ASCII case, or a
+/// glob over names (`stripe-*`, `{shop,billing}`).
+#[derive(Clone, Debug)]
+pub struct TunnelMatch {
+    pattern: String,
+    /// `None` for a plain name (compared without a glob).
+    matcher: Option<GlobMatcher>,
+}
+
+impl TunnelMatch {
+    /// Checks and compiles `pattern`.
+    pub fn new(pattern: &str) -> Result<Self, FilterError> {
+        let bad = |reason: String| FilterError::BadTunnel {
+            input: pattern.to_owned(),
+            reason,
+        };
+        if let Some(c) = pattern
+            .chars()
+            .find(|c| !is_name_char(*c) && !TUNNEL_GLOB_CHARS.contains(*c))
+        {
+            return Err(bad(format!(
+                "{c:?} is in no tunnel name: names are letters, digits and '-' \
+                 (a glob may add * ? [a-z] {{a,b}})"
+            )));
+        }
+        let matcher = if pattern.chars().all(is_name_char) {
+            None
+        } else {
+            let glob = GlobBuilder::new(pattern)
+                .case_insensitive(true)
+                .build()
+                .map_err(|e| bad(e.kind().to_string()))?;
+            Some(glob.compile_matcher())
+        };
+        Ok(Self {
+            pattern: pattern.to_owned(),
+            matcher,
+        })
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        &self.pattern
+    }
+
+    /// Whether the tunnel named `name` matches.
+    pub fn matches(&self, name: &str) -> bool {
+        match &self.matcher {
+            None => self.pattern.eq_ignore_ascii_case(name),
+            Some(m) => m.is_match(name),
+        }
+    }
+}
+
+impl PartialEq for TunnelMatch {
+    fn eq(&self, other: &Self) -> bool {
+        self.pattern == other.pattern
+    }
+}
+
+impl Eq for TunnelMatch {}
+
+impl fmt::Display for TunnelMatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.pattern)
+    }
+}

@@ -110,7 +110,7 @@ impl Iterator for Walk<'_> {
     }
 }
 
-const SUMMARY_COLUMNS: &str = "id, received_at_ms, method, path, status, duration_us, request_bytes, response_bytes, error, replay_of, queued, signature";
+const SUMMARY_COLUMNS: &str = "id, received_at_ms, method, path, status, duration_us, request_bytes, response_bytes, error, replay_of, queued, signature, tunnel";
 /// The columns every schema version since v1 has, in [`full_from_row`]'s order.
 macro_rules! captured_columns {
     () => {
@@ -427,6 +427,7 @@ fn summary_from_row(row: &Row<'_>) -> rusqlite::Result<Result<ExchangeSummary, S
     let signature: Option<String> = row.get(11)?;
     let partial = ExchangeSummary {
         id: Ulid::nil(),
+        tunnel: row.get(12)?,
         received_at_ms: row.get::<_, i64>(1)?.max(0) as u64,
         method: row.get(2)?,
         path: row.get(3)?,

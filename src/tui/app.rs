@@ -32,6 +32,7 @@ use super::prompt::Prompt;
 use super::status::{Header, Link, Mode, Notice};
 use super::text::{self, short_id};
 use super::theme::Theme;
+use super::tunnels::Tunnels;
 use super::window::Window;
 
 /// How often the store is asked for rows written by other processes.
@@ -89,6 +90,8 @@ pub struct App {
     pub(super) loads_paused_until: u64,
     /// The stats view, while it shows (`s`).
     pub(super) stats: Option<super::stats::StatsView>,
+    /// Tunnel names seen (the tunnel column shows once there are several).
+    pub(super) tunnels: Tunnels,
 }
 
 impl App {
@@ -128,6 +131,7 @@ impl App {
             poll_in_flight: false,
             loads_paused_until: 0,
             stats: None,
+            tunnels: Tunnels::default(),
         }
     }
 
@@ -147,6 +151,17 @@ impl App {
     /// Sets what the top bar says about the tunnel.
     pub fn set_header(&mut self, header: Header) {
         self.header = header;
+    }
+
+    /// Notes tunnel names the history holds or the agent serves; with two or
+    /// more, the list shows a tunnel column (as [`Event::Tunnels`] does).
+    pub fn note_tunnels<'a>(&mut self, names: impl IntoIterator<Item = &'a str>) {
+        self.tunnels.note_all(names);
+    }
+
+    /// The tunnel names seen so far.
+    pub fn tunnels(&self) -> &Tunnels {
+        &self.tunnels
     }
 
     /// The filter prompt, when open.
@@ -227,6 +242,10 @@ impl App {
             Event::Polled(rows) => self.on_polled(rows),
             Event::HistoryErrors(n) => {
                 self.history_errors = Some(n);
+                None
+            }
+            Event::Tunnels(names) => {
+                self.note_tunnels(names.iter().map(String::as_str));
                 None
             }
             Event::FilterChunk {
@@ -330,6 +349,15 @@ impl App {
     fn on_agent(&mut self, ev: AgentEvent) -> Option<Effect> {
         match ev {
             AgentEvent::Ready(r) => {
+                // An agent serving several tunnels shows the column from the
+                // start. (One tunnel notes nothing here: its rows name it.)
+                if !r.more.is_empty() {
+                    let first = crate::web::tunnel_name(&r.public_url);
+                    self.tunnels.note_all(
+                        std::iter::once(first.as_str())
+                            .chain(r.more.iter().map(|t| t.name.as_str())),
+                    );
+                }
                 self.header = Header::from(&r);
                 self.link = Link::Online;
                 None

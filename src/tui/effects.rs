@@ -261,7 +261,7 @@ impl Host<Crossterm> for TerminalHost {
                 filter,
             } => self.worker.send(Job::CheckLive {
                 generation,
-                summary: Box::new(summary),
+                summary,
                 filter,
                 attempt: 0,
             }),

@@ -78,6 +78,9 @@ pub enum Event {
     Polled(Vec<ExchangeSummary>),
     /// Errors among the history present at start (counted in the background).
     HistoryErrors(u64),
+    /// Tunnel names the history holds (found by the same background walk),
+    /// or that the agent serves: two or more show the tunnel column.
+    Tunnels(Vec<String>),
     /// Matches found by a filter scan ([`Effect::Scan`]).
     FilterChunk {
         /// The scan's generation.
@@ -151,7 +154,7 @@ pub enum Effect {
         /// The filter generation.
         generation: u64,
         /// The row.
-        summary: ExchangeSummary,
+        summary: Box<ExchangeSummary>,
         /// What to match.
         filter: Box<Filter>,
     },

@@ -28,6 +28,8 @@ impl App {
             .unwrap_or(usize::MAX)
             .max(newest_rows.len());
         self.newest = newest_rows.first().map(|r| r.id);
+        self.tunnels
+            .note_all(newest_rows.iter().map(|r| r.tunnel.as_str()));
         self.window = Window {
             start: 0,
             rows: newest_rows,
@@ -122,6 +124,8 @@ impl App {
             // The history ends here (retention removed older rows).
             self.total = offset + n;
         }
+        self.tunnels
+            .note_all(page.rows.iter().map(|r| r.tunnel.as_str()));
         self.window.merge(offset, page.rows);
         self.window.trim(self.top, MAX_WINDOW);
         self.clamp();
@@ -149,6 +153,7 @@ impl App {
             self.recent.pop_front();
         }
         self.recent.push_back(s.id);
+        self.tunnels.note(&s.tunnel);
         if self.newest.is_none_or(|n| s.id > n) {
             self.newest = Some(s.id);
         }
@@ -286,6 +291,9 @@ impl App {
         scanned: u64,
         done: bool,
     ) {
+        // Rows of the history either way, even from an older scan.
+        self.tunnels
+            .note_all(rows.iter().map(|r| r.tunnel.as_str()));
         if let Some(f) = self.filtered_at(generation) {
             f.extend(rows, scanned, done);
         }
@@ -304,7 +312,7 @@ impl App {
             Some(false) => None,
             None => Some(Effect::CheckLive {
                 generation: f.generation,
-                summary: s.clone(),
+                summary: Box::new(s.clone()),
                 filter: Box::new(f.filter.clone()),
             }),
         }
@@ -462,6 +470,33 @@ mod tests {
         );
         app.handle(key(KeyCode::Esc));
         assert!(app.prompt().is_none());
+    }
+
+    #[test]
+    fn tunnel_filter_matches_live_rows_by_their_summary() {
+        let mut app = app_with(3);
+        let Some(Effect::Scan { filter, .. }) = type_text(&mut app, "tunnel:shop") else {
+            panic!("no scan")
+        };
+        assert_eq!(filter.to_string(), "tunnel:shop");
+        let mut shop = row(7);
+        shop.tunnel = "shop".into();
+        // Decided on the row alone: no full check is asked for.
+        assert_eq!(app.handle(Event::Agent(AgentEvent::Exchange(row(6)))), None);
+        assert_eq!(
+            app.handle(Event::Agent(AgentEvent::Exchange(shop.clone()))),
+            None
+        );
+        assert_eq!(app.len(), 1);
+        assert_eq!(app.selected_id(), Some(shop.id));
+        assert!(app.tunnels().several(), "demo and shop");
+        // The prompt reopens with the query: this makes it `tunnel:shop,x/y`.
+        assert_eq!(type_text(&mut app, ",x/y"), None);
+        let error = app.prompt().unwrap().error.clone().unwrap();
+        assert!(
+            error.starts_with("bad tunnel \"shop,x/y\": '/' is in no tunnel name"),
+            "{error}"
+        );
     }
 
     #[test]

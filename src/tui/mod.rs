@@ -15,6 +15,7 @@
 //! | [`stats`] | the stats view on the app (`s`): report refreshes, scroll |
 //! | [`layout`] | where header, list, detail and footer are on screen |
 //! | [`status`] | mode, tunnel header and link, footer notice |
+//! | [`tunnels`] | the tunnel names in the history: the list's tunnel column shows once there are several |
 //! | [`view`] | `render(&App, &mut Frame)`, a pure function of the state |
 //! | [`body`] | the detail pane's content (pretty JSON via [`crate::pretty`], form, hex, raw; secret headers via [`crate::mask`]) |
 //! | [`text`], [`theme`] | widths, wrapping, numbers; styles with `NO_COLOR` |
@@ -45,6 +46,7 @@ pub mod status;
 mod terminal;
 pub mod text;
 pub mod theme;
+pub mod tunnels;
 pub mod view;
 pub mod window;
 mod worker;

@@ -25,7 +25,7 @@ use super::status::Mode;
 use super::terminal::{self, StopSignals, TerminalGuard};
 use super::view;
 use super::window::PAGE;
-use super::worker::{Worker, count_errors};
+use super::worker::{Worker, overview};
 
 /// How often the clock ticks (reconnect countdown, notices, polling).
 const TICK: Duration = Duration::from_millis(250);
@@ -153,8 +153,9 @@ pub(crate) async fn run(
     {
         let tx = tx.clone();
         std::thread::spawn(move || {
-            if let Ok(n) = count_errors(&db, upto) {
-                let _ = tx.send(Event::HistoryErrors(n));
+            if let Ok(found) = overview(&db, upto) {
+                let _ = tx.send(Event::HistoryErrors(found.errors));
+                let _ = tx.send(Event::Tunnels(found.tunnels.names().to_vec()));
             }
         });
     }

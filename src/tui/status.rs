@@ -25,6 +25,8 @@ pub struct Header {
     pub embedded: bool,
     /// The local web inspector's address, when it runs.
     pub web_url: Option<String>,
+    /// Names of the further tunnels this agent serves (`listen --all`).
+    pub more: Vec<String>,
 }
 
 impl From<&Ready> for Header {
@@ -35,6 +37,7 @@ impl From<&Ready> for Header {
             relay: Some(r.relay.clone()),
             embedded: r.embedded,
             web_url: r.web_url.clone(),
+            more: r.more.iter().map(|t| t.name.clone()).collect(),
         }
     }
 }

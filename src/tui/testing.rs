@@ -64,6 +64,7 @@ pub(crate) fn ch(c: char) -> Event {
 pub(crate) fn row(n: u64) -> ExchangeSummary {
     ExchangeSummary {
         id: Ulid::from_parts(1_700_000_000_000 + n, u128::from(n)),
+        tunnel: "demo".into(),
         received_at_ms: 1_700_000_000_000 + n * 1000,
         method: if n.is_multiple_of(3) {
             "GET".into()

@@ -17,6 +17,7 @@ use super::keymap::{self, Context};
 use super::layout::layout;
 use super::status::{Link, Mode};
 use super::text::{self, thousands, width};
+use super::tunnels::MAX_COLUMN;
 
 mod list;
 mod stats;
@@ -115,6 +116,13 @@ fn render_header(app: &App, frame: &mut Frame<'_>, area: Rect) {
             if let Some(target) = &h.target {
                 first.push(Span::styled(" → ", t.dim()));
                 first.push(Span::raw(escape(target).into_owned()));
+            }
+            if !h.more.is_empty() {
+                let names: Vec<_> = h.more.iter().map(|n| escape(n)).collect();
+                first.push(Span::styled(
+                    format!("  +{} more: {}", h.more.len(), names.join(", ")),
+                    t.dim(),
+                ));
             }
             if h.embedded {
                 first.push(Span::styled(
@@ -233,16 +241,25 @@ fn render_detail(app: &App, frame: &mut Frame<'_>, area: Rect) {
     } else {
         String::new()
     };
+    let mut title = vec![
+        Span::raw(" "),
+        tab("Request", app.tab == Tab::Request),
+        Span::raw(" "),
+        tab("Response", app.tab == Tab::Response),
+        Span::styled(format!(" {} ", text::short_id(&d.id)), t.dim()),
+    ];
+    // With several tunnels in the history, say which one this came through.
+    if let Some(ex) = d.exchange.as_ref().filter(|_| app.tunnels.several()) {
+        title.push(Span::styled("tunnel ", t.dim()));
+        title.push(Span::styled(
+            format!("{} ", text::truncate(&escape(&ex.tunnel), MAX_COLUMN)),
+            t.key(),
+        ));
+    }
     let block = Block::new()
         .borders(Borders::TOP)
         .border_style(t.dim())
-        .title(Line::from(vec![
-            Span::raw(" "),
-            tab("Request", app.tab == Tab::Request),
-            Span::raw(" "),
-            tab("Response", app.tab == Tab::Response),
-            Span::styled(format!(" {} ", text::short_id(&d.id)), t.dim()),
-        ]))
+        .title(Line::from(title))
         .title(Line::styled(position, t.dim()).right_aligned());
     let inner = block.inner(area);
     frame.render_widget(block, area);
@@ -323,7 +340,8 @@ fn render_help(app: &App, frame: &mut Frame<'_>, area: Rect) {
         t.bold(),
     ));
     lines.push(Line::raw("  method:POST path:/hooks/* status:4xx|error"));
-    lines.push(Line::raw("  since:10m  and any text to search for"));
+    lines.push(Line::raw("  since:10m tunnel:NAME (several: any of them)"));
+    lines.push(Line::raw("  and any text to search for"));
     lines.push(Line::default());
     lines.push(Line::styled(
         " Errors count 4xx, 5xx and failed requests.",
@@ -583,6 +601,83 @@ mod tests {
         let shown = screen(&app);
         assert!(shown.contains("x-api-key: abc123"), "{shown}");
         assert!(shown.contains("secrets shown · m: mask"), "{shown}");
+    }
+
+    /// The sample history as if served by three tunnels of one agent.
+    fn three_tunnels() -> Vec<Exchange> {
+        let mut rows = history();
+        for (i, e) in rows.iter_mut().enumerate() {
+            e.tunnel = ["shop", "billing", "payments-sandbox-eu"][i % 3].into();
+        }
+        rows
+    }
+
+    #[test]
+    fn snapshot_list_of_several_tunnels() {
+        let rows = three_tunnels();
+        let mut app = sample_app(Mode::Live, &rows, 120, 12);
+        app.handle(ch('j'));
+        let shown = screen(&app);
+        // The longest name is cut to the column's bound.
+        assert!(shown.contains(" payments-sandbo… POST"), "{shown}");
+        insta::assert_snapshot!("list_tunnels", shown);
+        // Narrow: other columns drop first, the tunnel stays.
+        let app = sample_app(Mode::Live, &rows, 60, 12);
+        insta::assert_snapshot!("narrow_list_tunnels", screen(&app));
+    }
+
+    #[test]
+    fn snapshot_detail_names_the_tunnel_when_there_are_several() {
+        let rows = three_tunnels();
+        let mut app = sample_app(Mode::Live, &rows, 120, 24);
+        open_detail(&mut app, &rows);
+        insta::assert_snapshot!("detail_tunnels", screen(&app));
+        // One tunnel: no column and no name in the detail (as before).
+        let rows = history();
+        let mut app = sample_app(Mode::Live, &rows, 120, 24);
+        open_detail(&mut app, &rows);
+        let shown = screen(&app);
+        assert!(
+            !shown.contains("TUNNEL") && !shown.contains("tunnel demo"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn an_agent_serving_several_tunnels_shows_them_from_the_start() {
+        let mut app = sample_app(Mode::Live, &[], 120, 8);
+        let mut ready = crate::tui::testing::ready();
+        ready.more = vec![crate::event::TunnelUrl {
+            name: "billing".into(),
+            public_url: "http://127.0.0.1:7070/t/billing".into(),
+            target: "http://127.0.0.1:4000".into(),
+        }];
+        app.handle(Event::Agent(AgentEvent::Ready(ready)));
+        assert_eq!(app.tunnels().names(), ["brave-otter", "billing"]);
+        let shown = screen(&app);
+        assert!(
+            shown.contains("→ http://127.0.0.1:3000  +1 more: billing"),
+            "{shown}"
+        );
+        assert!(shown.contains("TIME     TUNNEL"), "{shown}");
+    }
+
+    #[test]
+    fn a_second_tunnel_arriving_live_adds_the_column() {
+        let rows = history();
+        let mut app = sample_app(Mode::Live, &rows, 120, 12);
+        assert!(!screen(&app).contains("TUNNEL"));
+        let mut other = ex(9, "POST", "/hooks/other", Some(200));
+        other.tunnel = "billing".into();
+        app.handle(Event::Agent(AgentEvent::Exchange(other.summary())));
+        let shown = screen(&app);
+        assert!(shown.contains("TIME     TUNNEL  METHOD"), "{shown}");
+        assert!(shown.contains("billing POST    /hooks/other"), "{shown}");
+        assert!(shown.contains(" demo    POST"), "{shown}");
+        // The start-up walk of the history may find them too.
+        let mut app = sample_app(Mode::Inspect, &rows, 120, 12);
+        app.handle(Event::Tunnels(vec!["demo".into(), "old-one".into()]));
+        assert!(screen(&app).contains("TUNNEL"));
     }
 
     #[test]

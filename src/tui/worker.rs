@@ -21,6 +21,7 @@ use super::app::is_error;
 use super::events::{Event, PageRequest};
 use super::stats::{STATS_BUCKETS, STATS_WINDOW_MS};
 use super::text::short_id;
+use super::tunnels::Tunnels;
 
 /// Rows per section in the stats view.
 const STATS_TOP: usize = 20;
@@ -251,15 +252,27 @@ pub(super) fn scan(
     Ok(())
 }
 
-/// Counts error rows (see [`is_error`]) up to `upto`.
-pub(super) fn count_errors(db: &Path, upto: Option<Ulid>) -> anyhow::Result<u64> {
+/// What one background walk of the history at start finds.
+#[derive(Debug, Default, PartialEq)]
+pub(super) struct Overview {
+    /// Error rows (see [`is_error`]).
+    pub errors: u64,
+    /// Tunnel names (see [`Tunnels`], which bounds them).
+    pub tunnels: Tunnels,
+}
+
+/// Counts error rows and notes tunnel names, up to `upto`.
+pub(super) fn overview(db: &Path, upto: Option<Ulid>) -> anyhow::Result<Overview> {
     let store = Store::open(db)?;
-    let Some(upto) = upto else { return Ok(0) };
-    let mut errors = 0u64;
+    let mut found = Overview::default();
+    let Some(upto) = upto else { return Ok(found) };
     for batch in store.walk(Bound::Included(upto), Direction::Older, SCAN_CHUNK) {
-        errors += batch?.iter().filter(|s| is_error(s)).count() as u64;
+        for s in batch? {
+            found.errors += u64::from(is_error(&s));
+            found.tunnels.note(&s.tunnel);
+        }
     }
-    Ok(errors)
+    Ok(found)
 }
 
 #[cfg(test)]
@@ -381,7 +394,9 @@ mod tests {
 
         // Background work: the header's error count and filter scans.
         let t = Instant::now();
-        let errors = count_errors(&db, Some(Ulid::from_parts(T0 + 99_999, 99_999))).unwrap();
+        let errors = overview(&db, Some(Ulid::from_parts(T0 + 99_999, 99_999)))
+            .unwrap()
+            .errors;
         eprintln!(
             "error count over 100k (background): {errors} in {:?}",
             t.elapsed()
@@ -403,5 +418,28 @@ mod tests {
             }
             eprintln!("filter scan {query:?} over 100k: {matches} matches in {elapsed:?}");
         }
+    }
+
+    #[test]
+    fn the_start_walk_counts_errors_and_finds_the_tunnels() {
+        let home = tempfile::tempdir().unwrap();
+        let db = home.path().join("history.db");
+        let mut store = Store::open(&db).unwrap();
+        assert_eq!(overview(&db, None).unwrap(), Overview::default());
+        let mut newest = None;
+        for (n, tunnel, status) in [
+            (0, "shop", Some(200)),
+            (1, "billing", Some(500)),
+            (2, "shop", None),
+        ] {
+            let mut e = ex(n, "POST", "/hooks", status);
+            e.tunnel = tunnel.into();
+            store.insert(&e).unwrap();
+            newest = Some(e.id);
+        }
+        let found = overview(&db, newest).unwrap();
+        assert_eq!(found.errors, 2);
+        assert_eq!(found.tunnels.names(), ["shop", "billing"]);
+        assert!(found.tunnels.several());
     }
 }

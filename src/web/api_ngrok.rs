@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -103,11 +102,10 @@ pub fn tunnel_json(t: &TunnelInfo, http_count: u64) -> Value {
 }
 
 async fn tunnels(State(state): State<AppState>) -> Json<Value> {
-    let count = state.http_count.load(Ordering::Relaxed);
     let list: Vec<Value> = state
-        .tunnel()
+        .tunnels()
         .iter()
-        .map(|t| tunnel_json(t, count))
+        .map(|t| tunnel_json(t, state.http_count_of(&t.name)))
         .collect();
     Json(json!({ "tunnels": list, "uri": "/api/tunnels" }))
 }
@@ -116,12 +114,9 @@ async fn tunnel(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, NgrokError> {
-    match state.tunnel() {
-        Some(t) if t.name == name => Ok(Json(tunnel_json(
-            &t,
-            state.http_count.load(Ordering::Relaxed),
-        ))),
-        _ => Err(NgrokError(
+    match state.find_tunnel(&name) {
+        Some(t) => Ok(Json(tunnel_json(&t, state.http_count_of(&t.name)))),
+        None => Err(NgrokError(
             StatusCode::NOT_FOUND,
             format!("tunnel not found: {name}"),
         )),
@@ -235,19 +230,18 @@ async fn requests(
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, NgrokError> {
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
-    let mut rows = service::list_full(
-        &state.db,
-        if q.tunnel_name.is_some() {
-            MAX_LIMIT
-        } else {
-            limit
+    let rows = match q.tunnel_name.as_deref().filter(|n| !n.is_empty()) {
+        None => service::list_full(&state.db, limit).await?,
+        // The newest `limit` of that tunnel, however far back they are;
+        // a name no tunnel can have matches nothing.
+        Some(name) => match crate::filter::Filter::default().with_tunnels([name]) {
+            Ok(filter) => {
+                let rows = service::list(&state.db, filter, None, limit).await?;
+                service::get_many(&state.db, rows.iter().map(|r| r.id).collect()).await?
+            }
+            Err(_) => Vec::new(),
         },
-    )
-    .await?;
-    if let Some(name) = &q.tunnel_name {
-        rows.retain(|e| &e.tunnel == name);
-        rows.truncate(limit);
-    }
+    };
     let list: Vec<Value> = rows.iter().map(request_json).collect();
     Ok(Json(
         json!({ "uri": "/api/requests/http", "requests": list }),

@@ -81,11 +81,11 @@ async fn openapi() -> Response {
 }
 
 async fn status(State(state): State<AppState>) -> Json<Value> {
-    let tunnel = state.tunnel();
+    let tunnels = state.tunnels();
+    let info = |t: &super::TunnelInfo| json!({ "name": t.name, "public_url": t.public_url, "target": t.target });
     Json(json!({
-        "tunnel": tunnel.as_ref().map(|t| json!({
-            "name": t.name, "public_url": t.public_url, "target": t.target,
-        })),
+        "tunnel": tunnels.first().map(info),
+        "tunnels": tunnels.iter().map(info).collect::<Vec<_>>(),
         "connection": state.connection.read().map(|c| c.clone()).unwrap_or_default(),
         "requests_since_start": state.http_count.load(Ordering::Relaxed),
     }))

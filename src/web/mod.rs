@@ -17,10 +17,11 @@ pub mod security;
 pub mod service;
 pub mod sse;
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use anyhow::Context as _;
 use axum::Router;
@@ -81,7 +82,8 @@ impl std::str::FromStr for WebAddr {
     }
 }
 
-/// The tunnel the API describes (absent for `inspect --web`).
+/// A tunnel the API describes (none for `inspect --web`; several when one
+/// agent serves several, `listen --all`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TunnelInfo {
     /// Tunnel name (the label in the public URL).
@@ -112,8 +114,9 @@ pub enum WebEvent {
 pub struct WebState {
     /// The history database.
     pub db: PathBuf,
-    /// The live tunnel, once it is up.
-    pub tunnel: RwLock<Option<TunnelInfo>>,
+    /// The live tunnels, in the order they came up (empty until one is up,
+    /// and for `inspect --web`). See [`WebState::tunnels`].
+    pub tunnels: RwLock<Vec<TunnelInfo>>,
     /// Live events to pages.
     pub events: broadcast::Sender<WebEvent>,
     /// Signature secrets (with where they came from) for re-signing replays.
@@ -122,8 +125,10 @@ pub struct WebState {
     pub token: Option<String>,
     /// `Host` values accepted (the loopback names with the bound port).
     pub hosts: Vec<String>,
-    /// Requests seen through the tunnel since start (ngrok's `metrics.http.count`).
+    /// Requests seen through the tunnels since start (ngrok's `metrics.http.count`).
     pub http_count: AtomicU64,
+    /// The same, per tunnel name (used when there are several tunnels).
+    pub http_counts: Mutex<BTreeMap<String, u64>>,
     /// The link's state as the page shows it.
     pub connection: RwLock<String>,
 }
@@ -139,32 +144,85 @@ impl WebState {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         Self {
             db,
-            tunnel: RwLock::new(None),
+            tunnels: RwLock::new(Vec::new()),
             events,
             secrets,
             token,
             hosts: security::allowed_hosts(addr),
             http_count: AtomicU64::new(0),
+            http_counts: Mutex::new(BTreeMap::new()),
             connection: RwLock::new("offline".to_owned()),
         }
     }
 
-    /// The tunnel, if one is up.
+    /// The first tunnel, if one is up (the only one, unless several are
+    /// served).
     pub fn tunnel(&self) -> Option<TunnelInfo> {
-        self.tunnel.read().ok().and_then(|t| t.clone())
+        self.tunnels.read().ok().and_then(|t| t.first().cloned())
+    }
+
+    /// Every tunnel up, in the order they came up.
+    pub fn tunnels(&self) -> Vec<TunnelInfo> {
+        self.tunnels.read().map(|t| t.clone()).unwrap_or_default()
+    }
+
+    /// Replaces the list of tunnels ([`observe`](Self::observe) does it
+    /// with every tunnel a `Ready` names).
+    pub fn set_tunnels(&self, tunnels: Vec<TunnelInfo>) {
+        if let Ok(mut t) = self.tunnels.write() {
+            *t = tunnels;
+        }
+    }
+
+    /// Adds a tunnel, or replaces the one of the same name.
+    pub fn set_tunnel(&self, tunnel: TunnelInfo) {
+        if let Ok(mut list) = self.tunnels.write() {
+            match list.iter_mut().find(|t| t.name == tunnel.name) {
+                Some(t) => *t = tunnel,
+                None => list.push(tunnel),
+            }
+        }
+    }
+
+    /// The tunnel named `name`, if it is up.
+    pub fn find_tunnel(&self, name: &str) -> Option<TunnelInfo> {
+        self.tunnels
+            .read()
+            .ok()
+            .and_then(|t| t.iter().find(|t| t.name == name).cloned())
+    }
+
+    /// Requests seen through tunnel `name` since start. With one tunnel (or
+    /// none) that is every request seen.
+    pub fn http_count_of(&self, name: &str) -> u64 {
+        let several = self.tunnels.read().map(|t| t.len() > 1).unwrap_or(false);
+        if several {
+            self.http_counts
+                .lock()
+                .ok()
+                .and_then(|c| c.get(name).copied())
+                .unwrap_or(0)
+        } else {
+            self.http_count.load(Ordering::Relaxed)
+        }
     }
 
     /// Records what an agent event means for the page and tells open pages.
     pub fn observe(&self, event: &AgentEvent) {
         match event {
             AgentEvent::Ready(ready) => {
-                if let Ok(mut t) = self.tunnel.write() {
-                    *t = Some(TunnelInfo {
-                        name: tunnel_name(&ready.public_url),
-                        public_url: ready.public_url.clone(),
-                        target: ready.target.clone(),
-                    });
-                }
+                // The first tunnel, then any further ones (`listen --all`).
+                let first = TunnelInfo {
+                    name: tunnel_name(&ready.public_url),
+                    public_url: ready.public_url.clone(),
+                    target: ready.target.clone(),
+                };
+                let more = ready.more.iter().map(|t| TunnelInfo {
+                    name: t.name.clone(),
+                    public_url: t.public_url.clone(),
+                    target: t.target.clone(),
+                });
+                self.set_tunnels(std::iter::once(first).chain(more).collect());
                 self.set_connection("online".to_owned());
             }
             AgentEvent::Connection(state) => self.set_connection(match state {
@@ -179,6 +237,17 @@ impl WebState {
             AgentEvent::Exchange(summary) => {
                 if summary.replay_of.is_none() {
                     self.http_count.fetch_add(1, Ordering::Relaxed);
+                    if let Ok(mut counts) = self.http_counts.lock() {
+                        // Bounded: one entry per tunnel that sent something.
+                        let room = counts.len() < 1024;
+                        match counts.get_mut(&summary.tunnel) {
+                            Some(n) => *n += 1,
+                            None if room => {
+                                counts.insert(summary.tunnel.clone(), 1);
+                            }
+                            None => {}
+                        }
+                    }
                 }
                 // No receiver (no page open) is fine.
                 let _ = self.events.send(WebEvent::Exchange(summary.clone()));
@@ -432,6 +501,61 @@ mod tests {
             "quiet-fox"
         );
         assert_eq!(tunnel_name("https://my-app.hooks.example.com"), "my-app");
+    }
+
+    #[test]
+    fn ready_adds_a_tunnel_and_counts_go_per_tunnel() {
+        let state = WebState::new(
+            PathBuf::from("/nonexistent/history.db"),
+            DEFAULT_ADDR,
+            None,
+            Vec::new(),
+        );
+        assert!(state.tunnels().is_empty() && state.tunnel().is_none());
+        let ready = |more: &[&str]| {
+            AgentEvent::Ready(crate::event::Ready {
+                public_url: "http://127.0.0.1:7070/t/shop".into(),
+                target: "http://127.0.0.1:3000".into(),
+                relay: "http://127.0.0.1:7070".into(),
+                embedded: true,
+                web_url: None,
+                more: more
+                    .iter()
+                    .map(|n| crate::event::TunnelUrl {
+                        name: (*n).into(),
+                        public_url: format!("http://127.0.0.1:7070/t/{n}"),
+                        target: "http://127.0.0.1:4000".into(),
+                    })
+                    .collect(),
+            })
+        };
+        state.observe(&ready(&[]));
+        state.observe(&ready(&[]));
+        assert_eq!(
+            state.tunnels().len(),
+            1,
+            "a second Ready replaces the first"
+        );
+        let exchange = |tunnel: &str| {
+            let mut e = crate::export::fixtures::text_exchange();
+            e.tunnel = tunnel.into();
+            AgentEvent::Exchange(e.summary())
+        };
+        state.observe(&exchange("shop"));
+        state.observe(&exchange("billing"));
+        // One tunnel: its count is every request (as before).
+        assert_eq!(state.http_count_of("shop"), 2);
+        state.observe(&ready(&["billing"]));
+        let names: Vec<String> = state.tunnels().into_iter().map(|t| t.name).collect();
+        assert_eq!(names, ["shop", "billing"]);
+        assert_eq!(state.tunnel().unwrap().name, "shop");
+        assert_eq!(state.find_tunnel("billing").unwrap().name, "billing");
+        assert!(state.find_tunnel("other").is_none());
+        assert_eq!(state.http_count_of("shop"), 1);
+        assert_eq!(state.http_count_of("billing"), 1);
+        assert_eq!(state.http_count_of("other"), 0);
+        state.set_tunnels(Vec::new());
+        assert!(state.tunnels().is_empty());
     }
 
     #[tokio::test]

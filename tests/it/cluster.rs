@@ -73,6 +73,11 @@ impl Drop for RedisServer {
 }
 
 async fn node(redis: &RedisServer, id: &str) -> Relay {
+    node_with(redis, id, RelayConfig::default()).await
+}
+
+/// A node with `config` (its cluster settings filled in).
+async fn node_with(redis: &RedisServer, id: &str, config: RelayConfig) -> Relay {
     let mut cluster = ClusterConfig::new(
         &format!("redis://127.0.0.1:{}/0", redis.port),
         "a-cluster-secret-for-tests",
@@ -82,7 +87,7 @@ async fn node(redis: &RedisServer, id: &str) -> Relay {
     cluster.internal_listen = Some("127.0.0.1:0".parse().unwrap());
     Relay::start(RelayConfig {
         cluster: Some(cluster),
-        ..RelayConfig::default()
+        ..config
     })
     .await
 }
@@ -415,11 +420,12 @@ async fn an_agent_moves_to_the_next_relay_when_its_node_goes() {
     drop(agent);
 }
 
-/// Redis `INFO commandstats` calls so far (all commands).
-fn redis_calls(redis: &RedisServer) -> u64 {
+/// The raw answer of one inline command (`HGETALL key`, `INFO …`),
+/// read until Redis has been quiet for a moment.
+fn redis_raw(redis: &RedisServer, command: &str) -> Vec<u8> {
     use std::io::{Read as _, Write as _};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", redis.port)).unwrap();
-    s.write_all(b"INFO commandstats\r\n").unwrap();
+    s.write_all(format!("{command}\r\n").as_bytes()).unwrap();
     s.set_read_timeout(Some(Duration::from_millis(300)))
         .unwrap();
     let mut text = Vec::new();
@@ -430,7 +436,12 @@ fn redis_calls(redis: &RedisServer) -> u64 {
         }
         text.extend_from_slice(&buf[..n]);
     }
-    String::from_utf8_lossy(&text)
+    text
+}
+
+/// Redis `INFO commandstats` calls so far (all commands).
+fn redis_calls(redis: &RedisServer) -> u64 {
+    String::from_utf8_lossy(&redis_raw(redis, "INFO commandstats"))
         .lines()
         .filter_map(|l| {
             l.split("calls=")
@@ -914,5 +925,191 @@ async fn signatures_are_verified_on_the_owner_for_requests_through_another_node(
     );
     assert_eq!(app.seen().len(), 1);
     assert_eq!(app.seen()[0].body, body);
+    agent.stop().await;
+}
+
+/// A Stripe-verified tunnel whose agent is away: a node other than the
+/// agent's last one opens the signing secret sealed in Redis and verifies
+/// what it queues. A good event is queued (202) and reaches the app when the
+/// agent is back; a forged one is 401 with the reason and never stored; the
+/// name's hash in Redis holds no clear-text secret.
+#[tokio::test]
+async fn signed_requests_queued_on_another_node_are_verified_there() {
+    use hooktunnel::verify::{self, Provider, SecretSpec};
+    const SECRET: &str = "whsec_sealed_in_redis";
+    let redis = RedisServer::start();
+    let (a, b) = (node(&redis, "a").await, node(&redis, "b").await);
+    let app = LocalApp::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let agent_settings = |name: Option<String>| {
+        let mut s = settings(Some(&a.url), &app.port().to_string(), home.path());
+        s.verify = vec![SecretSpec::new(Provider::Stripe, SECRET)];
+        s.rules.verify_at_edge = Some("stripe".into());
+        // Observable on B: its copy of the rules is there once this is refused.
+        s.rules.require_header = vec!["x-probe".into()];
+        s.name = name;
+        s
+    };
+    let agent = Agent::start(agent_settings(None)).await;
+    let path = tunnel_path(&agent.public_url).to_owned();
+    let name = path.trim_start_matches("/t/").to_owned();
+    agent.stop().await;
+
+    let http = client();
+    let url = format!("{}{path}/stripe", b.url);
+    // B reloads the rules when the lease changes hands (announced on
+    // `ht:owners`); until then a probe without the header would be queued.
+    bounded("B holds the tunnel's rules", async {
+        loop {
+            let probe = send(&http, "POST", &url, &[], &b"probe"[..]).await;
+            if probe.status == 403 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let body: &'static [u8] = br#"{"id":"evt_q","type":"charge.succeeded"}"#;
+    let now = hooktunnel::clock::now_ms() / 1000;
+    let signed = verify::sign(Provider::Stripe, SECRET, body, now, None, None).unwrap();
+    let mut headers: Vec<(&str, &[u8])> = signed
+        .iter()
+        .map(|h| (h.name.as_str(), h.value.as_slice()))
+        .collect();
+    headers.push(("x-probe", b"1"));
+    let forged = send(
+        &http,
+        "POST",
+        &url,
+        &headers,
+        &br#"{"id":"evt_q","type":"x"}"#[..],
+    )
+    .await;
+    assert_eq!(
+        forged.status,
+        401,
+        "{:?}",
+        String::from_utf8_lossy(&forged.body)
+    );
+    assert_eq!(
+        forged.header("x-hooktunnel-error"),
+        [b"signature_refused".to_vec()]
+    );
+    let good = send(&http, "POST", &url, &headers, body).await;
+    assert_eq!(
+        good.status,
+        202,
+        "{:?}",
+        String::from_utf8_lossy(&good.body)
+    );
+
+    // At rest: rules without the secret, the secret sealed.
+    let raw = redis_raw(&redis, &format!("HGETALL ht:{{{name}}}:name"));
+    let raw = String::from_utf8_lossy(&raw);
+    assert!(raw.contains("sealed"), "{raw}");
+    assert!(raw.contains("v1:"), "{raw}");
+    assert!(
+        !raw.contains(SECRET),
+        "the signing secret is in Redis in clear: {raw}"
+    );
+
+    // The agent comes back: only the good event reaches the app.
+    let agent = Agent::start(agent_settings(Some(name))).await;
+    bounded("the queued event delivered", async {
+        while app.seen().is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let seen = app.seen();
+    assert_eq!(seen.len(), 1, "only the good event");
+    assert_eq!(seen[0].body, body);
+    agent.stop().await;
+}
+
+/// A request refused on node B (413: over B's body limit) for a tunnel whose
+/// agent is on node A counts in the agent's `relay refused` notes and
+/// stats, like a refusal on A.
+#[tokio::test]
+async fn refusals_on_another_node_reach_the_agents_notes() {
+    let redis = RedisServer::start();
+    let a = node(&redis, "a").await;
+    let b = node_with(
+        &redis,
+        "b",
+        RelayConfig {
+            max_body_bytes: 1024,
+            ..RelayConfig::default()
+        },
+    )
+    .await;
+    let (app, agent, home) = agent_on(&a).await;
+    let url = format!("{}{}/big", b.url, tunnel_path(&agent.public_url));
+    let http = client();
+    for _ in 0..2 {
+        let answer = send(&http, "POST", &url, &[], vec![b'x'; 4096]).await;
+        assert_eq!(answer.status, 413);
+    }
+    assert!(app.seen().is_empty());
+    bounded("B's refusals in the agent's stats", async {
+        loop {
+            let run = hooktunnel_run(home.path(), &["stats", "--json", "--since", "10m"]).await;
+            assert!(run.ok, "{run:?}");
+            let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+            if report["total"]["errors"]["relay_refused"] == 2 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    agent.stop().await;
+}
+
+/// Several tunnels over one socket (issue 17) in a cluster: each tunnel has
+/// its own lease, is routed from another node, queues there while the agent
+/// is away and is acked into its own queue when the agent is back elsewhere.
+#[tokio::test]
+async fn two_tunnels_over_one_socket_are_served_and_queued_through_another_node() {
+    let redis = RedisServer::start();
+    let (a, b) = (node(&redis, "a").await, node(&redis, "b").await);
+    let (first_app, second_app) = (LocalApp::start().await, LocalApp::start().await);
+    let home = tempfile::tempdir().unwrap();
+    let both = |relay: &str| {
+        let mut s = settings(Some(relay), &first_app.port().to_string(), home.path());
+        s.name = Some("first".into());
+        s.also = vec![hooktunnel::agent::tunnel::AlsoTunnel {
+            name: "second".into(),
+            target: hooktunnel::forward::Target::parse(&second_app.port().to_string()).unwrap(),
+        }];
+        s
+    };
+    let agent = Agent::start(both(&a.url)).await;
+    let http = client();
+    let live = send(&http, "POST", &format!("{}/t/second/x", b.url), &[], "two").await;
+    assert_eq!((live.status, &live.body[..]), (200, &b"two"[..]));
+    assert!(first_app.seen().is_empty());
+    agent.stop().await;
+    tokio::time::sleep(routing_cache()).await;
+    let queued = send(
+        &http,
+        "POST",
+        &format!("{}/t/second/later", b.url),
+        &[],
+        "q",
+    )
+    .await;
+    assert_eq!(queued.status, 202);
+    let agent = Agent::start(both(&b.url)).await;
+    bounded("the queued request delivered and acked", async {
+        while b.metric("hooktunnel_acked_total").await != 1 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let bodies: Vec<Vec<u8>> = second_app.seen().into_iter().map(|s| s.body).collect();
+    assert_eq!(bodies, [b"two".to_vec(), b"q".to_vec()]);
+    assert!(first_app.seen().is_empty());
     agent.stop().await;
 }

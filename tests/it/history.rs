@@ -690,6 +690,86 @@ async fn requests_filters() {
     agent.stop().await;
 }
 
+/// A history of two tunnels (one agent serving both): `requests` names the
+/// tunnel on each line and `--tunnel` (repeatable) keeps only those; bulk
+/// replay takes the same flag.
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_by_tunnel() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let mut s = store(h);
+    let mut ids = Vec::new();
+    for (n, tunnel) in [(1, "shop"), (2, "billing"), (3, "shop")] {
+        let mut e = exchange(n, 1);
+        e.tunnel = tunnel.into();
+        s.insert(&e).unwrap();
+        ids.push(e.id.to_string());
+    }
+    drop(s);
+
+    let got = listed_ids(&hooktunnel_run(h, &["requests", "--json", "--tunnel", "billing"]).await);
+    assert_eq!(got, [ids[1].clone()]);
+    let got = listed_ids(&hooktunnel_run(h, &["requests", "--json", "--tunnel", "sh*"]).await);
+    assert_eq!(got, [ids[2].clone(), ids[0].clone()]);
+    let both = [
+        "requests", "--json", "--tunnel", "shop", "--tunnel", "billing",
+    ];
+    assert_eq!(listed_ids(&hooktunnel_run(h, &both).await).len(), 3);
+    // The one-line syntax, as the inspector's prompt reads it.
+    let got =
+        listed_ids(&hooktunnel_run(h, &["requests", "--json", "--filter", "tunnel:billing"]).await);
+    assert_eq!(got, [ids[1].clone()]);
+    let query = [
+        "requests",
+        "--json",
+        "--filter",
+        "tunnel:shop path:/n/3",
+        "--tunnel",
+        "billing",
+    ];
+    assert_eq!(
+        listed_ids(&hooktunnel_run(h, &query).await),
+        [ids[2].clone()]
+    );
+    let run = hooktunnel_run(h, &["requests", "--filter", "since:1h", "--since", "2h"]).await;
+    assert!(!run.ok);
+    assert!(
+        run.stderr.contains("\"since:\" given more than once"),
+        "{}",
+        run.stderr
+    );
+
+    // Text lines name the tunnel once there are several.
+    let run = hooktunnel_run(h, &["requests"]).await;
+    assert!(run.ok, "{run:?}");
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", run.stdout);
+    assert!(lines[0].contains("  shop     POST"), "{}", run.stdout);
+    assert!(lines[1].contains("  billing  POST"), "{}", run.stdout);
+    // One tunnel's rows: no tunnel on the line.
+    let run = hooktunnel_run(h, &["requests", "--tunnel", "shop"]).await;
+    assert!(!run.stdout.contains("shop"), "{}", run.stdout);
+
+    let run = hooktunnel_run(h, &["requests", "--tunnel", "nope"]).await;
+    assert!(
+        run.stdout.contains("No stored request matches tunnel:nope"),
+        "{}",
+        run.stdout
+    );
+    let run = hooktunnel_run(h, &["requests", "--tunnel", "a/b"]).await;
+    assert!(!run.ok);
+    assert!(run.stderr.contains("bad tunnel \"a/b\""), "{}", run.stderr);
+
+    let run = hooktunnel_run(h, &["replay", "--tunnel", "billing", "--dry-run"]).await;
+    assert!(run.ok, "{run:?}");
+    assert!(
+        run.stdout
+            .contains("Would replay 1 request matching tunnel:billing"),
+        "{}",
+        run.stdout
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn clear_asks_or_needs_yes() {
     let (_app, _relay, mut agent, home) = setup().await;

@@ -13,6 +13,7 @@ use serde_json::Value;
 use tower::ServiceExt as _;
 use ulid::Ulid;
 
+use hooktunnel::event::AgentEvent;
 use hooktunnel::exchange::{Exchange, ExchangeResponse, Header, SignatureVerdict};
 use hooktunnel::store::Store;
 use hooktunnel::web::{self, TunnelInfo, WebEvent, WebState};
@@ -27,7 +28,7 @@ const HOSTILE_JSON: &str =
     r#"{"html":"</script><script>alert(3)</script>","img":"<img src=x onerror=alert(4)>"}"#;
 const SVG: &str = r#"<svg xmlns="http://www.w3.org/2000/svg"><script>alert(5)</script></svg>"#;
 
-fn exchange(n: u64, path: &str, body: &str) -> Exchange {
+pub(crate) fn exchange(n: u64, path: &str, body: &str) -> Exchange {
     Exchange {
         request_truncated: None,
         capture_degraded: false,
@@ -88,7 +89,7 @@ fn fixture(n: u64) -> Fixture {
         ids.push(e.id);
     }
     let state = Arc::new(WebState::new(db, HOST.parse().unwrap(), None, Vec::new()));
-    *state.tunnel.write().unwrap() = Some(TunnelInfo {
+    state.set_tunnel(TunnelInfo {
         name: "quiet-fox".into(),
         public_url: "https://quiet-fox.hooks.example.com".into(),
         target: "http://127.0.0.1:3000".into(),
@@ -185,6 +186,114 @@ async fn ngrok_tunnels_have_ngroks_fields() {
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     assert_eq!(missing.json()["status_code"], 404);
     assert!(missing.json()["msg"].is_string());
+}
+
+/// One agent serving two tunnels: the inspector, over real HTTP, lists both
+/// with their own request counts, finds each by name, and filters the
+/// history by tunnel (ngrok's `tunnel_name` and the `tunnel:` term).
+#[tokio::test]
+async fn several_tunnels_are_listed_found_and_filtered() {
+    let home = tempfile::tempdir().unwrap();
+    let db = home.path().join("history.db");
+    let mut store = Store::open(&db).unwrap();
+    let mut rows = Vec::new();
+    for (n, tunnel) in [(1, "shop"), (2, "billing"), (3, "shop"), (4, "shop")] {
+        let mut e = exchange(n, &format!("/hooks/{n}"), "{}");
+        e.tunnel = tunnel.into();
+        store.insert(&e).unwrap();
+        rows.push(e);
+    }
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let web = web::start(
+        web::WebAddr::At("127.0.0.1:0".parse().unwrap()),
+        None,
+        db,
+        Vec::new(),
+        cancel.clone(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let info = |name: &str| TunnelInfo {
+        name: name.into(),
+        public_url: format!("http://127.0.0.1:7070/t/{name}"),
+        target: format!(
+            "http://127.0.0.1:{}",
+            if name == "shop" { 3000 } else { 4000 }
+        ),
+    };
+    web.state.set_tunnels(vec![info("shop"), info("billing")]);
+    // The agent's events count requests per tunnel.
+    for e in &rows {
+        web.state.observe(&AgentEvent::Exchange(e.summary()));
+    }
+    let base = format!("http://{}", web.addr);
+    let http = client();
+    let get_json = |path: &str| {
+        let url = format!("{base}{path}");
+        let http = &http;
+        async move {
+            let r = send(http, "GET", &url, &[], "").await;
+            let v: Value = serde_json::from_slice(&r.body).unwrap();
+            (r.status, v)
+        }
+    };
+
+    let (status, v) = get_json("/api/tunnels").await;
+    assert_eq!(status, 200);
+    let list = v["tunnels"].as_array().unwrap();
+    let names: Vec<&str> = list.iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["shop", "billing"]);
+    assert_eq!(list[0]["public_url"], "http://127.0.0.1:7070/t/shop");
+    assert_eq!(list[0]["config"]["addr"], "http://127.0.0.1:3000");
+    assert_eq!(list[0]["metrics"]["http"]["count"], 3);
+    assert_eq!(list[1]["config"]["addr"], "http://127.0.0.1:4000");
+    assert_eq!(list[1]["metrics"]["http"]["count"], 1);
+    for t in list {
+        let name = t["name"].as_str().unwrap();
+        let (status, one) = get_json(&format!("/api/tunnels/{name}")).await;
+        assert_eq!(status, 200);
+        assert_eq!(one, *t);
+    }
+    let (status, missing) = get_json("/api/tunnels/other").await;
+    assert_eq!(status, 404);
+    assert_eq!(missing["msg"], "tunnel not found: other");
+
+    // The status lists them too; `tunnel` stays the first for old scripts.
+    let (_, s) = get_json("/api/v1/status").await;
+    assert_eq!(s["tunnel"]["name"], "shop");
+    assert_eq!(s["tunnels"][1]["name"], "billing");
+
+    let (_, v) = get_json("/api/requests/http?tunnel_name=billing").await;
+    let got: Vec<&str> = v["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["tunnel_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, ["billing"]);
+    let (_, v) = get_json("/api/requests/http?tunnel_name=shop&limit=2").await;
+    assert_eq!(v["requests"][0]["id"], rows[3].id.to_string());
+    assert_eq!(v["requests"][1]["id"], rows[2].id.to_string());
+    assert_eq!(v["requests"].as_array().unwrap().len(), 2);
+
+    let (_, v) = get_json("/api/v1/exchanges?filter=tunnel:billing").await;
+    let page = v["exchanges"].as_array().unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0]["tunnel"], "billing");
+    assert_eq!(page[0]["id"], rows[1].id.to_string());
+    let (_, v) = get_json("/api/v1/exchanges?filter=tunnel:billing%20tunnel:shop").await;
+    assert_eq!(v["exchanges"].as_array().unwrap().len(), 4);
+    let (status, v) = get_json("/api/v1/exchanges?filter=tunnel:a/b").await;
+    assert_eq!(status, 400);
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("bad tunnel \"a/b\""),
+        "{v}"
+    );
+    cancel.cancel();
 }
 
 #[tokio::test]

@@ -191,6 +191,14 @@ async fn the_page_shows_rows_live_opens_replays_filters_and_stays_inert() {
         (row_count(&c).await == 1).then_some(())
     })
     .await;
+    // One tunnel: no tunnel column.
+    let column = script(
+        &c,
+        "return [document.getElementById('th-tunnel').hidden, \
+                 document.querySelectorAll('#rows td.tunnel').length]",
+    )
+    .await;
+    assert_eq!(column, json!([true, 0]));
 
     // Open it: the body shows, as text.
     bounded("click", async {
@@ -311,4 +319,100 @@ async fn the_page_shows_rows_live_opens_replays_filters_and_stays_inert() {
     let _ = bounded("close", c.close()).await;
     cancel.cancel();
     agent.stop().await;
+}
+
+/// A history of two tunnels (one agent serving both): the header lists both,
+/// rows get a tunnel column, the detail names the tunnel, and `tunnel:`
+/// filters.
+#[tokio::test]
+async fn the_page_shows_which_tunnel_when_there_are_several() {
+    let Some(driver) = driver().await else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let profile = tempfile::tempdir().unwrap();
+    let db = home.path().join("history.db");
+    let mut store = hooktunnel::store::Store::open(&db).unwrap();
+    for (n, tunnel) in [(1u64, "shop"), (2, "billing"), (3, "shop")] {
+        let mut e = crate::web::exchange(n, &format!("/hooks/{n}"), "{}");
+        e.tunnel = tunnel.into();
+        store.insert(&e).unwrap();
+    }
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let web = hooktunnel::web::start(
+        hooktunnel::web::WebAddr::At("127.0.0.1:0".parse().unwrap()),
+        None,
+        db,
+        Vec::new(),
+        cancel.clone(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let info = |name: &str| hooktunnel::web::TunnelInfo {
+        name: name.into(),
+        public_url: format!("http://127.0.0.1:7070/t/{name}"),
+        target: "http://127.0.0.1:3000".into(),
+    };
+    web.state.set_tunnels(vec![info("shop"), info("billing")]);
+
+    let c = browser(&driver, profile.path()).await;
+    bounded("the page", c.goto(&web.url())).await.unwrap();
+    let cells = until("rows with their tunnels", || async {
+        let v = script(
+            &c,
+            "return Array.from(document.querySelectorAll('#rows tr.row td.tunnel')).map(td => td.textContent)",
+        )
+        .await;
+        (v.as_array().is_some_and(|a| a.len() == 3)).then_some(v)
+    })
+    .await;
+    assert_eq!(cells, json!(["shop", "billing", "shop"]));
+    let head = script(
+        &c,
+        "return [document.getElementById('th-tunnel').hidden, \
+                 document.getElementById('public-url').textContent]",
+    )
+    .await;
+    assert_eq!(head[0], json!(false));
+    let header = head[1].as_str().unwrap();
+    assert!(
+        header.contains("shop: http://127.0.0.1:7070/t/shop")
+            && header.contains("billing: http://127.0.0.1:7070/t/billing"),
+        "{header}"
+    );
+
+    let filter = bounded("filter box", c.find(Locator::Id("filter")))
+        .await
+        .unwrap();
+    bounded("typing", filter.send_keys("tunnel:billing\n"))
+        .await
+        .unwrap();
+    until("the filter to keep billing's row", || async {
+        let paths = script(
+            &c,
+            "return Array.from(document.querySelectorAll('#rows tr.row td.path')).map(td => td.textContent)",
+        )
+        .await;
+        (paths == json!(["/hooks/2"])).then_some(())
+    })
+    .await;
+    bounded("click", async {
+        c.find(Locator::Css("#rows tr.row"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap()
+    })
+    .await;
+    until("the detail to name the tunnel", || async {
+        let t = script(&c, "return document.getElementById('d-meta').textContent").await;
+        t.as_str()
+            .filter(|s| s.contains("tunnel billing"))
+            .map(|_| ())
+    })
+    .await;
+    let _ = bounded("close", c.close()).await;
+    cancel.cancel();
 }

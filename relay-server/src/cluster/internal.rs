@@ -112,6 +112,16 @@ async fn handle(
         Ok(verified) => verified,
         Err(refused) => {
             use axum::response::IntoResponse as _;
+            // Refused here, where the agent is: its notes count it (the
+            // node that took the request only relays this answer).
+            if let Some(tunnel) = state.tunnel(&name) {
+                tunnel.refused(crate::protocol::RefusedRequest {
+                    method: head.method.clone(),
+                    path: crate::refusals::short_path(&head.target),
+                    status: refused.status().as_u16(),
+                    reason: refused.code().as_str().to_owned(),
+                });
+            }
             return Ok(answer_as_meta(head.id, refused.into_response()).await);
         }
     };

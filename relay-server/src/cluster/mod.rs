@@ -5,9 +5,11 @@
 
 pub mod internal;
 pub mod lease;
+pub mod notes;
 pub mod redis_backend;
 pub mod routing;
 mod scripts;
+pub mod seal;
 pub mod session;
 
 use std::sync::Arc;
@@ -130,11 +132,13 @@ impl ClusterConfig {
 /// on [`scripts::OWNERS_CHANNEL`]); everything after a lost subscription.
 /// Ends once the node's routes are gone.
 /// Also wakes this node's sessions when another node queues for their
-/// tunnel ([`scripts::QUEUED_CHANNEL`]).
+/// tunnel ([`scripts::QUEUED_CHANNEL`]), and hands refusal notes from
+/// other nodes to the agents this node holds ([`notes::REFUSED_CHANNEL`]).
 async fn watch_owners(
     client: redis::Client,
     routes: std::sync::Weak<routing::Routes>,
     wakers: std::sync::Weak<Wakers>,
+    notes: std::sync::Weak<notes::Notes>,
 ) {
     use futures_util::StreamExt as _;
     loop {
@@ -144,7 +148,11 @@ async fn watch_owners(
         match client.get_async_pubsub().await {
             Ok(mut pubsub) => {
                 if let Err(e) = pubsub
-                    .subscribe(&[scripts::OWNERS_CHANNEL, scripts::QUEUED_CHANNEL])
+                    .subscribe(&[
+                        scripts::OWNERS_CHANNEL,
+                        scripts::QUEUED_CHANNEL,
+                        notes::REFUSED_CHANNEL,
+                    ])
                     .await
                 {
                     tracing::warn!(error = %e, "cannot subscribe to lease changes");
@@ -164,6 +172,12 @@ async fn watch_owners(
                         let Some(routes) = routes.upgrade() else {
                             return;
                         };
+                        if message.get_channel_name() == notes::REFUSED_CHANNEL {
+                            if let Some(notes) = notes.upgrade() {
+                                notes.arrived(message.get_payload_bytes());
+                            }
+                            continue;
+                        }
                         let name = String::from_utf8_lossy(message.get_payload_bytes());
                         if message.get_channel_name() == scripts::QUEUED_CHANNEL {
                             if let Some(wakers) = wakers.upgrade() {
@@ -285,6 +299,9 @@ pub enum ClusterError {
     /// Redis is configured so accepted webhooks could be lost.
     #[error("{0}")]
     Unsafe(String),
+    /// No key for sealing secrets could be derived from `--cluster-secret`.
+    #[error("cluster secret: {0}")]
+    Seal(#[from] seal::SealError),
 }
 
 /// This node's handles to the cluster state.
@@ -300,6 +317,8 @@ pub struct Cluster {
     pub metrics: Arc<ClusterMetrics>,
     /// Sessions to wake when another node queues for their tunnel.
     pub wakers: Arc<Wakers>,
+    /// Refusal notes for tunnels held on other nodes, both ways.
+    pub notes: Arc<notes::Notes>,
     /// Settings.
     pub config: ClusterConfig,
     conn: ConnectionManager,
@@ -333,6 +352,7 @@ impl Cluster {
             url: url.clone(),
             source,
         };
+        let sealer = Arc::new(seal::Sealer::new(&config.secret)?);
         let client = redis::Client::open(config.redis_url.as_str()).map_err(fail)?;
         let manager = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(5)))
@@ -388,17 +408,20 @@ impl Cluster {
             &config.node_id,
             &config.secret,
             metrics.clone(),
-            RedisStore::new(conn.clone(), &config.node_id),
+            RedisStore::new(conn.clone(), &config.node_id, sealer.clone()),
         ));
         let wakers = Arc::new(Wakers::default());
+        let notes = Arc::new(notes::Notes::new(conn.clone()));
         tokio::spawn(watch_owners(
             client,
             Arc::downgrade(&routes),
             Arc::downgrade(&wakers),
+            Arc::downgrade(&notes),
         ));
         Ok(Self {
             wakers,
-            store: RedisStore::new(conn.clone(), &config.node_id),
+            notes,
+            store: RedisStore::new(conn.clone(), &config.node_id, sealer),
             routes,
             leases,
             metrics,

@@ -12,18 +12,19 @@ use ulid::Ulid;
 
 use super::keys;
 use super::scripts;
+use super::seal::Sealer;
 use crate::durable::policy::{self, Usage};
 use crate::durable::{
     Claim, DeliveryQueue, DurableError, Enqueue, EnqueueError, NameRegistry, Pending, QueuedAnswer,
     Release, Stored, key_hash,
 };
+use crate::protocol::rules::EdgeRules;
 
 /// The scripts, loaded once (`EVALSHA`, reloaded after a Redis restart).
 struct Scripts {
     claim_name: Script,
     release_name: Script,
-    usage: Script,
-    add: Script,
+    enqueue: Script,
     pending: Script,
     ack: Script,
     set_answer: Script,
@@ -37,6 +38,8 @@ pub struct RedisStore {
     scripts: Arc<Scripts>,
     /// This node's consumer name in every tunnel's group.
     consumer: String,
+    /// Seals edge-rule signing secrets with the cluster's key.
+    sealer: Arc<Sealer>,
 }
 
 /// Outcome of a fenced queue call.
@@ -57,21 +60,22 @@ fn text(v: &[u8]) -> String {
 }
 
 impl RedisStore {
-    /// A store on `conn`; `node` names this node's consumer.
-    pub fn new(conn: ConnectionManager, node: &str) -> Self {
+    /// A store on `conn`; `node` names this node's consumer; `sealer`
+    /// protects signing secrets at rest.
+    pub fn new(conn: ConnectionManager, node: &str, sealer: Arc<Sealer>) -> Self {
         Self {
             conn,
             scripts: Arc::new(Scripts {
                 claim_name: Script::new(scripts::CLAIM_NAME),
                 release_name: Script::new(scripts::RELEASE_NAME),
-                usage: Script::new(&scripts::usage()),
-                add: Script::new(&scripts::add()),
+                enqueue: Script::new(&scripts::enqueue()),
                 pending: Script::new(&scripts::pending()),
                 ack: Script::new(&scripts::ack()),
                 set_answer: Script::new(scripts::SET_ANSWER),
                 set_rules: Script::new(scripts::SET_RULES),
             }),
             consumer: format!("node:{node}"),
+            sealer,
         }
     }
 
@@ -163,8 +167,32 @@ impl RedisStore {
         Ok(())
     }
 
-    /// See [`NameRegistry::set_edge_rules`].
+    /// See [`NameRegistry::set_edge_rules`]: rules as JSON, without a
+    /// signing secret (any sealed one stored before is dropped with them).
     pub async fn set_edge_rules(&self, name: &str, rules: Option<&str>) -> Stored<()> {
+        self.write_rules(name, rules.unwrap_or_default(), "").await
+    }
+
+    /// Stores a tunnel's edge rules for every node: the rules as JSON
+    /// without the signing secret, the secret sealed for this name with the
+    /// cluster's key (never in clear), in one script. Empty rules clear both.
+    pub async fn store_edge_rules(&self, name: &str, rules: &EdgeRules) -> Stored<()> {
+        if rules.is_empty() {
+            return self.write_rules(name, "", "").await;
+        }
+        let json = serde_json::to_string(&rules.without_secret())
+            .map_err(|e| DurableError::Redis(format!("cannot encode edge rules: {e}")))?;
+        let sealed = match rules.verify.as_ref().filter(|v| !v.secret.is_empty()) {
+            Some(v) => self
+                .sealer
+                .seal(name, &v.secret)
+                .map_err(|e| DurableError::Redis(format!("cannot seal the signing secret: {e}")))?,
+            None => String::new(),
+        };
+        self.write_rules(name, &json, &sealed).await
+    }
+
+    async fn write_rules(&self, name: &str, json: &str, sealed: &str) -> Stored<()> {
         let k = keys::Tunnel::new(name);
         let _: i64 = self
             .scripts
@@ -172,26 +200,54 @@ impl RedisStore {
             .key(&k.name)
             .key(keys::RULES)
             .arg(name)
-            .arg(rules.unwrap_or_default())
+            .arg(json)
+            .arg(sealed)
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(redis_err)?;
         Ok(())
     }
 
-    /// The stored edge rules of one name.
-    pub async fn edge_rules(&self, name: &str) -> Stored<Option<String>> {
+    /// The stored edge rules of one name, with the signing secret opened.
+    /// A secret that does not open (another `--cluster-secret` on this node,
+    /// a tampered value) is logged and left out: this node then refuses the
+    /// tunnel's signed requests it would queue, as it would without rules
+    /// from the agent, and never lets one through unchecked.
+    pub async fn edge_rules(&self, name: &str) -> Stored<Option<EdgeRules>> {
         let k = keys::Tunnel::new(name);
-        redis::cmd("HGET")
+        let (json, sealed): (Option<String>, Option<String>) = redis::cmd("HMGET")
             .arg(&k.name)
             .arg("rules")
+            .arg("sealed")
             .query_async(&mut self.conn.clone())
             .await
-            .map_err(redis_err)
+            .map_err(redis_err)?;
+        let Some(json) = json.filter(|j| !j.is_empty()) else {
+            return Ok(None);
+        };
+        let mut rules: EdgeRules = match serde_json::from_str(&json) {
+            Ok(rules) => rules,
+            Err(e) => {
+                tracing::error!(tunnel = %name, error = %e, "unreadable edge rules in Redis");
+                return Ok(None);
+            }
+        };
+        if let (Some(verify), Some(sealed)) = (rules.verify.as_mut(), sealed) {
+            match self.sealer.open(name, &sealed) {
+                Ok(secret) => verify.secret = secret,
+                Err(e) => tracing::error!(
+                    tunnel = %name,
+                    error = %e,
+                    "cannot open the tunnel's signing secret stored in Redis: is --cluster-secret the same on every node? \
+                     This node refuses the tunnel's signed requests it would queue until it can"
+                ),
+            }
+        }
+        Ok(Some(rules))
     }
 
-    /// See [`NameRegistry::all_edge_rules`].
-    pub async fn all_edge_rules(&self) -> Stored<Vec<(String, String)>> {
+    /// Every stored rule set (names in [`keys::RULES`]), secrets opened.
+    pub async fn all_edge_rules(&self) -> Stored<Vec<(String, EdgeRules)>> {
         let names: Vec<String> = redis::cmd("SMEMBERS")
             .arg(keys::RULES)
             .query_async(&mut self.conn.clone())
@@ -220,43 +276,18 @@ impl RedisStore {
             .and_then(|v| serde_json::from_str(&v).ok()))
     }
 
-    /// See [`DeliveryQueue::enqueue`]. Admission reads the usage and appends
-    /// in two scripts: concurrent enqueues on several nodes may overshoot a
-    /// quota by the requests in between (bounded by the in-flight caps).
+    /// See [`DeliveryQueue::enqueue`]. Expiry, the quota check
+    /// ([`policy::admit`], mirrored in the script) and the append are one
+    /// script, so concurrent enqueues on several nodes never pass a quota.
     /// Redis acknowledges a write once it is in the AOF buffer; how soon it
     /// reaches the disk is `appendfsync` (see `deploy/cluster.md`).
     pub async fn enqueue(&self, entry: &Enqueue) -> Result<(), EnqueueError> {
         let k = keys::Tunnel::new(&entry.name);
         let max_age_ms = u64::try_from(entry.limits.max_age.as_millis()).unwrap_or(u64::MAX);
         let cutoff = entry.now_ms.saturating_sub(max_age_ms);
-        let usage: Vec<u64> = self
+        let reply: Vec<redis::Value> = self
             .scripts
-            .usage
-            .key(&k.stream)
-            .key(&k.stats)
-            .key(&k.ids)
-            .arg(cutoff)
-            .arg(&entry.client)
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(redis_err)?;
-        let [expired, count, bytes, client_count, client_bytes] = usage[..] else {
-            return Err(DurableError::Redis(format!("unexpected usage reply {usage:?}")).into());
-        };
-        if expired > 0 {
-            tracing::warn!(tunnel = %entry.name, expired, "dropped queued requests older than the queue's max age");
-        }
-        let usage = Usage {
-            count,
-            bytes,
-            client_count,
-            client_bytes,
-        };
-        policy::admit(&entry.limits, usage, entry.frame.len() as u64)
-            .map_err(EnqueueError::Full)?;
-        let _seq: i64 = self
-            .scripts
-            .add
+            .enqueue
             .key(&k.stream)
             .key(&k.stats)
             .key(&k.ids)
@@ -265,10 +296,49 @@ impl RedisStore {
             .arg(entry.now_ms)
             .arg(&entry.frame[..])
             .arg(&entry.name)
+            .arg(cutoff)
+            .arg(entry.limits.max_count)
+            .arg(entry.limits.max_bytes)
+            .arg(policy::CLIENT_SHARE)
+            .arg(policy::MIN_CLIENT_COUNT)
+            .arg(policy::SMALL_RESERVE)
+            .arg(policy::SMALL_ENTRY)
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(redis_err)?;
-        Ok(())
+        let unexpected = || DurableError::Redis(format!("unexpected enqueue reply {reply:?}"));
+        let number = |i: usize| -> Result<u64, DurableError> {
+            reply
+                .get(i)
+                .and_then(|v| redis::from_redis_value_ref::<u64>(v).ok())
+                .ok_or_else(unexpected)
+        };
+        let tag: String = reply
+            .first()
+            .and_then(|v| redis::from_redis_value_ref(v).ok())
+            .ok_or_else(unexpected)?;
+        let expired = match tag.as_str() {
+            "queued" => number(2)?,
+            "full" => number(1)?,
+            _ => return Err(unexpected().into()),
+        };
+        if expired > 0 {
+            tracing::warn!(tunnel = %entry.name, expired, "dropped queued requests older than the queue's max age");
+        }
+        if tag == "queued" {
+            return Ok(());
+        }
+        let usage = Usage {
+            count: number(2)?,
+            bytes: number(3)?,
+            client_count: number(4)?,
+            client_bytes: number(5)?,
+        };
+        // The script decided; the policy words the reason from the usage it saw.
+        let reason = policy::admit(&entry.limits, usage, entry.frame.len() as u64)
+            .err()
+            .unwrap_or_else(|| "the queue is full".to_owned());
+        Err(EnqueueError::Full(reason))
     }
 
     /// Up to `limit` entries after `after` for this node's consumer: first
@@ -398,7 +468,13 @@ impl NameRegistry for RedisDurable {
         self.run(self.store.set_edge_rules(name, rules))
     }
     fn all_edge_rules(&self) -> Stored<Vec<(String, String)>> {
-        self.run(self.store.all_edge_rules())
+        // JSON for the trait (as SQLite stores it); with the opened secret,
+        // in memory only, so every node can verify what it queues.
+        let rules = self.run(self.store.all_edge_rules())?;
+        Ok(rules
+            .into_iter()
+            .filter_map(|(name, rules)| Some((name, serde_json::to_string(&rules).ok()?)))
+            .collect())
     }
 }
 

@@ -78,23 +78,40 @@ return 1
 ";
 
 /// KEYS: name hash, the set of names with edge rules. ARGV: name, the
-/// rules (JSON; '' clears them). Only on a claimed name.
+/// rules (JSON without the signing secret; '' clears them), the signing
+/// secret sealed for this name (see `cluster::seal`; '' for none). Rules and
+/// secret change together, so no node reads new rules with an old secret.
+/// Only on a claimed name.
 pub const SET_RULES: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if ARGV[2] == '' then
-  redis.call('HDEL', KEYS[1], 'rules')
+  redis.call('HDEL', KEYS[1], 'rules', 'sealed')
   redis.call('SREM', KEYS[2], ARGV[1])
 else
   redis.call('HSET', KEYS[1], 'rules', ARGV[2])
+  if ARGV[3] == '' then
+    redis.call('HDEL', KEYS[1], 'sealed')
+  else
+    redis.call('HSET', KEYS[1], 'sealed', ARGV[3])
+  end
   redis.call('SADD', KEYS[2], ARGV[1])
 end
 return 1
 ";
 
-/// KEYS: stream, stats, ids. ARGV: cutoff (ms), client. Drops entries older
-/// than the cutoff, then returns `{expired, n, b, n:client, b:client}`.
-const USAGE_BODY: &str = r"
-local cutoff = tonumber(ARGV[1])
+/// KEYS: stream, stats, ids. ARGV: request id, client, received ms, frame,
+/// tunnel name, cutoff (ms), then the quota: most entries, most bytes, and
+/// the policy's constants (client share divisor, least entries per client,
+/// small-entry reserve divisor, largest small entry) passed from
+/// `durable::policy` so there is one definition.
+///
+/// Expiry, the quota check and the append are one script: Redis runs it
+/// alone, so appends from any number of nodes can never pass the quota
+/// between a check and a write. Mirrors `policy::admit` rule for rule.
+/// Returns `{'queued', seq, expired}` or `{'full', expired, n, b,
+/// n:client, b:client}` (the usage, for the refusal's message).
+const ENQUEUE_BODY: &str = r"
+local cutoff = tonumber(ARGV[6])
 local expired = 0
 local done = false
 while not done do
@@ -107,28 +124,34 @@ while not done do
     expired = expired + 1
   end
 end
-local s = redis.call('HMGET', KEYS[2], 'n', 'b', 'n:' .. ARGV[2], 'b:' .. ARGV[2])
-return {expired, tonumber(s[1] or 0), tonumber(s[2] or 0), tonumber(s[3] or 0), tonumber(s[4] or 0)}
-";
-
-/// KEYS: stream, stats, ids. ARGV: request id, client, received ms, frame,
-/// tunnel name. Appends one entry (creating the stream and its group),
-/// announces the name on [`QUEUED_CHANNEL`]; returns its seq.
-const ADD_BODY: &str = r"
+local client = ARGV[2]
+local s = redis.call('HMGET', KEYS[2], 'n', 'b', 'n:' .. client, 'b:' .. client)
+local n, b = tonumber(s[1] or 0), tonumber(s[2] or 0)
+local cn, cb = tonumber(s[3] or 0), tonumber(s[4] or 0)
+local size = #ARGV[4]
+local max_n, max_b = tonumber(ARGV[7]), tonumber(ARGV[8])
+local share, min_client = tonumber(ARGV[9]), tonumber(ARGV[10])
+local reserve, small = tonumber(ARGV[11]), tonumber(ARGV[12])
+local count_share = math.max(math.floor(max_n / share), min_client)
+local bytes_share = math.floor(max_b / share)
+local open_to_large = max_b - math.floor(max_b / reserve)
+if n >= max_n or b + size > max_b or cn >= count_share or cb + size > bytes_share
+  or (size > small and b + size > open_to_large) then
+  return {'full', expired, n, b, cn, cb}
+end
 if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('XGROUP', 'CREATE', KEYS[1], 'g', '0', 'MKSTREAM')
 end
 local seq = redis.call('HINCRBY', KEYS[2], 'seq', 1)
 local sid = '0-' .. seq
-redis.call('XADD', KEYS[1], sid, 'i', ARGV[1], 'c', ARGV[2], 't', ARGV[3], 'f', ARGV[4])
+redis.call('XADD', KEYS[1], sid, 'i', ARGV[1], 'c', client, 't', ARGV[3], 'f', ARGV[4])
 redis.call('HSET', KEYS[3], ARGV[1], sid)
-local len = #ARGV[4]
 redis.call('HINCRBY', KEYS[2], 'n', 1)
-redis.call('HINCRBY', KEYS[2], 'b', len)
-redis.call('HINCRBY', KEYS[2], 'n:' .. ARGV[2], 1)
-redis.call('HINCRBY', KEYS[2], 'b:' .. ARGV[2], len)
+redis.call('HINCRBY', KEYS[2], 'b', size)
+redis.call('HINCRBY', KEYS[2], 'n:' .. client, 1)
+redis.call('HINCRBY', KEYS[2], 'b:' .. client, size)
 redis.call('PUBLISH', 'ht:queued', ARGV[5])
-return seq
+return {'queued', seq, expired}
 ";
 
 /// KEYS: stream, lease. ARGV: consumer, after (seq), limit, epoch ('' = no
@@ -218,13 +241,9 @@ pub const OWNERS_CHANNEL: &str = "ht:owners";
 /// Where new queue entries are announced (tunnel names only, never bodies).
 pub const QUEUED_CHANNEL: &str = "ht:queued";
 
-/// The queue scripts, with the shared helpers.
-pub fn usage() -> String {
-    format!("{QUEUE_PRELUDE}{USAGE_BODY}")
-}
-/// See [`ADD_BODY`].
-pub fn add() -> String {
-    format!("{QUEUE_PRELUDE}{ADD_BODY}")
+/// The queue scripts, with the shared helpers. See [`ENQUEUE_BODY`].
+pub fn enqueue() -> String {
+    format!("{QUEUE_PRELUDE}{ENQUEUE_BODY}")
 }
 /// See [`PENDING_BODY`].
 pub fn pending() -> String {

@@ -362,11 +362,19 @@ async fn join(
     state.set_edge_rules(&name, hello.rules.clone());
     if hello.key.is_some() {
         // Claimed names queue while their agent is away: their rules must
-        // survive a relay restart (without the signing secret).
-        let stored = (!hello.rules.is_empty())
-            .then(|| serde_json::to_string(&hello.rules.without_secret()).ok())
-            .flatten();
-        if let Err(e) = state.durable.set_edge_rules(&name, stored).await {
+        // survive a relay restart. One node: without the signing secret
+        // (signed requests wait for the agent). Cluster: the secret sealed
+        // with the cluster's key, so any node can verify what it queues.
+        let stored = match &state.cluster {
+            Some(cluster) => cluster.store.store_edge_rules(&name, &hello.rules).await,
+            None => {
+                let json = (!hello.rules.is_empty())
+                    .then(|| serde_json::to_string(&hello.rules.without_secret()).ok())
+                    .flatten();
+                state.durable.set_edge_rules(&name, json).await
+            }
+        };
+        if let Err(e) = stored {
             tracing::error!(tunnel = %name, error = %e, "cannot store edge rules");
         }
     }

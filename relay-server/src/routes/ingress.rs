@@ -119,7 +119,8 @@ pub async fn ingress(
     let (response, refused) = match capture(&state, conn, req, &mut seen).await {
         Ok(response) => (response, false),
         Err(refused) => {
-            tell_agent(&state, &method, &uri, host.as_deref(), &refused);
+            let known = seen.is_some();
+            tell_agent(&state, &method, &uri, host.as_deref(), &refused, known);
             (refused.into_response(), true)
         }
     };
@@ -136,12 +137,15 @@ pub async fn ingress(
 }
 
 /// Tells a live tunnel's agent about a request refused before reaching it.
+/// `known`: the request named an existing tunnel (only those are published
+/// to other nodes, so refusals for made-up names cost Redis nothing).
 fn tell_agent(
     state: &AppState,
     method: &str,
     uri: &axum::http::Uri,
     host: Option<&str>,
     refused: &RelayError,
+    known: bool,
 ) {
     if !matches!(
         refused,
@@ -160,13 +164,18 @@ fn tell_agent(
     let Ok(route) = route(state.config.domain.as_deref(), host, path_and_query) else {
         return;
     };
+    let note = protocol::RefusedRequest {
+        method: method.to_owned(),
+        path: crate::refusals::short_path(&route.target),
+        status: refused.status().as_u16(),
+        reason: refused.code().as_str().to_owned(),
+    };
     if let Some(tunnel) = state.tunnel(&route.name) {
-        tunnel.refused(protocol::RefusedRequest {
-            method: method.to_owned(),
-            path: crate::refusals::short_path(&route.target),
-            status: refused.status().as_u16(),
-            reason: refused.code().as_str().to_owned(),
-        });
+        tunnel.refused(note);
+    } else if let Some(cluster) = state.cluster.as_ref().filter(|_| known) {
+        // Cluster (#15): the agent may be on another node; that node gets
+        // the note (published, coalesced, lossy like local notes).
+        cluster.notes.refused(&route.name, note);
     }
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use hooktunnel_relay::cluster::{Cluster, Fenced, LeaseClaim};
 use hooktunnel_relay::durable::{Claim, Enqueue, EnqueueError, QueueLimits, Release};
 use hooktunnel_relay::protocol::Mode;
+use hooktunnel_relay::protocol::rules::EdgeRules;
 
 mod redis;
 use redis::*;
@@ -400,8 +401,9 @@ async fn edge_rules_are_stored_with_the_name_and_go_with_it() {
     let redis = RedisServer::start(&[]);
     let a = node(&redis, "a", Duration::from_secs(10)).await;
     let s = &a.store;
-    let rules = r#"{"allow_ip":["10.0.0.0/8"]}"#;
-    s.set_edge_rules("nobody", Some(rules)).await.unwrap();
+    let json = r#"{"allow_ip":["10.0.0.0/8"]}"#;
+    let rules: EdgeRules = serde_json::from_str(json).unwrap();
+    s.set_edge_rules("nobody", Some(json)).await.unwrap();
     assert!(
         s.all_edge_rules().await.unwrap().is_empty(),
         "only claimed names"
@@ -410,17 +412,148 @@ async fn edge_rules_are_stored_with_the_name_and_go_with_it() {
         s.claim_within("demo", "k", 10).await.unwrap(),
         Claim::Granted
     );
-    s.set_edge_rules("demo", Some(rules)).await.unwrap();
+    s.set_edge_rules("demo", Some(json)).await.unwrap();
     assert_eq!(
         s.all_edge_rules().await.unwrap(),
-        [("demo".to_owned(), rules.to_owned())]
+        [("demo".to_owned(), rules.clone())]
     );
     s.set_edge_rules("demo", None).await.unwrap();
     assert!(s.all_edge_rules().await.unwrap().is_empty());
-    s.set_edge_rules("demo", Some(rules)).await.unwrap();
+    s.set_edge_rules("demo", Some(json)).await.unwrap();
     s.release("demo", "k", false).await.unwrap();
     assert!(
         s.all_edge_rules().await.unwrap().is_empty(),
         "released with the name"
     );
+}
+
+/// The signing secret of edge verification is stored sealed: another node
+/// with the same cluster secret opens it, a node with another secret and a
+/// value copied to another name do not (rules without the secret, no error).
+#[tokio::test]
+async fn signing_secrets_are_sealed_and_open_only_with_the_cluster_secret() {
+    use hooktunnel_relay::protocol::rules::{EdgeProvider, EdgeVerify};
+    const SECRET: &str = "whsec_only_for_nodes";
+    let redis = RedisServer::start(&[]);
+    let a = node(&redis, "a", Duration::from_secs(10)).await;
+    let b = node(&redis, "b", Duration::from_secs(10)).await;
+    for name in ["demo", "other"] {
+        assert_eq!(
+            a.store.claim_within(name, "k", 10).await.unwrap(),
+            Claim::Granted
+        );
+    }
+    let rules = EdgeRules {
+        verify: Some(EdgeVerify {
+            provider: EdgeProvider::Stripe,
+            secret: SECRET.into(),
+        }),
+        ..EdgeRules::default()
+    };
+    a.store.store_edge_rules("demo", &rules).await.unwrap();
+    assert_eq!(
+        b.store.edge_rules("demo").await.unwrap(),
+        Some(rules.clone())
+    );
+    assert_eq!(
+        b.store.all_edge_rules().await.unwrap(),
+        [("demo".to_owned(), rules.clone())]
+    );
+
+    let mut raw = ::redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let stored: Vec<String> = ::redis::cmd("HGETALL")
+        .arg("ht:{demo}:name")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(!stored.iter().any(|v| v.contains(SECRET)), "{stored:?}");
+
+    let mut wrong = settings(&redis, "c", Duration::from_secs(10));
+    wrong.secret = "another-cluster-secret".into();
+    let c = Cluster::connect(wrong, "").await.unwrap();
+    assert_eq!(
+        c.store.edge_rules("demo").await.unwrap(),
+        Some(rules.without_secret())
+    );
+
+    // A sealed value copied to another name does not open there.
+    a.store
+        .store_edge_rules("other", &rules.without_secret())
+        .await
+        .unwrap();
+    let sealed: String = ::redis::cmd("HGET")
+        .arg("ht:{demo}:name")
+        .arg("sealed")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let _: i64 = ::redis::cmd("HSET")
+        .arg("ht:{other}:name")
+        .arg("sealed")
+        .arg(&sealed)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(
+        b.store.edge_rules("other").await.unwrap(),
+        Some(rules.without_secret())
+    );
+}
+
+/// The quota check and the append are one script: many concurrent enqueues
+/// from two nodes against a small quota (entries, then bytes) accept exactly
+/// the quota and refuse the rest with the queue-full error.
+#[tokio::test]
+async fn concurrent_enqueues_on_two_nodes_never_pass_the_quota() {
+    let redis = RedisServer::start(&[]);
+    let a = node(&redis, "a", Duration::from_secs(10)).await;
+    let b = node(&redis, "b", Duration::from_secs(10)).await;
+    // 100-byte frames from distinct clients (so the per-client shares never
+    // bind): at most 10 entries; then at most 1,000 bytes (= 10 frames).
+    let quotas = [
+        (
+            "by-count",
+            QueueLimits {
+                max_count: 10,
+                ..LIMITS
+            },
+        ),
+        (
+            "by-bytes",
+            QueueLimits {
+                max_count: 1000,
+                max_bytes: 1000,
+                ..LIMITS
+            },
+        ),
+    ];
+    for (name, limits) in quotas {
+        let attempts = (0..80u32).map(|i| {
+            let store = if i % 2 == 0 {
+                a.store.clone()
+            } else {
+                b.store.clone()
+            };
+            let entry = Enqueue {
+                limits,
+                client: format!("client-{i}"),
+                ..entry(name, &[7; 100])
+            };
+            tokio::spawn(async move { store.enqueue(&entry).await })
+        });
+        let mut accepted = 0;
+        for attempt in futures_util::future::join_all(attempts).await {
+            match attempt.unwrap() {
+                Ok(()) => accepted += 1,
+                Err(EnqueueError::Full(reason)) => assert!(reason.contains("limit"), "{reason}"),
+                Err(other) => panic!("{name}: {other:?}"),
+            }
+        }
+        assert_eq!(accepted, 10, "{name}");
+        assert_eq!(a.store.depth(name).await.unwrap(), 10, "{name}");
+    }
 }

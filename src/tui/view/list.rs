@@ -1,5 +1,6 @@
 //! The list: columns that drop as the terminal narrows, one line a row,
-//! and what an empty list says.
+//! and what an empty list says. A tunnel column joins them once the history
+//! holds more than one tunnel (see [`super::super::tunnels`]).
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -19,6 +20,7 @@ use super::super::theme::Theme;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Col {
     Time,
+    Tunnel,
     Method,
     Path,
     Status,
@@ -29,8 +31,9 @@ enum Col {
 }
 
 impl Col {
-    const ALL: [Col; 8] = [
+    const ALL: [Col; 9] = [
         Col::Time,
+        Col::Tunnel,
         Col::Method,
         Col::Path,
         Col::Status,
@@ -39,12 +42,23 @@ impl Col {
         Col::Req,
         Col::Resp,
     ];
-    /// Dropped first to last as the terminal narrows.
-    const DROP_ORDER: [Col; 5] = [Col::Resp, Col::Req, Col::Time, Col::Flags, Col::Duration];
+    /// Dropped first to last as the terminal narrows; the tunnel goes last,
+    /// since with several tunnels it tells rows apart.
+    const DROP_ORDER: [Col; 6] = [
+        Col::Resp,
+        Col::Req,
+        Col::Time,
+        Col::Flags,
+        Col::Duration,
+        Col::Tunnel,
+    ];
 
+    /// The width of a fixed column; the path and the tunnel are sized by
+    /// [`columns`].
     fn width(self) -> usize {
         match self {
             Col::Time => 8,
+            Col::Tunnel => 0,
             Col::Method => 7,
             Col::Path => 0,
             Col::Status => 6,
@@ -57,6 +71,7 @@ impl Col {
     fn title(self) -> &'static str {
         match self {
             Col::Time => "TIME",
+            Col::Tunnel => "TUNNEL",
             Col::Method => "METHOD",
             Col::Path => "PATH",
             Col::Status => "STATUS",
@@ -77,11 +92,39 @@ const MARKER: usize = 2;
 /// The path column never gets narrower than this while others can drop.
 const MIN_PATH: usize = 20;
 
-/// The columns that fit in `cols`, with the path's width.
-fn columns(cols: usize) -> (Vec<Col>, usize) {
+/// The columns shown and their widths.
+#[derive(Debug, PartialEq, Eq)]
+struct Columns {
+    shown: Vec<Col>,
+    path: usize,
+    tunnel: usize,
+}
+
+impl Columns {
+    fn width(&self, c: Col) -> usize {
+        match c {
+            Col::Path => self.path,
+            Col::Tunnel => self.tunnel,
+            c => c.width(),
+        }
+    }
+}
+
+/// The columns that fit in `cols`, with the path's width; `tunnel` is the
+/// tunnel column's width when it shows (several tunnels), else `None`.
+fn columns(cols: usize, tunnel: Option<usize>) -> Columns {
     let mut shown: Vec<Col> = Col::ALL.to_vec();
+    if tunnel.is_none() {
+        shown.retain(|c| *c != Col::Tunnel);
+    }
+    let tunnel = tunnel.unwrap_or(0);
     let fixed = |shown: &[Col]| {
-        MARKER + shown.iter().map(|c| c.width()).sum::<usize>() + shown.len().saturating_sub(1)
+        MARKER
+            + shown
+                .iter()
+                .map(|c| if *c == Col::Tunnel { tunnel } else { c.width() })
+                .sum::<usize>()
+            + shown.len().saturating_sub(1)
     };
     for drop in Col::DROP_ORDER {
         if cols >= fixed(&shown) + MIN_PATH {
@@ -90,12 +133,17 @@ fn columns(cols: usize) -> (Vec<Col>, usize) {
         shown.retain(|c| *c != drop);
     }
     let path = cols.saturating_sub(fixed(&shown)).max(4);
-    (shown, path)
+    Columns {
+        shown,
+        path,
+        tunnel,
+    }
 }
 
 fn cell(col: Col, s: &ExchangeSummary, t: Theme) -> Span<'static> {
     match col {
         Col::Time => Span::styled(clock(s.received_at_ms), t.dim()),
+        Col::Tunnel => Span::styled(escape(&s.tunnel).into_owned(), t.key()),
         Col::Method => Span::styled(escape(&s.method).into_owned(), t.bold()),
         Col::Path => Span::raw(escape(&s.path).into_owned()),
         Col::Status => Span::styled(
@@ -130,8 +178,9 @@ fn cell(col: Col, s: &ExchangeSummary, t: Theme) -> Span<'static> {
 
 pub(super) fn render_list(app: &App, frame: &mut Frame<'_>, area: Rect) {
     let t = app.theme;
-    let (cols, path_w) = columns(usize::from(area.width));
-    let width_of = |c: Col| if c == Col::Path { path_w } else { c.width() };
+    let layout = columns(usize::from(area.width), app.tunnels.column());
+    let cols = &layout.shown;
+    let width_of = |c: Col| layout.width(c);
     let pad = |c: Col, s: &str| {
         if c.right_aligned() {
             fit_right(s, width_of(c))
@@ -227,4 +276,32 @@ fn empty_message(app: &App) -> Vec<Line<'static>> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tunnel_column_shows_only_when_sized() {
+        let one = columns(120, None);
+        assert!(!one.shown.contains(&Col::Tunnel));
+        let several = columns(120, Some(10));
+        assert_eq!(&several.shown[..3], [Col::Time, Col::Tunnel, Col::Method]);
+        assert_eq!(several.width(Col::Tunnel), 10);
+        // The path gives up what the tunnel takes (and its separator).
+        assert_eq!(one.path - several.path, 11);
+    }
+
+    #[test]
+    fn the_tunnel_column_is_the_last_to_drop() {
+        let narrow = columns(50, Some(8));
+        assert_eq!(
+            narrow.shown,
+            [Col::Tunnel, Col::Method, Col::Path, Col::Status]
+        );
+        assert!(narrow.path >= MIN_PATH, "{narrow:?}");
+        let tiny = columns(30, Some(8));
+        assert_eq!(tiny.shown, [Col::Method, Col::Path, Col::Status]);
+    }
 }

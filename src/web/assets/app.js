@@ -14,7 +14,24 @@ const state = {
   side: "request",
   filter: "",
   unseen: 0, // rows that arrived while scrolled away
+  tunnels: new Set(), // tunnel names seen (status and rows); only ever grows
 };
+
+// One agent may serve several tunnels into one history: once more than one
+// name has been seen, rows and the detail say which tunnel. A single-tunnel
+// page looks as before.
+function severalTunnels() {
+  return state.tunnels.size > 1;
+}
+
+// Notes tunnel names; redraws the list when that makes the column appear.
+function noteTunnels(names) {
+  const before = severalTunnels();
+  for (const n of names) if (n) state.tunnels.add(n);
+  const now = severalTunnels();
+  $("th-tunnel").hidden = !now;
+  return now && !before;
+}
 
 function el(tag, text, cls) {
   const e = document.createElement(tag);
@@ -57,6 +74,11 @@ function rowElement(row) {
   tr.dataset.id = row.id;
   if (row.replay_of) tr.dataset.replayOf = row.replay_of;
   tr.appendChild(el("td", fmtTime(row.received_at_ms)));
+  if (severalTunnels()) {
+    const t = el("td", row.tunnel, "tunnel");
+    t.title = row.tunnel;
+    tr.appendChild(t);
+  }
   tr.appendChild(el("td", row.method));
   const path = el("td", null, "path");
   if (row.replay_of) path.appendChild(el("span", "↻", "replay-mark"));
@@ -72,6 +94,7 @@ function rowElement(row) {
 }
 
 function renderRows() {
+  noteTunnels(state.rows.map((r) => r.tunnel));
   const body = $("rows");
   body.replaceChildren(...state.rows.map(rowElement));
   $("empty").hidden = state.rows.length > 0;
@@ -119,7 +142,8 @@ function onNewRow(row) {
   if (state.rows.some((r) => r.id === row.id)) return;
   const follow = following();
   state.rows.unshift(row);
-  $("rows").prepend(rowElement(row));
+  if (noteTunnels([row.tunnel])) renderRows();
+  else $("rows").prepend(rowElement(row));
   $("empty").hidden = true;
   if (!follow) {
     state.unseen += 1;
@@ -149,11 +173,15 @@ function connect() {
 async function status() {
   try {
     const s = await (await api("/api/v1/status")).json();
-    if (s.tunnel) {
+    const tunnels = s.tunnels || (s.tunnel ? [s.tunnel] : []);
+    if (tunnels.length) {
       const url = $("public-url");
-      url.textContent = s.tunnel.public_url + " → " + s.tunnel.target;
+      url.textContent = tunnels.length === 1
+        ? tunnels[0].public_url + " → " + tunnels[0].target
+        : tunnels.map((t) => t.name + ": " + t.public_url + " → " + t.target).join(" · ");
       url.classList.remove("muted");
     }
+    if (noteTunnels(tunnels.map((t) => t.name))) renderRows();
     setConnection(s.connection);
   } catch (_) { /* shown by the event stream */ }
 }
@@ -271,6 +299,7 @@ function renderDetail() {
   meta.replaceChildren();
   const status = d.response ? String(d.response.status) : "no response";
   meta.appendChild(el("span", d.received_at + " · " + status + " · " + d.duration_ms + " ms · " + d.id));
+  if (severalTunnels()) meta.appendChild(el("span", " · tunnel " + d.tunnel));
   if (d.replay_of) meta.appendChild(el("span", " · ↻ replay of " + d.replay_of));
   if (d.difference) meta.appendChild(el("span", " · vs original: " + d.difference));
   if (d.error) meta.appendChild(el("span", " · error: " + d.error, "sig-bad"));
