@@ -173,6 +173,18 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
+/// TLS between cluster nodes (`--internal-tls`): the internal listener
+/// serves it and peers are dialled over it, both sides presenting `files`
+/// and verifying the other against the certificates in `files.cert` and
+/// `ca` (mutual TLS). The binary takes `files` from `--tls-cert`/`--tls-key`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InternalTls {
+    /// This node's certificate chain (leaf first) and key.
+    pub files: TlsFiles,
+    /// More trusted CA certificates (PEM), besides those in `files.cert`.
+    pub ca: Option<PathBuf>,
+}
+
 /// Everything the relay needs to run.
 #[derive(Clone)]
 pub struct RelayConfig {
@@ -373,9 +385,14 @@ impl RelayConfig {
                     || "off (one node, SQLite)".into(),
                     |c| {
                         format!(
-                            "node {}, {}",
+                            "node {}, {}, node-to-node {}",
                             c.node_id,
-                            crate::cluster::redacted(&c.redis_url)
+                            crate::cluster::redacted(&c.redis_url),
+                            match (&c.internal_tls, &c.internal_listen) {
+                                (Some(_), _) => "over TLS",
+                                (None, Some(_)) => "in clear text",
+                                (None, None) => "outgoing only, in clear text",
+                            }
                         )
                     },
                 ),

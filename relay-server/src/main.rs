@@ -128,7 +128,8 @@ struct Args {
         requires = "cluster"
     )]
     cluster_secret: Option<String>,
-    /// Address for node-to-node traffic (HTTP/2 without TLS; keep it on a private network).
+    /// Address for node-to-node traffic: HTTP/2, in clear text unless
+    /// --internal-tls. Keep it on a private network, firewalled.
     #[arg(
         long,
         value_name = "ADDR",
@@ -144,6 +145,34 @@ struct Args {
         requires = "internal_listen"
     )]
     internal_advertise: Option<String>,
+    /// Encrypt node-to-node traffic with TLS, using --tls-cert and --tls-key
+    /// (which also serve the public listener). The --internal-listen
+    /// listener then speaks TLS and requires a client certificate, and this
+    /// node dials peers over TLS presenting the same certificate. Each side
+    /// verifies the other's certificate against the certificates in the
+    /// --tls-cert file (so one self-signed certificate, or a leaf followed
+    /// by a private CA, shared by all nodes works) and --internal-ca; a
+    /// peer's certificate must name the host of its --internal-advertise
+    /// (else --internal-listen) address, DNS name or IP. Give every node the
+    /// same setting: a TLS node and a clear-text node cannot reach each
+    /// other (logged; requests are queued). See deploy/cluster.md.
+    #[arg(
+        long,
+        env = "HOOKTUNNEL_RELAY_INTERNAL_TLS",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        requires = "cluster",
+        requires = "tls_cert"
+    )]
+    internal_tls: bool,
+    /// More CA certificates (PEM) to trust for peer nodes with --internal-tls,
+    /// besides those in the --tls-cert file (e.g. while moving to a new CA).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "HOOKTUNNEL_RELAY_INTERNAL_CA",
+        requires = "internal_tls"
+    )]
+    internal_ca: Option<PathBuf>,
     /// Seconds a node holds a tunnel without renewing its lease (renewed every third).
     #[arg(long, value_name = "SECS", default_value_t = hooktunnel_relay::cluster::DEFAULT_LEASE_TTL.as_secs(), requires = "cluster")]
     lease_ttl: u64,
@@ -287,7 +316,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if args.tokens.is_empty() && token_hashes.is_empty() {
         tracing::warn!("no --token or --tokens-file: any agent may open tunnels on this relay");
     }
-    let tls = match (args.tls_cert, args.tls_key) {
+    let tls = match (args.tls_cert.clone(), args.tls_key.clone()) {
         (Some(cert), Some(key)) => Some(hooktunnel_relay::config::TlsFiles { cert, key }),
         _ => None,
     };
@@ -312,6 +341,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
             cluster.lease_ttl = std::time::Duration::from_secs(args.lease_ttl);
             cluster.internal_listen = args.internal_listen;
             cluster.internal_advertise = args.internal_advertise;
+            if args.internal_tls {
+                let files = tls
+                    .clone()
+                    .context("--internal-tls needs --tls-cert and --tls-key: nodes present that certificate to each other")?;
+                cluster.internal_tls = Some(hooktunnel_relay::config::InternalTls {
+                    files,
+                    ca: args.internal_ca,
+                });
+            } else if args.internal_listen.is_some() {
+                tracing::warn!(
+                    "--internal-listen without --internal-tls: node-to-node requests, the cluster secret with them, \
+                     travel in clear text; keep that network private or add --internal-tls"
+                );
+            }
             Some(cluster)
         }
         None => None,
@@ -359,6 +402,25 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // Fail before binding, with the file named, rather than after "listening".
     if let Some(files) = &config.tls {
         hooktunnel_relay::tls::acceptor(files)?;
+    }
+    if let Some(cluster) = &config.cluster
+        && let Some(internal) = &cluster.internal_tls
+    {
+        if cluster
+            .internal_listen
+            .is_some_and(|a| a.ip().is_unspecified())
+            && cluster.internal_advertise.is_none()
+        {
+            anyhow::bail!(
+                "--internal-listen {} is not an address peers can dial: with --internal-tls give --internal-advertise HOST:PORT, \
+                 with a HOST the certificate names",
+                cluster
+                    .internal_listen
+                    .map(|a| a.to_string())
+                    .unwrap_or_default()
+            );
+        }
+        hooktunnel_relay::tls::internal(internal, &hooktunnel_relay::cluster::advertised(cluster))?;
     }
     if let Some(dir) = &config.data_dir {
         check_data_dir(dir)?;

@@ -109,6 +109,25 @@ impl Streams {
         Ok((head, answer.into_body()))
     }
 
+    /// Sends one bodiless `GET path` with `headers` (not the extra headers)
+    /// and returns the answer's status, its body dropped: proves a new
+    /// node-to-node connection before requests use it.
+    pub async fn probe(
+        &self,
+        path: &str,
+        headers: http::HeaderMap,
+    ) -> Result<http::StatusCode, StreamError> {
+        let mut send = self.send.clone();
+        send.ready().await?;
+        let mut request = http::Request::builder()
+            .method(http::Method::GET)
+            .uri(format!("http://peer{path}"))
+            .body(Body::empty())?;
+        *request.headers_mut() = headers;
+        let answer = send.send_request(request).await?;
+        Ok(answer.status())
+    }
+
     /// The same connection, sending `extra` headers on every stream.
     pub fn with_headers(mut self, extra: http::HeaderMap) -> Self {
         self.extra = extra;

@@ -190,3 +190,66 @@ fn version_names_the_protocol() {
         "{text}"
     );
 }
+
+/// `--internal-tls` is explained in `--help`, needs the `--tls-*` files, and
+/// a certificate peers would refuse (or an address they cannot dial) stops
+/// the node before it listens, in one line that says what to fix.
+#[test]
+fn internal_tls_is_checked_before_listening() {
+    let (ok, help) = {
+        let out = relay().arg("--help").output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    assert!(ok && help.contains("--internal-tls") && help.contains("--internal-ca"));
+    assert!(help.contains("self-signed"), "{help}");
+
+    let cluster = [
+        "--listen",
+        "127.0.0.1:0",
+        "--cluster",
+        // Never reached: the checks come first.
+        "redis://127.0.0.1:1/0",
+        "--cluster-secret",
+        "a-cluster-secret-for-tests",
+    ];
+    let (ok, err) = run_to_end(relay().args(cluster).arg("--internal-tls"));
+    assert!(!ok && err.contains("--tls-cert"), "{err}");
+
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_path, key_path) = (dir.path().join("node.pem"), dir.path().join("node.key"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let files = [
+        "--tls-cert",
+        cert_path.to_str().unwrap(),
+        "--tls-key",
+        key_path.to_str().unwrap(),
+        "--internal-tls",
+    ];
+    for (listen, advertise, want) in [
+        ("0.0.0.0:0", None, "--internal-advertise HOST:PORT"),
+        (
+            "127.0.0.1:0",
+            Some("10.0.0.12:7443"),
+            "does not name 10.0.0.12",
+        ),
+    ] {
+        let mut cmd = relay();
+        cmd.args(cluster)
+            .args(files)
+            .args(["--internal-listen", listen]);
+        if let Some(advertise) = advertise {
+            cmd.args(["--internal-advertise", advertise]);
+        }
+        let (ok, err) = run_to_end(&mut cmd);
+        assert!(!ok, "{err}");
+        assert!(!err.contains("listening"), "{err}");
+        let errors: Vec<&str> = err.lines().filter(|l| l.contains("error")).collect();
+        assert_eq!(errors.len(), 1, "one error line: {err}");
+        assert!(errors[0].contains(want), "{err}");
+    }
+}

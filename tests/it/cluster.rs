@@ -9,6 +9,7 @@ use crate::support::*;
 use hooktunnel::commands::listen;
 use hooktunnel_relay::RelayConfig;
 use hooktunnel_relay::cluster::ClusterConfig;
+use hooktunnel_relay::config::{InternalTls, TlsFiles};
 use tokio_util::sync::CancellationToken;
 
 /// A `redis-server` on a free loopback port with its own directory and the
@@ -78,6 +79,21 @@ async fn node(redis: &RedisServer, id: &str) -> Relay {
 
 /// A node with `config` (its cluster settings filled in).
 async fn node_with(redis: &RedisServer, id: &str, config: RelayConfig) -> Relay {
+    start_node(redis, id, config, None).await
+}
+
+/// A node whose internal listener and peer connections use `tls`
+/// (`--internal-tls`) when given.
+async fn node_with_tls(redis: &RedisServer, id: &str, tls: Option<InternalTls>) -> Relay {
+    start_node(redis, id, RelayConfig::default(), tls).await
+}
+
+async fn start_node(
+    redis: &RedisServer,
+    id: &str,
+    config: RelayConfig,
+    tls: Option<InternalTls>,
+) -> Relay {
     let mut cluster = ClusterConfig::new(
         &format!("redis://127.0.0.1:{}/0", redis.port),
         "a-cluster-secret-for-tests",
@@ -85,6 +101,7 @@ async fn node_with(redis: &RedisServer, id: &str, config: RelayConfig) -> Relay 
     cluster.node_id = id.into();
     cluster.lease_ttl = Duration::from_secs(3);
     cluster.internal_listen = Some("127.0.0.1:0".parse().unwrap());
+    cluster.internal_tls = tls;
     Relay::start(RelayConfig {
         cluster: Some(cluster),
         ..config
@@ -328,6 +345,103 @@ async fn an_agent_on_one_node_answers_through_every_node() {
     )
     .await;
     assert_eq!(answer.status, 202);
+}
+
+/// One self-signed certificate for 127.0.0.1 (not a CA), in `dir`, as every
+/// node's `--tls-cert`/`--tls-key` for `--internal-tls`.
+fn shared_node_cert(dir: &std::path::Path) -> InternalTls {
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+    let (cert_path, key_path) = (dir.join("node.pem"), dir.join("node.key"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    InternalTls {
+        files: TlsFiles {
+            cert: cert_path,
+            key: key_path,
+        },
+        ca: None,
+    }
+}
+
+/// `--internal-tls`: nodes A and B share one self-signed certificate for
+/// 127.0.0.1 and stream to each other over mutual TLS; node C runs in clear
+/// text. An agent on A answers through B, bodies byte-exact both ways (1 MiB
+/// included). C cannot reach A (clear text against TLS) nor A reach C (TLS
+/// against clear text): the request is queued at once (202, no hang, no
+/// 502) and the owner delivers it to its agent.
+#[tokio::test]
+async fn nodes_stream_over_tls_and_a_mixed_cluster_queues() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let tls = shared_node_cert(dir.path());
+    let a = node_with_tls(&redis, "a", Some(tls.clone())).await;
+    let b = node_with_tls(&redis, "b", Some(tls)).await;
+    let c = node(&redis, "c").await;
+    let (app, agent, _home) = agent_on(&a).await;
+    let path = tunnel_path(&agent.public_url).to_owned();
+    let http = client();
+    let mut sent = Vec::new();
+    for (i, size) in [0usize, 300, 1 << 20].into_iter().enumerate() {
+        let body: Vec<u8> = (0..size)
+            .map(|n| (n as u32).wrapping_mul(2_654_435_761).to_le_bytes()[2])
+            .chain([0, b'\r', b'\n', 255])
+            .collect();
+        let answer = send(
+            &http,
+            "PUT",
+            &format!("{}{path}/tls?i={i}", b.url),
+            &[("x-n", b"\xff")],
+            body.clone(),
+        )
+        .await;
+        assert_eq!(
+            answer.status,
+            200,
+            "through B over TLS: {:?}",
+            String::from_utf8_lossy(&answer.body)
+        );
+        assert!(answer.body == body, "the app's answer, byte-exact");
+        sent.push(body);
+    }
+    let seen: Vec<Vec<u8>> = app.seen().into_iter().map(|s| s.body).collect();
+    assert_eq!(seen, sent, "each request reached the app once, byte-exact");
+    assert_eq!(app.seen()[0].header("x-n"), [b"\xff".to_vec()]);
+    let metric =
+        |name: &str, node: &str| format!("hooktunnel_cluster_{name}_total{{node=\"{node}\"}}");
+    assert_eq!(b.metric(&metric("routed_to_peers", "b")).await, 3);
+    assert_eq!(a.metric(&metric("served_for_peers", "a")).await, 3);
+
+    // Mixed: a clear-text node dialling a TLS node, then the other way.
+    let (app_c, agent_c, _home_c) = agent_on(&c).await;
+    let path_c = tunnel_path(&agent_c.public_url).to_owned();
+    for (via, path, app, what) in [
+        (&c, &path, &app, "clear text to TLS"),
+        (&a, &path_c, &app_c, "TLS to clear text"),
+    ] {
+        let started = std::time::Instant::now();
+        let answer = send(
+            &http,
+            "POST",
+            &format!("{}{path}/mixed", via.url),
+            &[],
+            what,
+        )
+        .await;
+        assert_eq!(answer.status, 202, "{what}: queued");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{what}: {:?}",
+            started.elapsed()
+        );
+        bounded("the queued request reaches the agent", async {
+            while !app.seen().iter().any(|s| s.body == what.as_bytes()) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+    }
+    assert_eq!(a.metric(&metric("served_for_peers", "a")).await, 3);
+    assert_eq!(c.metric(&metric("served_for_peers", "c")).await, 0);
 }
 
 fn routing_cache() -> Duration {

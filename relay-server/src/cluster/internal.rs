@@ -1,5 +1,6 @@
-//! The node-to-node listener (`--internal-listen`): HTTP/2 without TLS,
-//! every stream authenticated with the cluster secret (compared in
+//! The node-to-node listener (`--internal-listen`): HTTP/2, in clear text or
+//! (`--internal-tls`) inside TLS that requires a client certificate the node
+//! trusts, every stream authenticated with the cluster secret (compared in
 //! constant time; agent tokens never count here). A stream names a tunnel
 //! this node holds and carries the request head in [`META_HEADER`]; it is
 //! forwarded into the agent's own streams and the answer streams back.
@@ -13,14 +14,24 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use subtle::ConstantTimeEq as _;
 use tokio::net::TcpListener;
 
-use super::routing::TUNNEL_HEADER;
+use super::routing::{PROBE_PATH, TUNNEL_HEADER};
 use crate::protocol::stream::{
     CONNECTION_WINDOW, MAX_META_BYTES, META_HEADER, STREAM_WINDOW, decode_meta, encode_meta,
 };
 use crate::state::AppState;
 
+/// Longest wait for a peer's TLS handshake.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// The first byte of a TLS handshake record (a ClientHello).
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
 /// Serves peers on `listener` until the relay closes.
 pub async fn serve(listener: TcpListener, state: Arc<AppState>) {
+    let tls = state
+        .cluster
+        .as_ref()
+        .and_then(|c| c.internal_tls.as_ref())
+        .map(|tls| tls.acceptor.clone());
     loop {
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -35,18 +46,60 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) {
         };
         let _ = tcp.set_nodelay(true);
         let state = state.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| handle(state.clone(), req));
-            let served = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                .initial_stream_window_size(STREAM_WINDOW)
-                .initial_connection_window_size(CONNECTION_WINDOW)
-                .max_header_list_size(MAX_META_BYTES)
-                .serve_connection(TokioIo::new(tcp), service)
-                .await;
-            if let Err(e) = served {
-                tracing::debug!(%peer, error = %e, "internal connection ended");
+            match tls {
+                Some(acceptor) => {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => serve_h2(stream, state, peer).await,
+                        Ok(Err(e)) => tracing::warn!(
+                            %peer,
+                            error = %e,
+                            "refused a connection to the internal listener: its TLS handshake failed \
+                             (a node without --internal-tls, or a client certificate this node does not trust)"
+                        ),
+                        Err(_) => tracing::warn!(
+                            %peer,
+                            "refused a connection to the internal listener: no TLS handshake within {} s",
+                            HANDSHAKE_TIMEOUT.as_secs()
+                        ),
+                    }
+                }
+                None => {
+                    // A node with --internal-tls dialling this clear-text
+                    // listener: say so, rather than an HTTP/2 error at debug.
+                    let mut first = [0u8; 1];
+                    if matches!(tcp.peek(&mut first).await, Ok(1))
+                        && first[0] == TLS_HANDSHAKE_RECORD
+                    {
+                        tracing::warn!(
+                            %peer,
+                            "refused a TLS connection to the internal listener: this node runs without \
+                             --internal-tls and the peer with it; give every node the same setting"
+                        );
+                        return;
+                    }
+                    serve_h2(tcp, state, peer).await;
+                }
             }
         });
+    }
+}
+
+/// Serves one peer connection's HTTP/2 streams until it ends.
+async fn serve_h2<IO>(io: IO, state: Arc<AppState>, peer: std::net::SocketAddr)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| handle(state.clone(), req));
+    let served = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_header_list_size(MAX_META_BYTES)
+        .serve_connection(TokioIo::new(io), service)
+        .await;
+    if let Err(e) = served {
+        tracing::debug!(%peer, error = %e, "internal connection ended");
     }
 }
 
@@ -81,6 +134,11 @@ async fn handle(
     if !authorized(req.headers(), &cluster.config.secret) {
         tracing::warn!("internal request without the cluster secret refused");
         return Ok(refuse(401, "unauthorized"));
+    }
+    if req.uri().path() == PROBE_PATH {
+        let mut alive = http::Response::new(Body::empty());
+        *alive.status_mut() = http::StatusCode::NO_CONTENT;
+        return Ok(alive);
     }
     let Some(name) = req
         .headers()

@@ -77,12 +77,16 @@ pub struct ClusterConfig {
     pub secret: String,
     /// Lease lifetime (heartbeat: a third of it).
     pub lease_ttl: Duration,
-    /// Where this node listens for its peers (h2c); `None`: it forwards to
-    /// nobody and nobody forwards to it (requests for its tunnels that reach
-    /// other nodes are queued).
+    /// Where this node listens for its peers (HTTP/2, in clear text unless
+    /// `internal_tls`); `None`: nobody forwards to it (requests for its
+    /// tunnels that reach other nodes are queued).
     pub internal_listen: Option<std::net::SocketAddr>,
     /// The address peers dial, when it differs from `internal_listen`.
     pub internal_advertise: Option<String>,
+    /// TLS on the internal listener and towards peers (`--internal-tls`).
+    /// Every node of a cluster needs the same choice: a node speaking TLS
+    /// and one that does not cannot reach each other (requests are queued).
+    pub internal_tls: Option<crate::config::InternalTls>,
 }
 
 impl ClusterConfig {
@@ -95,6 +99,7 @@ impl ClusterConfig {
             lease_ttl: DEFAULT_LEASE_TTL,
             internal_listen: None,
             internal_advertise: None,
+            internal_tls: None,
         }
     }
 }
@@ -108,6 +113,7 @@ impl std::fmt::Debug for ClusterConfig {
             .field("lease_ttl", &self.lease_ttl)
             .field("internal_listen", &self.internal_listen)
             .field("internal_advertise", &self.internal_advertise)
+            .field("internal_tls", &self.internal_tls)
             .finish()
     }
 }
@@ -299,6 +305,9 @@ pub enum ClusterError {
     /// Redis is configured so accepted webhooks could be lost.
     #[error("{0}")]
     Unsafe(String),
+    /// The node-to-node TLS files cannot be used.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// No key for sealing secrets could be derived from `--cluster-secret`.
     #[error("cluster secret: {0}")]
     Seal(#[from] seal::SealError),
@@ -321,6 +330,8 @@ pub struct Cluster {
     pub notes: Arc<notes::Notes>,
     /// Settings.
     pub config: ClusterConfig,
+    /// Node-to-node TLS (`config.internal_tls`), ready to use.
+    pub internal_tls: Option<crate::tls::Internal>,
     conn: ConnectionManager,
 }
 
@@ -347,6 +358,12 @@ impl Cluster {
     /// any eviction policy but `noeviction`, warns when the AOF is off.
     /// `internal_addr` is what peers dial to reach this node ('' for none).
     pub async fn connect(config: ClusterConfig, internal_addr: &str) -> Result<Self, ClusterError> {
+        // The files first: a certificate peers would refuse stops the node
+        // before it touches Redis.
+        let internal_tls = match &config.internal_tls {
+            Some(settings) => Some(crate::tls::internal(settings, internal_addr)?),
+            None => None,
+        };
         let url = redacted(&config.redis_url);
         let fail = |source| ClusterError::Redis {
             url: url.clone(),
@@ -409,6 +426,7 @@ impl Cluster {
             &config.secret,
             metrics.clone(),
             RedisStore::new(conn.clone(), &config.node_id, sealer.clone()),
+            internal_tls.as_ref().map(|tls| tls.connector.clone()),
         ));
         let wakers = Arc::new(Wakers::default());
         let notes = Arc::new(notes::Notes::new(conn.clone()));
@@ -426,6 +444,7 @@ impl Cluster {
             leases,
             metrics,
             config,
+            internal_tls,
             conn,
         })
     }
@@ -444,6 +463,7 @@ impl Cluster {
         serde_json::json!({
             "node": self.config.node_id,
             "internal": advertised(&self.config),
+            "internal_tls": self.internal_tls.is_some(),
             "lease_ttl_ms": self.config.lease_ttl.as_millis() as u64,
             "redis": redis,
         })

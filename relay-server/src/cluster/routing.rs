@@ -2,6 +2,12 @@
 //! the tunnel's lease (cached briefly), the request goes to the owner's
 //! internal listener as one HTTP/2 stream carrying the same head as an
 //! agent stream ([`crate::streams`]), and the owner forwards it to its agent.
+//!
+//! A new peer connection (TCP, TLS with `--internal-tls`, HTTP/2) is proven
+//! with one authenticated probe stream before requests use it, so a peer
+//! that speaks the other transport (a mixed TLS/clear-text cluster) or
+//! holds another cluster secret fails here, with a log line saying which,
+//! and the request is queued instead of failing on the stream.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,6 +27,41 @@ pub const OWNER_CACHE: Duration = Duration::from_secs(1);
 const PEER_KEEPALIVE: Duration = Duration::from_secs(1);
 /// Longest wait to open a connection to a peer.
 const PEER_CONNECT: Duration = Duration::from_secs(2);
+/// Path of the probe stream a node opens on a new peer connection; the peer
+/// answers 204 to the cluster secret (401 without it).
+pub const PROBE_PATH: &str = "/_hooktunnel/peer";
+
+/// Why a connection to a peer could not be used (logged; the request is
+/// queued).
+#[derive(Debug, thiserror::Error)]
+enum PeerError {
+    #[error("cannot reach the peer node: {0}")]
+    Tcp(std::io::Error),
+    #[error(transparent)]
+    Name(#[from] crate::tls::TlsError),
+    #[error(
+        "the TLS handshake with the peer node failed: {0}. If that node runs without --internal-tls, \
+         give every node the same setting; if its certificate was refused, it must be issued by a \
+         certificate in this node's --tls-cert file or --internal-ca and name {1}"
+    )]
+    Tls(std::io::Error, String),
+    #[error(
+        "the peer node did not answer over HTTP/2{}: {error}",
+        if *tls {
+            " inside TLS (if it refused this node's certificate, its --tls-cert file or --internal-ca must hold this node's issuer)"
+        } else { " in clear text (if it runs with --internal-tls, give every node the same setting)" }
+    )]
+    Http {
+        error: crate::streams::StreamError,
+        tls: bool,
+    },
+    #[error(
+        "the peer node refused this node's cluster secret (401): every node needs the same --cluster-secret"
+    )]
+    Secret,
+    #[error("the peer node did not answer within {} s", PEER_CONNECT.as_secs())]
+    Timeout,
+}
 
 /// This node's routes to its peers; cheap to share.
 pub struct Routes {
@@ -37,6 +78,8 @@ pub struct Routes {
     store: super::RedisStore,
     /// The node's state, for its copy of the edge rules (set once serving).
     state: std::sync::OnceLock<std::sync::Weak<AppState>>,
+    /// Dials peers over TLS (`--internal-tls`); `None`: HTTP/2 in clear text.
+    tls: Option<tokio_rustls::TlsConnector>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -44,13 +87,15 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Routes {
-    /// Routes for `node`, authenticating with `secret`.
+    /// Routes for `node`, authenticating with `secret`, dialling peers
+    /// over TLS with `tls` (else in clear text).
     pub fn new(
         leases: Leases,
         node: &str,
         secret: &str,
         metrics: Arc<super::ClusterMetrics>,
         store: super::RedisStore,
+        tls: Option<tokio_rustls::TlsConnector>,
     ) -> Self {
         Self {
             leases,
@@ -62,6 +107,7 @@ impl Routes {
             metrics,
             store,
             state: std::sync::OnceLock::new(),
+            tls,
         }
     }
 
@@ -158,30 +204,51 @@ impl Routes {
             return Some(streams.clone());
         }
         // Not under the lock: a stalled peer must not hold up the others.
-        let connect = async {
-            let tcp = tokio::net::TcpStream::connect(addr).await?;
-            let _ = tcp.set_nodelay(true);
-            crate::streams::connect_with(tcp, Some(PEER_KEEPALIVE))
-                .await
-                .map_err(std::io::Error::other)
-        };
-        let (streams, driver) = match tokio::time::timeout(PEER_CONNECT, connect).await {
-            Ok(Ok(started)) => started,
+        let streams = match tokio::time::timeout(PEER_CONNECT, self.dial(addr)).await {
+            Ok(Ok(streams)) => streams,
             Ok(Err(e)) => {
-                tracing::warn!(peer = %addr, error = %e, "cannot reach a peer node");
+                tracing::warn!(peer = %addr, tls = self.tls.is_some(), "{e}; requests for its tunnels are queued meanwhile");
                 return None;
             }
             Err(_) => {
-                tracing::warn!(peer = %addr, "a peer node did not answer within 2 s");
+                tracing::warn!(peer = %addr, tls = self.tls.is_some(), "{}; requests for its tunnels are queued meanwhile", PeerError::Timeout);
                 return None;
             }
         };
-        tokio::spawn(driver);
         self.peers
             .lock()
             .await
             .insert(addr.to_owned(), streams.clone());
         Some(streams)
+    }
+
+    /// Opens a connection to the peer at `addr` and proves it with a probe.
+    async fn dial(&self, addr: &str) -> Result<Streams, PeerError> {
+        let tcp = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(PeerError::Tcp)?;
+        let _ = tcp.set_nodelay(true);
+        let (streams, tls) = match &self.tls {
+            Some(connector) => {
+                let name = crate::tls::server_name(addr)?;
+                let host = name.to_str().into_owned();
+                let tls = connector
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| PeerError::Tls(e, host))?;
+                (start(tls, true).await?, true)
+            }
+            None => (start(tcp, false).await?, false),
+        };
+        let mut auth = http::HeaderMap::new();
+        if let Ok(value) = http::HeaderValue::from_str(&format!("Bearer {}", self.secret)) {
+            auth.insert(http::header::AUTHORIZATION, value);
+        }
+        match streams.probe(PROBE_PATH, auth).await {
+            Ok(status) if status == http::StatusCode::UNAUTHORIZED => Err(PeerError::Secret),
+            Ok(_) => Ok(streams),
+            Err(error) => Err(PeerError::Http { error, tls }),
+        }
     }
 
     /// A stand-in for `name` when another node holds its agent and can be
@@ -223,4 +290,19 @@ impl Routes {
         remote.insert(name.to_owned(), (owner.epoch, tunnel.clone()));
         Some(tunnel)
     }
+}
+
+/// Starts HTTP/2 on a peer connection, its driver on its own task.
+async fn start<IO>(io: IO, tls: bool) -> Result<Streams, PeerError>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (streams, driver) = crate::streams::connect_with(io, Some(PEER_KEEPALIVE))
+        .await
+        .map_err(|e| PeerError::Http {
+            error: e.into(),
+            tls,
+        })?;
+    tokio::spawn(driver);
+    Ok(streams)
 }

@@ -10,6 +10,7 @@ use hooktunnel_relay::protocol::Mode;
 use hooktunnel_relay::protocol::rules::EdgeRules;
 
 mod redis;
+mod tls;
 use redis::*;
 
 /// Claims `name` for `run` on `node`, which must be granted.
