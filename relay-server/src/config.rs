@@ -319,10 +319,12 @@ impl RelayConfig {
             ),
             (
                 "data dir",
-                self.data_dir.as_ref().map_or_else(
-                    || "none: queue and names in memory, lost on restart".into(),
-                    |d| d.display().to_string(),
-                ),
+                match (&self.data_dir, &self.cluster) {
+                    // Cluster mode keeps names and queue in Redis; --data-dir is unused.
+                    (_, Some(_)) => "not used: queue and names in Redis (--cluster)".into(),
+                    (Some(d), None) => d.display().to_string(),
+                    (None, None) => "none: queue and names in memory, lost on restart".into(),
+                },
             ),
             (
                 "agent tokens",

@@ -81,7 +81,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let local_addr = listener.local_addr()?;
     accept::raise_nofile_limit();
-    if config.data_dir.is_none() {
+    if config.data_dir.is_none() && config.cluster.is_none() {
         tracing::warn!(
             "no --data-dir: the offline queue and name registry live in memory and are lost on restart"
         );

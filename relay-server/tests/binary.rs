@@ -162,6 +162,22 @@ fn json_logs_are_one_object_per_line() {
     assert!(text.contains("rate per ip"), "{text}");
 }
 
+/// A cluster node keeps names and queue in Redis: it must not warn that
+/// they are in memory and lost on restart (it did, found benchmarking #15).
+/// No Redis listens on port 1, so the node stops after its start-up lines.
+#[test]
+fn a_cluster_node_does_not_claim_its_queue_is_in_memory() {
+    let (ok, err) = run_to_end(
+        relay()
+            .args(["--listen", "127.0.0.1:0"])
+            .args(["--cluster", "redis://127.0.0.1:1/0"])
+            .args(["--cluster-secret", "a-cluster-secret-for-tests"]),
+    );
+    assert!(!ok, "{err}");
+    assert!(err.contains("queue and names in Redis"), "{err}");
+    assert!(!err.contains("lost on restart"), "{err}");
+}
+
 #[test]
 fn version_names_the_protocol() {
     let out = relay().arg("--version").output().unwrap();
