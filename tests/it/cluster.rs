@@ -1011,24 +1011,7 @@ async fn signatures_are_verified_on_the_owner_for_requests_through_another_node(
         .map(|h| (h.name.as_str(), h.value.as_slice()))
         .collect();
     let http = client();
-    let forged = send(
-        &http,
-        "POST",
-        &url,
-        &headers,
-        &br#"{"id":"evt_1","type":"x"}"#[..],
-    )
-    .await;
-    assert_eq!(
-        forged.status,
-        401,
-        "{:?}",
-        String::from_utf8_lossy(&forged.body)
-    );
-    assert_eq!(
-        forged.header("x-hooktunnel-error"),
-        [b"signature_refused".to_vec()]
-    );
+    forged_is_refused(&http, &url, &headers, br#"{"id":"evt_1","type":"x"}"#).await;
     assert!(app.seen().is_empty(), "a forged event reached the app");
     let good = send(&http, "POST", &url, &headers, body).await;
     assert_eq!(
@@ -1093,24 +1076,7 @@ async fn signed_requests_queued_on_another_node_are_verified_there() {
         .map(|h| (h.name.as_str(), h.value.as_slice()))
         .collect();
     headers.push(("x-probe", b"1"));
-    let forged = send(
-        &http,
-        "POST",
-        &url,
-        &headers,
-        &br#"{"id":"evt_q","type":"x"}"#[..],
-    )
-    .await;
-    assert_eq!(
-        forged.status,
-        401,
-        "{:?}",
-        String::from_utf8_lossy(&forged.body)
-    );
-    assert_eq!(
-        forged.header("x-hooktunnel-error"),
-        [b"signature_refused".to_vec()]
-    );
+    forged_is_refused(&http, &url, &headers, br#"{"id":"evt_q","type":"x"}"#).await;
     let good = send(&http, "POST", &url, &headers, body).await;
     assert_eq!(
         good.status,
@@ -1228,4 +1194,28 @@ async fn two_tunnels_over_one_socket_are_served_and_queued_through_another_node(
     assert_eq!(bodies, [b"two".to_vec(), b"q".to_vec()]);
     assert!(first_app.seen().is_empty());
     agent.stop().await;
+}
+
+/// Sends `forged`, a body the signature in `headers` does not cover, and
+/// checks the relay refused it as a forgery.
+async fn forged_is_refused(
+    http: &hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        http_body_util::Full<axum::body::Bytes>,
+    >,
+    url: &str,
+    headers: &[(&str, &[u8])],
+    forged: &'static [u8],
+) {
+    let answer = send(http, "POST", url, headers, forged).await;
+    assert_eq!(
+        answer.status,
+        401,
+        "{:?}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    assert_eq!(
+        answer.header("x-hooktunnel-error"),
+        [b"signature_refused".to_vec()]
+    );
 }
