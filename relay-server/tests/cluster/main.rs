@@ -299,7 +299,6 @@ async fn the_queue_survives_a_redis_crash() {
 async fn the_internal_listener_wants_the_cluster_secret() {
     use http_body_util::{BodyExt as _, Empty};
     use hyper_util::rt::{TokioExecutor, TokioIo};
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
     let redis = RedisServer::start(&[]);
     let mut cluster = settings(&redis, "a", Duration::from_secs(10));
@@ -318,23 +317,7 @@ async fn the_internal_listener_wants_the_cluster_secret() {
         stop.clone().cancelled_owned(),
     ));
     // The node says where its internal listener is.
-    let health = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if let Ok(mut tcp) = tokio::net::TcpStream::connect(public).await {
-                tcp.write_all(b"GET /_hooktunnel/health HTTP/1.0\r\nhost: x\r\n\r\n")
-                    .await
-                    .unwrap();
-                let mut text = String::new();
-                tcp.read_to_string(&mut text).await.unwrap();
-                if let Some((_, body)) = text.split_once("\r\n\r\n") {
-                    return serde_json::from_str::<serde_json::Value>(body).unwrap();
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .unwrap();
+    let health = health(public).await;
     assert_eq!(health["cluster"]["redis"]["ok"], true, "{health}");
     let internal = health["cluster"]["internal"].as_str().unwrap().to_owned();
     let tcp = tokio::net::TcpStream::connect(&internal).await.unwrap();

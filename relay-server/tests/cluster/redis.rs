@@ -133,3 +133,26 @@ pub fn entry(name: &str, frame: &[u8]) -> Enqueue {
         now_ms: hooktunnel_relay::protocol::now_ms(),
     }
 }
+
+/// `/_hooktunnel/health` of the relay listening on `public`, once it answers
+/// (within 10 s).
+pub async fn health(public: std::net::SocketAddr) -> serde_json::Value {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Ok(mut tcp) = tokio::net::TcpStream::connect(public).await {
+                tcp.write_all(b"GET /_hooktunnel/health HTTP/1.0\r\nhost: x\r\n\r\n")
+                    .await
+                    .unwrap();
+                let mut text = String::new();
+                tcp.read_to_string(&mut text).await.unwrap();
+                if let Some((_, body)) = text.split_once("\r\n\r\n") {
+                    return serde_json::from_str::<serde_json::Value>(body).unwrap();
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap()
+}

@@ -110,7 +110,6 @@ async fn tls_node(
     serde_json::Value,
     tokio_util::sync::CancellationToken,
 ) {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let mut cluster = settings(redis, "a", Duration::from_secs(10));
     cluster.internal_listen = Some("127.0.0.1:0".parse().unwrap());
     cluster.internal_tls = Some(tls.clone());
@@ -126,23 +125,7 @@ async fn tls_node(
         config,
         stop.clone().cancelled_owned(),
     ));
-    let health = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if let Ok(mut tcp) = tokio::net::TcpStream::connect(public).await {
-                tcp.write_all(b"GET /_hooktunnel/health HTTP/1.0\r\nhost: x\r\n\r\n")
-                    .await
-                    .unwrap();
-                let mut text = String::new();
-                tcp.read_to_string(&mut text).await.unwrap();
-                if let Some((_, body)) = text.split_once("\r\n\r\n") {
-                    return serde_json::from_str::<serde_json::Value>(body).unwrap();
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .unwrap();
+    let health = health(public).await;
     let internal = health["cluster"]["internal"].as_str().unwrap().to_owned();
     (internal, health, stop)
 }
