@@ -28,6 +28,35 @@ const HOSTILE_JSON: &str =
     r#"{"html":"</script><script>alert(3)</script>","img":"<img src=x onerror=alert(4)>"}"#;
 const SVG: &str = r#"<svg xmlns="http://www.w3.org/2000/svg"><script>alert(5)</script></svg>"#;
 
+/// A web inspector over a history in `home` holding one exchange per
+/// (number, tunnel) of `rows`, which it returns.
+pub(crate) async fn inspector_over(
+    home: &std::path::Path,
+    rows: &[(u64, &str)],
+    cancel: &tokio_util::sync::CancellationToken,
+) -> (web::Web, Vec<Exchange>) {
+    let db = home.join("history.db");
+    let mut store = Store::open(&db).unwrap();
+    let mut stored = Vec::new();
+    for (n, tunnel) in rows {
+        let mut e = exchange(*n, &format!("/hooks/{n}"), "{}");
+        e.tunnel = (*tunnel).into();
+        store.insert(&e).unwrap();
+        stored.push(e);
+    }
+    let web = web::start(
+        web::WebAddr::At("127.0.0.1:0".parse().unwrap()),
+        None,
+        db,
+        Vec::new(),
+        cancel.clone(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    (web, stored)
+}
+
 pub(crate) fn exchange(n: u64, path: &str, body: &str) -> Exchange {
     Exchange {
         request_truncated: None,
@@ -194,26 +223,13 @@ async fn ngrok_tunnels_have_ngroks_fields() {
 #[tokio::test]
 async fn several_tunnels_are_listed_found_and_filtered() {
     let home = tempfile::tempdir().unwrap();
-    let db = home.path().join("history.db");
-    let mut store = Store::open(&db).unwrap();
-    let mut rows = Vec::new();
-    for (n, tunnel) in [(1, "shop"), (2, "billing"), (3, "shop"), (4, "shop")] {
-        let mut e = exchange(n, &format!("/hooks/{n}"), "{}");
-        e.tunnel = tunnel.into();
-        store.insert(&e).unwrap();
-        rows.push(e);
-    }
     let cancel = tokio_util::sync::CancellationToken::new();
-    let web = web::start(
-        web::WebAddr::At("127.0.0.1:0".parse().unwrap()),
-        None,
-        db,
-        Vec::new(),
-        cancel.clone(),
+    let (web, rows) = inspector_over(
+        home.path(),
+        &[(1, "shop"), (2, "billing"), (3, "shop"), (4, "shop")],
+        &cancel,
     )
-    .await
-    .unwrap()
-    .unwrap();
+    .await;
     let info = |name: &str| TunnelInfo {
         name: name.into(),
         public_url: format!("http://127.0.0.1:7070/t/{name}"),

@@ -331,24 +331,13 @@ async fn the_page_shows_which_tunnel_when_there_are_several() {
     };
     let home = tempfile::tempdir().unwrap();
     let profile = tempfile::tempdir().unwrap();
-    let db = home.path().join("history.db");
-    let mut store = hooktunnel::store::Store::open(&db).unwrap();
-    for (n, tunnel) in [(1u64, "shop"), (2, "billing"), (3, "shop")] {
-        let mut e = crate::web::exchange(n, &format!("/hooks/{n}"), "{}");
-        e.tunnel = tunnel.into();
-        store.insert(&e).unwrap();
-    }
     let cancel = tokio_util::sync::CancellationToken::new();
-    let web = hooktunnel::web::start(
-        hooktunnel::web::WebAddr::At("127.0.0.1:0".parse().unwrap()),
-        None,
-        db,
-        Vec::new(),
-        cancel.clone(),
+    let (web, _) = crate::web::inspector_over(
+        home.path(),
+        &[(1, "shop"), (2, "billing"), (3, "shop")],
+        &cancel,
     )
-    .await
-    .unwrap()
-    .unwrap();
+    .await;
     let info = |name: &str| hooktunnel::web::TunnelInfo {
         name: name.into(),
         public_url: format!("http://127.0.0.1:7070/t/{name}"),
