@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use axum::body::Body;
 use bytes::Bytes;
-use futures_util::{SinkExt as _, StreamExt as _};
+use futures_util::StreamExt as _;
 use http_body_util::BodyExt as _;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, Command};
@@ -56,36 +56,10 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+#[path = "common/mod.rs"]
+mod common;
+use common::{Socket, free_port, spawn, wait_port};
 
-async fn wait_port(port: u16) -> anyhow::Result<()> {
-    for _ in 0..400 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    bail!("nothing listens on {port}")
-}
-
-fn spawn(cmd: &mut Command) -> anyhow::Result<Child> {
-    cmd.kill_on_drop(true)
-        .stdin(Stdio::null())
-        .spawn()
-        .context("cannot start a child")
-}
-
-/// The local app: `POST /...` reads the body and answers 200 `ok`; counts
-/// every request it served.
 async fn local_app(seen: Arc<AtomicU64>) -> u16 {
     let app = axum::Router::new().fallback(move |body: Body| {
         let seen = seen.clone();
@@ -584,32 +558,9 @@ struct Cell {
 
 // ------------------------------------------------------------------ idle tunnels
 
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
 /// An agent that registers `name` with `key` and then only answers pings.
 async fn idle_agent(url: String, name: String, key: String) -> anyhow::Result<Socket> {
-    use hooktunnel_protocol::{AgentMessage, PROTOCOL_VERSION, RelayMessage};
-    use tokio_tungstenite::tungstenite::Message;
-    let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str()).await?;
-    let hello: AgentMessage = serde_json::from_value(serde_json::json!({
-        "type": "hello",
-        "version": PROTOCOL_VERSION,
-        "name": name,
-        "key": key,
-    }))?;
-    socket.send(Message::Binary(hello.encode())).await?;
-    loop {
-        match socket.next().await {
-            Some(Ok(Message::Binary(frame))) => match RelayMessage::decode(&frame)? {
-                RelayMessage::Welcome(_) => return Ok(socket),
-                other => bail!("expected welcome, got {other:?}"),
-            },
-            Some(Ok(_)) => {}
-            Some(Err(e)) => return Err(e.into()),
-            None => bail!("relay closed the socket during the handshake"),
-        }
-    }
+    common::handshake(&url, serde_json::json!({ "name": name, "key": key })).await
 }
 
 // ------------------------------------------------------------------ main

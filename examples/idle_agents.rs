@@ -13,38 +13,17 @@
 use std::io::Write as _;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
-use futures_util::{SinkExt as _, StreamExt as _};
-use hooktunnel_protocol::{AgentMessage, PROTOCOL_VERSION, RelayMessage};
-use tokio_tungstenite::tungstenite::Message;
+use futures_util::StreamExt as _;
 
 /// Handshakes in flight at once.
 const CONNECT_CONCURRENCY: usize = 64;
 
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+#[path = "common/mod.rs"]
+mod common;
+use common::Socket;
 
 async fn connect_one(url: String) -> anyhow::Result<Socket> {
-    let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str())
-        .await
-        .with_context(|| format!("cannot connect to {url}"))?;
-    // Built from JSON so hello fields added later (all defaulted) need no change here.
-    let hello: AgentMessage = serde_json::from_value(serde_json::json!({
-        "type": "hello",
-        "version": PROTOCOL_VERSION,
-    }))?;
-    socket.send(Message::Binary(hello.encode())).await?;
-    loop {
-        match socket.next().await {
-            Some(Ok(Message::Binary(frame))) => match RelayMessage::decode(&frame)? {
-                RelayMessage::Welcome(_) => return Ok(socket),
-                other => bail!("expected welcome, got {other:?}"),
-            },
-            Some(Ok(_)) => {}
-            Some(Err(e)) => return Err(e.into()),
-            None => bail!("relay closed the socket during the handshake"),
-        }
-    }
+    common::handshake(&url, serde_json::json!({})).await
 }
 
 /// Reads (and so answers pings) until the relay closes the socket.

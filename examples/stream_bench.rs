@@ -25,7 +25,7 @@ use bytes::Bytes;
 use futures_util::{SinkExt as _, StreamExt as _};
 use http_body_util::BodyExt as _;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 use tokio_tungstenite::tungstenite::Message;
 
 const CHUNK: usize = 1 << 20;
@@ -90,35 +90,10 @@ async fn local_app() -> u16 {
     port
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+#[path = "common/mod.rs"]
+mod common;
+use common::{free_port, spawn, wait_port};
 
-async fn wait_port(port: u16) -> anyhow::Result<()> {
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    bail!("nothing listens on {port}")
-}
-
-fn spawn(cmd: &mut Command) -> anyhow::Result<Child> {
-    cmd.kill_on_drop(true)
-        .stdin(Stdio::null())
-        .spawn()
-        .context("cannot start a child")
-}
-
-/// Peak resident set (VmHWM) of `pid`, MiB.
 fn peak_mib(pid: Option<u32>) -> f64 {
     let Some(pid) = pid else { return 0.0 };
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
