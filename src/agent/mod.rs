@@ -5,6 +5,7 @@
 //! | module | role |
 //! | --- | --- |
 //! | [`tunnel`] | start a tunnel: config, embedded relay, first connection |
+//! | [`tunnels`] | the tunnels one session serves, and which one a request is for |
 //! | [`supervisor`] | the reconnect loop around a session |
 //! | [`stream`] | one live request: an HTTP/2 stream from the relay, forwarded and recorded as it streams |
 //! | [`handle`] | durable deliveries (ordered, acked) and the exchange record |
@@ -23,6 +24,7 @@ pub mod seen;
 pub mod stream;
 pub mod supervisor;
 pub mod tunnel;
+pub mod tunnels;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,6 +47,7 @@ use hooktunnel_protocol::{
 };
 
 pub use handle::Pipeline;
+pub use tunnels::Tunnels;
 
 /// WebSocket read buffer. tungstenite's default (128 KiB) is zero-filled on
 /// every read, which costs more than it saves at webhook sizes; larger frames
@@ -102,52 +105,6 @@ pub struct MoreTunnel {
     pub queued_response: Option<protocol::QueuedResponse>,
     /// Who may call it, enforced by the relay.
     pub rules: protocol::rules::EdgeRules,
-}
-
-/// The tunnels one session serves, first the one its hello names; requests,
-/// acks and notes name theirs (unnamed: the first).
-#[derive(Clone)]
-pub struct Tunnels(Arc<[Arc<Pipeline>]>);
-
-impl Tunnels {
-    /// The pipelines, first the session's own tunnel; `None` when empty.
-    pub fn new(pipelines: Vec<Arc<Pipeline>>) -> Option<Self> {
-        (!pipelines.is_empty()).then(|| Self(pipelines.into()))
-    }
-
-    /// A session with one tunnel.
-    pub fn one(pipeline: Arc<Pipeline>) -> Self {
-        Self(Arc::from([pipeline]))
-    }
-
-    /// The session's own tunnel (the one its hello names).
-    pub fn first(&self) -> &Arc<Pipeline> {
-        &self.0[0]
-    }
-
-    /// The tunnel called `name` (unnamed: the first); `None` when this
-    /// agent does not serve it.
-    pub fn get(&self, name: Option<&str>) -> Option<&Arc<Pipeline>> {
-        match name {
-            None => Some(self.first()),
-            Some(name) => self.0.iter().find(|p| p.tunnel_name() == name),
-        }
-    }
-
-    /// Every tunnel, the session's own first.
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<Pipeline>> {
-        self.0.iter()
-    }
-
-    /// Takes the names the relay granted, in the hello's order.
-    pub fn rename(&self, welcome: &Welcome) {
-        let granted = std::iter::once(&welcome.name).chain(welcome.more.iter().map(|w| &w.name));
-        for (pipeline, name) in self.0.iter().zip(granted) {
-            if let Ok(mut current) = pipeline.tunnel.write() {
-                current.clone_from(name);
-            }
-        }
-    }
 }
 
 impl AgentOptions {

@@ -10,7 +10,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use super::connect::{Member, SHUTDOWN_REASON, WebSocket};
+use super::connect::{SHUTDOWN_REASON, WebSocket};
+use super::members::Member;
 use crate::protocol::stream::{Inbound, classify};
 use crate::protocol::{AgentMessage, ErrorCode, ErrorMessage, PING_INTERVAL, RelayMessage};
 use crate::state::{AppState, Tunnel};

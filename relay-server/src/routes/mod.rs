@@ -8,6 +8,7 @@ mod guard;
 pub mod ingress;
 mod link;
 mod live;
+mod members;
 mod release;
 
 use std::net::SocketAddr;
