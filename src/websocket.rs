@@ -231,12 +231,12 @@ pub fn describe(exchange: &Exchange) -> Vec<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
     /// A frame as a client (masked) or server (unmasked) writes it.
-    fn frame(fin: bool, opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
+    pub(crate) fn frame(fin: bool, opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
         let mut out = vec![(if fin { 0x80 } else { 0 }) | opcode];
         let m = if mask.is_some() { 0x80 } else { 0 };
         match payload.len() {

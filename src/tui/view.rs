@@ -462,20 +462,9 @@ mod tests {
     #[test]
     fn snapshot_detail_websocket_messages() {
         // Frames as recorded: masked from the sender, plain from the app.
-        fn frame(opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
-            let mut out = vec![
-                0x80 | opcode,
-                payload.len() as u8 | if mask.is_some() { 0x80 } else { 0 },
-            ];
-            match mask {
-                Some(key) => {
-                    out.extend_from_slice(&key);
-                    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-                }
-                None => out.extend_from_slice(payload),
-            }
-            out
-        }
+        let frame = |opcode: u8, payload: &[u8], mask: Option<[u8; 4]>| {
+            crate::websocket::tests::frame(true, opcode, payload, mask)
+        };
         let mut ws = ex(1, "GET", "/socket", Some(101));
         ws.request_headers = vec![
             HttpHeader::new("connection", "upgrade"),
