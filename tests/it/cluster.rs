@@ -118,19 +118,6 @@ async fn three_nodes(redis: &RedisServer) -> (Relay, Relay, Relay) {
     )
 }
 
-/// A local app and an agent for it on `relay`, with the agent's home.
-async fn agent_on(relay: &Relay) -> (LocalApp, Agent, tempfile::TempDir) {
-    let app = LocalApp::start().await;
-    let home = tempfile::tempdir().unwrap();
-    let agent = Agent::start(settings(
-        Some(&relay.url),
-        &app.port().to_string(),
-        home.path(),
-    ))
-    .await;
-    (app, agent, home)
-}
-
 /// A local app and an agent for it that knows two relays (`--relay A,B`)
 /// and pings every `ping`, with the agent's home.
 async fn agent_on_either(

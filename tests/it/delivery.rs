@@ -410,14 +410,7 @@ async fn a_thousand_requests_survive_agent_restarts() {
 #[tokio::test]
 async fn shutdown_lets_in_flight_requests_finish() {
     let relay = Relay::start(RelayConfig::default()).await;
-    let app = LocalApp::start().await;
-    let home = tempfile::tempdir().unwrap();
-    let agent = Agent::start(settings(
-        Some(&relay.url),
-        &app.port().to_string(),
-        home.path(),
-    ))
-    .await;
+    let (app, agent, _home) = agent_on(&relay).await;
     let url = format!("{}/slow", agent.public_url);
     let in_flight =
         tokio::spawn(async move { send(&client(), "POST", &url, &[], "draining").await });

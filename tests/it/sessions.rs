@@ -121,14 +121,7 @@ async fn a_stopped_run_can_be_restarted_at_once() {
 #[tokio::test]
 async fn relay_shutdown_tells_agents_why() {
     let relay = Relay::start(RelayConfig::default()).await;
-    let app = LocalApp::start().await;
-    let home = tempfile::tempdir().unwrap();
-    let mut agent = Agent::start(settings(
-        Some(&relay.url),
-        &app.port().to_string(),
-        home.path(),
-    ))
-    .await;
+    let (_app, mut agent, _home) = agent_on(&relay).await;
     relay.shutdown().await;
     let state = next_connection(&mut agent).await;
     let ConnectionState::Reconnecting { reason, .. } = state else {
@@ -236,14 +229,7 @@ async fn requests_the_relay_refused_are_noted_to_the_agent() {
         ..RelayConfig::default()
     })
     .await;
-    let app = LocalApp::start().await;
-    let home = tempfile::tempdir().unwrap();
-    let mut agent = Agent::start(settings(
-        Some(&relay.url),
-        &app.port().to_string(),
-        home.path(),
-    ))
-    .await;
+    let (app, mut agent, _home) = agent_on(&relay).await;
     for _ in 0..3 {
         let answer = send(
             &client(),

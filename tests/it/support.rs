@@ -263,6 +263,19 @@ pub fn settings(relay: Option<&str>, target: &str, home: &Path) -> ListenSetting
     }
 }
 
+/// A local app and an agent for it on `relay`, with the agent's home.
+pub async fn agent_on(relay: &Relay) -> (LocalApp, Agent, tempfile::TempDir) {
+    let app = LocalApp::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let agent = Agent::start(settings(
+        Some(&relay.url),
+        &app.port().to_string(),
+        home.path(),
+    ))
+    .await;
+    (app, agent, home)
+}
+
 impl Agent {
     pub async fn start(settings: ListenSettings) -> Self {
         let cancel = CancellationToken::new();
