@@ -70,6 +70,12 @@ impl Pipeline {
         self.tunnel.read().map(|t| t.clone()).unwrap_or_default()
     }
 
+    /// True when `name` is given and is this tunnel's (compared in place:
+    /// this runs for every request).
+    pub fn is_named_as(&self, name: Option<&str>) -> bool {
+        name.is_some_and(|name| self.tunnel.read().is_ok_and(|t| *t == name))
+    }
+
     /// Runs durable deliveries one by one until the channel closes or `stop`
     /// fires; a delivery in progress is finished first, so stopping never
     /// leaves a request forwarded but unrecorded.

@@ -27,10 +27,7 @@ impl Tunnels {
     /// The tunnel called `name` (unnamed: the first); `None` when this
     /// agent does not serve it.
     pub fn get(&self, name: Option<&str>) -> Option<&Arc<Pipeline>> {
-        match name {
-            None => Some(self.first()),
-            Some(name) => self.0.iter().find(|p| p.tunnel_name() == name),
-        }
+        pick(self.0.iter().map(|p| p.is_named_as(name)), name).map(|i| &self.0[i])
     }
 
     /// Every tunnel, the session's own first.
@@ -46,5 +43,26 @@ impl Tunnels {
                 current.clone_from(name);
             }
         }
+    }
+}
+
+/// Which of the tunnels (each saying whether it bears the wanted name) a
+/// request is for: unnamed means the first; a name nobody bears, none.
+fn pick(named: impl Iterator<Item = bool>, name: Option<&str>) -> Option<usize> {
+    match name {
+        None => Some(0),
+        Some(_) => named.into_iter().position(|yes| yes),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pick;
+
+    #[test]
+    fn a_request_goes_to_the_tunnel_it_names_or_else_the_first() {
+        assert_eq!(pick([false, true].into_iter(), Some("hooks")), Some(1));
+        assert_eq!(pick([false, false].into_iter(), None), Some(0));
+        assert_eq!(pick([false, false].into_iter(), Some("gone")), None);
     }
 }

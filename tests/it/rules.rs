@@ -462,41 +462,7 @@ async fn the_binary_reports_rule_errors_from_flags_and_the_config_file() {
 /// must refuse to serve rather than leave the URL open.
 #[tokio::test]
 async fn an_agent_with_rules_refuses_a_relay_that_does_not_enforce_them() {
-    use futures_util::{SinkExt as _, StreamExt as _};
-    use hooktunnel_protocol::{Mode, PROTOCOL_VERSION, RelayMessage, Welcome};
-    use tokio_tungstenite::tungstenite::Message;
-
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let old_relay = async move {
-        let (tcp, _) = listener.accept().await.unwrap();
-        let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
-        let _hello = ws.next().await;
-        let welcome = RelayMessage::Welcome(Welcome {
-            version: PROTOCOL_VERSION,
-            name: "old".into(),
-            public_urls: vec![format!("http://{addr}/t/old")],
-            mode: Mode::Proxy,
-            rules_enforced: false,
-            max_body_bytes: None,
-            max_queued_bytes: None,
-            more: vec![],
-        });
-        ws.send(Message::Binary(welcome.encode())).await.unwrap();
-        ws
-    };
-    let home = tempfile::tempdir().unwrap();
-    let mut s = settings(Some(&format!("http://{addr}")), "3000", home.path());
-    s.rules.basic_auth = vec!["ci:pw".into()];
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let (started, _ws) = tokio::join!(
-        bounded(
-            "the agent's start",
-            hooktunnel::commands::listen::start(s, cancel)
-        ),
-        bounded("the old relay", old_relay)
-    );
-    let e = format!("{:#}", started.err().expect("the agent refuses to serve"));
+    let e = start_against_an_old_relay(|s| s.rules.basic_auth = vec!["ci:pw".into()]).await;
     assert!(e.contains("does not enforce traffic rules"), "{e}");
 }
 

@@ -263,6 +263,47 @@ pub fn settings(relay: Option<&str>, target: &str, home: &Path) -> ListenSetting
     }
 }
 
+/// Starts an agent (its settings changed by `adjust`) against a relay from
+/// before rules and several tunnels per connection: it answers any hello
+/// with a bare welcome. Returns the agent's start error.
+pub async fn start_against_an_old_relay(adjust: impl FnOnce(&mut ListenSettings)) -> String {
+    use futures_util::{SinkExt as _, StreamExt as _};
+    use hooktunnel_protocol::{PROTOCOL_VERSION, RelayMessage, Welcome};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let old_relay = async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+        let _hello = ws.next().await;
+        let welcome = RelayMessage::Welcome(Welcome {
+            version: PROTOCOL_VERSION,
+            name: "old".into(),
+            public_urls: vec![format!("http://{addr}/t/old")],
+            mode: Mode::Proxy,
+            rules_enforced: false,
+            max_body_bytes: None,
+            max_queued_bytes: None,
+            more: vec![],
+        });
+        ws.send(Message::Binary(welcome.encode())).await.unwrap();
+        ws
+    };
+    let home = tempfile::tempdir().unwrap();
+    let mut s = settings(Some(&format!("http://{addr}")), "3000", home.path());
+    adjust(&mut s);
+    let cancel = CancellationToken::new();
+    let (started, _ws) = tokio::join!(
+        bounded("the agent's start", listen::start(s, cancel)),
+        bounded("the old relay", old_relay)
+    );
+    match started {
+        Ok(_) => panic!("the agent served through an old relay"),
+        Err(e) => format!("{e:#}"),
+    }
+}
+
 /// A local app and an agent for it on `relay`, with the agent's home.
 pub async fn agent_on(relay: &Relay) -> (LocalApp, Agent, tempfile::TempDir) {
     let app = LocalApp::start().await;

@@ -199,6 +199,20 @@ async fn a_set_with_one_taken_name_is_refused_whole() {
     holder.stop().await;
 }
 
+/// A relay from before several tunnels per connection grants only the
+/// first: the agent stops and says so rather than serve half the set.
+#[tokio::test]
+async fn an_old_relay_that_grants_one_tunnel_of_a_set_is_named() {
+    let e = start_against_an_old_relay(|s| {
+        s.also = vec![AlsoTunnel {
+            name: "hooks".into(),
+            target: Target::parse("4000").unwrap(),
+        }];
+    })
+    .await;
+    assert!(e.contains("serves one tunnel per connection"), "{e}");
+}
+
 /// `listen --all` / `--tunnel` read the tables; mistakes are named before
 /// anything connects.
 #[tokio::test(flavor = "multi_thread")]
