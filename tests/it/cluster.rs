@@ -274,22 +274,7 @@ async fn an_agent_on_one_node_answers_through_every_node() {
     let mut sent = Vec::new();
     for (i, via) in [&a, &b, &c, &b, &c].into_iter().enumerate() {
         let body: Vec<u8> = (0..=255u8).chain([i as u8, 0, b'\r', b'\n']).collect();
-        let answer = send(
-            &http,
-            "PUT",
-            &format!("{}{path}/x?i={i}", via.url),
-            &[("x-n", b"\xff")],
-            body.clone(),
-        )
-        .await;
-        assert_eq!(
-            answer.status,
-            200,
-            "through {}: {:?}",
-            via.url,
-            String::from_utf8_lossy(&answer.body)
-        );
-        assert_eq!(answer.body, body, "the app's answer, byte-exact");
+        let answer = put_echoed(&http, &format!("{}{path}/x?i={i}", via.url), &body).await;
         assert_eq!(
             answer.header("x-seen-path"),
             [format!("/x?i={i}").into_bytes()]
@@ -373,21 +358,7 @@ async fn nodes_stream_over_tls_and_a_mixed_cluster_queues() {
             .map(|n| (n as u32).wrapping_mul(2_654_435_761).to_le_bytes()[2])
             .chain([0, b'\r', b'\n', 255])
             .collect();
-        let answer = send(
-            &http,
-            "PUT",
-            &format!("{}{path}/tls?i={i}", b.url),
-            &[("x-n", b"\xff")],
-            body.clone(),
-        )
-        .await;
-        assert_eq!(
-            answer.status,
-            200,
-            "through B over TLS: {:?}",
-            String::from_utf8_lossy(&answer.body)
-        );
-        assert!(answer.body == body, "the app's answer, byte-exact");
+        put_echoed(&http, &format!("{}{path}/tls?i={i}", b.url), &body).await;
         sent.push(body);
     }
     let seen: Vec<Vec<u8>> = app.seen().into_iter().map(|s| s.body).collect();
@@ -1186,10 +1157,7 @@ async fn two_tunnels_over_one_socket_are_served_and_queued_through_another_node(
 /// Sends `forged`, a body the signature in `headers` does not cover, and
 /// checks the relay refused it as a forgery.
 async fn forged_is_refused(
-    http: &hyper_util::client::legacy::Client<
-        hyper_util::client::legacy::connect::HttpConnector,
-        http_body_util::Full<axum::body::Bytes>,
-    >,
+    http: &Http,
     url: &str,
     headers: &[(&str, &[u8])],
     forged: &'static [u8],
@@ -1205,4 +1173,18 @@ async fn forged_is_refused(
         answer.header("x-hooktunnel-error"),
         [b"signature_refused".to_vec()]
     );
+}
+
+/// PUTs `body` (with an `x-n: \xff` header) to `url` and checks the app's
+/// echo came back whole: 200 and the same bytes.
+async fn put_echoed(http: &Http, url: &str, body: &[u8]) -> Answer {
+    let answer = send(http, "PUT", url, &[("x-n", b"\xff")], body.to_vec()).await;
+    assert_eq!(
+        answer.status,
+        200,
+        "through {url}: {:?}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    assert!(answer.body == body, "the app's answer, byte-exact");
+    answer
 }

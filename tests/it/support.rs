@@ -371,8 +371,11 @@ impl Answer {
     }
 }
 
+/// The plain HTTP client of the tests.
+pub type Http = Client<HttpConnector, Full<Bytes>>;
+
 /// A plain HTTP client (URIs sent exactly as given).
-pub fn client() -> Client<HttpConnector, Full<Bytes>> {
+pub fn client() -> Http {
     Client::builder(TokioExecutor::new()).build(HttpConnector::new())
 }
 
